@@ -1,0 +1,72 @@
+"""Standard SAE: ``f = ReLU((x - b_dec) W_enc + b_enc)``, ``x̂ = f W_dec + b_dec``.
+
+Training adds ``l1_coefficient · mean_b ‖f ⊙ ‖W_dec,i‖‖_p`` (the norm itself, not its
+p-th power), so the penalty cannot be dodged by shrinking decoder rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from saecore import SAE, SAEConfig, TrainCoefficientConfig, TrainingSAE, TrainingSAEConfig, TrainStepInput
+
+
+class StandardSAEConfig(SAEConfig):
+    ARCHITECTURE: ClassVar[str] = "standard"
+
+
+class StandardTrainingSAEConfig(TrainingSAEConfig):
+    ARCHITECTURE: ClassVar[str] = "standard"
+
+    l1_coefficient: float = Field(default=1.0, ge=0)
+    lp_norm: float = Field(default=1.0, gt=0)
+    l1_warm_up_steps: int = Field(default=0, ge=0)
+
+
+def _init_b_enc(sae: SAE[Any]) -> None:
+    sae.b_enc = nn.Parameter(sae._zeros(sae.cfg.d_sae))
+
+
+class StandardSAE(SAE[StandardSAEConfig]):
+    b_enc: nn.Parameter
+
+    def initialize_weights(self) -> None:
+        super().initialize_weights()
+        _init_b_enc(self)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        hidden_pre = self.hook_sae_acts_pre(self.process_sae_in(x) @ self.W_enc + self.b_enc)
+        return self.hook_sae_acts_post(torch.relu(hidden_pre))
+
+    def decode(self, feature_acts: torch.Tensor) -> torch.Tensor:
+        return self.finish_decode(feature_acts @ self.W_dec + self.b_dec)
+
+
+class StandardTrainingSAE(TrainingSAE[StandardTrainingSAEConfig]):
+    b_enc: nn.Parameter
+
+    def initialize_weights(self) -> None:
+        super().initialize_weights()
+        _init_b_enc(self)
+
+    def get_coefficients(self) -> dict[str, float | TrainCoefficientConfig]:
+        return {"l1": TrainCoefficientConfig(self.cfg.l1_coefficient, self.cfg.l1_warm_up_steps)}
+
+    def encode_with_hidden_pre(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden_pre = self.hook_sae_acts_pre(self.process_sae_in(x) @ self.W_enc + self.b_enc)
+        return self.hook_sae_acts_post(torch.relu(hidden_pre)), hidden_pre
+
+    def calculate_aux_loss(
+        self,
+        step_input: TrainStepInput,
+        feature_acts: torch.Tensor,
+        hidden_pre: torch.Tensor,
+        sae_out: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        weighted = feature_acts * self.W_dec.norm(dim=1)
+        l1 = weighted.norm(p=self.cfg.lp_norm, dim=-1).mean()
+        return {"l1_loss": step_input.coefficients["l1"] * l1}

@@ -1,0 +1,69 @@
+"""saecore: train, load and evaluate sparse autoencoders, with every architecture a plugin.
+
+Core names are imported directly. Classes that plugins provide (``TopKSAE``,
+``StandardTrainingSAEConfig``, ...) are resolved lazily through the registry on first
+access; when the plugin is missing, the ImportError names the package to install.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from saecore.config.metadata import SAEMetadata
+from saecore.config.sae_config import SAEConfig, TrainingSAEConfig
+from saecore.errors import (
+    ConfigError,
+    DuplicateNameError,
+    PluginLoadError,
+    SaecoreError,
+    SAEFileError,
+    UnknownNameError,
+)
+from saecore.hook_points import HookPoint
+from saecore.hookspecs import hookimpl
+from saecore.registry import get_registry
+from saecore.sae import SAE
+from saecore.sources.base import ActivationSource, SourceConfig
+from saecore.training_sae import TrainCoefficientConfig, TrainingSAE, TrainStepInput, TrainStepOutput
+from saecore.version import __version__
+
+__all__ = [
+    "SAE",
+    "ActivationSource",
+    "ConfigError",
+    "DuplicateNameError",
+    "HookPoint",
+    "PluginLoadError",
+    "SAEConfig",
+    "SAEFileError",
+    "SAEMetadata",
+    "SaecoreError",
+    "SourceConfig",
+    "TrainCoefficientConfig",
+    "TrainStepInput",
+    "TrainStepOutput",
+    "TrainingSAE",
+    "TrainingSAEConfig",
+    "UnknownNameError",
+    "__version__",
+    "get_registry",
+    "hookimpl",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name.startswith("_"):
+        raise AttributeError(name)
+    from saecore.known_plugins import CLASS_PACKAGES
+
+    exported = get_registry().exported_classes()
+    if name in exported:
+        return exported[name]
+    if name in CLASS_PACKAGES:
+        package = CLASS_PACKAGES[name]
+        raise ImportError(
+            f"cannot import name {name!r} from 'saecore': it is provided by the plugin package "
+            f"{package}, which is not installed: pip install {package}",
+            name=name,
+        )
+    raise AttributeError(f"module 'saecore' has no attribute {name!r}")

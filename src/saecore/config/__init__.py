@@ -1,0 +1,1 @@
+"""Pydantic config models shared by the core and every plugin."""

@@ -1,0 +1,126 @@
+"""Config models of inference and training SAEs (SAELens v6 field names and defaults)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from saecore.config.metadata import SAEMetadata
+from saecore.config.validation import validate_model
+from saecore.dtypes import canonical_dtype_name
+
+NormalizeActivations = Literal["none", "expected_average_only_in", "constant_norm_rescale", "layer_norm"]
+ReshapeActivations = Literal["none", "hook_z"]
+
+
+class SAEConfig(BaseModel):
+    """Fields every inference SAE has; each architecture subclasses it.
+
+    Subclasses set ``ARCHITECTURE`` to the name they register under; that name is the
+    ``architecture`` key of cfg.json and picks the class at load time.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, arbitrary_types_allowed=True)
+
+    ARCHITECTURE: ClassVar[str] = ""
+
+    d_in: int = Field(gt=0)
+    d_sae: int = Field(gt=0)
+    dtype: str = "float32"
+    device: str = "cpu"
+    apply_b_dec_to_input: bool = True
+    normalize_activations: NormalizeActivations = "none"
+    reshape_activations: ReshapeActivations = "none"
+    metadata: SAEMetadata = Field(default_factory=SAEMetadata)
+
+    @field_validator("dtype", mode="before")
+    @classmethod
+    def _canonical_dtype(cls, value: Any) -> str:
+        try:
+            return canonical_dtype_name(value)
+        except Exception as error:
+            raise ValueError(str(error).removeprefix("dtype: ")) from None
+
+    @classmethod
+    def architecture(cls) -> str:
+        return cls.ARCHITECTURE
+
+    def to_dict(self) -> dict[str, Any]:
+        """The cfg.json dict: every field, the metadata as a dict, and ``architecture``."""
+        result = self.model_dump(mode="json")
+        result["metadata"] = self.metadata.to_dict()
+        result["architecture"] = self.architecture()
+        return result
+
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any], where: str = "SAE config") -> SAEConfig:
+        """Build the config class named by ``config_dict["architecture"]``.
+
+        Keys that the class does not know are kept in ``metadata`` (SAELens files carry
+        extra keys; nothing read is dropped). Outside of reading files, unknown fields
+        are rejected by the model itself.
+        """
+        from saecore.registry import get_registry
+
+        target = cls
+        if "architecture" in config_dict and (cls is SAEConfig or not cls.ARCHITECTURE):
+            target = get_registry().architecture(config_dict["architecture"]).config_class
+        return target._from_known_and_extra(config_dict, where)
+
+    @classmethod
+    def _from_known_and_extra(cls, config_dict: dict[str, Any], where: str) -> Any:
+        known = {k: v for k, v in config_dict.items() if k in cls.model_fields}
+        metadata = SAEMetadata._coerce(config_dict.get("metadata"))
+        for key, value in config_dict.items():
+            if key not in cls.model_fields and key != "architecture" and key not in metadata:
+                metadata[key] = value
+        known["metadata"] = metadata
+        return validate_model(cls, known, where)
+
+
+class TrainingSAEConfig(SAEConfig):
+    """Fields every training recipe has.
+
+    ``ARCHITECTURE`` is the recipe name (``saecore train --arch NAME``);
+    ``inference_config_class()`` is what the trained SAE is saved as.
+    """
+
+    decoder_init_norm: float | None = Field(default=0.1, gt=0)
+
+    @classmethod
+    def inference_config_class(cls) -> type[SAEConfig]:
+        """The inference config this recipe saves as; by default the same-named architecture."""
+        from saecore.registry import get_registry
+
+        return get_registry().architecture(cls.architecture()).config_class
+
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any], where: str = "training SAE config") -> TrainingSAEConfig:
+        from saecore.registry import get_registry
+
+        target: type[TrainingSAEConfig] = cls
+        if "architecture" in config_dict and not cls.ARCHITECTURE:
+            target = get_registry().training_recipe(config_dict["architecture"]).training_config_class
+        return target._from_known_and_extra(config_dict, where)
+
+    def training_architecture_details(self) -> dict[str, Any]:
+        """Training-only fields, recorded in the saved SAE's metadata."""
+        inference_fields = set(self.inference_config_class().model_fields)
+        dumped = self.model_dump(mode="json")
+        return {k: v for k, v in dumped.items() if k not in inference_fields and k != "metadata"}
+
+    def to_inference_dict(self) -> dict[str, Any]:
+        """The cfg.json of the inference SAE this recipe produces."""
+        inference_class = self.inference_config_class()
+        dumped = self.model_dump(mode="json")
+        result = {k: dumped[k] for k in inference_class.model_fields if k in dumped and k != "metadata"}
+        metadata = self.metadata.to_dict()
+        metadata["training_architecture"] = self.architecture()
+        metadata["training_architecture_details"] = self.training_architecture_details()
+        result["metadata"] = metadata
+        result["architecture"] = inference_class.architecture()
+        return result
+
+    def to_inference_config(self) -> SAEConfig:
+        return self.inference_config_class()._from_known_and_extra(self.to_inference_dict(), "inference config")

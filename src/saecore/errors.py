@@ -1,0 +1,33 @@
+"""Exceptions raised by saecore.
+
+Every error here is written for a person reading a terminal: it names the thing
+that was wrong (a field, a file, a plugin) and what would have been accepted.
+The CLI prints ``str(error)`` on one line and exits non-zero; only ``--debug``
+shows the traceback.
+"""
+
+from __future__ import annotations
+
+
+class SaecoreError(Exception):
+    """Base class of every error saecore raises on purpose."""
+
+
+class PluginLoadError(SaecoreError):
+    """A plugin's entry point raised while being imported or registered."""
+
+
+class DuplicateNameError(SaecoreError):
+    """Two plugins registered the same name in the same namespace."""
+
+
+class UnknownNameError(SaecoreError, LookupError):
+    """A name (architecture, training recipe, source, release) that nothing provides."""
+
+
+class ConfigError(SaecoreError, ValueError):
+    """A configuration value that cannot be used."""
+
+
+class SAEFileError(SaecoreError, OSError):
+    """A file on disk that is missing, corrupt, or disagrees with its config."""

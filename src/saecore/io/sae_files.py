@@ -1,0 +1,152 @@
+"""The SAELens v6 folder format: cfg.json + sae_weights.safetensors (+ sparsity.safetensors).
+
+Loading never unpickles (safetensors only), builds the SAE on the meta device and
+assigns the tensors read from disk, so memory holds one copy of the weights. Every
+failure names the file that caused it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from saecore.errors import ConfigError, SAEFileError, UnknownNameError
+from saecore.io.atomic import write_atomically, write_text_atomically
+from saecore.io.format import SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME, SPARSITY_FILENAME, SPARSITY_KEY
+from saecore.io.legacy_config import is_pre_v6_config, upgrade_pre_v6_config
+from saecore.version import __version__
+
+
+def save_sae_files(
+    folder: Path, cfg_dict: dict[str, Any], state_dict: dict[str, torch.Tensor], sparsity: torch.Tensor | None
+) -> tuple[Path, Path]:
+    """Write the three files of an SAE folder, each atomically."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg_dict = dict(cfg_dict)
+    metadata = dict(cfg_dict.get("metadata") or {})
+    metadata.setdefault("saecore_version", __version__)
+    # SAELens reads a file without sae_lens_version as pre-6.0 and drops nested metadata;
+    # this marks the layout version of the format we write, which is SAELens 6's.
+    metadata.setdefault("sae_lens_version", "6.0.0")
+    cfg_dict["metadata"] = metadata
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+    weights_path = folder / SAE_WEIGHTS_FILENAME
+    cfg_path = folder / SAE_CFG_FILENAME
+    write_atomically(weights_path, lambda tmp: save_file(tensors, str(tmp)))
+    write_text_atomically(cfg_path, json.dumps(cfg_dict, indent=2))
+    if sparsity is not None:
+        log_sparsity = {SPARSITY_KEY: sparsity.detach().float().contiguous().cpu()}
+        write_atomically(folder / SPARSITY_FILENAME, lambda tmp: save_file(log_sparsity, str(tmp)))
+    return weights_path, cfg_path
+
+
+def read_cfg_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise SAEFileError(f"{path}: no such file (an SAE folder needs {SAE_CFG_FILENAME})")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise SAEFileError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise SAEFileError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    return data
+
+
+def read_safetensors(path: Path, device: str = "cpu") -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise SAEFileError(f"{path}: no such file")
+    try:
+        return load_file(str(path), device=device)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise SAEFileError(f"{path}: corrupt or truncated safetensors file ({error})") from None
+
+
+def read_sparsity(folder: Path) -> torch.Tensor | None:
+    path = folder / SPARSITY_FILENAME
+    if not path.is_file():
+        return None
+    tensors = read_safetensors(path)
+    if SPARSITY_KEY not in tensors:
+        raise SAEFileError(f"{path}: has no tensor named {SPARSITY_KEY!r} (found {sorted(tensors)})")
+    return tensors[SPARSITY_KEY]
+
+
+def normalize_cfg_dict(cfg_dict: dict[str, Any]) -> dict[str, Any]:
+    """Upgrade pre-6.0 configs; v6 configs pass through unchanged."""
+    return upgrade_pre_v6_config(cfg_dict) if is_pre_v6_config(cfg_dict) else dict(cfg_dict)
+
+
+def build_sae(
+    cfg_dict: dict[str, Any],
+    state_dict: dict[str, torch.Tensor],
+    *,
+    device: str,
+    dtype: str | None,
+    cfg_source: str,
+    weights_source: str,
+) -> Any:
+    """Instantiate the class named by cfg_dict["architecture"] and load ``state_dict`` into it."""
+    from saecore.config.sae_config import SAEConfig
+    from saecore.registry import get_registry
+
+    cfg_dict = normalize_cfg_dict(cfg_dict)
+    if dtype is not None:
+        cfg_dict["dtype"] = dtype
+    if "architecture" not in cfg_dict:
+        raise SAEFileError(f"{cfg_source}: missing required key 'architecture'")
+    try:
+        entry = get_registry().architecture(cfg_dict["architecture"])
+    except UnknownNameError as error:
+        raise UnknownNameError(f"{cfg_source}: {error}") from None
+    try:
+        cfg = entry.config_class.from_dict({**cfg_dict, "device": "meta"}, where=cfg_source)
+    except ConfigError as error:
+        raise SAEFileError(str(error)) from None
+    assert isinstance(cfg, SAEConfig)
+    sae = entry.sae_class(cfg)
+    sae.process_state_dict_for_loading(state_dict)
+    _check_tensors_match(sae.state_dict(), state_dict, cfg_dict, weights_source)
+    sae.load_state_dict(state_dict, assign=True)
+    sae.cfg.device = device
+    return sae.to(device=device, dtype=sae.dtype)
+
+
+def _check_tensors_match(
+    expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], cfg_dict: dict[str, Any], source: str
+) -> None:
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    if missing:
+        raise SAEFileError(f"{source}: missing tensor(s) {missing} needed by architecture "
+                           f"{cfg_dict.get('architecture')!r} (found {sorted(found)})")
+    if unexpected:
+        raise SAEFileError(f"{source}: unexpected tensor(s) {unexpected} for architecture "
+                           f"{cfg_dict.get('architecture')!r}")
+    for name, tensor in expected.items():
+        if tuple(found[name].shape) != tuple(tensor.shape):
+            raise SAEFileError(
+                f"{source}: tensor {name!r} has shape {list(found[name].shape)} but cfg.json "
+                f"(d_in={cfg_dict.get('d_in')}, d_sae={cfg_dict.get('d_sae')}) needs {list(tensor.shape)}"
+            )
+
+
+def load_sae_folder(
+    folder: Path, *, device: str = "cpu", dtype: str | None = None, fold_W_dec_norm: bool = False
+) -> tuple[Any, dict[str, Any], torch.Tensor | None]:
+    """Load an SAE folder; return ``(sae, cfg_dict, log_sparsity or None)``."""
+    if not folder.is_dir():
+        raise SAEFileError(f"{folder}: no such SAE folder")
+    cfg_path = folder / SAE_CFG_FILENAME
+    weights_path = folder / SAE_WEIGHTS_FILENAME
+    cfg_dict = read_cfg_json(cfg_path)
+    state_dict = read_safetensors(weights_path)
+    sae = build_sae(cfg_dict, state_dict, device=device, dtype=dtype,
+                    cfg_source=str(cfg_path), weights_source=str(weights_path))
+    if fold_W_dec_norm:
+        sae.fold_W_dec_norm()
+    return sae, sae.cfg.to_dict(), read_sparsity(folder)

@@ -1,0 +1,32 @@
+"""Names our own plugin packages provide, so errors can say what to ``pip install``.
+
+This is only a hint table for error messages; resolution always goes through the
+registry, and our plugins register exactly like a third party's.
+"""
+
+from __future__ import annotations
+
+ARCHITECTURE_PACKAGES = {
+    "standard": "saecore-sae-standard",
+    "gated": "saecore-sae-gated",
+    "jumprelu": "saecore-sae-jumprelu",
+    "topk": "saecore-sae-topk",
+}
+TRAINING_RECIPE_PACKAGES = dict(ARCHITECTURE_PACKAGES)
+SOURCE_PACKAGES = {"llm": "saecore-source-llm"}
+
+
+def _class_names(prefix: str) -> list[str]:
+    return [f"{prefix}SAE", f"{prefix}SAEConfig", f"{prefix}TrainingSAE", f"{prefix}TrainingSAEConfig"]
+
+
+CLASS_PACKAGES: dict[str, str] = {
+    **{name: "saecore-sae-standard" for name in _class_names("Standard")},
+    **{name: "saecore-sae-gated" for name in _class_names("Gated")},
+    **{name: "saecore-sae-jumprelu" for name in _class_names("JumpReLU")},
+    **{name: "saecore-sae-topk" for name in _class_names("TopK")},
+    **{name: "saecore-source-llm" for name in (
+        "LLMSource", "LLMSourceConfig", "LanguageModelSAERunnerConfig",
+        "LanguageModelSAETrainingRunner", "SAETrainingRunner",
+    )},
+}

@@ -1,0 +1,269 @@
+"""The registry: names to classes, built once from every plugin's registration hooks.
+
+Lookups by name happen here and only here; the trainer resolves its classes once
+before the first step. Errors name the unknown thing, what is installed, and for our
+own plugins the package that would provide it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from saecore.errors import DuplicateNameError, PluginLoadError, UnknownNameError
+from saecore.known_plugins import ARCHITECTURE_PACKAGES, SOURCE_PACKAGES, TRAINING_RECIPE_PACKAGES
+from saecore.plugin_manager import (
+    ENV_BLOCK,
+    LoadedPlugins,
+    PluginInfo,
+    PluginFailure,
+    load_entry_point_plugins,
+    register_plugin,
+)
+
+
+@dataclass(frozen=True)
+class ArchitectureEntry:
+    name: str
+    sae_class: type
+    config_class: type
+    provider: PluginInfo
+
+
+@dataclass(frozen=True)
+class TrainingRecipeEntry:
+    name: str
+    training_sae_class: type
+    training_config_class: type
+    provider: PluginInfo
+
+    @property
+    def saves_as(self) -> str:
+        return str(self.training_config_class.inference_config_class().architecture())
+
+
+@dataclass(frozen=True)
+class SourceEntry:
+    name: str
+    source_class: type
+    config_class: type
+    provider: PluginInfo
+
+
+@dataclass(frozen=True)
+class ReleaseEntry:
+    name: str
+    repo_id: str
+    saes: dict[str, dict[str, Any]]
+    fields: dict[str, Any]
+    provider: PluginInfo
+
+
+KINDS = ("architecture", "training recipe", "source", "release")
+
+
+@dataclass
+class Registry:
+    architectures: dict[str, ArchitectureEntry] = field(default_factory=dict)
+    training_recipes: dict[str, TrainingRecipeEntry] = field(default_factory=dict)
+    sources: dict[str, SourceEntry] = field(default_factory=dict)
+    releases: dict[str, ReleaseEntry] = field(default_factory=dict)
+    plugins: dict[str, PluginInfo] = field(default_factory=dict)
+    failures: list[PluginFailure] = field(default_factory=list)
+
+    def architecture(self, name: str) -> ArchitectureEntry:
+        return _lookup(self.architectures, name, "architecture", ARCHITECTURE_PACKAGES)
+
+    def training_recipe(self, name: str) -> TrainingRecipeEntry:
+        return _lookup(self.training_recipes, name, "training recipe", TRAINING_RECIPE_PACKAGES)
+
+    def source(self, name: str) -> SourceEntry:
+        return _lookup(self.sources, name, "activation source", SOURCE_PACKAGES)
+
+    def exported_classes(self) -> dict[str, type]:
+        """Every public class a registered plugin provides, by class name."""
+        classes: dict[str, type] = {}
+        for entry in self.architectures.values():
+            classes.update({c.__name__: c for c in (entry.sae_class, entry.config_class)})
+        for recipe in self.training_recipes.values():
+            classes.update({c.__name__: c for c in (recipe.training_sae_class, recipe.training_config_class)})
+        for source in self.sources.values():
+            classes.update({c.__name__: c for c in (source.source_class, source.config_class)})
+        return classes
+
+    def registrations_of(self, plugin: str) -> dict[str, list[str]]:
+        """What one plugin registered, by kind (for ``saecore plugins``)."""
+        tables: dict[str, dict[str, Any]] = {
+            "architectures": self.architectures,
+            "training_recipes": self.training_recipes,
+            "sources": self.sources,
+            "releases": self.releases,
+        }
+        return {
+            kind: sorted(name for name, entry in table.items() if entry.provider.name == plugin)
+            for kind, table in tables.items()
+        }
+
+
+def _lookup(table: dict[str, Any], name: str, kind: str, packages: dict[str, str]) -> Any:
+    if name in table:
+        return table[name]
+    installed = ", ".join(sorted(table)) or "none"
+    if name in packages:
+        raise UnknownNameError(f"{kind} {name!r} is not installed: pip install {packages[name]} "
+                               f"(installed: {installed})")
+    close = difflib.get_close_matches(name, list(table), n=3)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise UnknownNameError(f"unknown {kind} {name!r}{hint} (installed: {installed})")
+
+
+class _Builder:
+    """Collects one plugin's registrations, validating each and rejecting duplicates."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def _claim(self, table: dict[str, Any], name: Any, kind: str, provider: PluginInfo) -> None:
+        if not isinstance(name, str) or not name:
+            raise PluginLoadError(f"registered a {kind} with an invalid name {name!r}")
+        if name in table:
+            other = table[name].provider
+            raise DuplicateNameError(
+                f"{kind} {name!r} is registered twice: by {other.describe()} and by {provider.describe()}. "
+                f"Uninstall one, or block one with {ENV_BLOCK}={provider.name}"
+            )
+
+    def architecture(self, provider: PluginInfo) -> Callable[..., None]:
+        from saecore.config.sae_config import SAEConfig
+        from saecore.sae import SAE
+
+        def register(name: str, sae_class: type, config_class: type) -> None:
+            self._claim(self.registry.architectures, name, "architecture", provider)
+            _require_subclass(sae_class, SAE, f"architecture {name!r}: sae_class")
+            _require_subclass(config_class, SAEConfig, f"architecture {name!r}: config_class")
+            _require_architecture_name(config_class, name)
+            self.registry.architectures[name] = ArchitectureEntry(name, sae_class, config_class, provider)
+
+        return register
+
+    def training_recipe(self, provider: PluginInfo) -> Callable[..., None]:
+        from saecore.config.sae_config import TrainingSAEConfig
+        from saecore.training_sae import TrainingSAE
+
+        def register(name: str, training_sae_class: type, training_config_class: type) -> None:
+            self._claim(self.registry.training_recipes, name, "training recipe", provider)
+            _require_subclass(training_sae_class, TrainingSAE, f"training recipe {name!r}: training_sae_class")
+            _require_subclass(training_config_class, TrainingSAEConfig,
+                              f"training recipe {name!r}: training_config_class")
+            _require_architecture_name(training_config_class, name)
+            self.registry.training_recipes[name] = TrainingRecipeEntry(
+                name, training_sae_class, training_config_class, provider)
+
+        return register
+
+    def source(self, provider: PluginInfo) -> Callable[..., None]:
+        from saecore.sources.base import ActivationSource, SourceConfig
+
+        def register(name: str, source_class: type, config_class: type) -> None:
+            self._claim(self.registry.sources, name, "activation source", provider)
+            _require_subclass(source_class, ActivationSource, f"source {name!r}: source_class")
+            _require_subclass(config_class, SourceConfig, f"source {name!r}: config_class")
+            self.registry.sources[name] = SourceEntry(name, source_class, config_class, provider)
+
+        return register
+
+    def release(self, provider: PluginInfo) -> Callable[..., None]:
+        def register(name: str, repo_id: str, saes: dict[str, dict[str, Any]], **fields: Any) -> None:
+            self._claim(self.registry.releases, name, "release", provider)
+            self.registry.releases[name] = ReleaseEntry(name, repo_id, dict(saes), fields, provider)
+
+        return register
+
+
+def _require_subclass(value: Any, base: type, what: str) -> None:
+    if not (isinstance(value, type) and issubclass(value, base)):
+        raise PluginLoadError(f"{what} must be a subclass of {base.__name__}, got {value!r}")
+
+
+def _require_architecture_name(config_class: Any, name: str) -> None:
+    declared = config_class.architecture()
+    if declared != name:
+        raise PluginLoadError(
+            f"{config_class.__name__}.ARCHITECTURE is {declared!r} but it is registered as {name!r}"
+        )
+
+
+_HOOKS = (
+    ("saecore_register_architectures", "architecture"),
+    ("saecore_register_training_recipes", "training_recipe"),
+    ("saecore_register_sources", "source"),
+    ("saecore_register_releases", "release"),
+)
+
+
+def build_registry(loaded: LoadedPlugins, strict: bool = False) -> Registry:
+    """Call each plugin's registration hooks, attributing every name to its plugin."""
+    registry = Registry(plugins=dict(loaded.plugins), failures=list(loaded.failures))
+    builder = _Builder(registry)
+    manager = loaded.manager
+    for plugin_name, info in loaded.plugins.items():
+        plugin = manager.get_plugin(plugin_name)
+        others = [p for p in manager.get_plugins() if p is not plugin]
+        snapshot = {k: dict(getattr(registry, k)) for k in ("architectures", "training_recipes", "sources", "releases")}
+        try:
+            for hook_name, kind in _HOOKS:
+                caller = manager.subset_hook_caller(hook_name, remove_plugins=others)
+                caller(register=getattr(builder, kind)(info))
+        except DuplicateNameError:
+            raise
+        except Exception as error:  # noqa: BLE001 - a broken plugin is reported, the rest keep working
+            for key, table in snapshot.items():
+                setattr(registry, key, table)
+            registry.plugins.pop(plugin_name, None)
+            if strict:
+                raise PluginLoadError(f"saecore plugin {info.describe()} failed to register: {error}") from error
+            registry.failures.append(PluginFailure(info, f"{type(error).__name__}: {error}"))
+    return registry
+
+
+_lock = threading.RLock()
+_registry: Registry | None = None
+_in_process: list[tuple[Any, PluginInfo]] = []
+
+
+def get_registry() -> Registry:
+    """The registry, discovering plugins on first use and caching the result."""
+    global _registry
+    with _lock:
+        if _registry is None:
+            from saecore.plugin_manager import ENV_STRICT, _env_flag
+
+            strict = _env_flag(ENV_STRICT)
+            loaded = load_entry_point_plugins(strict=strict)
+            for plugin, info in _in_process:
+                register_plugin(loaded, plugin, info, strict=True)
+            _registry = build_registry(loaded, strict=strict)
+        return _registry
+
+
+def reset_registry() -> None:
+    """Forget discovered plugins; the next lookup rediscovers them."""
+    global _registry
+    with _lock:
+        _registry = None
+
+
+def add_in_process_plugin(plugin: Any, name: str) -> None:
+    """Register a plugin object from Python (tests, notebooks) alongside entry points."""
+    with _lock:
+        _in_process.append((plugin, PluginInfo(name=name)))
+        reset_registry()
+
+
+def remove_in_process_plugin(name: str) -> None:
+    with _lock:
+        _in_process[:] = [(p, i) for p, i in _in_process if i.name != name]
+        reset_registry()

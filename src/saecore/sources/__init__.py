@@ -1,0 +1,1 @@
+"""Activation sources: where training batches come from (registered like any plugin)."""

@@ -1,0 +1,63 @@
+"""The activation-source contract the trainer reads batches through.
+
+A source knows nothing about SAEs; the trainer knows nothing about where activations
+come from. A source serves batches ``[n, d_in]`` and can save and restore its position,
+so an interrupted run resumes on exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict
+
+
+class SourceConfig(BaseModel):
+    """Base of every source's config; unknown fields are rejected."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, arbitrary_types_allowed=True)
+
+
+class ActivationSource(ABC):
+    """Serves activation batches to the trainer.
+
+    ``seed`` seeds every random choice the source makes; ``device`` is where batches are
+    delivered.
+    """
+
+    def __init__(self, cfg: SourceConfig, *, seed: int = 42, device: str = "cpu") -> None:
+        self.cfg = cfg
+        self.seed = seed
+        self.device = torch.device(device)
+
+    @property
+    @abstractmethod
+    def d_in(self) -> int:
+        """Width of each activation vector."""
+
+    @abstractmethod
+    def next_batch(self, batch_size: int) -> torch.Tensor:
+        """The next ``[batch_size, d_in]`` float batch, on ``self.device``."""
+
+    def check_batch_size(self, batch_size: int) -> None:
+        """Raise ConfigError naming the field if ``batch_size`` cannot be served."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume at the current position (tensors and plain values)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a position saved by ``state_dict``."""
+
+    def sae_metadata(self) -> dict[str, Any]:
+        """Facts recorded in the trained SAE's cfg.json metadata (model, hook, dataset ...)."""
+        return {}
+
+    def ground_truth_features(self) -> torch.Tensor | None:
+        """Known feature directions ``[n_features, d_in]`` if the source has them (synthetic)."""
+        return None
+
+    def close(self) -> None:
+        """Release files, models or worker threads."""

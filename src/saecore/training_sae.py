@@ -1,0 +1,144 @@
+"""The TrainingSAE base class: what a training recipe implements.
+
+The trainer calls ``training_forward_pass`` once per step and knows nothing else about
+the architecture. A recipe implements ``encode_with_hidden_pre``, ``calculate_aux_loss``
+and ``get_coefficients``; a recipe with a faster fused path (sparse TopK) overrides
+``training_forward_pass`` itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
+
+import torch
+
+from saecore.config.sae_config import TrainingSAEConfig
+from saecore.sae import SAE
+
+TC = TypeVar("TC", bound=TrainingSAEConfig)
+
+
+class TrainCoefficientConfig(NamedTuple):
+    """A loss coefficient that ramps linearly from 0 over ``warm_up_steps`` steps."""
+
+    value: float
+    warm_up_steps: int
+
+
+@dataclass
+class TrainStepInput:
+    sae_in: torch.Tensor
+    coefficients: dict[str, float]
+    dead_neuron_mask: torch.Tensor | None
+    n_training_steps: int
+    is_logging_step: bool = False
+
+
+@dataclass
+class TrainStepOutput:
+    """What one training forward pass produced.
+
+    ``firing_counts`` (how many inputs of the batch each latent fired on) may be given
+    by sparse recipes that never build dense activations; otherwise the trainer counts
+    ``feature_acts > 0``.
+    """
+
+    sae_in: torch.Tensor
+    sae_out: torch.Tensor
+    feature_acts: torch.Tensor
+    hidden_pre: torch.Tensor | None
+    loss: torch.Tensor
+    losses: dict[str, torch.Tensor]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    firing_counts: torch.Tensor | None = None
+
+    def latent_firing_counts(self) -> torch.Tensor:
+        if self.firing_counts is not None:
+            return self.firing_counts
+        return (self.feature_acts > 0).reshape(-1, self.feature_acts.shape[-1]).sum(0)
+
+
+def mse_loss(sae_out: torch.Tensor, sae_in: torch.Tensor) -> torch.Tensor:
+    """Squared error summed over features, averaged over the batch (SAELens's convention)."""
+    return (sae_out - sae_in).pow(2).sum(dim=-1).mean()
+
+
+class TrainingSAE(SAE[TC]):
+    """An SAE being trained; ``save_inference_model`` writes the inference SAE it becomes."""
+
+    def __init__(self, cfg: TC, use_error_term: bool = False) -> None:
+        super().__init__(cfg, use_error_term=use_error_term)
+        self.reshape_hook_z = False
+
+    def initialize_weights(self) -> None:
+        """Decoder rows at ``decoder_init_norm`` and ``W_enc = W_decᵀ`` (Anthropic, April 2024)."""
+        super().initialize_weights()
+        norm = self.cfg.decoder_init_norm
+        if norm is not None and self.W_dec.device.type != "meta":
+            with torch.no_grad():
+                self.W_dec.data *= norm / self.W_dec.norm(dim=-1, keepdim=True)
+                self.W_enc.data = self.W_dec.data.T.clone().contiguous()
+
+    # -- the contract -------------------------------------------------------------------
+    def get_coefficients(self) -> dict[str, float | TrainCoefficientConfig]:
+        """Loss coefficients by name, each a constant or a warm-up schedule."""
+        return {}
+
+    def encode_with_hidden_pre(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(feature_acts, hidden_pre)`` for a batch."""
+        raise NotImplementedError(f"{type(self).__name__} must implement encode_with_hidden_pre()")
+
+    def calculate_aux_loss(
+        self,
+        step_input: TrainStepInput,
+        feature_acts: torch.Tensor,
+        hidden_pre: torch.Tensor,
+        sae_out: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """Architecture-specific loss terms, added to the MSE."""
+        return {}
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode_with_hidden_pre(x)[0]
+
+    def decode(self, feature_acts: torch.Tensor) -> torch.Tensor:
+        return self.finish_decode(feature_acts @ self.W_dec + self.b_dec)
+
+    def training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
+        feature_acts, hidden_pre = self.encode_with_hidden_pre(step_input.sae_in)
+        sae_out = self.decode(feature_acts)
+        losses = {"mse_loss": mse_loss(sae_out, step_input.sae_in)}
+        losses.update(self.calculate_aux_loss(step_input, feature_acts, hidden_pre, sae_out))
+        loss = torch.stack(list(losses.values())).sum()
+        return TrainStepOutput(
+            sae_in=step_input.sae_in,
+            sae_out=sae_out,
+            feature_acts=feature_acts,
+            hidden_pre=hidden_pre,
+            loss=loss,
+            losses=losses,
+        )
+
+    # -- saving ----------------------------------------------------------------------------
+    def process_state_dict_for_saving_inference(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Turn training weights into the inference architecture's (fold what needs folding)."""
+        self.process_state_dict_for_saving(state_dict)
+
+    def save_inference_model(self, path: str | Path, sparsity: torch.Tensor | None = None) -> tuple[Path, Path]:
+        """Save as the inference SAE this recipe produces, loadable without the training plugin."""
+        from saecore.io.sae_files import save_sae_files
+
+        state_dict = {k: v.detach().clone() for k, v in self.state_dict().items()}
+        self.process_state_dict_for_saving_inference(state_dict)
+        return save_sae_files(Path(path), self.cfg.to_inference_dict(), state_dict, sparsity)
+
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any], use_error_term: bool = False) -> TrainingSAE[Any]:
+        """Build the training SAE of the recipe named by ``config_dict["architecture"]``."""
+        from saecore.registry import get_registry
+
+        entry = get_registry().training_recipe(config_dict.get("architecture", ""))
+        cfg = entry.training_config_class.from_dict(config_dict)
+        return entry.training_sae_class(cfg, use_error_term=use_error_term)
