@@ -102,7 +102,7 @@ def register_plugin(loaded: LoadedPlugins, plugin: Any, info: PluginInfo, strict
         if problems:
             loaded.manager.unregister(plugin)
             raise PluginLoadError(f"implements unknown hook(s) {', '.join(problems)}")
-    except Exception as error:  # noqa: BLE001 - one broken plugin must not take the others down
+    except Exception as error:  # one broken plugin must not take the others down
         report(loaded, info, error, strict)
         return
     loaded.plugins[info.name] = info
@@ -135,7 +135,7 @@ def load_entry_point_plugins(strict: bool | None = None) -> LoadedPlugins:
             continue  # the same distribution seen twice on sys.path
         try:
             plugin = entry_point.load()
-        except Exception as error:  # noqa: BLE001 - reported by name and version, others keep working
+        except Exception as error:  # reported by name and version, others keep working
             report(loaded, info, error, strict)
             continue
         register_plugin(loaded, plugin, info, strict)

@@ -18,8 +18,8 @@ from saecore.known_plugins import ARCHITECTURE_PACKAGES, SOURCE_PACKAGES, TRAINI
 from saecore.plugin_manager import (
     ENV_BLOCK,
     LoadedPlugins,
-    PluginInfo,
     PluginFailure,
+    PluginInfo,
     load_entry_point_plugins,
     register_plugin,
 )
@@ -219,7 +219,7 @@ def build_registry(loaded: LoadedPlugins, strict: bool = False) -> Registry:
                 caller(register=getattr(builder, kind)(info))
         except DuplicateNameError:
             raise
-        except Exception as error:  # noqa: BLE001 - a broken plugin is reported, the rest keep working
+        except Exception as error:  # a broken plugin is reported, the rest keep working
             for key, table in snapshot.items():
                 setattr(registry, key, table)
             registry.plugins.pop(plugin_name, None)

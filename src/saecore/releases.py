@@ -32,7 +32,8 @@ def resolve_release(release: str, sae_id: str) -> PretrainedTarget:
         entry = releases[release]
         if sae_id not in entry.saes:
             close = difflib.get_close_matches(sae_id, list(entry.saes), n=5)
-            hint = f"; did you mean {', '.join(close)}?" if close else f"; valid ids include {', '.join(list(entry.saes)[:5])}"
+            listed = close or list(entry.saes)[:5]
+            hint = f"; did you mean {', '.join(listed)}?" if close else f"; valid ids include {', '.join(listed)}"
             raise UnknownNameError(f"sae_id {sae_id!r} is not in release {release!r}{hint}")
         sae = entry.saes[sae_id]
         return PretrainedTarget(
