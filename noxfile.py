@@ -1,0 +1,62 @@
+"""Test sessions that mirror how people install saecore.
+
+Each architecture session installs the core plus that one plugin, proving the plugins
+are independent; ``everything`` installs all of them and runs the whole suite and the
+CLI end to end; ``saelens_compat`` installs SAELens beside saecore to prove files move
+both ways. torch is pinned to the CPU wheel here (test path only): package metadata
+keeps a loose ``torch>=2.1`` so GPU users bring their own build.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_venv = "no"
+nox.options.error_on_missing_interpreters = True
+
+TORCH = "torch==2.13.0"
+ARCHITECTURE_PLUGINS = ["sae_standard", "sae_gated", "sae_jumprelu", "sae_topk"]
+TEST_ENV = {"WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
+
+
+def install_core(session: nox.Session, *plugins: str, extra: str = "test") -> None:
+    session.install(TORCH)
+    session.install(f".[{extra}]", *[f"./plugins/{name}" for name in plugins])
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+
+
+@nox.session(python="3.11")
+def core_alone(session: nox.Session) -> None:
+    """The core with no plugin: installs, imports, and says what to install."""
+    install_core(session)
+    session.run("pytest", "tests/core_alone", "-q", env=TEST_ENV)
+
+
+@nox.session(python="3.11")
+@nox.parametrize("plugin", ARCHITECTURE_PLUGINS)
+def architecture(session: nox.Session, plugin: str) -> None:
+    """The core plus one architecture plugin, alone."""
+    install_core(session, plugin)
+    session.run("pytest", f"plugins/{plugin}/tests", "-q", env=TEST_ENV)
+
+
+@nox.session(python="3.11")
+def everything(session: nox.Session) -> None:
+    """All plugins together: the whole suite, then the quick start's training command."""
+    install_core(session, *ARCHITECTURE_PLUGINS)
+    session.run("pytest", "tests", *[f"plugins/{p}/tests" for p in ARCHITECTURE_PLUGINS], "-q",
+                "--ignore=tests/core_alone", "--ignore=tests/saelens_compat", env=TEST_ENV)
+
+
+@nox.session(python="3.11")
+def saelens_compat(session: nox.Session) -> None:
+    """SAELens 6 and saecore in one environment: files saved by either load in the other."""
+    session.install(TORCH)
+    session.install("sae-lens>=6.0,<7", ".[test]", *[f"./plugins/{p}" for p in ARCHITECTURE_PLUGINS])
+    session.run("pytest", "tests/saelens_compat", "-q", env=TEST_ENV)

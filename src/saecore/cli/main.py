@@ -1,0 +1,57 @@
+"""Entry point of the ``saecore`` command: dispatch, and errors without tracebacks.
+
+Every failure prints one line, ``saecore: error: ...``, and exits 1; ``--debug`` (or
+SAECORE_DEBUG=1) shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from saecore.cli import info_cmd, plugins_cmd, train_cmd
+from saecore.version import __version__
+
+COMMANDS = {
+    "plugins": plugins_cmd,
+    "info": info_cmd,
+    "train": train_cmd,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="saecore", description="Train, load and inspect sparse autoencoders.")
+    parser.add_argument("--version", action="version", version=f"saecore {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module in COMMANDS.items():
+        module.add_parser(commands, name)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("SAECORE_DEBUG") == "1"
+    try:
+        if (argv and argv[0] == "train") or (len(argv) > 1 and argv[0] == "--debug" and argv[1] == "train"):
+            return train_cmd.run_from_argv([a for a in argv if a != "--debug"][1:])
+        args = build_parser().parse_args(argv)
+        return int(COMMANDS[args.command].run(args) or 0)
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        print("saecore: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if debug:
+            raise
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"saecore: error: {message}", file=sys.stderr)
+        print("saecore: (run with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

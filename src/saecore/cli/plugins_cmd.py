@@ -1,0 +1,59 @@
+"""``saecore plugins``: which plugins are installed and what each registers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from saecore.registry import get_registry
+
+KINDS = ("architectures", "training_recipes", "sources", "releases")
+
+
+def add_parser(commands: Any, name: str) -> None:
+    parser = commands.add_parser(name, help="list installed plugins and what they register")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def plugin_rows() -> list[dict[str, Any]]:
+    registry = get_registry()
+    rows = []
+    for plugin_name, info in sorted(registry.plugins.items()):
+        rows.append({
+            "plugin": plugin_name,
+            "distribution": info.distribution,
+            "version": info.version,
+            "status": "ok",
+            **registry.registrations_of(plugin_name),
+        })
+    for failure in registry.failures:
+        rows.append({
+            "plugin": failure.plugin.name,
+            "distribution": failure.plugin.distribution,
+            "version": failure.plugin.version,
+            "status": f"failed: {failure.error}",
+            **{kind: [] for kind in KINDS},
+        })
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = plugin_rows()
+    registry = get_registry()
+    if args.json:
+        print(json.dumps({"plugins": rows, "architectures": sorted(registry.architectures),
+                          "training_recipes": sorted(registry.training_recipes),
+                          "sources": sorted(registry.sources)}, indent=2))
+        return 0
+    headers = ["distribution", "version", "registers", "status"]
+    table = []
+    for row in rows:
+        registers = "; ".join(f"{kind.replace('_', ' ')}: {', '.join(row[kind])}" for kind in KINDS if row[kind])
+        table.append([row["distribution"] or row["plugin"], row["version"] or "-", registers or "-", row["status"]])
+    widths = [max(len(str(r[i])) for r in [headers, *table]) for i in range(len(headers))]
+    for line in [headers, ["-" * w for w in widths], *table]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip())
+    if not registry.architectures:
+        print("\nNo SAE architecture is installed. Install one, e.g.: pip install saecore-sae-topk")
+    return 0

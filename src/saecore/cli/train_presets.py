@@ -1,0 +1,35 @@
+"""Defaults for ``saecore train --arch NAME`` when the user gives no SAE width or coefficients.
+
+The SAE config classes keep SAELens's defaults (k=100, l1_coefficient=1.0, ...), which
+suit language-model activations. On the built-in synthetic source those are wrong for a
+quick run, so the CLI fills in what the user did not set: a width from the input size
+and, for our own architectures, coefficients measured to recover the synthetic source's
+features within the default token budget (see benchmarks/quality_synthetic.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+DEFAULT_WIDTH_MULTIPLE = 8
+
+SYNTHETIC_PRESETS: dict[str, dict[str, Any]] = {
+    "standard": {"l1_coefficient": 5.0},
+    "gated": {"l1_coefficient": 5.0},
+    "jumprelu": {"l0_coefficient": 1.0},
+    "topk": {"k": 8},
+}
+SYNTHETIC_TRAINER_PRESETS: dict[str, Any] = {"training_tokens": 2_000_000, "lr": 3e-3}
+
+
+def apply_presets(
+    arch: str, source: str, d_in: int, sae_values: dict[str, Any], trainer_values: dict[str, Any]
+) -> dict[str, Any]:
+    """Return the SAE settings with presets filled in; ``trainer_values`` is updated in place."""
+    values = {"d_in": d_in, "d_sae": d_in * DEFAULT_WIDTH_MULTIPLE}
+    if source == "synthetic":
+        values.update(SYNTHETIC_PRESETS.get(arch, {}))
+        for key, value in SYNTHETIC_TRAINER_PRESETS.items():
+            trainer_values.setdefault(key, value)
+    values.update(sae_values)
+    return values
