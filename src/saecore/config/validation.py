@@ -13,13 +13,15 @@ def describe_validation_error(error: ValidationError, where: str) -> str:
     """One line per problem: the field, the value given, and what is allowed."""
     parts = []
     for item in error.errors():
-        field = ".".join(str(p) for p in item["loc"]) or "(config)"
-        if item["type"] == "missing":
+        field = ".".join(str(p) for p in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        if not field:
+            parts.append(message)
+        elif item["type"] == "missing":
             parts.append(f"missing required field '{field}'")
         elif item["type"] == "extra_forbidden":
             parts.append(f"unknown field '{field}' (value {item['input']!r})")
         else:
-            message = item["msg"].removeprefix("Value error, ")
             parts.append(f"field '{field}' = {item['input']!r}: {message}")
     return f"{where}: " + "; ".join(parts)
 

@@ -1,0 +1,175 @@
+"""Gated SAE (Rajamanoharan et al., 2024): which latents fire and how strongly are separate questions.
+
+With ``x_c`` the processed, centred input:
+
+- gate:      ``π = x_c W_enc + b_gate``; a latent fires where ``π > 0``;
+- magnitude: ``m = x_c (W_enc ⊙ e^{r_mag}) + b_mag``;
+- ``f = 1[π > 0] ⊙ ReLU(m)``, ``x̂ = f W_dec + b_dec``.
+
+The two paths share ``W_enc``, so ``x_c W_enc`` is computed once and the magnitude path
+reuses it as ``(x_c W_enc) ⊙ e^{r_mag}``: one encoder matmul per forward instead of two.
+
+The gate is a hard step and gets no gradient through ``f``; training gives it one through
+``ReLU(π)``: an L1 penalty on ``ReLU(π)`` weighted by decoder row norms, and an auxiliary
+reconstruction ``ReLU(π) W_dec + b_dec`` of the input (the decoder is not detached).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from saecore import SAE, SAEConfig, TrainCoefficientConfig, TrainingSAE, TrainingSAEConfig, TrainStepInput
+from saecore.training_sae import TrainStepOutput, mse_loss
+
+PER_TOKEN_NORMALIZATIONS = ("constant_norm_rescale", "layer_norm")
+
+
+class GatedSAEConfig(SAEConfig):
+    ARCHITECTURE: ClassVar[str] = "gated"
+
+
+class GatedTrainingSAEConfig(TrainingSAEConfig):
+    ARCHITECTURE: ClassVar[str] = "gated"
+
+    l1_coefficient: float = Field(default=1.0, ge=0)
+    l1_warm_up_steps: int = Field(default=0, ge=0)
+
+
+def _init_gated_parameters(sae: SAE[Any]) -> None:
+    """Zero gate and magnitude biases and ``r_mag = 0``, so both paths start as ``x_c W_enc``."""
+    sae.b_gate = nn.Parameter(sae._zeros(sae.cfg.d_sae))
+    sae.r_mag = nn.Parameter(sae._zeros(sae.cfg.d_sae))
+    sae.b_mag = nn.Parameter(sae._zeros(sae.cfg.d_sae))
+
+
+def _gate_and_magnitude(sae: SAE[Any], sae_in_centred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(π, hooked magnitude pre-activation)`` from a single ``x_c W_enc``."""
+    shared = sae_in_centred @ sae.W_enc
+    gate_pre = shared + sae.b_gate
+    magnitude_pre = sae.hook_sae_acts_pre(shared * sae.r_mag.exp() + sae.b_mag)
+    return gate_pre, magnitude_pre
+
+
+def _gated_acts(sae: SAE[Any], gate_pre: torch.Tensor, magnitude_pre: torch.Tensor) -> torch.Tensor:
+    active = (gate_pre > 0).to(magnitude_pre.dtype)
+    return sae.hook_sae_acts_post(active * torch.relu(magnitude_pre))
+
+
+@torch.no_grad()
+def _fold_gated_W_dec_norm(sae: SAE[Any]) -> None:
+    """Scaling ``W_enc`` columns by ``‖W_dec,i‖`` scales ``x_c W_enc``; both biases must follow.
+
+    ``r_mag`` multiplies, so it is already consistent with the rescaled ``W_enc``.
+    """
+    norms = sae.fold_and_get_W_dec_norm()
+    sae.b_gate.data.mul_(norms)
+    sae.b_mag.data.mul_(norms)
+
+
+class GatedSAE(SAE[GatedSAEConfig]):
+    b_gate: nn.Parameter
+    b_mag: nn.Parameter
+    r_mag: nn.Parameter
+
+    def initialize_weights(self) -> None:
+        super().initialize_weights()
+        _init_gated_parameters(self)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        gate_pre, magnitude_pre = _gate_and_magnitude(self, self.process_sae_in(x))
+        return _gated_acts(self, gate_pre, magnitude_pre)
+
+    def decode(self, feature_acts: torch.Tensor) -> torch.Tensor:
+        return self.finish_decode(feature_acts @ self.W_dec + self.b_dec)
+
+    def fold_W_dec_norm(self) -> None:
+        _fold_gated_W_dec_norm(self)
+
+
+class GatedTrainingSAE(TrainingSAE[GatedTrainingSAEConfig]):
+    """Training recipe ``gated``: MSE + ``l1_loss`` + ``auxiliary_reconstruction_loss``.
+
+    ``training_forward_pass`` is overridden only to hand the forward's ``π`` to the gate
+    losses, so a step costs one encoder matmul and two decodes (main and auxiliary).
+    """
+
+    b_gate: nn.Parameter
+    b_mag: nn.Parameter
+    r_mag: nn.Parameter
+
+    def initialize_weights(self) -> None:
+        super().initialize_weights()
+        _init_gated_parameters(self)
+
+    def get_coefficients(self) -> dict[str, float | TrainCoefficientConfig]:
+        return {"l1": TrainCoefficientConfig(self.cfg.l1_coefficient, self.cfg.l1_warm_up_steps)}
+
+    def encode_with_hidden_pre(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        gate_pre, magnitude_pre = _gate_and_magnitude(self, self.process_sae_in(x))
+        return _gated_acts(self, gate_pre, magnitude_pre), magnitude_pre
+
+    def training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
+        sae_in_centred = self.process_sae_in(step_input.sae_in)
+        gate_pre, magnitude_pre = _gate_and_magnitude(self, sae_in_centred)
+        feature_acts = _gated_acts(self, gate_pre, magnitude_pre)
+        sae_out = self.decode(feature_acts)
+        losses = {"mse_loss": mse_loss(sae_out, step_input.sae_in)}
+        losses.update(self._gate_losses(step_input, gate_pre, sae_in_centred))
+        return TrainStepOutput(
+            sae_in=step_input.sae_in,
+            sae_out=sae_out,
+            feature_acts=feature_acts,
+            hidden_pre=magnitude_pre,
+            loss=torch.stack(list(losses.values())).sum(),
+            losses=losses,
+        )
+
+    def calculate_aux_loss(
+        self,
+        step_input: TrainStepInput,
+        feature_acts: torch.Tensor,
+        hidden_pre: torch.Tensor,
+        sae_out: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """The gate losses for callers outside ``training_forward_pass``.
+
+        ``hidden_pre`` is the magnitude pre-activation, from which ``π`` cannot be read
+        back, so ``π`` is recomputed here, with the hooks silent (the step already ran
+        them) and the normalisation statistics of the step left untouched.
+        """
+        saved_norm_state = self._norm_state
+        with self._hooks_bypassed():
+            sae_in_centred = self.process_sae_in(step_input.sae_in)
+        self._norm_state = saved_norm_state
+        return self._gate_losses(step_input, sae_in_centred @ self.W_enc + self.b_gate, sae_in_centred)
+
+    def _gate_losses(
+        self, step_input: TrainStepInput, gate_pre: torch.Tensor, sae_in_centred: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        gate_acts = torch.relu(gate_pre)
+        l1 = (gate_acts * self.W_dec.norm(dim=1)).sum(dim=-1).mean()
+        via_gate = gate_acts @ self.W_dec + self.b_dec
+        target = self._encoder_space_input(step_input.sae_in, sae_in_centred)
+        return {
+            "l1_loss": step_input.coefficients["l1"] * l1,
+            "auxiliary_reconstruction_loss": (via_gate - target).pow(2).sum(dim=-1).mean(),
+        }
+
+    def _encoder_space_input(self, sae_in: torch.Tensor, sae_in_centred: torch.Tensor) -> torch.Tensor:
+        """What the auxiliary reconstruction aims at: the input as normalised for the encoder.
+
+        Without per-token normalisation this is the batch itself (as in SAELens). With
+        ``constant_norm_rescale`` or ``layer_norm``, ``ReLU(π) W_dec + b_dec`` lives in the
+        normalised space, so it is compared with the normalised input, rebuilt from the
+        centred one and detached (``b_dec`` cancels there).
+        """
+        if self.cfg.normalize_activations in PER_TOKEN_NORMALIZATIONS:
+            return (sae_in_centred + self.b_dec * self.cfg.apply_b_dec_to_input).detach()
+        return sae_in.to(sae_in_centred.dtype)
+
+    def fold_W_dec_norm(self) -> None:
+        _fold_gated_W_dec_norm(self)

@@ -1,0 +1,23 @@
+"""Entry point module: registers the gated architecture and its training recipe.
+
+Kept light: the classes are imported inside the hooks, when the registry is built.
+"""
+
+from __future__ import annotations
+
+from saecore import hookimpl
+from saecore.hookspecs import RegisterArchitecture, RegisterTrainingRecipe
+
+
+@hookimpl
+def saecore_register_architectures(register: RegisterArchitecture) -> None:
+    from saecore_sae_gated.gated_sae import GatedSAE, GatedSAEConfig
+
+    register("gated", GatedSAE, GatedSAEConfig)
+
+
+@hookimpl
+def saecore_register_training_recipes(register: RegisterTrainingRecipe) -> None:
+    from saecore_sae_gated.gated_sae import GatedTrainingSAE, GatedTrainingSAEConfig
+
+    register("gated", GatedTrainingSAE, GatedTrainingSAEConfig)
