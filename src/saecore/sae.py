@@ -245,8 +245,12 @@ class SAE(HookedModule, Generic[C]):
     ) -> SAE[Any]:
         """Load a folder with cfg.json + sae_weights.safetensors; the class comes from cfg.json."""
         from saecore.io.sae_files import load_sae_folder
+        from saecore.training_sae import TrainingSAE
 
-        return load_sae_folder(Path(path), device=device, dtype=dtype, fold_W_dec_norm=fold_W_dec_norm)[0]
+        return load_sae_folder(
+            Path(path), device=device, dtype=dtype, fold_W_dec_norm=fold_W_dec_norm,
+            training=issubclass(cls, TrainingSAE),
+        )[0]
 
     @classmethod
     def load_from_pretrained(cls, path: str | Path, device: str = "cpu", dtype: str | None = None) -> SAE[Any]:

@@ -10,7 +10,9 @@ from saecore.config.metadata import SAEMetadata
 from saecore.config.validation import validate_model
 from saecore.dtypes import canonical_dtype_name
 
-NormalizeActivations = Literal["none", "expected_average_only_in", "constant_norm_rescale", "layer_norm"]
+NormalizeActivations = Literal[
+    "none", "expected_average_only_in", "constant_norm_rescale", "layer_norm", "covariance_whitening"
+]
 ReshapeActivations = Literal["none", "hook_z"]
 
 
@@ -87,6 +89,16 @@ class TrainingSAEConfig(SAEConfig):
     """
 
     decoder_init_norm: float | None = Field(default=0.1, gt=0)
+
+    @field_validator("normalize_activations")
+    @classmethod
+    def _trainable_normalization(cls, value: str) -> str:
+        # Whitened SAEs load (the whitening is already folded into their weights), but the
+        # trainer has no whitening estimator yet.
+        if value == "covariance_whitening":
+            raise ValueError("covariance_whitening is not supported for training; allowed: none, "
+                             "expected_average_only_in, constant_norm_rescale, layer_norm")
+        return value
 
     @classmethod
     def inference_config_class(cls) -> type[SAEConfig]:

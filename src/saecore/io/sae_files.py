@@ -89,8 +89,13 @@ def build_sae(
     dtype: str | None,
     cfg_source: str,
     weights_source: str,
+    training: bool = False,
 ) -> Any:
-    """Instantiate the class named by cfg_dict["architecture"] and load ``state_dict`` into it."""
+    """Instantiate the class named by cfg_dict["architecture"] and load ``state_dict`` into it.
+
+    With ``training`` the training recipe of that name is built instead (resuming or
+    fine-tuning from a checkpoint), as SAELens's ``TrainingSAE.load_from_disk`` does.
+    """
     from saecore.config.sae_config import SAEConfig
     from saecore.registry import get_registry
 
@@ -99,21 +104,39 @@ def build_sae(
         cfg_dict["dtype"] = dtype
     if "architecture" not in cfg_dict:
         raise SAEFileError(f"{cfg_source}: missing required key 'architecture'")
+    registry = get_registry()
     try:
-        entry = get_registry().architecture(cfg_dict["architecture"])
+        if training:
+            recipe = registry.training_recipe(cfg_dict["architecture"])
+            sae_class, config_class = recipe.training_sae_class, recipe.training_config_class
+        else:
+            entry = registry.architecture(cfg_dict["architecture"])
+            sae_class, config_class = entry.sae_class, entry.config_class
     except UnknownNameError as error:
         raise UnknownNameError(f"{cfg_source}: {error}") from None
     try:
-        cfg = entry.config_class.from_dict({**cfg_dict, "device": "meta"}, where=cfg_source)
+        cfg = config_class.from_dict({**cfg_dict, "device": "meta"}, where=cfg_source)
     except ConfigError as error:
         raise SAEFileError(str(error)) from None
     assert isinstance(cfg, SAEConfig)
-    sae = entry.sae_class(cfg)
+    sae = sae_class(cfg)
+    _drop_identity_scaling_factor(state_dict, weights_source)
     sae.process_state_dict_for_loading(state_dict)
     _check_tensors_match(sae.state_dict(), state_dict, cfg_dict, weights_source)
     sae.load_state_dict(state_dict, assign=True)
     sae.cfg.device = device
     return sae.to(device=device, dtype=sae.dtype)
+
+
+def _drop_identity_scaling_factor(state_dict: dict[str, torch.Tensor], source: str) -> None:
+    """SAELens 3-5 stored a finetuning ``scaling_factor``; all ones it is a no-op and is dropped."""
+    factor = state_dict.get("scaling_factor")
+    if factor is None:
+        return
+    if not torch.all(factor == 1):
+        raise SAEFileError(f"{source}: tensor 'scaling_factor' is not all ones; finetuning scaling factors "
+                           "(SAELens < 6) are not supported")
+    del state_dict["scaling_factor"]
 
 
 def _check_tensors_match(
@@ -136,7 +159,12 @@ def _check_tensors_match(
 
 
 def load_sae_folder(
-    folder: Path, *, device: str = "cpu", dtype: str | None = None, fold_W_dec_norm: bool = False
+    folder: Path,
+    *,
+    device: str = "cpu",
+    dtype: str | None = None,
+    fold_W_dec_norm: bool = False,
+    training: bool = False,
 ) -> tuple[Any, dict[str, Any], torch.Tensor | None]:
     """Load an SAE folder; return ``(sae, cfg_dict, log_sparsity or None)``."""
     if not folder.is_dir():
@@ -146,7 +174,7 @@ def load_sae_folder(
     cfg_dict = read_cfg_json(cfg_path)
     state_dict = read_safetensors(weights_path)
     sae = build_sae(cfg_dict, state_dict, device=device, dtype=dtype,
-                    cfg_source=str(cfg_path), weights_source=str(weights_path))
+                    cfg_source=str(cfg_path), weights_source=str(weights_path), training=training)
     if fold_W_dec_norm:
         sae.fold_W_dec_norm()
     return sae, sae.cfg.to_dict(), read_sparsity(folder)

@@ -1,4 +1,8 @@
-"""The core's built-in activation sources, registered through the same hook as any plugin."""
+"""The core's built-in activation sources, registered through the same hook as any plugin.
+
+Imports happen inside the hook, so importing this entry point costs nothing until the
+registry is built.
+"""
 
 from __future__ import annotations
 
@@ -7,4 +11,10 @@ from saecore.hookspecs import RegisterSource, hookimpl
 
 @hookimpl
 def saecore_register_sources(register: RegisterSource) -> None:
-    return None
+    from saecore.sources.cached import CachedSource, CachedSourceConfig
+    from saecore.sources.in_memory import TensorSource, TensorSourceConfig
+    from saecore.sources.synthetic import SyntheticSource, SyntheticSourceConfig
+
+    register("synthetic", SyntheticSource, SyntheticSourceConfig)
+    register("cached", CachedSource, CachedSourceConfig)
+    register("tensor", TensorSource, TensorSourceConfig)

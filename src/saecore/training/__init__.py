@@ -1,0 +1,25 @@
+"""Training: the architecture-agnostic trainer, its configs and the runner.
+
+``SAETrainingRunner(SAETrainingRunnerConfig(sae=..., source=...)).run()`` is the whole
+pipeline; ``SAETrainer`` is the loop alone, for callers that build their own SAE and
+source.
+"""
+
+from saecore.training.errors import TrainingDivergedError, TrainingInterruptedError
+from saecore.training.logging_config import LoggingConfig
+from saecore.training.runner import SAETrainingRunner
+from saecore.training.runner_config import SAETrainingRunnerConfig
+from saecore.training.summary import TrainingSummary
+from saecore.training.trainer import SAETrainer
+from saecore.training.trainer_config import TrainerConfig
+
+__all__ = [
+    "LoggingConfig",
+    "SAETrainer",
+    "SAETrainingRunner",
+    "SAETrainingRunnerConfig",
+    "TrainerConfig",
+    "TrainingDivergedError",
+    "TrainingInterruptedError",
+    "TrainingSummary",
+]

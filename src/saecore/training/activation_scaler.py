@@ -1,0 +1,57 @@
+"""The ``expected_average_only_in`` input scale: train on ``s·x`` with ``s = √d_in / E‖x‖``.
+
+Different models' activations differ in norm by orders of magnitude; scaling them to an
+expected norm of ``√d_in`` lets one learning rate and one sparsity coefficient work
+across them. ``s`` is estimated once, from batches the source serves before training
+(those batches are consumed, not trained on), kept in checkpoints so a resumed run
+trains on the same scale, and folded into the weights at the end so the saved SAE
+takes raw activations.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from saecore.errors import ConfigError
+from saecore.sources.base import ActivationSource
+
+
+class ActivationScaler:
+    """Holds ``s`` (None: no scaling) and applies it to batches."""
+
+    def __init__(self, scaling_factor: float | None = None) -> None:
+        self.scaling_factor = scaling_factor
+
+    def scale(self, batch: torch.Tensor) -> torch.Tensor:
+        return batch if self.scaling_factor is None else batch * self.scaling_factor
+
+    def unscale(self, batch: torch.Tensor) -> torch.Tensor:
+        return batch if self.scaling_factor is None else batch / self.scaling_factor
+
+    @torch.no_grad()
+    def estimate(self, source: ActivationSource, *, d_in: int, n_batches: int, batch_size: int) -> float:
+        """Set ``s = √d_in / mean‖x‖`` over ``n_batches`` batches from ``source`` and return it."""
+        total = torch.zeros((), dtype=torch.float64, device=source.device)
+        count = 0
+        for _ in range(n_batches):
+            batch = source.next_batch(batch_size)
+            total += batch.float().norm(dim=-1).to(torch.float64).sum().to(total.device)
+            count += batch.shape[0]
+        mean_norm = float(total) / count
+        if not mean_norm > 0 or mean_norm == float("inf"):
+            raise ConfigError(
+                f"normalize_activations='expected_average_only_in': the mean activation norm over "
+                f"{n_batches} batches (n_batches_for_norm_estimate) is {mean_norm}, so no scale can be set; "
+                "check the source's activations"
+            )
+        self.scaling_factor = d_in**0.5 / mean_norm
+        return self.scaling_factor
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"scaling_factor": self.scaling_factor}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        value = state["scaling_factor"]
+        self.scaling_factor = None if value is None else float(value)

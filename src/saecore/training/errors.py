@@ -1,0 +1,41 @@
+"""Why a training run stopped before it finished.
+
+Both carry what a person needs next: the step it happened at and, where one exists,
+the checkpoint to resume from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from saecore.errors import SaecoreError
+
+
+class TrainingDivergedError(SaecoreError):
+    """The loss became NaN or infinite; no checkpoint is written from that point on."""
+
+    def __init__(self, step: int, last_checkpoint: Path | None) -> None:
+        self.step = step
+        self.last_checkpoint = last_checkpoint
+        where = (
+            f"the last good checkpoint is {last_checkpoint}"
+            if last_checkpoint is not None
+            else "no checkpoint was written before it"
+        )
+        super().__init__(
+            f"training diverged: the loss became NaN or infinite at step {step}; {where}. "
+            "Lower lr, raise lr_warm_up_steps or lower max_grad_norm, or check the activations for inf/NaN"
+        )
+
+
+class TrainingInterruptedError(SaecoreError):
+    """SIGINT or SIGTERM arrived; a checkpoint was written and training stopped."""
+
+    def __init__(self, signal_name: str, step: int, checkpoint: Path) -> None:
+        self.signal_name = signal_name
+        self.step = step
+        self.checkpoint = checkpoint
+        super().__init__(
+            f"training stopped by {signal_name} after step {step}; checkpoint written to {checkpoint}. "
+            f"Resume with resume_from_checkpoint={str(checkpoint)!r}"
+        )

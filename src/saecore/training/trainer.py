@@ -1,0 +1,362 @@
+"""The architecture-agnostic trainer: batches in, a trained TrainingSAE out.
+
+It knows the TrainingSAE contract (``training_forward_pass``, ``get_coefficients``) and
+the ActivationSource contract (``next_batch``, ``state_dict``) and nothing about
+language models or any particular architecture. Each step is::
+
+    batch = source.next_batch(B) → s·batch → training_forward_pass → backward
+          → clip_grad_norm_ → Adam.step → zero_grad(set_to_none=True)
+
+with the LR and coefficients for the step computed on the host in advance. The only
+host syncs happen every ``wandb_log_frequency`` steps (metrics, progress, the NaN check),
+at evaluations and at checkpoints; no plugin hook or registry lookup runs in the loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+import torch
+from torch.optim import Adam
+
+from saecore.errors import ConfigError, SAEFileError
+from saecore.evals.reconstruction import ReconstructionMetrics, evaluate_reconstruction
+from saecore.sources.base import ActivationSource
+from saecore.training.activation_scaler import ActivationScaler
+from saecore.training.checkpoint import read_checkpoint, write_checkpoint
+from saecore.training.coefficients import CoefficientSchedule
+from saecore.training.errors import TrainingDivergedError, TrainingInterruptedError
+from saecore.training.feature_stats import FeatureStats
+from saecore.training.interruption import StopRequest, stop_on_signals
+from saecore.training.logging_config import LoggingConfig
+from saecore.training.lr_schedule import LRSchedule
+from saecore.training.progress import Progress
+from saecore.training.rng import capture_rng_state, restore_rng_state
+from saecore.training.step_metrics import train_step_log
+from saecore.training.trainer_config import TrainerConfig
+from saecore.training.wandb_logger import WandbLogger
+from saecore.training_sae import TrainingSAE, TrainStepInput, TrainStepOutput
+
+SCALED_MODE = "expected_average_only_in"
+
+
+def checkpoint_steps(total_steps: int, n_checkpoints: int) -> list[int]:
+    """Steps after which to checkpoint: every ``total / (n_checkpoints + 1)`` of the run."""
+    steps = {math.ceil(k * total_steps / (n_checkpoints + 1)) for k in range(1, n_checkpoints + 1)}
+    return sorted(step for step in steps if 0 < step < total_steps)
+
+
+class SAETrainer:
+    """Trains ``sae`` on batches from ``source`` as ``cfg`` says.
+
+    ``metrics_logger`` (a WandbLogger, or None) receives metrics; periodic evaluations
+    run only when there is one to receive them (they consume batches from the source).
+    ``run_config`` is written to each checkpoint's runner_cfg.json.
+    """
+
+    def __init__(
+        self,
+        cfg: TrainerConfig,
+        sae: TrainingSAE[Any],
+        source: ActivationSource,
+        *,
+        logging: LoggingConfig | None = None,
+        metrics_logger: WandbLogger | None = None,
+        run_config: Mapping[str, Any] | None = None,
+        progress_stream: TextIO | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.logging = logging if logging is not None else LoggingConfig()
+        self.device = torch.device(cfg.device)
+        self.sae = sae.to(self.device)
+        self.source = source
+        self.metrics_logger = metrics_logger
+        self.run_config = dict(run_config) if run_config is not None else cfg.model_dump(mode="json")
+        self.progress_stream = progress_stream
+
+        self.total_steps = cfg.total_training_steps
+        self.params = [p for p in self.sae.parameters() if p.requires_grad]
+        self.optimizer = Adam(self.params, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2))
+        self.lr_schedule = LRSchedule(
+            self.optimizer,
+            name=cfg.lr_scheduler_name,
+            lr=cfg.lr,
+            total_steps=self.total_steps,
+            warm_up_steps=cfg.lr_warm_up_steps,
+            decay_steps=cfg.lr_decay_steps,
+            lr_end=cfg.resolved_lr_end,
+        )
+        self.coefficients = CoefficientSchedule(self.sae.get_coefficients())
+        self.feature_stats = FeatureStats(self.sae.cfg.d_sae, cfg.dead_feature_window, self.device)
+        self.scaler = ActivationScaler()
+        self.checkpoint_steps = checkpoint_steps(self.total_steps, cfg.n_checkpoints)
+
+        self.n_training_steps = 0
+        self.n_training_tokens = 0
+        self.last_checkpoint: Path | None = None
+        self.final_metrics: ReconstructionMetrics | None = None
+        self.training_seconds = 0.0
+        self.trained_tokens_this_run = 0
+        self._last_checkpoint_step = -1
+        self._first_nonfinite_step = torch.full((), -1, dtype=torch.long, device=self.device)
+        self._autocast: contextlib.AbstractContextManager[Any] = (
+            torch.autocast(self.device.type, dtype=torch.bfloat16) if cfg.autocast else contextlib.nullcontext()
+        )
+        self._progress = Progress(total_tokens=1, total_steps=1, enabled=False)
+
+    # -- public state ------------------------------------------------------------------
+    @property
+    def log_feature_sparsity(self) -> torch.Tensor:
+        """``log10(firing frequency + 1e-10)`` over the current sampling window."""
+        return self.feature_stats.log_feature_sparsity
+
+    @property
+    def dead_neurons(self) -> torch.Tensor:
+        return self.feature_stats.dead_mask()
+
+    @property
+    def scaling_factor(self) -> float | None:
+        """The input scale while training runs (None when unused or already folded in)."""
+        return self.scaler.scaling_factor
+
+    # -- the run -----------------------------------------------------------------------
+    def fit(self) -> TrainingSAE[Any]:
+        """Train to ``training_tokens``, evaluate, fold the input scale in, return the SAE."""
+        started = time.perf_counter()
+        tokens_at_start = self.n_training_tokens
+        self._progress = Progress(
+            total_tokens=self.cfg.total_training_tokens,
+            total_steps=self.total_steps,
+            initial_tokens=self.n_training_tokens,
+            enabled=self.cfg.verbose,
+            stream=self.progress_stream,
+        )
+        try:
+            with stop_on_signals() as stop:
+                self._estimate_scale_if_needed()
+                self.sae.train()
+                while self.n_training_steps < self.total_steps:
+                    self._start_of_step()
+                    output = self._train_step()
+                    self._end_of_step(output, stop)
+            self._raise_if_diverged()
+            self.trained_tokens_this_run = self.n_training_tokens - tokens_at_start
+            self.training_seconds = time.perf_counter() - started
+            self._finish()
+        finally:
+            self._progress.close()
+        return self.sae
+
+    def _estimate_scale_if_needed(self) -> None:
+        needed = self.sae.cfg.normalize_activations == SCALED_MODE and self.scaler.scaling_factor is None
+        if not needed or self.n_training_steps >= self.total_steps:
+            return
+        scale = self.scaler.estimate(
+            self.source,
+            d_in=self.sae.cfg.d_in,
+            n_batches=self.cfg.n_batches_for_norm_estimate,
+            batch_size=self.cfg.train_batch_size_tokens,
+        )
+        self._progress.write(
+            f"activation scale s = sqrt(d_in) / mean norm = {scale:.6g} "
+            f"(from {self.cfg.n_batches_for_norm_estimate} batches)"
+        )
+
+    def _start_of_step(self) -> None:
+        """Close a full sampling window before the step that starts the next one (as SAELens)."""
+        step = self.n_training_steps
+        if step > 0 and step % self.cfg.feature_sampling_window == 0:
+            self._log_sampling_window()
+            self.feature_stats.reset_window()
+
+    def _train_step(self) -> TrainStepOutput:
+        step = self.n_training_steps
+        batch = self.scaler.scale(self.source.next_batch(self.cfg.train_batch_size_tokens).to(self.device))
+        self.lr_schedule.apply(step)
+        step_input = TrainStepInput(
+            sae_in=batch,
+            coefficients=self.coefficients.at(step),
+            dead_neuron_mask=self.feature_stats.dead_mask(),
+            n_training_steps=step,
+            is_logging_step=(step + 1) % self.logging.wandb_log_frequency == 0,
+        )
+        with self._autocast:
+            output = self.sae.training_forward_pass(step_input)
+        self.feature_stats.update(output.latent_firing_counts(), batch.shape[0])
+        output.loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self._track_divergence(output.loss, step)
+        self.n_training_steps += 1
+        self.n_training_tokens += batch.shape[0]
+        return output
+
+    def _end_of_step(self, output: TrainStepOutput, stop: StopRequest) -> None:
+        step = self.n_training_steps
+        frequency = self.logging.wandb_log_frequency
+        if step % frequency == 0:
+            self._log_step(output)
+        if self.metrics_logger is not None and step % (frequency * self.logging.eval_every_n_wandb_logs) == 0:
+            self._log_evaluation(self.evaluate())
+        if step in self.checkpoint_steps:
+            self.save_checkpoint()
+        if stop.requested:
+            folder = self.last_checkpoint if self._last_checkpoint_step == step else self.save_checkpoint()
+            assert folder is not None
+            raise TrainingInterruptedError(stop.signal_name, step, folder)
+
+    def _finish(self) -> None:
+        window = self.cfg.feature_sampling_window
+        if self.n_training_steps > 0 and self.n_training_steps % window == 0:
+            self._log_sampling_window()
+        self.final_metrics = self.evaluate()
+        if self.scaler.scaling_factor is not None:
+            self.sae.fold_activation_norm_scaling_factor(self.scaler.scaling_factor)
+            self.scaler.scaling_factor = None
+        if self.feature_stats.n_frac_active_samples > 0:
+            self.sae.cfg.metadata.l0 = float(self.feature_stats.feature_sparsity.sum())
+            self.sae.cfg.metadata.num_dead_features = int(self.feature_stats.dead_mask().sum())
+        self._log_evaluation(self.final_metrics)
+        if self.cfg.save_final_checkpoint:
+            self.save_checkpoint(f"final_{self.n_training_tokens}")
+
+    # -- logging and evaluation --------------------------------------------------------
+    def _log_step(self, output: TrainStepOutput) -> None:
+        self._raise_if_diverged()
+        log = train_step_log(
+            output,
+            passes_since_fired=self.feature_stats.n_forward_passes_since_fired,
+            dead_mask=self.feature_stats.dead_mask(),
+            learning_rate=self.lr_schedule.current_lr,
+            n_training_tokens=self.n_training_tokens,
+            coefficients=self.coefficients.at(self.n_training_steps - 1),
+        )
+        self._progress.update(
+            step=self.n_training_steps,
+            n_tokens=self.n_training_tokens,
+            loss=log["losses/overall_loss"],
+            l0=log["metrics/l0"],
+            explained_variance=log["metrics/explained_variance"],
+        )
+        if self.metrics_logger is not None:
+            self.metrics_logger.log(log, step=self.n_training_steps)
+
+    def _log_sampling_window(self) -> None:
+        if self.metrics_logger is None:
+            return
+        scalars, log_sparsity = self.feature_stats.window_log()
+        self.metrics_logger.log(
+            scalars, step=self.n_training_steps, histograms={"plots/feature_density_line_chart": log_sparsity}
+        )
+
+    def _log_evaluation(self, metrics: ReconstructionMetrics) -> None:
+        if self.metrics_logger is None:
+            return
+        self.metrics_logger.log(
+            metrics.as_log_dict(),
+            step=self.n_training_steps,
+            histograms={"plots/eval_log10_feature_density": metrics.log10_feature_density()},
+        )
+
+    def evaluate(self) -> ReconstructionMetrics:
+        """Reconstruction and sparsity metrics on ``n_eval_batches`` fresh batches (no grad)."""
+        batches = (
+            self.source.next_batch(self.cfg.train_batch_size_tokens) for _ in range(self.cfg.n_eval_batches)
+        )
+        return evaluate_reconstruction(self.sae, batches, scaling_factor=self.scaler.scaling_factor)
+
+    # -- divergence ----------------------------------------------------------------------
+    def _track_divergence(self, loss: torch.Tensor, step: int) -> None:
+        """Remember the first step with a non-finite loss, on the device (no sync)."""
+        first = self._first_nonfinite_step
+        newly_bad = ~torch.isfinite(loss.detach()) & (first < 0)
+        self._first_nonfinite_step = torch.where(newly_bad, step, first)
+
+    def _raise_if_diverged(self) -> None:
+        first = int(self._first_nonfinite_step)
+        if first >= 0:
+            raise TrainingDivergedError(first + 1, self.last_checkpoint)
+
+    def _raise_if_weights_not_finite(self) -> None:
+        finite = torch.stack([p.detach().isfinite().all() for p in self.params]).all()
+        if not bool(finite):
+            raise TrainingDivergedError(self.n_training_steps, self.last_checkpoint)
+
+    # -- checkpoints -------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The trainer's side of a checkpoint (weights_only-loadable)."""
+        return {
+            "n_training_steps": self.n_training_steps,
+            "n_training_tokens": self.n_training_tokens,
+            "train_batch_size_tokens": self.cfg.train_batch_size_tokens,
+            "optimizer": self.optimizer.state_dict(),
+            "lr_schedule": self.lr_schedule.state_dict(),
+            "feature_stats": self.feature_stats.state_dict(),
+            "activation_scaler": self.scaler.state_dict(),
+            "rng": capture_rng_state(),
+        }
+
+    def save_checkpoint(self, name: str | None = None) -> Path:
+        """Write ``{checkpoint_path}/{name or n_tokens}/``; refuse if training has diverged."""
+        self._raise_if_diverged()
+        self._raise_if_weights_not_finite()
+        folder = Path(self.cfg.checkpoint_path) / (name or str(self.n_training_tokens))
+        write_checkpoint(
+            folder,
+            sae=self.sae,
+            sparsity=self.feature_stats.log_feature_sparsity,
+            trainer_state=self.state_dict(),
+            source_state=self.source.state_dict(),
+            source_name=type(self.source).__name__,
+            run_config=self.run_config,
+        )
+        self.last_checkpoint = folder
+        self._last_checkpoint_step = self.n_training_steps
+        self._progress.write(f"checkpoint written: {folder}")
+        return folder
+
+    def load_checkpoint(self, folder: str | Path) -> None:
+        """Restore weights, optimizer, schedules, statistics, scale, RNGs and the source position."""
+        contents = read_checkpoint(Path(folder), self.device)
+        self._check_checkpoint_matches(contents.folder, contents.sae_cfg)
+        state_dict = dict(contents.sae_state_dict)
+        self.sae.process_state_dict_for_loading(state_dict)
+        try:
+            self.sae.load_state_dict(state_dict)
+        except RuntimeError as error:
+            raise SAEFileError(f"{contents.folder}: weights do not fit this SAE ({error})") from None
+        self.sae.cfg.normalize_activations = contents.sae_cfg.get(
+            "normalize_activations", self.sae.cfg.normalize_activations
+        )
+        state = contents.trainer_state
+        if state["train_batch_size_tokens"] != self.cfg.train_batch_size_tokens:
+            raise ConfigError(
+                f"train_batch_size_tokens = {self.cfg.train_batch_size_tokens}, but the checkpoint "
+                f"{contents.folder} was trained with {state['train_batch_size_tokens']}; resume with the same value"
+            )
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.lr_schedule.load_state_dict(state["lr_schedule"])
+        self.feature_stats.load_state_dict(state["feature_stats"])
+        self.scaler.load_state_dict(state["activation_scaler"])
+        self.n_training_steps = int(state["n_training_steps"])
+        self.n_training_tokens = int(state["n_training_tokens"])
+        self.source.load_state_dict(contents.source_state)
+        restore_rng_state(state["rng"])
+        self.last_checkpoint = contents.folder
+        self._last_checkpoint_step = self.n_training_steps
+
+    def _check_checkpoint_matches(self, folder: Path, sae_cfg: Mapping[str, Any]) -> None:
+        expected = {"architecture": self.sae.cfg.architecture(), "d_in": self.sae.cfg.d_in, "d_sae": self.sae.cfg.d_sae}
+        for key, value in expected.items():
+            if sae_cfg.get(key) != value:
+                raise ConfigError(
+                    f"resume_from_checkpoint={str(folder)!r}: the checkpoint's sae.{key} is {sae_cfg.get(key)!r} "
+                    f"but this run's is {value!r}; resume with the configuration it was written with "
+                    f"(its runner_cfg.json)"
+                )

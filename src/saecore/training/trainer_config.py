@@ -1,0 +1,94 @@
+"""The trainer's settings, with SAELens's names and defaults.
+
+Differences from SAELens, each deliberate:
+
+* training runs exactly ``training_tokens // train_batch_size_tokens`` steps (SAELens
+  schedules the LR for that many but loops until the token count is reached, so a
+  remainder adds one step that runs past the schedule);
+* ``max_grad_norm`` is configurable (SAELens hard-codes 1.0);
+* ``seed`` is applied (SAELens accepts it and never uses it).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class TrainerConfig(BaseModel):
+    """What the architecture-agnostic trainer needs to run."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    training_tokens: int = Field(default=2_000_000, gt=0, description="Activations (tokens) to train on.")
+    train_batch_size_tokens: int = Field(default=4096, gt=0, description="Activations per training step.")
+    lr: float = Field(default=3e-4, gt=0, description="Adam learning rate.")
+    adam_beta1: float = Field(default=0.9, ge=0, lt=1)
+    adam_beta2: float = Field(default=0.999, ge=0, lt=1)
+    lr_scheduler_name: Literal["constant", "cosineannealing"] = Field(
+        default="constant", description="Main phase of the LR schedule (between warm-up and decay)."
+    )
+    lr_warm_up_steps: int = Field(default=0, ge=0, description="Linear LR warm-up from lr/W to lr.")
+    lr_end: float | None = Field(
+        default=None, ge=0, description="Where cosine annealing ends and the final decay starts (None: lr/10)."
+    )
+    lr_decay_steps: int = Field(default=0, ge=0, description="Final linear LR decay to 0 over this many steps.")
+    dead_feature_window: int = Field(default=1000, gt=0, description="A latent silent for more steps is dead.")
+    feature_sampling_window: int = Field(
+        default=2000, gt=0, description="Steps over which firing frequencies are accumulated, then reset."
+    )
+    n_batches_for_norm_estimate: int = Field(
+        default=100, gt=0, description="Batches used to estimate the expected_average_only_in scale."
+    )
+    n_checkpoints: int = Field(default=0, ge=0, description="Evenly spaced checkpoints during training.")
+    checkpoint_path: str = "checkpoints"
+    save_final_checkpoint: bool = False
+    output_path: str | None = Field(default="output", description="Where the trained inference SAE is written.")
+    resume_from_checkpoint: str | None = Field(default=None, description="A checkpoint folder to continue from.")
+    device: str = "cpu"
+    seed: int = Field(default=42, ge=0, lt=2**32, description="Seeds torch, Python's random and numpy.")
+    max_grad_norm: float = Field(default=1.0, gt=0, description="Gradients are clipped to this global norm.")
+    autocast: bool = Field(default=False, description="Run the SAE forward pass under bfloat16 autocast.")
+    n_eval_batches: int = Field(default=10, gt=0, description="Fresh batches per evaluation.")
+    verbose: bool = True
+
+    @field_validator("checkpoint_path", "output_path", "resume_from_checkpoint", mode="before")
+    @classmethod
+    def _paths_as_strings(cls, value: Any) -> Any:
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+    @field_validator("lr_scheduler_name", mode="before")
+    @classmethod
+    def _scheduler_name_any_case(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _schedule_fits(self) -> TrainerConfig:
+        if self.training_tokens < self.train_batch_size_tokens:
+            raise ValueError(
+                f"training_tokens ({self.training_tokens}) is less than train_batch_size_tokens "
+                f"({self.train_batch_size_tokens}), so not even one step would run; raise training_tokens "
+                "or lower train_batch_size_tokens"
+            )
+        steps = self.total_training_steps
+        if self.lr_warm_up_steps + self.lr_decay_steps > steps:
+            raise ValueError(
+                f"lr_warm_up_steps ({self.lr_warm_up_steps}) + lr_decay_steps ({self.lr_decay_steps}) exceed "
+                f"the {steps} training steps (training_tokens // train_batch_size_tokens)"
+            )
+        return self
+
+    @property
+    def total_training_steps(self) -> int:
+        return self.training_tokens // self.train_batch_size_tokens
+
+    @property
+    def total_training_tokens(self) -> int:
+        """Tokens actually trained on: whole batches only."""
+        return self.total_training_steps * self.train_batch_size_tokens
+
+    @property
+    def resolved_lr_end(self) -> float:
+        return self.lr / 10 if self.lr_end is None else self.lr_end
