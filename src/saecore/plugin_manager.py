@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -57,8 +58,13 @@ class LoadedPlugins:
     failures: list[PluginFailure] = field(default_factory=list)
 
 
+def normalized_name(name: str) -> str:
+    """Compare plugin names the way pip compares distribution names (case, -, _ and . alike)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def _names_from_env(variable: str) -> set[str]:
-    return {part.strip() for part in os.environ.get(variable, "").split(",") if part.strip()}
+    return {normalized_name(part.strip()) for part in os.environ.get(variable, "").split(",") if part.strip()}
 
 
 def _env_flag(variable: str) -> bool:
@@ -128,7 +134,7 @@ def load_entry_point_plugins(strict: bool | None = None) -> LoadedPlugins:
     loaded = LoadedPlugins(manager=new_plugin_manager())
     for entry_point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
         info = _info_for(entry_point)
-        names = {info.name, info.distribution or ""}
+        names = {normalized_name(info.name), normalized_name(info.distribution or "")}
         if (only and not names & only) or names & blocked:
             continue
         if info.name in loaded.plugins:

@@ -133,7 +133,7 @@ class _Builder:
             other = table[name].provider
             raise DuplicateNameError(
                 f"{kind} {name!r} is registered twice: by {other.describe()} and by {provider.describe()}. "
-                f"Uninstall one, or block one with {ENV_BLOCK}={provider.name}"
+                f"Uninstall one, or block one with {ENV_BLOCK}={other.name} or {ENV_BLOCK}={provider.name}"
             )
 
     def architecture(self, provider: PluginInfo) -> Callable[..., None]:

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import torch
-from pydantic import ValidationError
 from saecore_sae_gated.gated_sae import GatedSAE, GatedTrainingSAE, GatedTrainingSAEConfig
 from safetensors.torch import load_file
 from torch.overrides import TorchFunctionMode
@@ -187,11 +186,11 @@ def test_fold_W_dec_norm_keeps_training_outputs() -> None:
 def test_training_config_defaults_and_errors() -> None:
     cfg = GatedTrainingSAEConfig(d_in=4, d_sae=8)
     assert (cfg.l1_coefficient, cfg.l1_warm_up_steps, cfg.decoder_init_norm) == (1.0, 0, 0.1)
-    with pytest.raises(ValidationError, match="l1_coefficient"):
+    with pytest.raises(ConfigError, match="l1_coefficient"):
         GatedTrainingSAEConfig(d_in=4, d_sae=8, l1_coefficient=-1.0)
-    with pytest.raises(ValidationError, match="l1_warm_up_steps"):
+    with pytest.raises(ConfigError, match="l1_warm_up_steps"):
         GatedTrainingSAEConfig(d_in=4, d_sae=8, l1_warm_up_steps=-5)
-    with pytest.raises(ValidationError, match="lp_norm"):
+    with pytest.raises(ConfigError, match="lp_norm"):
         GatedTrainingSAEConfig(d_in=4, d_sae=8, lp_norm=2.0)  # type: ignore[call-arg]
     with pytest.raises(ConfigError, match="l1_coefficient"):
         GatedTrainingSAEConfig.from_dict({"architecture": "gated", "d_in": 4, "d_sae": 8, "l1_coefficient": "lots"})

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from saecore.config.metadata import SAEMetadata
-from saecore.config.validation import validate_model
+from saecore.config.validation import describe_validation_error, validate_model
 from saecore.dtypes import canonical_dtype_name
+from saecore.errors import ConfigError
 
 NormalizeActivations = Literal[
     "none", "expected_average_only_in", "constant_norm_rescale", "layer_norm", "covariance_whitening"
@@ -35,6 +36,23 @@ class SAEConfig(BaseModel):
     normalize_activations: NormalizeActivations = "none"
     reshape_activations: ReshapeActivations = "none"
     metadata: SAEMetadata = Field(default_factory=SAEMetadata)
+
+    def __init__(self, **data: Any) -> None:
+        """Construct from keywords; a bad value raises a one-line ConfigError naming the field."""
+        try:
+            super().__init__(**data)
+        except ValidationError as error:
+            raise ConfigError(describe_validation_error(error, type(self).__name__)) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        try:
+            super().__setattr__(name, value)
+        except ValidationError as error:
+            raise ConfigError(describe_validation_error(error, type(self).__name__)) from None
+
+    # Marks __init__ as a plain wrapper so pydantic's own validation paths
+    # (model_validate, nested models) do not route through it.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
     @field_validator("dtype", mode="before")
     @classmethod
@@ -73,7 +91,10 @@ class SAEConfig(BaseModel):
     @classmethod
     def _from_known_and_extra(cls, config_dict: dict[str, Any], where: str) -> Any:
         known = {k: v for k, v in config_dict.items() if k in cls.model_fields}
-        metadata = SAEMetadata._coerce(config_dict.get("metadata"))
+        try:
+            metadata = SAEMetadata._coerce(config_dict.get("metadata"))
+        except ValueError as error:
+            raise ConfigError(f"{where}: field 'metadata' = {config_dict.get('metadata')!r}: {error}") from None
         for key, value in config_dict.items():
             if key not in cls.model_fields and key != "architecture" and key not in metadata:
                 metadata[key] = value

@@ -15,6 +15,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from saecore.dtypes import canonical_dtype_name
 from saecore.errors import ConfigError, SAEFileError, UnknownNameError
 from saecore.io.atomic import write_atomically, write_text_atomically
 from saecore.io.format import SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME, SPARSITY_FILENAME, SPARSITY_KEY
@@ -101,7 +102,7 @@ def build_sae(
 
     cfg_dict = normalize_cfg_dict(cfg_dict)
     if dtype is not None:
-        cfg_dict["dtype"] = dtype
+        cfg_dict["dtype"] = canonical_dtype_name(dtype, field="dtype argument")
     if "architecture" not in cfg_dict:
         raise SAEFileError(f"{cfg_source}: missing required key 'architecture'")
     registry = get_registry()
@@ -151,6 +152,9 @@ def _check_tensors_match(
         raise SAEFileError(f"{source}: unexpected tensor(s) {unexpected} for architecture "
                            f"{cfg_dict.get('architecture')!r}")
     for name, tensor in expected.items():
+        if not found[name].is_floating_point():
+            raise SAEFileError(f"{source}: tensor {name!r} has dtype {found[name].dtype}; "
+                               "SAE weights must be floating point")
         if tuple(found[name].shape) != tuple(tensor.shape):
             raise SAEFileError(
                 f"{source}: tensor {name!r} has shape {list(found[name].shape)} but cfg.json "

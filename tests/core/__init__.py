@@ -1,0 +1,1 @@
+"""Tests of the saecore core: plugin discovery, the registry, loading, and the SAE base class."""
