@@ -22,6 +22,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from saecore.config.sae_config import SAEConfig, TrainingSAEConfig
+    from saecore.io.converters import SAEConverter
     from saecore.sae import SAE
     from saecore.sources.base import ActivationSource, SourceConfig
     from saecore.training_sae import TrainingSAE
@@ -49,6 +50,14 @@ class RegisterSource(Protocol):
     def __call__(
         self, name: str, source_class: type[ActivationSource], config_class: type[SourceConfig]
     ) -> None: ...
+
+
+class RegisterConverter(Protocol):
+    def __call__(self, name: str, converter: SAEConverter) -> None: ...
+
+
+class RegisterExport(Protocol):
+    def __call__(self, obj: Any, name: str | None = None) -> None: ...
 
 
 class RegisterRelease(Protocol):
@@ -105,4 +114,28 @@ def saecore_register_releases(register: RegisterRelease) -> None:
         each ``sae_id`` to a dict with at least ``path`` (the folder inside the
         repo) and optionally ``norm_scaling_factor``, ``l0``, ``neuronpedia``.
         ``fields`` may carry ``model`` and ``conversion``.
+    """
+
+
+@hookspec
+def saecore_register_converters(register: RegisterConverter) -> None:
+    """Register readers of SAE formats other libraries publish (sparsify, Gemma Scope ...).
+
+    Added in 0.1.0.
+
+    :param register: call ``register(name, converter)``; ``converter`` is an instance of a
+        :class:`saecore.io.converters.SAEConverter` subclass. ``name`` is what
+        ``SAE.load_from_disk(path, converter=NAME)`` and a release's ``conversion`` field use.
+    """
+
+
+@hookspec
+def saecore_register_exports(register: RegisterExport) -> None:
+    """Make extra public objects importable as ``from saecore import NAME``.
+
+    Added in 0.1.0. Classes registered through the other hooks are exported already;
+    this is for the rest (a runner config, a runner).
+
+    :param register: call ``register(obj)`` (exported under ``obj.__name__``) or
+        ``register(obj, name)``.
     """

@@ -2,7 +2,8 @@
 
 Environment switches for people debugging a plugin setup:
 
-- ``SAECORE_PLUGINS=a,b``: load only these plugins (entry point or distribution names).
+- ``SAECORE_PLUGINS=a,b``: load only these plugins (entry point or distribution names),
+  besides the core's own built-ins.
 - ``SAECORE_BLOCK_PLUGINS=a,b``: load everything except these.
 - ``SAECORE_STRICT_PLUGINS=1``: re-raise a plugin's import error instead of reporting it.
 - ``SAECORE_TRACE_HOOKS=1``: print every hook call to stderr.
@@ -135,7 +136,8 @@ def load_entry_point_plugins(strict: bool | None = None) -> LoadedPlugins:
     for entry_point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
         info = _info_for(entry_point)
         names = {normalized_name(info.name), normalized_name(info.distribution or "")}
-        if (only and not names & only) or names & blocked:
+        is_core = info.distribution == hookspecs.PROJECT_NAME
+        if (only and not is_core and not names & only) or names & blocked:
             continue
         if info.name in loaded.plugins:
             continue  # the same distribution seen twice on sys.path

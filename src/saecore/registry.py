@@ -62,7 +62,21 @@ class ReleaseEntry:
     provider: PluginInfo
 
 
-KINDS = ("architecture", "training recipe", "source", "release")
+@dataclass(frozen=True)
+class ConverterEntry:
+    name: str
+    converter: Any
+    provider: PluginInfo
+
+
+@dataclass(frozen=True)
+class ExportEntry:
+    name: str
+    obj: Any
+    provider: PluginInfo
+
+
+TABLES = ("architectures", "training_recipes", "sources", "releases", "converters", "exports")
 
 
 @dataclass
@@ -71,6 +85,8 @@ class Registry:
     training_recipes: dict[str, TrainingRecipeEntry] = field(default_factory=dict)
     sources: dict[str, SourceEntry] = field(default_factory=dict)
     releases: dict[str, ReleaseEntry] = field(default_factory=dict)
+    converters: dict[str, ConverterEntry] = field(default_factory=dict)
+    exports: dict[str, ExportEntry] = field(default_factory=dict)
     plugins: dict[str, PluginInfo] = field(default_factory=dict)
     failures: list[PluginFailure] = field(default_factory=list)
 
@@ -83,9 +99,12 @@ class Registry:
     def source(self, name: str) -> SourceEntry:
         return _lookup(self.sources, name, "activation source", SOURCE_PACKAGES)
 
-    def exported_classes(self) -> dict[str, type]:
+    def converter(self, name: str) -> Any:
+        return _lookup(self.converters, name, "converter", {}).converter
+
+    def exported_classes(self) -> dict[str, Any]:
         """Every public class a registered plugin provides, by class name."""
-        classes: dict[str, type] = {}
+        classes: dict[str, Any] = {name: entry.obj for name, entry in self.exports.items()}
         for entry in self.architectures.values():
             classes.update({c.__name__: c for c in (entry.sae_class, entry.config_class)})
         for recipe in self.training_recipes.values():
@@ -96,12 +115,7 @@ class Registry:
 
     def registrations_of(self, plugin: str) -> dict[str, list[str]]:
         """What one plugin registered, by kind (for ``saecore plugins``)."""
-        tables: dict[str, dict[str, Any]] = {
-            "architectures": self.architectures,
-            "training_recipes": self.training_recipes,
-            "sources": self.sources,
-            "releases": self.releases,
-        }
+        tables: dict[str, dict[str, Any]] = {name: getattr(self, name) for name in TABLES}
         return {
             kind: sorted(name for name, entry in table.items() if entry.provider.name == plugin)
             for kind, table in tables.items()
@@ -182,6 +196,26 @@ class _Builder:
 
         return register
 
+    def converter(self, provider: PluginInfo) -> Callable[..., None]:
+        from saecore.io.converters import SAEConverter
+
+        def register(name: str, converter: Any) -> None:
+            self._claim(self.registry.converters, name, "converter", provider)
+            if not isinstance(converter, SAEConverter):
+                raise PluginLoadError(f"converter {name!r} must be an SAEConverter instance, got {converter!r}")
+            self.registry.converters[name] = ConverterEntry(name, converter, provider)
+
+        return register
+
+    def export(self, provider: PluginInfo) -> Callable[..., None]:
+        def register(obj: Any, name: str | None = None) -> None:
+            export_name = name or getattr(obj, "__name__", None)
+            self._claim(self.registry.exports, export_name, "export", provider)
+            assert isinstance(export_name, str)
+            self.registry.exports[export_name] = ExportEntry(export_name, obj, provider)
+
+        return register
+
 
 def _require_subclass(value: Any, base: type, what: str) -> None:
     if not (isinstance(value, type) and issubclass(value, base)):
@@ -201,6 +235,8 @@ _HOOKS = (
     ("saecore_register_training_recipes", "training_recipe"),
     ("saecore_register_sources", "source"),
     ("saecore_register_releases", "release"),
+    ("saecore_register_converters", "converter"),
+    ("saecore_register_exports", "export"),
 )
 
 
@@ -212,7 +248,7 @@ def build_registry(loaded: LoadedPlugins, strict: bool = False) -> Registry:
     for plugin_name, info in loaded.plugins.items():
         plugin = manager.get_plugin(plugin_name)
         others = [p for p in manager.get_plugins() if p is not plugin]
-        snapshot = {k: dict(getattr(registry, k)) for k in ("architectures", "training_recipes", "sources", "releases")}
+        snapshot = {k: dict(getattr(registry, k)) for k in TABLES}
         try:
             for hook_name, kind in _HOOKS:
                 caller = manager.subset_hook_caller(hook_name, remove_plugins=others)

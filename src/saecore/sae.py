@@ -242,14 +242,19 @@ class SAE(HookedModule, Generic[C]):
         device: str = "cpu",
         dtype: str | None = None,
         fold_W_dec_norm: bool = False,
+        converter: str = "sae_lens",
     ) -> SAE[Any]:
-        """Load a folder with cfg.json + sae_weights.safetensors; the class comes from cfg.json."""
+        """Load an SAE folder; the class comes from its cfg ``architecture``.
+
+        ``converter`` names the format (``sae_lens``: cfg.json + sae_weights.safetensors;
+        plugins add others).
+        """
         from saecore.io.sae_files import load_sae_folder
         from saecore.training_sae import TrainingSAE
 
         return load_sae_folder(
             Path(path), device=device, dtype=dtype, fold_W_dec_norm=fold_W_dec_norm,
-            training=issubclass(cls, TrainingSAE),
+            training=issubclass(cls, TrainingSAE), converter=converter,
         )[0]
 
     @classmethod
@@ -267,11 +272,12 @@ class SAE(HookedModule, Generic[C]):
         force_download: bool = False,
         fold_W_dec_norm: bool = False,
         revision: str | None = None,
+        converter: str | None = None,
     ) -> SAE[Any]:
         """Load a published SAE by release name (or Hub repo id) and sae_id."""
         return cls.from_pretrained_with_cfg_and_sparsity(
             release, sae_id, device=device, dtype=dtype, force_download=force_download,
-            fold_W_dec_norm=fold_W_dec_norm, revision=revision,
+            fold_W_dec_norm=fold_W_dec_norm, revision=revision, converter=converter,
         )[0]
 
     @classmethod
@@ -284,13 +290,17 @@ class SAE(HookedModule, Generic[C]):
         force_download: bool = False,
         fold_W_dec_norm: bool = False,
         revision: str | None = None,
+        converter: str | None = None,
     ) -> tuple[SAE[Any], dict[str, Any], torch.Tensor | None]:
-        """Like ``from_pretrained`` but also return the cfg dict and log10 sparsity (or None)."""
+        """Like ``from_pretrained`` but also return the cfg dict and log10 sparsity (or None).
+
+        ``converter`` overrides the format the release declares (default: SAELens's).
+        """
         from saecore.io.hub import load_pretrained
 
         return load_pretrained(
             release, sae_id, device=device, dtype=dtype, force_download=force_download,
-            fold_W_dec_norm=fold_W_dec_norm, revision=revision,
+            fold_W_dec_norm=fold_W_dec_norm, revision=revision, converter=converter,
         )
 
     load_from_pretrained_with_cfg_and_sparsity = from_pretrained_with_cfg_and_sparsity

@@ -103,6 +103,7 @@ def test_only_switch_loads_just_the_named_plugin(reports: dict[str, dict[str, An
     report = reports["only_good"]
     assert report["error"] is None
     assert report["plugins"] == ["fixture_good"]
+    assert report["core_plugins"] == ["builtin_converters", "builtin_sources"]
     assert report["architectures"] == {"fixture_relu": "saecore-fixture-good"}
     assert report["failures"] == [] and report["warnings"] == []
 

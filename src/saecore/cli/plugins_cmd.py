@@ -6,9 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from saecore.registry import TABLES as KINDS
 from saecore.registry import get_registry
-
-KINDS = ("architectures", "training_recipes", "sources", "releases")
 
 
 def add_parser(commands: Any, name: str) -> None:

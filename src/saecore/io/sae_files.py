@@ -67,10 +67,7 @@ def read_safetensors(path: Path, device: str = "cpu") -> dict[str, torch.Tensor]
         raise SAEFileError(f"{path}: corrupt or truncated safetensors file ({error})") from None
 
 
-def read_sparsity(folder: Path) -> torch.Tensor | None:
-    path = folder / SPARSITY_FILENAME
-    if not path.is_file():
-        return None
+def read_sparsity_file(path: Path) -> torch.Tensor:
     tensors = read_safetensors(path)
     if SPARSITY_KEY not in tensors:
         raise SAEFileError(f"{path}: has no tensor named {SPARSITY_KEY!r} (found {sorted(tensors)})")
@@ -169,16 +166,17 @@ def load_sae_folder(
     dtype: str | None = None,
     fold_W_dec_norm: bool = False,
     training: bool = False,
+    converter: str = "sae_lens",
 ) -> tuple[Any, dict[str, Any], torch.Tensor | None]:
-    """Load an SAE folder; return ``(sae, cfg_dict, log_sparsity or None)``."""
+    """Load an SAE folder in the named format; return ``(sae, cfg_dict, log_sparsity or None)``."""
+    from saecore.io.converters import folder_locator
+    from saecore.registry import get_registry
+
     if not folder.is_dir():
         raise SAEFileError(f"{folder}: no such SAE folder")
-    cfg_path = folder / SAE_CFG_FILENAME
-    weights_path = folder / SAE_WEIGHTS_FILENAME
-    cfg_dict = read_cfg_json(cfg_path)
-    state_dict = read_safetensors(weights_path)
-    sae = build_sae(cfg_dict, state_dict, device=device, dtype=dtype,
-                    cfg_source=str(cfg_path), weights_source=str(weights_path), training=training)
+    converted = get_registry().converter(converter).convert(folder_locator(folder))
+    sae = build_sae(converted.cfg_dict, converted.state_dict, device=device, dtype=dtype,
+                    cfg_source=converted.cfg_source, weights_source=converted.weights_source, training=training)
     if fold_W_dec_norm:
         sae.fold_W_dec_norm()
-    return sae, sae.cfg.to_dict(), read_sparsity(folder)
+    return sae, sae.cfg.to_dict(), converted.sparsity

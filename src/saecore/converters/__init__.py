@@ -1,0 +1,1 @@
+"""Built-in converters for SAE formats, registered through the converter hook."""
