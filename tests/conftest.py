@@ -11,3 +11,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "slow_install: builds a virtualenv and pip-installs fixture plugin packages "
         "(runs by default; deselect with -m 'not slow_install')",
     )
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Tiny test models run ~30x slower with torch's thread pool on a shared 2-core machine.
+    import torch
+
+    torch.set_num_threads(1)

@@ -24,6 +24,7 @@ from saecore.hookspecs import hookimpl
 from saecore.registry import get_registry
 from saecore.sae import SAE
 from saecore.sources.base import ActivationSource, SourceConfig
+from saecore.training import LoggingConfig, SAETrainer, SAETrainingRunner, SAETrainingRunnerConfig, TrainerConfig
 from saecore.training_sae import TrainCoefficientConfig, TrainingSAE, TrainStepInput, TrainStepOutput
 from saecore.version import __version__
 
@@ -33,15 +34,20 @@ __all__ = [
     "ConfigError",
     "DuplicateNameError",
     "HookPoint",
+    "LoggingConfig",
     "PluginLoadError",
     "SAEConfig",
     "SAEFileError",
     "SAEMetadata",
+    "SAETrainer",
+    "SAETrainingRunner",
+    "SAETrainingRunnerConfig",
     "SaecoreError",
     "SourceConfig",
     "TrainCoefficientConfig",
     "TrainStepInput",
     "TrainStepOutput",
+    "TrainerConfig",
     "TrainingSAE",
     "TrainingSAEConfig",
     "UnknownNameError",

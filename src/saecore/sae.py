@@ -222,7 +222,7 @@ class SAE(HookedModule, Generic[C]):
         """Write cfg.json and sae_weights.safetensors (and sparsity) atomically; return their paths."""
         from saecore.io.sae_files import save_sae_files
 
-        state_dict = {k: v.detach() for k, v in self.state_dict().items()}
+        state_dict = {k: v.detach().clone() for k, v in self.state_dict().items()}
         self.process_state_dict_for_saving(state_dict)
         return save_sae_files(Path(path), self.cfg.to_dict(), state_dict, sparsity)
 

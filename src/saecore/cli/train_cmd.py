@@ -27,6 +27,7 @@ from saecore.cli.model_flags import FlagTable, FriendlyArgumentParser
 from saecore.cli.train_presets import apply_presets
 from saecore.errors import ConfigError
 from saecore.registry import get_registry
+from saecore.training.errors import TrainingInterruptedError
 
 FILE_SECTIONS = {"arch", "source", "sae", "source_config", "logger"}
 
@@ -146,7 +147,13 @@ def run_from_argv(argv: list[str]) -> int:
     logger = validate_model(LoggingConfig, sections["logger"], "logging options")
     cfg = validate_model(SAETrainingRunnerConfig, {**trainer, "sae": sae_cfg, "source": source_cfg, "logger": logger},
                          "trainer options")
-    runner = SAETrainingRunner(cfg, source=source)
-    runner.run()
+    try:
+        runner = SAETrainingRunner(cfg, source=source)
+        runner.run()
+    except TrainingInterruptedError as error:
+        print(f"saecore: {error}", file=sys.stderr)
+        return 130
+    finally:
+        source.close()
     print(runner.summary.format(), file=sys.stdout)
     return 0

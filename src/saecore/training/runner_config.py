@@ -19,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import Field, SerializeAsAny, ValidationError, field_validator
+from pydantic import BaseModel, Field, SerializeAsAny, ValidationError, field_validator
+from pydantic_core import PydanticSerializationError
 
 from saecore.config.sae_config import TrainingSAEConfig
 from saecore.config.validation import describe_validation_error, validate_model
@@ -103,8 +104,7 @@ class SAETrainingRunnerConfig(TrainerConfig):
         """
         result = self.model_dump(mode="json", exclude={"sae", "source"})
         result["sae"] = self.sae.to_dict()
-        source = self.source.model_dump(mode="json", fallback=lambda value: f"<{type(value).__name__}>")
-        result["source"] = {SOURCE_NAME_KEY: registered_source_name(self.source), **source}
+        result["source"] = {SOURCE_NAME_KEY: registered_source_name(self.source), **jsonable_fields(self.source)}
         return result
 
     @classmethod
@@ -112,6 +112,21 @@ class SAETrainingRunnerConfig(TrainerConfig):
         """Build from a dict (runner_cfg.json, a YAML file), raising ConfigError naming the field."""
         config: SAETrainingRunnerConfig = validate_model(cls, dict(values), "training config")
         return config
+
+
+def jsonable_fields(config: BaseModel) -> dict[str, Any]:
+    """``model_dump(mode="json")``, with a ``"<TypeName>"`` placeholder for each field JSON cannot hold."""
+    try:
+        dumped: dict[str, Any] = config.model_dump(mode="json")
+        return dumped
+    except PydanticSerializationError:
+        result: dict[str, Any] = {}
+        for name in type(config).model_fields:
+            try:
+                result[name] = config.model_dump(mode="json", include={name})[name]
+            except PydanticSerializationError:
+                result[name] = f"<{type(getattr(config, name)).__name__}>"
+        return result
 
 
 def _validate_nested(config_class: type[Any], values: dict[str, Any], where: str) -> Any:
