@@ -60,3 +60,13 @@ def saelens_compat(session: nox.Session) -> None:
     session.install(TORCH)
     session.install("sae-lens>=6.0,<7", ".[test]", *[f"./plugins/{p}" for p in ARCHITECTURE_PLUGINS])
     session.run("pytest", "tests/saelens_compat", "-q", env=TEST_ENV)
+
+
+@nox.session(python="3.11")
+@nox.parametrize("transformer_lens", ["3", "4"])
+def source_llm(session: nox.Session, transformer_lens: str) -> None:
+    """The LLM source with each TransformerLens generation users have (3.x HookedTransformer, 4.x bridge)."""
+    install_core(session, "sae_standard", "sae_topk", "source_llm")
+    major = int(transformer_lens)
+    session.install(f"transformer-lens>={major},<{major + 1}")
+    session.run("pytest", "plugins/source_llm/tests", "-q", env={**TEST_ENV, "TRANSFORMERS_OFFLINE": "1"})

@@ -1,8 +1,12 @@
 """saecore: train, load and evaluate sparse autoencoders, with every architecture a plugin.
 
-Core names are imported directly. Classes that plugins provide (``TopKSAE``,
-``StandardTrainingSAEConfig``, ...) are resolved lazily through the registry on first
-access; when the plugin is missing, the ImportError names the package to install.
+Core names are imported directly. The core's generic runner is
+``saecore.training.SAETrainingRunner``; the top-level name ``SAETrainingRunner`` is
+left to the LLM plugin, where it is SAELens's deprecated alias of the LM runner.
+
+Classes that plugins provide (``TopKSAE``, ``StandardTrainingSAEConfig``, ...) are
+resolved lazily through the registry on first access; when the plugin is missing, the
+ImportError names the package to install.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from saecore.hookspecs import hookimpl
 from saecore.registry import get_registry
 from saecore.sae import SAE
 from saecore.sources.base import ActivationSource, SourceConfig
-from saecore.training import LoggingConfig, SAETrainer, SAETrainingRunner, SAETrainingRunnerConfig, TrainerConfig
+from saecore.training import LoggingConfig, SAETrainer, SAETrainingRunnerConfig, TrainerConfig
 from saecore.training_sae import TrainCoefficientConfig, TrainingSAE, TrainStepInput, TrainStepOutput
 from saecore.version import __version__
 
@@ -40,7 +44,6 @@ __all__ = [
     "SAEFileError",
     "SAEMetadata",
     "SAETrainer",
-    "SAETrainingRunner",
     "SAETrainingRunnerConfig",
     "SaecoreError",
     "SourceConfig",

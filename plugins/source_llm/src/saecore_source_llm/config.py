@@ -1,0 +1,205 @@
+"""The ``llm`` source's settings, with SAELens's names and defaults where SAELens has them.
+
+Deliberate differences from SAELens 6.54, each for a reason:
+
+* ``n_batches_in_buffer`` counts *store batches* (``store_batch_size_prompts`` prompts of
+  ``context_size`` tokens each), as its name says and as SAELens ≤ 5 did. SAELens 6.54
+  sizes the buffer as ``n_batches_in_buffer × context_size`` tokens, which makes its own
+  defaults (20 × 128 = 2,560 tokens against a 4,096-token batch) unusable. Here the
+  defaults give a 20 × 32 × 128 = 81,920-token buffer: 20 default training batches.
+* ``is_dataset_tokenized`` may be left ``None`` to detect the column; SAELens accepts the
+  field and then ignores it.
+* ``model`` and ``dataset`` take Python objects (a loaded model, a ``datasets`` dataset),
+  or a string, which then means the same as ``model_name`` / ``dataset_path`` (so the
+  command line's ``--model DIR`` works).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from saecore.errors import ConfigError
+from saecore.sources.base import SourceConfig
+
+ModelClassName = Literal["auto", "HookedTransformer", "TransformerBridge", "AutoModelForCausalLM"]
+SpecialTokenName = Literal["bos", "eos", "sep"]
+
+
+class LanguageModelFields(BaseModel):
+    """Which model, which hook, which data, and how activations are batched and shuffled.
+
+    Shared by the source's config and the flat, SAELens-shaped runner config.
+    """
+
+    # -- model ---------------------------------------------------------------------------
+    model_name: str = Field(
+        default="gelu-2l",
+        description="An official TransformerLens/Hugging Face model name, or a local Hugging Face model folder.",
+    )
+    model_class_name: ModelClassName = Field(
+        default="auto",
+        description=(
+            "How to run the model: HookedTransformer (transformer-lens 3.x), TransformerBridge "
+            "(transformer-lens ≥ 3, the only choice in 4.x), AutoModelForCausalLM (plain transformers, "
+            "hook names are module paths), or auto (HookedTransformer where installed, else TransformerBridge)."
+        ),
+    )
+    model: Any = Field(
+        default=None,
+        description="A loaded model object from Python (HookedTransformer, TransformerBridge or a transformers model).",
+    )
+    model_from_pretrained_kwargs: dict[str, Any] | None = Field(
+        default=None,
+        description="Extra from_pretrained arguments (None: HookedTransformer gets center_writing_weights=False).",
+    )
+    tokenizer: Any = Field(
+        default=None,
+        description="A tokenizer object or a name/folder for AutoTokenizer (None: the model's own).",
+    )
+    hook_name: str = Field(
+        default="blocks.0.hook_mlp_out",
+        description="TransformerLens hook name, or for AutoModelForCausalLM a module path whose output is taken.",
+    )
+    hook_head_index: int | None = Field(
+        default=None, ge=0, description="Take one attention head of a per-head hook (hook_z ...); None flattens heads."
+    )
+    model_dtype: Literal["float32", "float16", "bfloat16"] = Field(
+        default="float32", description="dtype the language model's weights are loaded in."
+    )
+    autocast_lm: bool = Field(default=False, description="Run the language model under bfloat16 autocast.")
+    llm_device: str | None = Field(default=None, description="Device of the language model (None: the source's).")
+
+    # -- data ----------------------------------------------------------------------------
+    dataset_path: str = Field(
+        default="", description="A Hugging Face dataset name, or local data files / a folder of them."
+    )
+    dataset: Any = Field(default=None, description="A datasets Dataset/IterableDataset object from Python.")
+    dataset_split: str = Field(default="train", description="Split of the dataset to read.")
+    streaming: bool = Field(default=True, description="Stream the dataset instead of downloading/preparing it.")
+    is_dataset_tokenized: bool | None = Field(
+        default=None,
+        description="True: read a tokens/input_ids column; False: tokenize a text column; None: detect.",
+    )
+    dataset_column: str | None = Field(
+        default=None, description="Column to read (None: tokens, input_ids or text, whichever exists)."
+    )
+
+    # -- tokens --------------------------------------------------------------------------
+    context_size: int = Field(default=128, gt=0, description="Tokens per prompt fed to the model.")
+    prepend_bos: bool = Field(default=True, description="Start every prompt with the BOS token.")
+    sequence_separator_token: int | SpecialTokenName | None = Field(
+        default="bos", description="Token placed between documents packed into one prompt (bos, eos, sep, an id, None)."
+    )
+    disable_concat_sequences: bool = Field(
+        default=False, description="One document per prompt; documents shorter than context_size are skipped."
+    )
+    exclude_special_tokens: bool | list[int] = Field(
+        default=False, description="Drop activations at special tokens (True: BOS/EOS/PAD/SEP; or a list of ids)."
+    )
+    seqpos_slice: tuple[int | None, ...] = Field(
+        default=(None,), description="slice(*seqpos_slice) of positions kept from each prompt, e.g. [1, null]."
+    )
+
+    # -- batching ------------------------------------------------------------------------
+    store_batch_size_prompts: int = Field(default=32, gt=0, description="Prompts per language-model forward pass.")
+    n_batches_in_buffer: int = Field(
+        default=20, gt=0, description="Size of the shuffling buffer, in forward passes (store batches)."
+    )
+    activations_mixing_fraction: float = Field(
+        default=0.5, ge=0, lt=1,
+        description="Fraction of the buffer kept back and mixed with fresh activations at each refill (0: no shuffle).",
+    )
+    verbose: bool = Field(default=True, description="Print the buffer's size and dataset epochs.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strings_for_objects(cls, values: Any) -> Any:
+        """``model="gpt2"`` / ``dataset="path"`` mean ``model_name`` / ``dataset_path``.
+
+        ``"<ClassName>"`` is how a saved config (runner_cfg.json) records an object it could
+        not hold; read back, it means no object.
+        """
+        if not isinstance(values, dict):
+            return values
+        values = dict(values)
+        for object_field in ("model", "dataset", "tokenizer"):
+            value = values.get(object_field)
+            if isinstance(value, str) and value.startswith("<") and value.endswith(">"):
+                values[object_field] = None
+        for object_field, name_field in (("model", "model_name"), ("dataset", "dataset_path")):
+            value = values.get(object_field)
+            if isinstance(value, str):
+                other = values.get(name_field)
+                if other not in (None, "", value) and name_field in values:
+                    raise ValueError(
+                        f"{object_field}={value!r} and {name_field}={other!r} disagree; give one of them"
+                    )
+                values[name_field] = value
+                values[object_field] = None
+        return values
+
+    @field_validator("seqpos_slice")
+    @classmethod
+    def _seqpos_shape(cls, value: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        if not 1 <= len(value) <= 3:
+            raise ValueError(f"must hold 1 to 3 entries (start, stop, step) for slice(*seqpos_slice), got {value}")
+        if len(value) == 3 and value[2] is not None and value[2] < 1:
+            raise ValueError(f"the step {value[2]} must be at least 1")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LanguageModelFields:
+        if self.training_context_size == 0:
+            raise ValueError(
+                f"seqpos_slice={self.seqpos_slice} keeps no position of a context_size={self.context_size} prompt"
+            )
+        if self.prepend_bos and self.context_size < 2:
+            raise ValueError("context_size must be at least 2 with prepend_bos=True (one position is the BOS)")
+        return self
+
+    @property
+    def training_context_size(self) -> int:
+        """Positions of each prompt that become activations (after seqpos_slice)."""
+        return len(range(self.context_size)[slice(*self.seqpos_slice)])
+
+    @property
+    def buffer_prompts(self) -> int:
+        return self.n_batches_in_buffer * self.store_batch_size_prompts
+
+    @property
+    def buffer_activations(self) -> int:
+        """Activation slots in the mixing buffer (before any special tokens are dropped)."""
+        return self.buffer_prompts * self.training_context_size
+
+    def check_train_batch_size(self, batch_size: int, field: str = "train_batch_size_tokens") -> None:
+        """Raise ConfigError unless the buffer can serve ``batch_size`` activations per step."""
+        check_buffer_serves(
+            capacity=self.buffer_activations,
+            mixing_fraction=self.activations_mixing_fraction,
+            batch_size=batch_size,
+            sizes=(
+                f"n_batches_in_buffer={self.n_batches_in_buffer} × store_batch_size_prompts="
+                f"{self.store_batch_size_prompts} × {self.training_context_size} positions per prompt "
+                f"(context_size={self.context_size}, seqpos_slice={self.seqpos_slice})"
+            ),
+            field=field,
+        )
+
+
+class LLMSourceConfig(SourceConfig, LanguageModelFields):
+    """The ``llm`` source's config (see :class:`LanguageModelFields` for the fields)."""
+
+
+def check_buffer_serves(*, capacity: int, mixing_fraction: float, batch_size: int, sizes: str, field: str) -> None:
+    """The buffer must hold two batches and serve at least one between refills."""
+    servable = capacity - int(capacity * mixing_fraction)
+    if capacity < 2 * batch_size or servable < batch_size:
+        need = max(2 * batch_size, -(-batch_size // max(1e-12, 1 - mixing_fraction)))
+        raise ConfigError(
+            f"the activation buffer holds {capacity} activations ({sizes}) and keeps "
+            f"activations_mixing_fraction={mixing_fraction} of them back at each refill, so it cannot serve "
+            f"{field}={batch_size}: it must hold at least {int(need)} activations (2 batches, and one batch "
+            f"outside the kept fraction). Raise n_batches_in_buffer or store_batch_size_prompts, or lower {field}"
+        )

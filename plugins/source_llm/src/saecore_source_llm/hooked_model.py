@@ -1,0 +1,146 @@
+"""One interface over the three kinds of model the source can run.
+
+* TransformerLens 3.x ``HookedTransformer`` and the ``TransformerBridge`` (3.x and 4.x)
+  share ``run_with_cache``, ``hook_dict`` and ``stop_at_layer``: hook names are
+  TransformerLens's (``blocks.1.hook_resid_post``, ``blocks.0.attn.hook_z``), and the
+  forward pass stops after the hooked block.
+* A plain Hugging Face ``transformers`` model has no hook points. Its hook names are
+  module paths from ``model.named_modules()`` and the activation is that module's output
+  (the first element when it returns a tuple or a ModelOutput): in a GPT-2
+  ``GPT2LMHeadModel``, ``transformer.h.1`` is the residual stream after block 1 and
+  ``transformer.h.1.mlp`` the MLP's output. The forward pass stops by raising a private
+  exception from the forward hook once the output is captured.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from abc import ABC, abstractmethod
+from typing import Any
+
+import torch
+
+from saecore.errors import ConfigError
+
+LAYER_PATTERN = re.compile(r"^blocks\.(\d+)\.")
+CONTEXT_FIELDS = ("n_positions", "max_position_embeddings", "n_ctx", "max_sequence_length", "seq_length")
+
+
+class HookedModel(ABC):
+    """A language model that returns the activation at one hook and runs no further."""
+
+    kind: str
+
+    def __init__(self, model: Any, tokenizer: Any, name: str) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+
+    @property
+    @abstractmethod
+    def n_ctx(self) -> int | None:
+        """The longest input the model accepts (None when the model does not say)."""
+
+    @abstractmethod
+    def hook_names(self) -> list[str]:
+        """Every name ``activations`` accepts."""
+
+    @abstractmethod
+    def activations(self, tokens: torch.Tensor, hook_name: str) -> torch.Tensor:
+        """The activation at ``hook_name`` for ``tokens [batch, pos]``: ``[batch, pos, ...]``."""
+
+    @property
+    def input_device(self) -> torch.device:
+        parameter = next(iter(self.model.parameters()), None)
+        return parameter.device if parameter is not None else torch.device("cpu")
+
+    def check_hook_name(self, hook_name: str) -> None:
+        names = self.hook_names()
+        if hook_name in names:
+            return
+        close = difflib.get_close_matches(hook_name, names, n=5, cutoff=0.6)
+        hint = f"close matches: {', '.join(close)}" if close else f"for example: {', '.join(names[:8])}"
+        raise ConfigError(f"hook_name={hook_name!r} is not a hook of this {self.kind} model ({hint})")
+
+
+class TransformerLensModel(HookedModel):
+    """A HookedTransformer or TransformerBridge, run through ``run_with_cache``."""
+
+    def __init__(self, model: Any, tokenizer: Any, name: str, kind: str) -> None:
+        super().__init__(model, tokenizer, name)
+        self.kind = kind
+
+    @property
+    def n_ctx(self) -> int | None:
+        value = getattr(self.model.cfg, "n_ctx", None)
+        return int(value) if value is not None else None
+
+    def hook_names(self) -> list[str]:
+        return list(self.model.hook_dict)
+
+    def activations(self, tokens: torch.Tensor, hook_name: str) -> torch.Tensor:
+        _, cache = self.model.run_with_cache(
+            tokens, names_filter=[hook_name], stop_at_layer=stop_at_layer(hook_name), prepend_bos=False
+        )
+        return cache[hook_name]
+
+
+class TransformersModel(HookedModel):
+    """A plain transformers model; hook names are module paths, the activation their output."""
+
+    kind = "AutoModelForCausalLM"
+
+    def __init__(self, model: Any, tokenizer: Any, name: str) -> None:
+        super().__init__(model, tokenizer, name)
+        self._modules = {path: module for path, module in model.named_modules() if path}
+
+    @property
+    def n_ctx(self) -> int | None:
+        config = getattr(self.model, "config", None)
+        for field in CONTEXT_FIELDS:
+            value = getattr(config, field, None)
+            if isinstance(value, int):
+                return value
+        return None
+
+    def hook_names(self) -> list[str]:
+        return list(self._modules)
+
+    def activations(self, tokens: torch.Tensor, hook_name: str) -> torch.Tensor:
+        captured: list[torch.Tensor] = []
+
+        def capture(module: torch.nn.Module, inputs: Any, output: Any) -> None:
+            captured.append(first_tensor(output))
+            raise _StopForward
+
+        handle = self._modules[hook_name].register_forward_hook(capture)
+        try:
+            self.model(input_ids=tokens)
+        except _StopForward:
+            pass
+        finally:
+            handle.remove()
+        if not captured:
+            raise ConfigError(f"hook_name={hook_name!r}: this module did not run in the model's forward pass")
+        return captured[0]
+
+
+class _StopForward(Exception):
+    """Raised by the capturing hook so the layers after it never run."""
+
+
+def first_tensor(output: Any) -> torch.Tensor:
+    if isinstance(output, torch.Tensor):
+        return output
+    if hasattr(output, "to_tuple"):
+        output = output.to_tuple()
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    raise ConfigError(f"the hooked module returned {type(output).__name__}, not a tensor or a tuple starting with one")
+
+
+def stop_at_layer(hook_name: str) -> int | None:
+    """The TransformerLens ``stop_at_layer`` that still runs the hook's block (None: run everything)."""
+    match = LAYER_PATTERN.match(hook_name)
+    return int(match.group(1)) + 1 if match else None

@@ -1,0 +1,31 @@
+"""Entry point module: registers the ``llm`` activation source and the language-model runner.
+
+Kept light: nothing here imports transformer_lens, transformers or datasets; the source
+imports them when it builds a model or reads a dataset.
+"""
+
+from __future__ import annotations
+
+from saecore import hookimpl
+from saecore.hookspecs import RegisterExport, RegisterSource
+
+
+@hookimpl
+def saecore_register_sources(register: RegisterSource) -> None:
+    from saecore_source_llm.config import LLMSourceConfig
+    from saecore_source_llm.source import LLMSource
+
+    register("llm", LLMSource, LLMSourceConfig)
+
+
+@hookimpl
+def saecore_register_exports(register: RegisterExport) -> None:
+    from saecore_source_llm.runner import (
+        LanguageModelSAERunnerConfig,
+        LanguageModelSAETrainingRunner,
+        SAETrainingRunner,
+    )
+
+    register(LanguageModelSAERunnerConfig)
+    register(LanguageModelSAETrainingRunner)
+    register(SAETrainingRunner)

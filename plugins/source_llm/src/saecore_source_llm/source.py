@@ -1,0 +1,273 @@
+"""The ``llm`` activation source: a language model's activations at one hook, shuffled.
+
+Prompts come from a :class:`TokenStream`; each forward pass runs
+``store_batch_size_prompts`` of them and stops at the hooked layer. The activations
+(after ``seqpos_slice``, head selection and dropping special tokens) go into a
+:class:`MixingBuffer`, which serves the trainer's batches.
+
+Resuming is exact. A forward pass is identified by a running *chunk* number; each buffer
+slot records which chunk and position its activation came from. A saved state holds the
+stream position, the buffer's order and RNG, the slot origins, and the prompts of the
+chunks still present in the buffer, never the activations themselves (the buffer can be
+gigabytes). On resume those chunks are run through the model again, in the same groups,
+which reproduces the buffer bit for bit on the same device. The price is re-running
+those forward passes once at resume time: with ``activations_mixing_fraction = f`` an
+activation survives k refills with probability fᵏ, so chunks stay referenced for about
+log(1/(chunk size))/log(f) refills.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from saecore.errors import ConfigError, SAEFileError
+from saecore.sources.base import ActivationSource
+from saecore_source_llm.config import LLMSourceConfig
+from saecore_source_llm.dataset_reader import choose_column, open_dataset
+from saecore_source_llm.hooked_model import HookedModel
+from saecore_source_llm.memory import check_fits
+from saecore_source_llm.mixing_buffer import EMPTY, MixingBuffer
+from saecore_source_llm.model_loading import load_model
+from saecore_source_llm.token_stream import StreamPosition, TokenStream
+
+SPECIAL_TOKEN_ATTRIBUTES = ("bos_token_id", "eos_token_id", "pad_token_id", "sep_token_id")
+
+
+class LLMSource(ActivationSource):
+    """Serves ``[n, d_in]`` float32 activations of a language model at ``cfg.hook_name``."""
+
+    cfg: LLMSourceConfig
+
+    def __init__(self, cfg: LLMSourceConfig, *, seed: int = 42, device: str = "cpu") -> None:
+        super().__init__(cfg, seed=seed, device=device)
+        self.llm_device = torch.device(cfg.llm_device) if cfg.llm_device is not None else self.device
+        self.model: HookedModel = load_model(cfg, self.llm_device)
+        self.model.check_hook_name(cfg.hook_name)
+        self._check_context_size()
+        self.dataset = open_dataset(cfg.dataset_path, cfg.dataset, split=cfg.dataset_split, streaming=cfg.streaming)
+        self.column = choose_column(self.dataset, column=cfg.dataset_column, is_tokenized=cfg.is_dataset_tokenized)
+        text = not self.column.tokenized
+        self.bos_token_id = self._special_token("bos", "prepend_bos=True") if text and cfg.prepend_bos else None
+        self.separator_token_id = (
+            self._separator_token() if text and not cfg.disable_concat_sequences else None
+        )
+        self.excluded_tokens = self._excluded_tokens()
+        self._d_in = self._probe()
+        self.chunk_size = cfg.store_batch_size_prompts * cfg.training_context_size
+        capacity = cfg.buffer_activations
+        buffer_bytes = capacity * self._d_in * 4 + self.chunk_size * self._d_in * 4
+        self.memory_report = check_fits(
+            buffer_bytes, self.device,
+            f"llm source: mixing buffer of {capacity:,} activations × d_in {self._d_in} (float32)",
+            remedy="lower n_batches_in_buffer, store_batch_size_prompts or context_size",
+        )
+        if cfg.verbose:
+            print(self.memory_report, file=sys.stderr)
+        self.buffer = MixingBuffer(
+            capacity, self._d_in, mixing_fraction=cfg.activations_mixing_fraction, device=self.device, seed=seed
+        )
+        self._start_stream(StreamPosition(), next_chunk=0)
+
+    # -- the contract ---------------------------------------------------------------------
+    @property
+    def d_in(self) -> int:
+        return self._d_in
+
+    def next_batch(self, batch_size: int) -> torch.Tensor:
+        if not self.buffer.can_serve(batch_size):
+            if batch_size > self.buffer.servable:
+                self.check_batch_size(batch_size)
+            self.buffer.refill(self._chunks)
+            self._forget_unused_chunks()
+        return self.buffer.take(batch_size)
+
+    def check_batch_size(self, batch_size: int) -> None:
+        self.cfg.check_train_batch_size(batch_size)
+
+    def sae_metadata(self) -> dict[str, Any]:
+        cfg = self.cfg
+        return {
+            "model_name": self.model.name,
+            "model_class_name": self.model.kind,
+            "hook_name": cfg.hook_name,
+            "hook_head_index": cfg.hook_head_index,
+            "context_size": cfg.context_size,
+            "prepend_bos": cfg.prepend_bos,
+            "dataset_path": cfg.dataset_path or None,
+            "seqpos_slice": list(cfg.seqpos_slice),
+            "exclude_special_tokens": cfg.exclude_special_tokens,
+            "sequence_separator_token": cfg.sequence_separator_token,
+            "disable_concat_sequences": cfg.disable_concat_sequences,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        buffer_state = self.buffer.state_dict()
+        needed = torch.cat([buffer_state["origins"], buffer_state["carry_origins"]])
+        chunk_ids = torch.unique(needed[needed != EMPTY] // self.chunk_size)
+        tokens = [self._chunk_tokens[int(chunk)] for chunk in chunk_ids]
+        position = self.stream.position
+        return {
+            "layout": torch.tensor([self.buffer.capacity, self.chunk_size, self.cfg.context_size, self._d_in]),
+            "stream_position": torch.tensor([position.epoch, position.document, position.offset]),
+            "next_chunk": self._next_chunk,
+            "chunk_ids": chunk_ids,
+            "chunk_tokens": torch.stack(tokens) if tokens else torch.zeros(0, 0, 0, dtype=torch.long),
+            "buffer": buffer_state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        layout = [self.buffer.capacity, self.chunk_size, self.cfg.context_size, self._d_in]
+        saved = [int(value) for value in state["layout"]]
+        if saved != layout:
+            names = ("buffer activations", "activations per forward pass", "context_size", "d_in")
+            differences = ", ".join(f"{name} {a} → {b}" for name, a, b in zip(names, saved, layout) if a != b)
+            raise SAEFileError(f"the saved llm source state does not fit this source ({differences}); resume with "
+                               "the n_batches_in_buffer, store_batch_size_prompts, context_size, seqpos_slice and "
+                               "hook of the original run")
+        epoch, document, offset = (int(value) for value in state["stream_position"])
+        self._start_stream(StreamPosition(epoch, document, offset), next_chunk=int(state["next_chunk"]))
+        self.buffer.load_state_dict(state["buffer"])
+        self._chunk_tokens = {int(chunk): tokens for chunk, tokens in zip(state["chunk_ids"], state["chunk_tokens"])}
+        self._recompute_buffer()
+
+    def close(self) -> None:
+        self._chunk_tokens.clear()
+        self._chunks.close()
+
+    # -- producing activations ----------------------------------------------------------------
+    def _start_stream(self, position: StreamPosition, *, next_chunk: int) -> None:
+        cfg = self.cfg
+        self.stream = TokenStream(
+            self.dataset, self.column, self.model.tokenizer, context_size=cfg.context_size, bos=self.bos_token_id,
+            separator=self.separator_token_id, disable_concat_sequences=cfg.disable_concat_sequences,
+            position=position, on_new_epoch=self._announce_epoch,
+        )
+        self._next_chunk = next_chunk
+        self._chunk_tokens: dict[int, torch.Tensor] = {}
+        self._chunks = self._generate_chunks()
+
+    def _generate_chunks(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Forward passes, one per ``store_batch_size_prompts`` prompts: ``(activations, origins)``."""
+        positions = torch.arange(self.chunk_size)
+        while True:
+            tokens = self.stream.next_prompts(self.cfg.store_batch_size_prompts)
+            chunk = self._next_chunk
+            self._next_chunk += 1
+            self._chunk_tokens[chunk] = tokens
+            activations = self.activations(tokens)
+            origins = chunk * self.chunk_size + positions
+            keep = self._kept_positions(tokens)
+            if keep is not None:
+                activations, origins = activations[keep.to(activations.device)], origins[keep]
+            yield activations, origins
+
+    @torch.no_grad()
+    def activations(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``[batch · kept positions, d_in]`` float32 on ``device`` for prompts ``tokens [batch, context]``.
+
+        Every position after ``seqpos_slice`` is included (special tokens too).
+        """
+        cfg = self.cfg
+        with torch.autocast(device_type=self.model.input_device.type, dtype=torch.bfloat16, enabled=cfg.autocast_lm):
+            raw = self.model.activations(tokens.to(self.model.input_device), cfg.hook_name)
+        raw = raw[:, slice(*cfg.seqpos_slice)]
+        if raw.ndim == 4:
+            raw = raw[:, :, cfg.hook_head_index] if cfg.hook_head_index is not None else raw.flatten(2)
+        return raw.reshape(-1, raw.shape[-1]).to(self.device, torch.float32)
+
+    def _kept_positions(self, tokens: torch.Tensor) -> torch.Tensor | None:
+        if self.excluded_tokens is None:
+            return None
+        positions = tokens[:, slice(*self.cfg.seqpos_slice)].reshape(-1)
+        return ~torch.isin(positions, self.excluded_tokens)
+
+    def _forget_unused_chunks(self) -> None:
+        needed = torch.cat([self.buffer.origins, self.buffer.carry_origins])
+        live = {int(chunk) for chunk in torch.unique(needed[needed != EMPTY] // self.chunk_size)}
+        self._chunk_tokens = {chunk: tokens for chunk, tokens in self._chunk_tokens.items() if chunk in live}
+
+    def _recompute_buffer(self) -> None:
+        """Run the saved chunks through the model again and put each activation back in its slot."""
+        buffer = self.buffer
+        slot_chunks = torch.where(buffer.origins == EMPTY, EMPTY, buffer.origins // self.chunk_size)
+        carry_chunks = buffer.carry_origins // self.chunk_size
+        carry = torch.zeros(len(buffer.carry_origins), self._d_in, device=self.device)
+        for chunk, tokens in sorted(self._chunk_tokens.items()):
+            activations = self.activations(tokens)
+            slots = torch.nonzero(slot_chunks == chunk).flatten()
+            if len(slots):
+                positions = (buffer.origins[slots] % self.chunk_size).to(activations.device)
+                buffer.slots[slots.to(self.device)] = activations[positions]
+            in_carry = torch.nonzero(carry_chunks == chunk).flatten()
+            if len(in_carry):
+                positions = (buffer.carry_origins[in_carry] % self.chunk_size).to(activations.device)
+                carry[in_carry.to(self.device)] = activations[positions]
+        if len(buffer.carry_origins):
+            buffer.carry_activations = carry
+
+    # -- setup ----------------------------------------------------------------------------
+    def _check_context_size(self) -> None:
+        n_ctx = self.model.n_ctx
+        if n_ctx is not None and self.cfg.context_size > n_ctx:
+            raise ConfigError(f"context_size={self.cfg.context_size} is longer than the model's context window "
+                              f"(n_ctx={n_ctx} for {self.model.name}); set context_size to at most {n_ctx}")
+
+    def _probe(self) -> int:
+        """d_in, from the shape of a two-token forward pass."""
+        cfg = self.cfg
+        probe = torch.zeros(1, min(2, cfg.context_size), dtype=torch.long)
+        with torch.no_grad():
+            raw = self.model.activations(probe.to(self.model.input_device), cfg.hook_name)
+        shape = tuple(raw.shape[2:])
+        if cfg.hook_head_index is not None:
+            if len(shape) != 2:
+                raise ConfigError(f"hook_head_index={cfg.hook_head_index} needs a per-head hook (activations "
+                                  f"[batch, pos, heads, d_head], like hook_z), but {cfg.hook_name!r} gives "
+                                  f"[batch, pos, {', '.join(map(str, shape))}]")
+            if cfg.hook_head_index >= shape[0]:
+                raise ConfigError(f"hook_head_index={cfg.hook_head_index} but {cfg.hook_name!r} has {shape[0]} "
+                                  f"heads (allowed: 0 to {shape[0] - 1})")
+            return shape[1]
+        if len(shape) not in (1, 2):
+            raise ConfigError(f"hook_name={cfg.hook_name!r} gives activations of shape [batch, pos, "
+                              f"{', '.join(map(str, shape))}]; expected [batch, pos, d] or [batch, pos, heads, d_head]")
+        return shape[0] if len(shape) == 1 else shape[0] * shape[1]
+
+    def _special_token(self, which: str, reason: str) -> int:
+        tokenizer = self.model.tokenizer
+        token = getattr(tokenizer, f"{which}_token_id", None) if tokenizer is not None else None
+        if token is None:
+            raise ConfigError(f"{reason} needs the tokenizer's {which} token, but "
+                              f"{'there is no tokenizer' if tokenizer is None else 'it has none'}")
+        return int(token)
+
+    def _separator_token(self) -> int | None:
+        separator = self.cfg.sequence_separator_token
+        if separator is None or isinstance(separator, int):
+            return separator
+        return self._special_token(separator, f"sequence_separator_token={separator!r}")
+
+    def _excluded_tokens(self) -> torch.Tensor | None:
+        exclude = self.cfg.exclude_special_tokens
+        if exclude is False:
+            return None
+        if exclude is True:
+            tokenizer = self.model.tokenizer
+            if tokenizer is None:
+                raise ConfigError("exclude_special_tokens=True needs a tokenizer to know the special tokens; "
+                                  "set tokenizer, or give the token ids as a list")
+            ids = {getattr(tokenizer, name, None) for name in SPECIAL_TOKEN_ATTRIBUTES} - {None}
+            return torch.tensor(sorted(ids), dtype=torch.long)
+        return torch.tensor(list(exclude), dtype=torch.long)
+
+    def _announce_epoch(self, epoch: int) -> None:
+        """Warn once (a constant message is shown once per place), then note each pass when verbose."""
+        warnings.warn("llm source: the dataset ran out and is read again from the start, so training sees "
+                      "its documents more than once", stacklevel=1)
+        if self.cfg.verbose:
+            print(f"llm source: starting pass {epoch + 1} over the dataset", file=sys.stderr)
