@@ -14,12 +14,18 @@ from typing import Any
 DEFAULT_WIDTH_MULTIPLE = 8
 
 SYNTHETIC_PRESETS: dict[str, dict[str, Any]] = {
-    "standard": {"l1_coefficient": 5.0},
-    "gated": {"l1_coefficient": 5.0},
-    "jumprelu": {"l0_coefficient": 1.0},
+    "standard": {"l1_coefficient": 0.5},
+    "gated": {"l1_coefficient": 1.0},
+    "jumprelu": {"l0_coefficient": 0.3},
     "topk": {"k": 8},
 }
-SYNTHETIC_TRAINER_PRESETS: dict[str, Any] = {"training_tokens": 2_000_000, "lr": 3e-3}
+SYNTHETIC_TRAINER_PRESETS: dict[str, dict[str, Any]] = {
+    "standard": {"lr": 1e-2, "training_tokens": 1_000_000},
+    "gated": {"lr": 5e-3, "training_tokens": 1_000_000},
+    "jumprelu": {"lr": 5e-3, "training_tokens": 1_000_000},
+    "topk": {"lr": 1e-2, "training_tokens": 1_000_000},
+}
+GENERIC_SYNTHETIC_TRAINER_PRESET: dict[str, Any] = {"lr": 5e-3, "training_tokens": 1_000_000}
 
 
 def apply_presets(
@@ -29,7 +35,7 @@ def apply_presets(
     values = {"d_in": d_in, "d_sae": d_in * DEFAULT_WIDTH_MULTIPLE}
     if source == "synthetic":
         values.update(SYNTHETIC_PRESETS.get(arch, {}))
-        for key, value in SYNTHETIC_TRAINER_PRESETS.items():
+        for key, value in SYNTHETIC_TRAINER_PRESETS.get(arch, GENERIC_SYNTHETIC_TRAINER_PRESET).items():
             trainer_values.setdefault(key, value)
     values.update(sae_values)
     return values

@@ -276,6 +276,8 @@ class CachedSource(ActivationSource):
 
     def _ensure_buffer(self) -> torch.Tensor:
         if self._buffer is None:
+            if self._group * self.cfg.buffer_shards >= len(self._order):
+                self._start_next_epoch()
             self._buffer = self._load_group(self._epoch, self._group)
             self.peak_buffered_rows = max(self.peak_buffered_rows, self._buffer.shape[0])
         return self._buffer
@@ -284,15 +286,17 @@ class CachedSource(ActivationSource):
         self._buffer = None
         self._row = 0
         self._group += 1
-        if self._group * self.cfg.buffer_shards >= len(self._order):
-            self._group = 0
-            self._epoch += 1
-            self._order = self._shard_order(self._epoch)
-            warnings.warn(
-                f"cached activations at {self.cfg.path}: all {self.info.n_tokens} rows have been served; "
-                "starting another epoch, so rows will repeat (write a larger cache to avoid this)",
-                stacklevel=3,
-            )
+
+    def _start_next_epoch(self) -> None:
+        """Wrap around, only once a row beyond the last one is actually asked for."""
+        self._epoch += 1
+        self._group = 0
+        self._order = self._shard_order(self._epoch)
+        warnings.warn(
+            f"cached activations at {self.cfg.path}: all {self.info.n_tokens} rows have been served; "
+            "starting another epoch, so rows will repeat (write a larger cache to avoid this)",
+            stacklevel=4,
+        )
 
     def _shard_order(self, epoch: int) -> list[int]:
         n_shards = len(self.info.shards)

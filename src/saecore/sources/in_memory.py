@@ -122,6 +122,11 @@ class _ShuffledTensor:
     def take(self, n: int) -> torch.Tensor:
         parts = []
         while n:
+            if self.offset == self.n_rows:
+                self.epoch += 1
+                self.offset = 0
+                self.order = self._order(self.epoch)
+                warnings.warn(_WRAP_WARNING.format(what="TensorSourceConfig.data"), stacklevel=4)
             count = min(n, self.n_rows - self.offset)
             if self.order is None:
                 parts.append(self.data[self.offset:self.offset + count])
@@ -129,11 +134,6 @@ class _ShuffledTensor:
                 parts.append(self.data[self.order[self.offset:self.offset + count]])
             self.offset += count
             n -= count
-            if self.offset == self.n_rows:
-                self.epoch += 1
-                self.offset = 0
-                self.order = self._order(self.epoch)
-                warnings.warn(_WRAP_WARNING.format(what="TensorSourceConfig.data"), stacklevel=4)
         return torch.cat(parts)
 
     def state_dict(self) -> dict[str, Any]:
