@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from training_helpers import ToySource, ToySourceConfig, make_config
 
 from saecore import SAE
 from saecore.errors import ConfigError
-from saecore.training import SAETrainingRunner, SAETrainingRunnerConfig
+from saecore.training import LoggingConfig, SAETrainingRunner, SAETrainingRunnerConfig
 
 
 def test_run_writes_a_loadable_inference_sae_with_metadata(tmp_path: Path) -> None:
@@ -114,3 +115,44 @@ def test_user_metadata_wins_over_the_source_s(tmp_path: Path) -> None:
     assert (metadata["hook_name"], metadata["neuronpedia_id"], metadata["dataset_path"]) == (
         "my.hook", "x/y", "toy-dataset"
     )
+
+
+class _EvaluatingToySource(ToySource):
+    """Reports the SAE's reconstruction error on raw inputs, as a downstream-model eval would."""
+
+    def __init__(self, cfg: ToySourceConfig, **kwargs: Any) -> None:
+        super().__init__(cfg, **kwargs)
+        self.calls: list[float | None] = []
+
+    def evaluate_sae(self, sae: Any, scaling_factor: float | None = None) -> dict[str, float]:
+        self.calls.append(scaling_factor)
+        x = self.features[:4] * 3.0
+        s = 1.0 if scaling_factor is None else scaling_factor
+        with torch.no_grad():
+            error = ((sae(x * s) / s - x) ** 2).sum(-1).mean()
+        return {"toy_downstream_error": float(error)}
+
+
+def test_source_specific_evaluations_reach_the_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    cfg = make_config(
+        tmp_path,
+        sae=StandardTrainingSAEConfig(d_in=8, d_sae=16, l1_coefficient=0.05,
+                                      normalize_activations="expected_average_only_in"),
+        logger=LoggingConfig(log_to_wandb=True, wandb_log_frequency=5, eval_every_n_wandb_logs=2),
+    )
+    source = _EvaluatingToySource(ToySourceConfig())
+    runner = SAETrainingRunner(cfg, source=source)
+    sae = runner.run()
+    assert runner.summary is not None
+    value = runner.summary.source_metrics["toy_downstream_error"]
+    x = source.features[:4] * 3.0
+    with torch.no_grad():
+        expected = float(((sae(x) - x) ** 2).sum(-1).mean())
+    assert value == pytest.approx(expected, rel=1e-5)
+    assert "toy_downstream_error" in runner.summary.format()
+    # periodic evaluations see the training-time input scale; the final one runs after folding
+    assert all(s is not None and s > 0 for s in source.calls[:-1]) and len(source.calls) >= 2
+    assert source.calls[-1] is None

@@ -59,5 +59,15 @@ class ActivationSource(ABC):
         """Known feature directions ``[n_features, d_in]`` if the source has them (synthetic)."""
         return None
 
+    def evaluate_sae(self, sae: Any, scaling_factor: float | None = None) -> dict[str, float]:
+        """Metrics only this source can compute, logged next to the reconstruction metrics.
+
+        The LLM source splices the SAE into the model and reports CE-loss and KL scores.
+        ``scaling_factor`` is the input scale the SAE is being trained with (None once it is
+        folded in): feed ``sae(s·x)/s`` where raw activations are replaced. The default is
+        none, so sources that have no downstream model need not implement it.
+        """
+        return {}
+
     def close(self) -> None:
         """Release files, models or worker threads."""

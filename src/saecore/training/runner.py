@@ -151,6 +151,7 @@ class SAETrainingRunner:
             tokens_per_second=trainer.trained_tokens_this_run / seconds if seconds > 0 else 0.0,
             output_path=self.cfg.output_path,
             ground_truth=recovery,
+            source_metrics=dict(trainer.final_source_metrics),
         )
 
     def _log_final(
@@ -163,6 +164,7 @@ class SAETrainingRunner:
             "final/mse": self.summary.mse,
             "final/dead_features": self.summary.dead_features,
         }
+        summary.update({f"final/{name}": value for name, value in self.summary.source_metrics.items()})
         if self.summary.ground_truth is not None:
             summary.update({f"final/ground_truth_{k}": v for k, v in self.summary.ground_truth.as_dict().items()})
         logger.set_summary(summary)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -23,6 +23,7 @@ class TrainingSummary:
     tokens_per_second: float
     output_path: str | None
     ground_truth: GroundTruthRecovery | None = None
+    source_metrics: dict[str, float] = field(default_factory=dict)
 
     def format(self) -> str:
         """The multi-line summary the CLI prints."""
@@ -40,6 +41,8 @@ class TrainingSummary:
                 f"  true features found  {100 * truth.fraction_recovered:.1f}% at cosine >= {truth.threshold:g} "
                 f"(mean best cosine {truth.mean_max_cosine:.3f})"
             )
+        for name, value in self.source_metrics.items():
+            lines.append(f"  {name:20} {value:.4g}")
         saved = f"saved to             {self.output_path}" if self.output_path else "not saved (output_path=None)"
         lines.append(f"  {saved}")
         return "\n".join(lines)

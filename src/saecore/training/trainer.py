@@ -103,6 +103,7 @@ class SAETrainer:
         self.n_training_tokens = 0
         self.last_checkpoint: Path | None = None
         self.final_metrics: ReconstructionMetrics | None = None
+        self.final_source_metrics: dict[str, float] = {}
         self.training_seconds = 0.0
         self.trained_tokens_this_run = 0
         self._last_checkpoint_step = -1
@@ -206,7 +207,7 @@ class SAETrainer:
         if step % frequency == 0:
             self._log_step(output)
         if self.metrics_logger is not None and step % (frequency * self.logging.eval_every_n_wandb_logs) == 0:
-            self._log_evaluation(self.evaluate())
+            self._log_evaluation(self.evaluate(), self.source.evaluate_sae(self.sae, self.scaler.scaling_factor))
         if step in self.checkpoint_steps:
             self.save_checkpoint()
         if stop.requested:
@@ -222,10 +223,11 @@ class SAETrainer:
         if self.scaler.scaling_factor is not None:
             self.sae.fold_activation_norm_scaling_factor(self.scaler.scaling_factor)
             self.scaler.scaling_factor = None
+        self.final_source_metrics = self.source.evaluate_sae(self.sae, None)
         if self.feature_stats.n_frac_active_samples > 0:
             self.sae.cfg.metadata.l0 = float(self.feature_stats.feature_sparsity.sum())
             self.sae.cfg.metadata.num_dead_features = int(self.feature_stats.dead_mask().sum())
-        self._log_evaluation(self.final_metrics)
+        self._log_evaluation(self.final_metrics, self.final_source_metrics)
         if self.cfg.save_final_checkpoint:
             self.save_checkpoint(f"final_{self.n_training_tokens}")
 
@@ -258,11 +260,11 @@ class SAETrainer:
             scalars, step=self.n_training_steps, histograms={"plots/feature_density_line_chart": log_sparsity}
         )
 
-    def _log_evaluation(self, metrics: ReconstructionMetrics) -> None:
+    def _log_evaluation(self, metrics: ReconstructionMetrics, source_metrics: dict[str, float]) -> None:
         if self.metrics_logger is None:
             return
         self.metrics_logger.log(
-            metrics.as_log_dict(),
+            {**metrics.as_log_dict(), **{f"metrics/{name}": value for name, value in source_metrics.items()}},
             step=self.n_training_steps,
             histograms={"plots/eval_log10_feature_density": metrics.log10_feature_density()},
         )
