@@ -52,6 +52,7 @@ def everything(session: nox.Session) -> None:
     install_core(session, *ARCHITECTURE_PLUGINS)
     session.run("pytest", "tests", *[f"plugins/{p}/tests" for p in ARCHITECTURE_PLUGINS], "-q",
                 "--ignore=tests/core_alone", "--ignore=tests/saelens_compat", env=TEST_ENV)
+    session.run("saecore", "train", "--arch", "topk", env=TEST_ENV)
 
 
 @nox.session(python="3.11")
@@ -60,6 +61,18 @@ def saelens_compat(session: nox.Session) -> None:
     session.install(TORCH)
     session.install("sae-lens>=6.0,<7", ".[test]", *[f"./plugins/{p}" for p in ARCHITECTURE_PLUGINS])
     session.run("pytest", "tests/saelens_compat", "-q", env=TEST_ENV)
+
+
+@nox.session(python="3.11")
+def ecosystem(session: nox.Session) -> None:
+    """Converters against files written by the formats' own libraries (eai-sparsify, dictionary-learning)."""
+    session.install(TORCH)
+    session.install(TORCH, "eai-sparsify", "dictionary-learning", ".[test]",
+                    *[f"./plugins/{p}" for p in ARCHITECTURE_PLUGINS])
+    # nnsight (a dictionary-learning dependency) pulls PyPI's CUDA torchvision, which breaks
+    # `import transformers` next to CPU torch; neither converter test needs it.
+    session.run("pip", "uninstall", "-y", "torchvision")
+    session.run("pytest", "tests/ecosystem", "-q", env={**TEST_ENV, "SPARSIFY_DISABLE_TRITON": "1"})
 
 
 @nox.session(python="3.11")

@@ -112,8 +112,10 @@ def saecore_register_releases(register: RegisterRelease) -> None:
 
     :param register: call ``register(name, repo_id, saes, **fields)``. ``saes`` maps
         each ``sae_id`` to a dict with at least ``path`` (the folder inside the
-        repo) and optionally ``norm_scaling_factor``, ``l0``, ``neuronpedia``.
-        ``fields`` may carry ``model`` and ``conversion``.
+        repo) and optionally ``norm_scaling_factor``, ``l0``, ``variance_explained``,
+        ``neuronpedia`` and ``hook_name`` (the last two reach the loaded SAE's metadata).
+        ``fields`` may carry ``model``, ``conversion`` (a converter name),
+        ``config_overrides``, ``revision`` and ``links``.
     """
 
 

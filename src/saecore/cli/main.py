@@ -11,13 +11,15 @@ import os
 import sys
 from collections.abc import Sequence
 
-from saecore.cli import info_cmd, plugins_cmd, train_cmd
+from saecore.cli import info_cmd, plugins_cmd, push_cmd, releases_cmd, train_cmd
 from saecore.version import __version__
 
 COMMANDS = {
     "plugins": plugins_cmd,
     "info": info_cmd,
     "train": train_cmd,
+    "releases": releases_cmd,
+    "push": push_cmd,
 }
 
 

@@ -37,6 +37,12 @@ def plugin_rows() -> list[dict[str, Any]]:
     return rows
 
 
+def _listing(kind: str, names: list[str], limit: int = 6) -> str:
+    if len(names) <= limit:
+        return ", ".join(names)
+    return f"{len(names)} (saecore {kind})" if kind == "releases" else f"{', '.join(names[:limit])}, ... ({len(names)})"
+
+
 def run(args: argparse.Namespace) -> int:
     rows = plugin_rows()
     registry = get_registry()
@@ -48,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     headers = ["distribution", "version", "registers", "status"]
     table = []
     for row in rows:
-        registers = "; ".join(f"{kind.replace('_', ' ')}: {', '.join(row[kind])}" for kind in KINDS if row[kind])
+        registers = "; ".join(f"{kind.replace('_', ' ')}: {_listing(kind, row[kind])}" for kind in KINDS if row[kind])
         table.append([row["distribution"] or row["plugin"], row["version"] or "-", registers or "-", row["status"]])
     widths = [max(len(str(r[i])) for r in [headers, *table]) for i in range(len(headers))]
     for line in [headers, ["-" * w for w in widths], *table]:

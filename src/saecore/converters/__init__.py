@@ -1,1 +1,4 @@
-"""Built-in converters for SAE formats, registered through the converter hook."""
+"""The core's built-ins for published SAEs: format converters and the release directory.
+
+Both register through the same hooks as any plugin (see ``builtin_plugin``).
+"""

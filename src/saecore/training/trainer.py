@@ -227,6 +227,7 @@ class SAETrainer:
         if self.feature_stats.n_frac_active_samples > 0:
             self.sae.cfg.metadata.l0 = float(self.feature_stats.feature_sparsity.sum())
             self.sae.cfg.metadata.num_dead_features = int(self.feature_stats.dead_mask().sum())
+        self.sae.cfg.metadata.explained_variance = self.final_metrics.explained_variance
         self._log_evaluation(self.final_metrics, self.final_source_metrics)
         if self.cfg.save_final_checkpoint:
             self.save_checkpoint(f"final_{self.n_training_tokens}")

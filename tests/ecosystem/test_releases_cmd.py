@@ -1,0 +1,77 @@
+"""``saecore releases [PATTERN]``: parsed and run as the saecore command does."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fixtures.in_process import ReleasePlugin
+
+from saecore.cli import releases_cmd
+from saecore.converters.release_directory import load_release_directory
+
+AddPlugin = Callable[[Any, str], None]
+
+
+def run_releases(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="saecore")
+    commands = parser.add_subparsers(dest="command", required=True)
+    releases_cmd.add_parser(commands, "releases")
+    return releases_cmd.run(parser.parse_args(["releases", *argv]))
+
+
+def test_table_lists_release_repo_model_count_and_conversion(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_releases() == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["release", "repo", "model", "#saes", "conversion"]
+    rows = {line.split()[0]: line.split() for line in lines[2:] if line and not line.startswith(" ")}
+    assert rows["gpt2-small-res-jb"] == ["gpt2-small-res-jb", "jbloom/GPT2-Small-SAEs-Reformatted", "gpt2-small",
+                                         "13", "sae_lens"]
+    assert rows["sae-llama-3-8b-32x"][-2:] == ["32", "sparsify"]
+    assert set(load_release_directory()) <= set(rows)
+    assert lines[-1].startswith(f"{len(load_release_directory())} release(s).")
+
+
+def test_pattern_filters_by_substring(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_releases("mistral") == 0
+    out = capsys.readouterr().out
+    assert "mistral-7b-res-wg" in out and "gpt2-small-res-jb" not in out
+
+
+def test_saes_flag_lists_ids_with_their_metadata(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_releases("gpt2-small-res-jb-feature-splitting", "--saes") == 0
+    out = capsys.readouterr().out
+    assert "gpt2-small-res-jb-feature-splitting (jbloom/GPT2-Small-Feature-Splitting-Experiment-Layer-8)" in out
+    header = next(line for line in out.splitlines() if line.startswith("sae_id"))
+    assert header.split() == ["sae_id", "path", "L0", "var.", "explained", "neuronpedia"]
+
+
+def test_json_output_is_machine_readable(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_releases("gemma-scope-2b-pt-res-canonical", "--json", "--saes") == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [record["release"] for record in records] == ["gemma-scope-2b-pt-res-canonical"]
+    record = records[0]
+    assert (record["repo_id"], record["model"], record["conversion"]) == (
+        "google/gemma-scope-2b-pt-res", "gemma-2-2b", "gemma_scope")
+    assert record["n_saes"] == len(record["saes"]) == 58
+    assert record["saes"]["layer_3/width_16k/canonical"]["path"] == "layer_3/width_16k/average_l0_59"
+    assert record["provider"] == "saecore"
+
+
+def test_plugin_releases_are_listed_with_their_provider(capsys: pytest.CaptureFixture[str],
+                                                        add_plugin: AddPlugin) -> None:
+    add_plugin(ReleasePlugin("my-lab-gpt2-res", "my-lab/gpt2-saes", {"a": {"path": "a"}}, model="gpt2"), "my_lab")
+    assert run_releases("my-lab", "--json") == 0
+    assert json.loads(capsys.readouterr().out) == [{
+        "release": "my-lab-gpt2-res", "repo_id": "my-lab/gpt2-saes", "model": "gpt2", "n_saes": 1,
+        "conversion": "sae_lens", "provider": "my_lab"}]
+
+
+def test_no_match_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_releases("no-such-release-anywhere") == 0
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "No release matches 'no-such-release-anywhere'" in captured.err
