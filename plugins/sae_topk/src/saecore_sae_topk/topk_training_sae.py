@@ -1,0 +1,159 @@
+"""TopK training recipe: MSE plus AuxK, with a sparse training step.
+
+AuxK (Gao et al. 2024, App. B.1), when some latents are dead:
+``k_aux = d_in // 2``, ``scale = min(n_dead / k_aux, 1)``, ``k_aux ← min(k_aux, n_dead)``;
+``a`` = the top-``k_aux`` ranking scores ``h'`` among dead latents, raw (no ReLU);
+``ê = (a ⊘ ‖W_dec,i‖) W_dec`` (no bias); ``e = stopgrad(x − x̂)``;
+``loss = aux_loss_coefficient · scale · mean_b ‖ê − e‖²``.
+
+``training_forward_pass`` never builds a dense gradient or a dense decode: see
+``sparse_encoder`` and ``auxk``. When a hook on the pre- or post-activations must see (and may
+replace) dense tensors, or the input itself needs a gradient, it falls back to the
+generic dense path of ``TrainingSAE``, which computes the same losses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from saecore import ConfigError, TrainingSAE, TrainStepInput, TrainStepOutput
+from saecore.training_sae import mse_loss
+from saecore_sae_topk.auxk import auxk_reconstruction
+from saecore_sae_topk.config import TopKTrainingSAEConfig
+from saecore_sae_topk.sparse_codes import codes_to_sparse_coo, decode_codes, scatter_codes, select_topk
+from saecore_sae_topk.sparse_encoder import encoder_scores, selected_preactivations
+from saecore_sae_topk.topk_sae import TopKBase, has_hooks
+
+AUX_LOSS_NAME = "auxiliary_reconstruction_loss"
+
+
+@dataclass(frozen=True)
+class AuxKPlan:
+    """Which latents AuxK draws from this step, how many per row, and the loss scale."""
+
+    dead_latents: torch.Tensor
+    k_aux: int
+    scale: float
+
+
+class TopKTrainingSAE(TopKBase[TopKTrainingSAEConfig], TrainingSAE[TopKTrainingSAEConfig]):
+    """Training TopK SAE (recipe ``topk``); saves as the inference ``topk`` architecture."""
+
+    # -- generic (dense, plain autograd) contract ------------------------------------------
+    def encode_with_hidden_pre(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(feature_acts, h')``; the activations are sparse COO if ``use_sparse_activations``."""
+        hidden_pre = self.ranking_scores(x)
+        ranked, indices = select_topk(hidden_pre, self.cfg.k)
+        acts = ranked.relu()
+        if self.cfg.use_sparse_activations and not has_hooks(self.hook_sae_acts_post):
+            return codes_to_sparse_coo(acts, indices, self.cfg.d_sae), hidden_pre
+        return self.hook_sae_acts_post(scatter_codes(acts, indices, self.cfg.d_sae)), hidden_pre
+
+    def calculate_aux_loss(
+        self,
+        step_input: TrainStepInput,
+        feature_acts: torch.Tensor,
+        hidden_pre: torch.Tensor,
+        sae_out: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        plan = self.auxk_plan(step_input.dead_neuron_mask)
+        if plan is None:
+            return {AUX_LOSS_NAME: sae_out.new_tensor(0.0)}
+        ranked, positions = select_topk(hidden_pre.index_select(-1, plan.dead_latents), plan.k_aux)
+        aux_indices = plan.dead_latents[positions]
+        inv_norms = self.inverse_decoder_norms()
+        aux_values = ranked if inv_norms is None else ranked * inv_norms[aux_indices]
+        aux_recons = decode_codes(aux_values, aux_indices, self.W_dec)
+        return {AUX_LOSS_NAME: self._auxk_loss_of(aux_recons, step_input.sae_in, sae_out, plan.scale)}
+
+    # -- AuxK pieces shared by both paths ------------------------------------------------
+    def auxk_plan(self, dead_neuron_mask: torch.Tensor | None) -> AuxKPlan | None:
+        """None when no latent is dead (then the auxiliary loss is 0)."""
+        if dead_neuron_mask is None:
+            return None
+        dead_latents = dead_neuron_mask.nonzero().squeeze(1)
+        n_dead = dead_latents.numel()
+        if n_dead == 0:
+            return None
+        if self.cfg.normalize_activations in ("constant_norm_rescale", "layer_norm"):
+            raise ConfigError(
+                f"normalize_activations={self.cfg.normalize_activations!r} cannot be used with the TopK "
+                "auxiliary (AuxK) loss: its reconstruction would be in normalised space while the residual "
+                "is in the original one; use 'none' or 'expected_average_only_in'"
+            )
+        k_aux = self.cfg.d_in // 2
+        scale = min(n_dead / k_aux, 1.0)
+        return AuxKPlan(dead_latents, min(k_aux, n_dead), scale)
+
+    def _auxk_loss_of(
+        self, aux_recons: torch.Tensor, sae_in: torch.Tensor, sae_out: torch.Tensor, scale: float
+    ) -> torch.Tensor:
+        residual = (sae_in - sae_out).detach()
+        return self.cfg.aux_loss_coefficient * scale * (aux_recons - residual).pow(2).sum(dim=-1).mean()
+
+    # -- the training step -------------------------------------------------------------------
+    def training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
+        needs_dense = has_hooks(self.hook_sae_acts_pre) or has_hooks(self.hook_sae_acts_post)
+        if needs_dense or step_input.sae_in.requires_grad:
+            output = super().training_forward_pass(step_input)
+            if output.feature_acts.is_sparse:
+                output.firing_counts = _sparse_firing_counts(output.feature_acts)
+            return output
+        return self._sparse_training_forward_pass(step_input)
+
+    def _sparse_training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
+        cfg = self.cfg
+        sae_in = step_input.sae_in
+        x = self.normalize_in(self.hook_sae_input(sae_in.to(self.dtype)))
+        norms = self.W_dec.detach().norm(dim=-1) if cfg.rescale_acts_by_decoder_norm else None
+        plan = self.auxk_plan(step_input.dead_neuron_mask)
+        params = (self.W_enc, self.b_enc, self.b_dec)
+        centred, hidden_pre = encoder_scores(x, *params, norms, cfg.apply_b_dec_to_input)
+        scores, indices = select_topk(hidden_pre, cfg.k)
+        values = selected_preactivations(centred, *params, scores, indices, norms, cfg.apply_b_dec_to_input)
+        acts = values.relu()
+        sae_out = self.finish_decode(decode_codes(acts, indices, self.W_dec) + self.b_dec)
+        mse = mse_loss(sae_out, sae_in)
+        if plan is None:
+            aux = sae_out.new_tensor(0.0)
+        else:
+            aux_recons = auxk_reconstruction(
+                x, centred, hidden_pre, *params, self.W_dec, norms, plan.dead_latents, plan.k_aux,
+                cfg.apply_b_dec_to_input,
+            )
+            aux = self._auxk_loss_of(aux_recons, sae_in, sae_out, plan.scale)
+        with torch.no_grad():
+            fired = acts > 0
+            firing_counts = torch.bincount(indices[fired], minlength=cfg.d_sae)
+            reported = acts.detach() if norms is None else acts.detach() * norms[indices]
+            if cfg.use_sparse_activations:
+                feature_acts = codes_to_sparse_coo(reported, indices, cfg.d_sae)
+            else:
+                feature_acts = scatter_codes(reported, indices, cfg.d_sae)
+        return TrainStepOutput(
+            sae_in=sae_in,
+            sae_out=sae_out,
+            feature_acts=feature_acts,
+            hidden_pre=hidden_pre,
+            loss=mse + aux,
+            losses={"mse_loss": mse, AUX_LOSS_NAME: aux},
+            firing_counts=firing_counts,
+        )
+
+    # -- saving ----------------------------------------------------------------------------------
+    def process_state_dict_for_saving_inference(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Fold the decoder norms in, so the saved SAE ranks by plain ``h`` with the same result."""
+        super().process_state_dict_for_saving_inference(state_dict)
+        if self.cfg.rescale_acts_by_decoder_norm:
+            norms = self.get_W_dec_norm()
+            state_dict["W_enc"] = state_dict["W_enc"] * norms
+            state_dict["b_enc"] = state_dict["b_enc"] * norms
+            state_dict["W_dec"] = state_dict["W_dec"] / norms.unsqueeze(1)
+
+
+def _sparse_firing_counts(feature_acts: torch.Tensor) -> torch.Tensor:
+    coalesced = feature_acts.detach().coalesce()
+    latents = coalesced.indices()[-1]
+    return torch.bincount(latents[coalesced.values() > 0], minlength=feature_acts.shape[-1])
