@@ -20,6 +20,9 @@ ARCHITECTURE_PLUGINS = ["sae_standard", "sae_gated", "sae_jumprelu", "sae_topk"]
 TEST_ENV = {"WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
 
 
+EXTRA_ARCHITECTURE_PLUGINS = ["sae_batchtopk", "sae_matryoshka_batchtopk"]  # need sae_jumprelu beside them
+
+
 def install_core(session: nox.Session, *plugins: str, extra: str = "test") -> None:
     session.install(TORCH)
     session.install(f".[{extra}]", *[f"./plugins/{name}" for name in plugins])
@@ -49,10 +52,34 @@ def architecture(session: nox.Session, plugin: str) -> None:
 @nox.session(python="3.11")
 def everything(session: nox.Session) -> None:
     """All plugins together: the whole suite, then the quick start's training command."""
-    install_core(session, *ARCHITECTURE_PLUGINS)
-    session.run("pytest", "tests", *[f"plugins/{p}/tests" for p in ARCHITECTURE_PLUGINS], "-q",
+    plugins = ARCHITECTURE_PLUGINS + EXTRA_ARCHITECTURE_PLUGINS
+    install_core(session, *plugins)
+    session.run("pytest", "tests", *[f"plugins/{p}/tests" for p in plugins], "-q",
                 "--ignore=tests/core_alone", "--ignore=tests/saelens_compat", env=TEST_ENV)
     session.run("saecore", "train", "--arch", "topk", env=TEST_ENV)
+
+
+@nox.session(python="3.11")
+def batchtopk(session: nox.Session) -> None:
+    """BatchTopK with only the core and saecore-sae-jumprelu (the format it saves as)."""
+    install_core(session, "sae_jumprelu", "sae_batchtopk")
+    session.run("pytest", "plugins/sae_batchtopk/tests", "-q", env=TEST_ENV)
+
+
+@nox.session(python="3.11")
+def matryoshka_batchtopk(session: nox.Session) -> None:
+    install_core(session, "sae_jumprelu", "sae_batchtopk", "sae_matryoshka_batchtopk")
+    session.run("pytest", "plugins/sae_matryoshka_batchtopk/tests", "-q", env=TEST_ENV)
+
+
+@nox.session(python="3.11")
+def vision_source_example(session: nox.Session) -> None:
+    """The example source plugin installed as a third party's would be: its tests and its README command."""
+    install_core(session, "sae_standard", "sae_topk")
+    session.install("./examples/vision_source_plugin")
+    session.run("pytest", "examples/vision_source_plugin/tests", "-q", env=TEST_ENV)
+    session.run("saecore", "train", "--arch", "topk", "--source", "vision_toy", "--k", "8", "--lr", "5e-3",
+                "--training-tokens", "40000", "--output-path", f"{session.create_tmp()}/vision", env=TEST_ENV)
 
 
 @nox.session(python="3.11")

@@ -28,7 +28,7 @@ from saecore.sources.synthetic import SyntheticSourceConfig
 from saecore.training.runner import SAETrainingRunner
 from saecore.training.runner_config import SAETrainingRunnerConfig
 
-ARCHITECTURES = ("standard", "gated", "jumprelu", "topk")
+ARCHITECTURES = ("standard", "gated", "jumprelu", "topk", "batchtopk", "matryoshka_batchtopk")
 COLUMNS = (
     ("architecture", "{:<12}"),
     ("l0", "{:>7.2f}"),

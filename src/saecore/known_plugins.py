@@ -12,7 +12,11 @@ ARCHITECTURE_PACKAGES = {
     "jumprelu": "saecore-sae-jumprelu",
     "topk": "saecore-sae-topk",
 }
-TRAINING_RECIPE_PACKAGES = dict(ARCHITECTURE_PACKAGES)
+TRAINING_RECIPE_PACKAGES = {
+    **ARCHITECTURE_PACKAGES,
+    "batchtopk": "saecore-sae-batchtopk",
+    "matryoshka_batchtopk": "saecore-sae-matryoshka-batchtopk",
+}
 SOURCE_PACKAGES = {"llm": "saecore-source-llm"}
 
 
@@ -25,6 +29,9 @@ CLASS_PACKAGES: dict[str, str] = {
     **{name: "saecore-sae-gated" for name in _class_names("Gated")},
     **{name: "saecore-sae-jumprelu" for name in _class_names("JumpReLU")},
     **{name: "saecore-sae-topk" for name in _class_names("TopK")},
+    **{name: "saecore-sae-batchtopk" for name in ("BatchTopKTrainingSAE", "BatchTopKTrainingSAEConfig")},
+    **{name: "saecore-sae-matryoshka-batchtopk" for name in (
+        "MatryoshkaBatchTopKTrainingSAE", "MatryoshkaBatchTopKTrainingSAEConfig")},
     **{name: "saecore-source-llm" for name in (
         "LLMSource", "LLMSourceConfig", "LanguageModelSAERunnerConfig",
         "LanguageModelSAETrainingRunner", "SAETrainingRunner",

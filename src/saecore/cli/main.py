@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from saecore.cli import info_cmd, plugins_cmd, push_cmd, releases_cmd, train_cmd
+from saecore.cli import info_cmd, new_plugin_cmd, plugins_cmd, push_cmd, releases_cmd, train_cmd
 from saecore.version import __version__
 
 COMMANDS = {
@@ -20,6 +20,7 @@ COMMANDS = {
     "train": train_cmd,
     "releases": releases_cmd,
     "push": push_cmd,
+    "new-plugin": new_plugin_cmd,
 }
 
 

@@ -18,12 +18,16 @@ SYNTHETIC_PRESETS: dict[str, dict[str, Any]] = {
     "gated": {"l1_coefficient": 1.0},
     "jumprelu": {"l0_coefficient": 0.3},
     "topk": {"k": 8},
+    "batchtopk": {"k": 8, "rescale_acts_by_decoder_norm": False, "topk_threshold_lr": 0.05},
+    "matryoshka_batchtopk": {"k": 8, "rescale_acts_by_decoder_norm": False, "topk_threshold_lr": 0.05},
 }
 SYNTHETIC_TRAINER_PRESETS: dict[str, dict[str, Any]] = {
     "standard": {"lr": 1e-2, "training_tokens": 1_000_000},
     "gated": {"lr": 5e-3, "training_tokens": 1_000_000},
     "jumprelu": {"lr": 5e-3, "training_tokens": 1_000_000},
     "topk": {"lr": 1e-2, "training_tokens": 1_000_000},
+    "batchtopk": {"lr": 1e-2, "training_tokens": 1_000_000, "train_batch_size_tokens": 2048},
+    "matryoshka_batchtopk": {"lr": 1e-2, "training_tokens": 1_000_000, "train_batch_size_tokens": 2048},
 }
 GENERIC_SYNTHETIC_TRAINER_PRESET: dict[str, Any] = {"lr": 5e-3, "training_tokens": 1_000_000}
 
@@ -38,4 +42,6 @@ def apply_presets(
         for key, value in SYNTHETIC_TRAINER_PRESETS.get(arch, GENERIC_SYNTHETIC_TRAINER_PRESET).items():
             trainer_values.setdefault(key, value)
     values.update(sae_values)
+    if source == "synthetic" and arch == "matryoshka_batchtopk" and "matryoshka_widths" not in sae_values:
+        values["matryoshka_widths"] = [3 * values["d_sae"] // 4]
     return values

@@ -1,0 +1,142 @@
+"""BatchTopK training SAE: ``h = x_c W_enc + b_enc``, ``h' = h ⊙ ‖W_dec,i‖`` (when rescaling).
+
+Training keeps the ``int(k·B)`` largest entries of ``ReLU(h')`` over the whole batch
+(:func:`batch_topk`), decodes ``x̂ = (f ⊘ ‖W_dec,i‖) W_dec + b_dec`` and adds AuxK for
+dead latents. After every training forward the global threshold follows
+``θ ← (1 − η)θ + η·min(f > 0)`` (float64, ``η = topk_threshold_lr``).
+
+A batch-dependent selection is no function of a single input, so the SAE a user gets is
+the thresholded one: ``encode`` (and therefore ``forward`` and the trainer's evaluations)
+returns ``ReLU(h')·1[h' > θ]``, exactly what the saved ``jumprelu`` SAE computes once the
+decoder norms are folded into the encoder. ``training_forward_pass`` uses the batch
+selection.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+
+from saecore import ConfigError, TrainingSAE, TrainStepInput, TrainStepOutput
+from saecore_sae_batchtopk.auxk import auxk_loss
+from saecore_sae_batchtopk.batch_topk import batch_topk, updated_threshold
+from saecore_sae_batchtopk.config import BatchTopKTrainingSAEConfig
+
+C = TypeVar("C", bound=BatchTopKTrainingSAEConfig)
+
+AUX_LOSS_NAME = "auxiliary_reconstruction_loss"
+THRESHOLD = "topk_threshold"
+
+
+class UnsafeFoldError(ConfigError, NotImplementedError):
+    """Folding that would change which activations survive.
+
+    Also a NotImplementedError, which is what SAELens raises here and what callers written
+    for SAELens catch.
+    """
+
+
+class BatchTopKTrainingSAE(TrainingSAE[C]):
+    """Training recipe ``batchtopk``; saves as the inference ``jumprelu`` architecture."""
+
+    b_enc: nn.Parameter
+    topk_threshold: torch.Tensor
+
+    def initialize_weights(self) -> None:
+        super().initialize_weights()
+        self.b_enc = nn.Parameter(self._zeros(self.cfg.d_sae))
+        self.register_buffer(THRESHOLD, torch.zeros((), dtype=torch.float64, device=self.device))
+
+    def _apply(self, *args: Any, **kwargs: Any) -> BatchTopKTrainingSAE[C]:
+        """``.to(dtype)`` casts every tensor; keep ``θ`` in float64 with its value intact."""
+        before = self._buffers[THRESHOLD]
+        result = super()._apply(*args, **kwargs)
+        after = self._buffers[THRESHOLD]
+        if after is not None and before is not None and after.dtype != torch.float64:
+            self._buffers[THRESHOLD] = before.to(device=after.device, dtype=torch.float64)
+        return result
+
+    # -- encoding ------------------------------------------------------------------------
+    def ranking_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """``h'``: the hooked pre-activations, times the decoder norms when rescaling."""
+        hidden_pre = self.hook_sae_acts_pre(self.process_sae_in(x) @ self.W_enc + self.b_enc)
+        if self.cfg.rescale_acts_by_decoder_norm:
+            hidden_pre = hidden_pre * self.W_dec.norm(dim=-1)
+        return hidden_pre
+
+    def encode_with_hidden_pre(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training selection: ``(batch_topk(h', k), h')``."""
+        scores = self.ranking_scores(x)
+        return self.hook_sae_acts_post(batch_topk(scores, self.cfg.k)), scores
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The thresholded activations the saved JumpReLU SAE produces: ``ReLU(h')·1[h' > θ]``."""
+        scores = self.ranking_scores(x)
+        above = (scores > self.topk_threshold.to(scores.dtype)).to(scores.dtype)
+        return self.hook_sae_acts_post(scores.relu() * above)
+
+    def decode(self, feature_acts: torch.Tensor) -> torch.Tensor:
+        if self.cfg.rescale_acts_by_decoder_norm:
+            feature_acts = feature_acts / self.W_dec.norm(dim=-1)
+        return self.finish_decode(feature_acts @ self.W_dec + self.b_dec)
+
+    # -- training ------------------------------------------------------------------------
+    def training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
+        output = super().training_forward_pass(step_input)
+        self.topk_threshold = updated_threshold(self.topk_threshold, output.feature_acts, self.cfg.topk_threshold_lr)
+        output.metrics[THRESHOLD] = self.topk_threshold
+        return output
+
+    def calculate_aux_loss(
+        self,
+        step_input: TrainStepInput,
+        feature_acts: torch.Tensor,
+        hidden_pre: torch.Tensor,
+        sae_out: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        loss = None
+        if step_input.dead_neuron_mask is not None:
+            residual = (step_input.sae_in - sae_out).detach()
+            loss = auxk_loss(
+                hidden_pre, step_input.dead_neuron_mask, self.W_dec, residual,
+                self.aux_k(), self.cfg.rescale_acts_by_decoder_norm,
+            )
+        if loss is None:
+            return {AUX_LOSS_NAME: sae_out.new_zeros(())}
+        return {AUX_LOSS_NAME: self.cfg.aux_loss_coefficient * loss}
+
+    def aux_k(self) -> int:
+        """AuxK's target number of dead latents per input: ``d_in // 2`` (at least 1)."""
+        return max(self.cfg.d_in // 2, 1)
+
+    # -- folding and saving ----------------------------------------------------------------
+    @torch.no_grad()
+    def fold_W_dec_norm(self) -> None:
+        """Unit decoder rows; output-preserving only when the selection already uses the norms."""
+        if not self.cfg.rescale_acts_by_decoder_norm:
+            raise UnsafeFoldError(
+                f"fold_W_dec_norm: not allowed for a {self.cfg.architecture()} SAE with "
+                "rescale_acts_by_decoder_norm=False, because scaling the encoder by the decoder norms changes "
+                "which activations are kept and which pass the threshold"
+            )
+        super().fold_W_dec_norm()
+
+    @torch.no_grad()
+    def fold_activation_norm_scaling_factor(self, scaling_factor: float) -> None:
+        """Folding ``s`` divides ``W_dec`` by ``s``; with rescaling ``h'`` shrinks by ``s``, and so must ``θ``."""
+        super().fold_activation_norm_scaling_factor(scaling_factor)
+        if self.cfg.rescale_acts_by_decoder_norm:
+            self.topk_threshold = self.topk_threshold / scaling_factor
+
+    def process_state_dict_for_saving_inference(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """JumpReLU tensors: decoder norms folded into the encoder, ``θ`` as every latent's threshold."""
+        super().process_state_dict_for_saving_inference(state_dict)
+        theta = state_dict.pop(THRESHOLD)
+        if self.cfg.rescale_acts_by_decoder_norm:
+            norms = state_dict["W_dec"].norm(dim=-1).clamp(min=1e-8)
+            state_dict["W_enc"] = state_dict["W_enc"] * norms
+            state_dict["b_enc"] = state_dict["b_enc"] * norms
+            state_dict["W_dec"] = state_dict["W_dec"] / norms.unsqueeze(1)
+        state_dict["threshold"] = torch.ones_like(state_dict["b_enc"]) * theta.item()

@@ -1,0 +1,1 @@
+"""Matryoshka BatchTopK: BatchTopK whose nested latent prefixes must each reconstruct the input on their own."""
