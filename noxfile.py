@@ -64,6 +64,15 @@ def batchtopk(session: nox.Session) -> None:
     """BatchTopK with only the core and saecore-sae-jumprelu (the format it saves as)."""
     install_core(session, "sae_jumprelu", "sae_batchtopk")
     session.run("pytest", "plugins/sae_batchtopk/tests", "-q", env=TEST_ENV)
+    # The trained SAE must load once the recipe's package is gone: only the core and jumprelu remain.
+    output = f"{session.create_tmp()}/batchtopk"
+    session.run("saecore", "train", "--arch", "batchtopk", "--training-tokens", "40960", "--output-path", output,
+                env=TEST_ENV)
+    session.run("pip", "uninstall", "-y", "saecore-sae-batchtopk")
+    session.run("python", "-c", "import sys; from saecore import SAE, get_registry; "
+                "assert 'batchtopk' not in get_registry().training_recipes; "
+                "sae = SAE.load_from_disk(sys.argv[1]); assert sae.cfg.architecture() == 'jumprelu'; print(sae.cfg)",
+                output, env=TEST_ENV)
 
 
 @nox.session(python="3.11")
