@@ -128,6 +128,7 @@ def _trainer_fields() -> list[str]:
 
 def run_from_argv(argv: list[str]) -> int:
     from saecore.config.validation import validate_model
+    from saecore.distributed import local_device
     from saecore.training import LoggingConfig, SAETrainingRunner, SAETrainingRunnerConfig
 
     arch, source_name, sections, printed_help = collect_settings(argv)
@@ -139,7 +140,7 @@ def run_from_argv(argv: list[str]) -> int:
     trainer = sections["trainer"]
     source_cfg = validate_model(source_entry.config_class, sections["source_config"], f"source {source_name!r}")
     seed, device = int(trainer.get("seed", 42)), str(trainer.get("device", "cpu"))
-    source = source_entry.source_class(source_cfg, seed=seed, device=device)
+    source = source_entry.source_class(source_cfg, seed=seed, device=str(local_device(device)))
     sae_values = apply_presets(arch, source_name, source.d_in, sections["sae"], trainer)
     trainer.setdefault("output_path", str(Path("saecore_runs") / f"{arch}-{time.strftime('%Y%m%d-%H%M%S')}"))
     trainer.setdefault("checkpoint_path", str(Path(trainer["output_path"]) / "checkpoints"))
@@ -155,5 +156,6 @@ def run_from_argv(argv: list[str]) -> int:
         return 130
     finally:
         source.close()
-    print(runner.summary.format(), file=sys.stdout)
+    if runner.is_main_process:
+        print(runner.summary.format(), file=sys.stdout)
     return 0

@@ -59,6 +59,17 @@ class ActivationSource(ABC):
         """Known feature directions ``[n_features, d_in]`` if the source has them (synthetic)."""
         return None
 
+    def shard_for_rank(self, rank: int, world_size: int) -> bool:
+        """Serve only this rank's part of the stream in data-parallel training.
+
+        Called once, before the first batch and before ``load_state_dict``. Return True
+        if the source now serves a disjoint shard (the trainer then keeps per-rank
+        states); the default False makes every rank draw whole global batches and keep
+        its slice of rows, which is exact but repeats the source's work on every rank.
+        See docs/distributed.md.
+        """
+        return False
+
     def evaluate_sae(self, sae: Any, scaling_factor: float | None = None) -> dict[str, float]:
         """Metrics only this source can compute, logged next to the reconstruction metrics.
 

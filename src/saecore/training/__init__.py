@@ -5,7 +5,7 @@ pipeline; ``SAETrainer`` is the loop alone, for callers that build their own SAE
 source.
 """
 
-from saecore.training.errors import TrainingDivergedError, TrainingInterruptedError
+from saecore.training.errors import RankFailedError, TrainingDivergedError, TrainingInterruptedError
 from saecore.training.logging_config import LoggingConfig
 from saecore.training.runner import SAETrainingRunner
 from saecore.training.runner_config import SAETrainingRunnerConfig
@@ -15,6 +15,7 @@ from saecore.training.trainer_config import TrainerConfig
 
 __all__ = [
     "LoggingConfig",
+    "RankFailedError",
     "SAETrainer",
     "SAETrainingRunner",
     "SAETrainingRunnerConfig",

@@ -10,12 +10,20 @@ takes raw activations.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
 from saecore.errors import ConfigError
-from saecore.sources.base import ActivationSource
+
+
+class BatchSupplier(Protocol):
+    """Anything that serves batches: an ActivationSource, or the trainer's whole-global-batch view."""
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def next_batch(self, batch_size: int) -> torch.Tensor: ...
 
 
 class ActivationScaler:
@@ -31,7 +39,7 @@ class ActivationScaler:
         return batch if self.scaling_factor is None else batch / self.scaling_factor
 
     @torch.no_grad()
-    def estimate(self, source: ActivationSource, *, d_in: int, n_batches: int, batch_size: int) -> float:
+    def estimate(self, source: BatchSupplier, *, d_in: int, n_batches: int, batch_size: int) -> float:
         """Set ``s = √d_in / mean‖x‖`` over ``n_batches`` batches from ``source`` and return it."""
         total = torch.zeros((), dtype=torch.float64, device=source.device)
         count = 0

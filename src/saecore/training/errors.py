@@ -39,3 +39,29 @@ class TrainingInterruptedError(SaecoreError):
             f"training stopped by {signal_name} after step {step}; checkpoint written to {checkpoint}. "
             f"Resume with resume_from_checkpoint={str(checkpoint)!r}"
         )
+
+
+class RankFailedError(SaecoreError):
+    """A data-parallel rank's step failed, most often because another rank died or stalled.
+
+    Collectives on a dead peer fail at once; on a stalled one they give up after
+    ``distributed_timeout_s``. Either way every surviving rank exits instead of hanging.
+    """
+
+    def __init__(
+        self, rank: int, world_size: int, step: int, timeout_s: float, last_checkpoint: Path | None, cause: str
+    ) -> None:
+        self.rank = rank
+        self.step = step
+        self.last_checkpoint = last_checkpoint
+        resume = (
+            f"the last checkpoint is {last_checkpoint}: resume with resume_from_checkpoint={str(last_checkpoint)!r} "
+            f"and {world_size} ranks"
+            if last_checkpoint is not None
+            else "no checkpoint was written yet (set n_checkpoints to be able to resume)"
+        )
+        super().__init__(
+            f"rank {rank} of {world_size} failed after step {step}: {cause}. In a data-parallel run this usually "
+            f"means another rank died or stalled (collectives give up after distributed_timeout_s={timeout_s:g} s); "
+            f"{resume}"
+        )

@@ -5,6 +5,11 @@ class of ``cfg.source``), seeds torch, Python's ``random`` and numpy from ``cfg.
 builds the SAE, trains it with :class:`SAETrainer`, and writes the inference SAE,
 ``sparsity.safetensors`` and ``runner_cfg.json`` to ``output_path``. Nothing is printed
 when ``verbose=False``.
+
+Started by torchrun (``WORLD_SIZE`` > 1), it first joins the process group (NCCL on
+CUDA, gloo on the CPU, ``distributed_timeout_s``) and leaves it at the end, also after a
+failure. Every rank then trains; only rank 0 talks to wandb, prints progress and writes
+``output_path``, and the others return once it has. Every rank gets the same ``summary``.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import json
 from pathlib import Path
 from typing import Any, TextIO
 
+from saecore.distributed.context import DistributedContext, init_from_env, shutdown
 from saecore.errors import ConfigError
 from saecore.io.atomic import write_text_atomically
 from saecore.registry import get_registry
@@ -45,8 +51,21 @@ class SAETrainingRunner:
         self.progress_stream = progress_stream
         self.summary: TrainingSummary | None = None
         self.trainer: SAETrainer | None = None
+        self.distributed = DistributedContext()
+
+    @property
+    def is_main_process(self) -> bool:
+        """False on every rank but 0 of a data-parallel job: those print and write nothing."""
+        return self.distributed.is_main
 
     def run(self) -> TrainingSAE[Any]:
+        self.distributed, owns_group = init_from_env(self.cfg.device, self.cfg.distributed_timeout_s)
+        try:
+            return self._run()
+        finally:
+            shutdown(owns_group)
+
+    def _run(self) -> TrainingSAE[Any]:
         cfg = self.cfg
         seed_everything(cfg.seed)
         owns_source = self.source is None
@@ -55,17 +74,18 @@ class SAETrainingRunner:
             self._check_source(source)
             sae = self._build_sae(source)
             run_config = cfg.to_dict()
-            logger = self._start_wandb(run_config)
+            logger = self._start_wandb(run_config) if self.distributed.is_main else None
             try:
                 self.trainer = SAETrainer(
                     cfg.trainer_config(), sae, source,
                     logging=cfg.logger, metrics_logger=logger, run_config=run_config,
-                    progress_stream=self.progress_stream,
+                    progress_stream=self.progress_stream, distributed=self.distributed,
                 )
                 if cfg.resume_from_checkpoint is not None:
                     self.trainer.load_checkpoint(cfg.resume_from_checkpoint)
                 self.trainer.fit()
-                output = self._save_output(sae, self.trainer, run_config)
+                output = self._save_output(sae, self.trainer, run_config) if self.distributed.is_main else None
+                self.distributed.barrier()
                 self.summary = self._summarise(sae, self.trainer, source)
                 if logger is not None:
                     self._log_final(logger, output, sae, run_config)
@@ -83,7 +103,8 @@ class SAETrainingRunner:
     # -- building ------------------------------------------------------------------------
     def _build_source(self) -> ActivationSource:
         entry = get_registry().source(registered_source_name(self.cfg.source))
-        source: ActivationSource = entry.source_class(self.cfg.source, seed=self.cfg.seed, device=self.cfg.device)
+        device = str(self.distributed.device_for(self.cfg.device))
+        source: ActivationSource = entry.source_class(self.cfg.source, seed=self.cfg.seed, device=device)
         return source
 
     def _check_source(self, source: ActivationSource) -> None:
@@ -101,7 +122,7 @@ class SAETrainingRunner:
         """
         entry = get_registry().training_recipe(self.cfg.sae.architecture())
         sae_cfg = self.cfg.sae.model_copy(deep=True)
-        sae_cfg.device = self.cfg.device
+        sae_cfg.device = str(self.distributed.device_for(self.cfg.device))
         for key, value in source.sae_metadata().items():
             if sae_cfg.metadata.get(key) is None:
                 sae_cfg.metadata[key] = value

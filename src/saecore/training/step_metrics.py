@@ -5,11 +5,15 @@ Keys follow SAELens's trainer so existing dashboards keep working: ``losses/…`
 batch mean), ``metrics/explained_variance_legacy`` (the mean of the per-token ratio),
 ``metrics/l0``, ``sparsity/…``, ``details/…``. ``details/n_training_samples`` repeats
 ``details/n_training_tokens`` under SAELens's name.
+
+In a data-parallel run each rank computes these on its own rows and ``reduce`` averages
+them over ranks: exact for the losses and L0 (means over rows of equal-sized shards); the
+explained variances become the mean of the ranks' per-shard values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -34,8 +38,12 @@ def train_step_log(
     learning_rate: float,
     n_training_tokens: int,
     coefficients: Mapping[str, float],
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, float]:
-    """The log dict of one step; every tensor is reduced on the device and read back once."""
+    """The log dict of one step; every tensor is reduced on the device and read back once.
+
+    ``reduce`` (a data-parallel run's mean over ranks) is applied to all the values at once.
+    """
     sae_in = output.sae_in.to(torch.promote_types(output.sae_in.dtype, torch.float32))
     sae_out = output.sae_out.to(sae_in.dtype)
     feature_acts = output.feature_acts.to_dense() if output.feature_acts.is_sparse else output.feature_acts
@@ -53,7 +61,8 @@ def train_step_log(
         "sparsity/mean_passes_since_fired": passes_since_fired.float().mean(),
         "sparsity/dead_features": dead_mask.sum().float(),
     }
-    values = torch.stack([value.to(device) for value in device_values.values()]).tolist()
+    stacked = torch.stack([value.to(device) for value in device_values.values()])
+    values = (stacked if reduce is None else reduce(stacked)).tolist()
     log = dict(zip(device_values, values))
     log["details/current_learning_rate"] = learning_rate
     log["details/n_training_tokens"] = n_training_tokens

@@ -10,6 +10,15 @@ language models or any particular architecture. Each step is::
 with the LR and coefficients for the step computed on the host in advance. The only
 host syncs happen every ``wandb_log_frequency`` steps (metrics, progress, the NaN check),
 at evaluations and at checkpoints; no plugin hook or registry lookup runs in the loop.
+
+Data parallel (under torchrun, see docs/distributed.md): the same loop runs on every
+rank. Each trains on its rows of the global batch (``saecore.distributed.sharding``), DDP
+averages the gradients in ``backward``, the per-latent firing counts are summed over
+ranks every step (so the dead-feature mask, hence AuxK, is the global one), and clipping,
+Adam and the schedules then run identically everywhere. Evaluations see whole global
+batches on every rank; step metrics are averaged over ranks at log steps, which are also
+where ranks agree on a NaN loss or a stop signal. Only rank 0 logs and writes
+checkpoints; the others wait until it has.
 """
 
 from __future__ import annotations
@@ -24,13 +33,16 @@ from typing import Any, TextIO
 import torch
 from torch.optim import Adam
 
+from saecore.distributed.context import DistributedContext
+from saecore.distributed.data_parallel import training_step_function
+from saecore.distributed.sharding import choose_sharding
 from saecore.errors import ConfigError, SAEFileError
 from saecore.evals.reconstruction import ReconstructionMetrics, evaluate_reconstruction
 from saecore.sources.base import ActivationSource
 from saecore.training.activation_scaler import ActivationScaler
-from saecore.training.checkpoint import read_checkpoint, write_checkpoint
+from saecore.training.checkpoint import CheckpointContents, read_checkpoint, write_checkpoint
 from saecore.training.coefficients import CoefficientSchedule
-from saecore.training.errors import TrainingDivergedError, TrainingInterruptedError
+from saecore.training.errors import RankFailedError, TrainingDivergedError, TrainingInterruptedError
 from saecore.training.feature_stats import FeatureStats
 from saecore.training.interruption import StopRequest, stop_on_signals
 from saecore.training.logging_config import LoggingConfig
@@ -43,6 +55,8 @@ from saecore.training.wandb_logger import WandbLogger
 from saecore.training_sae import TrainingSAE, TrainStepInput, TrainStepOutput
 
 SCALED_MODE = "expected_average_only_in"
+DISTRIBUTED_STATE_KEY = "distributed"
+_NO_NONFINITE_STEP = 2**62
 
 
 def checkpoint_steps(total_steps: int, n_checkpoints: int) -> list[int]:
@@ -57,6 +71,13 @@ class SAETrainer:
     ``metrics_logger`` (a WandbLogger, or None) receives metrics; periodic evaluations
     run only when there is one to receive them (they consume batches from the source).
     ``run_config`` is written to each checkpoint's runner_cfg.json.
+
+    ``distributed`` makes this trainer one rank of a data-parallel job (for instance
+    ``saecore.distributed.current_context()`` after joining a process group); without it
+    the trainer trains alone even inside a process group, so independent runs launched
+    together never mix gradients by accident. In a job, every rank builds its trainer and
+    calls ``fit``, ``evaluate``, ``save_checkpoint`` and ``load_checkpoint`` together;
+    rank 0's ``metrics_logger`` decides whether periodic evaluations run.
     """
 
     def __init__(
@@ -69,13 +90,15 @@ class SAETrainer:
         metrics_logger: WandbLogger | None = None,
         run_config: Mapping[str, Any] | None = None,
         progress_stream: TextIO | None = None,
+        distributed: DistributedContext | None = None,
     ) -> None:
         self.cfg = cfg
         self.logging = logging if logging is not None else LoggingConfig()
-        self.device = torch.device(cfg.device)
+        self.distributed = distributed if distributed is not None else DistributedContext()
+        self.device = self.distributed.device_for(cfg.device)
         self.sae = sae.to(self.device)
         self.source = source
-        self.metrics_logger = metrics_logger
+        self.metrics_logger = metrics_logger if self.distributed.is_main else None
         self.run_config = dict(run_config) if run_config is not None else cfg.model_dump(mode="json")
         self.progress_stream = progress_stream
 
@@ -98,6 +121,12 @@ class SAETrainer:
         self.feature_stats = FeatureStats(self.sae.cfg.d_sae, cfg.dead_feature_window, self.device)
         self.scaler = ActivationScaler()
         self.checkpoint_steps = checkpoint_steps(self.total_steps, cfg.n_checkpoints)
+        self._training_step = training_step_function(
+            self.sae, self.distributed, self.device, find_unused_parameters=cfg.ddp_find_unused_parameters
+        )
+        self._batches = choose_sharding(source, self.distributed, cfg.distributed_sharding, cfg.train_batch_size_tokens)
+        # Evaluations draw batches, so every rank must run them or none: rank 0 (the one that logs) decides.
+        self._periodic_evaluations: bool = self.distributed.broadcast_from_main(metrics_logger is not None)
 
         self.n_training_steps = 0
         self.n_training_tokens = 0
@@ -137,7 +166,7 @@ class SAETrainer:
             total_tokens=self.cfg.total_training_tokens,
             total_steps=self.total_steps,
             initial_tokens=self.n_training_tokens,
-            enabled=self.cfg.verbose,
+            enabled=self.cfg.verbose and self.distributed.is_main,
             stream=self.progress_stream,
         )
         try:
@@ -152,6 +181,14 @@ class SAETrainer:
             self.trained_tokens_this_run = self.n_training_tokens - tokens_at_start
             self.training_seconds = time.perf_counter() - started
             self._finish()
+        except RuntimeError as error:
+            if not self.distributed.is_distributed:
+                raise
+            cause = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise RankFailedError(
+                self.distributed.rank, self.distributed.world_size, self.n_training_steps,
+                self.cfg.distributed_timeout_s, self.last_checkpoint, cause,
+            ) from error
         finally:
             self._progress.close()
         return self.sae
@@ -161,7 +198,7 @@ class SAETrainer:
         if not needed or self.n_training_steps >= self.total_steps:
             return
         scale = self.scaler.estimate(
-            self.source,
+            self._batches,
             d_in=self.sae.cfg.d_in,
             n_batches=self.cfg.n_batches_for_norm_estimate,
             batch_size=self.cfg.train_batch_size_tokens,
@@ -180,7 +217,8 @@ class SAETrainer:
 
     def _train_step(self) -> TrainStepOutput:
         step = self.n_training_steps
-        batch = self.scaler.scale(self.source.next_batch(self.cfg.train_batch_size_tokens).to(self.device))
+        batch = self.scaler.scale(self._batches.local_batch(self.cfg.train_batch_size_tokens).to(self.device))
+        n_rows = batch.shape[0] * self.distributed.world_size
         self.lr_schedule.apply(step)
         step_input = TrainStepInput(
             sae_in=batch,
@@ -190,30 +228,44 @@ class SAETrainer:
             is_logging_step=(step + 1) % self.logging.wandb_log_frequency == 0,
         )
         with self._autocast:
-            output = self.sae.training_forward_pass(step_input)
-        self.feature_stats.update(output.latent_firing_counts(), batch.shape[0])
+            output = self._training_step(step_input)
+        self.feature_stats.update(self._global_firing_counts(output), n_rows)
         output.loss.backward()
         torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self._track_divergence(output.loss, step)
         self.n_training_steps += 1
-        self.n_training_tokens += batch.shape[0]
+        self.n_training_tokens += n_rows
         return output
+
+    def _global_firing_counts(self, output: TrainStepOutput) -> torch.Tensor:
+        """This step's firing counts over the whole global batch (summed over ranks)."""
+        counts = output.latent_firing_counts()
+        if not self.distributed.is_distributed:
+            return counts
+        return self.distributed.sum_((counts.to_dense() if counts.is_sparse else counts).contiguous())
 
     def _end_of_step(self, output: TrainStepOutput, stop: StopRequest) -> None:
         step = self.n_training_steps
         frequency = self.logging.wandb_log_frequency
-        if step % frequency == 0:
+        is_log_step = step % frequency == 0
+        if is_log_step:
             self._log_step(output)
-        if self.metrics_logger is not None and step % (frequency * self.logging.eval_every_n_wandb_logs) == 0:
-            self._log_evaluation(self.evaluate(), self.source.evaluate_sae(self.sae, self.scaler.scaling_factor))
+        if self._periodic_evaluations and step % (frequency * self.logging.eval_every_n_wandb_logs) == 0:
+            self._log_evaluation(self.evaluate(), self._batches.source_metrics(self.sae, self.scaler.scaling_factor))
         if step in self.checkpoint_steps:
             self.save_checkpoint()
-        if stop.requested:
+        if self._stop_requested(stop, is_log_step):
             folder = self.last_checkpoint if self._last_checkpoint_step == step else self.save_checkpoint()
             assert folder is not None
-            raise TrainingInterruptedError(stop.signal_name, step, folder)
+            raise TrainingInterruptedError(stop.signal_name or "a signal to another rank", step, folder)
+
+    def _stop_requested(self, stop: StopRequest, is_log_step: bool) -> bool:
+        """A single process stops after any step; ranks stop together, agreeing at log steps."""
+        if not self.distributed.is_distributed:
+            return stop.requested
+        return is_log_step and self.distributed.any(stop.requested)
 
     def _finish(self) -> None:
         window = self.cfg.feature_sampling_window
@@ -223,7 +275,7 @@ class SAETrainer:
         if self.scaler.scaling_factor is not None:
             self.sae.fold_activation_norm_scaling_factor(self.scaler.scaling_factor)
             self.scaler.scaling_factor = None
-        self.final_source_metrics = self.source.evaluate_sae(self.sae, None)
+        self.final_source_metrics = self._batches.source_metrics(self.sae, None)
         if self.feature_stats.n_frac_active_samples > 0:
             self.sae.cfg.metadata.l0 = float(self.feature_stats.feature_sparsity.sum())
             self.sae.cfg.metadata.num_dead_features = int(self.feature_stats.dead_mask().sum())
@@ -242,6 +294,7 @@ class SAETrainer:
             learning_rate=self.lr_schedule.current_lr,
             n_training_tokens=self.n_training_tokens,
             coefficients=self.coefficients.at(self.n_training_steps - 1),
+            reduce=self.distributed.mean if self.distributed.is_distributed else None,
         )
         self._progress.update(
             step=self.n_training_steps,
@@ -271,9 +324,13 @@ class SAETrainer:
         )
 
     def evaluate(self) -> ReconstructionMetrics:
-        """Reconstruction and sparsity metrics on ``n_eval_batches`` fresh batches (no grad)."""
+        """Reconstruction and sparsity metrics on ``n_eval_batches`` fresh batches (no grad).
+
+        In a data-parallel run every rank evaluates the same whole global batches, so every
+        rank gets the numbers a single process would.
+        """
         batches = (
-            self.source.next_batch(self.cfg.train_batch_size_tokens) for _ in range(self.cfg.n_eval_batches)
+            self._batches.global_batch(self.cfg.train_batch_size_tokens) for _ in range(self.cfg.n_eval_batches)
         )
         return evaluate_reconstruction(self.sae, batches, scaling_factor=self.scaler.scaling_factor)
 
@@ -286,6 +343,10 @@ class SAETrainer:
 
     def _raise_if_diverged(self) -> None:
         first = int(self._first_nonfinite_step)
+        if self.distributed.is_distributed:
+            # Ranks see different rows: all of them stop if any one's loss went non-finite.
+            first = self.distributed.min_int(first if first >= 0 else _NO_NONFINITE_STEP)
+            first = -1 if first == _NO_NONFINITE_STEP else first
         if first >= 0:
             raise TrainingDivergedError(first + 1, self.last_checkpoint)
 
@@ -309,27 +370,69 @@ class SAETrainer:
         }
 
     def save_checkpoint(self, name: str | None = None) -> Path:
-        """Write ``{checkpoint_path}/{name or n_tokens}/``; refuse if training has diverged."""
+        """Write ``{checkpoint_path}/{name or n_tokens}/``; refuse if training has diverged.
+
+        In a data-parallel run only rank 0 writes; the others wait until the folder exists.
+        """
         self._raise_if_diverged()
         self._raise_if_weights_not_finite()
         folder = Path(self.cfg.checkpoint_path) / (name or str(self.n_training_tokens))
-        write_checkpoint(
-            folder,
-            sae=self.sae,
-            sparsity=self.feature_stats.log_feature_sparsity,
-            trainer_state=self.state_dict(),
-            source_state=self.source.state_dict(),
-            source_name=type(self.source).__name__,
-            run_config=self.run_config,
-        )
+        source_state = self._batches.source_state_to_save()
+        trainer_state = self._checkpoint_trainer_state()
+        if self.distributed.is_main:
+            assert source_state is not None and trainer_state is not None
+            write_checkpoint(
+                folder,
+                sae=self.sae,
+                sparsity=self.feature_stats.log_feature_sparsity,
+                trainer_state=trainer_state,
+                source_state=source_state,
+                source_name=type(self.source).__name__,
+                run_config=self.run_config,
+            )
+        # Waits for rank 0's write, and tells every rank where the checkpoint really is.
+        folder = self.distributed.broadcast_from_main(folder)
         self.last_checkpoint = folder
         self._last_checkpoint_step = self.n_training_steps
         self._progress.write(f"checkpoint written: {folder}")
         return folder
 
+    def _checkpoint_trainer_state(self) -> dict[str, Any] | None:
+        """``state_dict()`` plus, in a data-parallel run, how the run was sharded (None off rank 0).
+
+        With ``slice`` sharding every rank holds the same RNG and source states by
+        construction, so rank 0's stand for all; when sources shard themselves, each
+        rank's RNG state is kept beside its source position.
+        """
+        context = self.distributed
+        if not context.is_distributed:
+            return self.state_dict()
+        note: dict[str, Any] = {"world_size": context.world_size, "sharding": self._batches.mode}
+        if self._batches.per_rank_state:
+            note["rank_rng"] = context.gather_to_main(capture_rng_state())
+        if not context.is_main:
+            return None
+        return {**self.state_dict(), DISTRIBUTED_STATE_KEY: note}
+
+    def _read_checkpoint(self, folder: Path) -> CheckpointContents:
+        """Rank 0 reads the folder and hands it to every rank, so other nodes need no shared filesystem."""
+        if not self.distributed.is_distributed:
+            return read_checkpoint(folder, self.device)
+        payload: CheckpointContents | Exception | None = None
+        if self.distributed.is_main:
+            try:
+                payload = read_checkpoint(folder, "cpu")
+            except Exception as error:  # every rank raises rank 0's error, instead of waiting for it
+                payload = error
+        payload = self.distributed.broadcast_from_main(payload)
+        if isinstance(payload, Exception):
+            raise payload
+        assert payload is not None
+        return payload
+
     def load_checkpoint(self, folder: str | Path) -> None:
         """Restore weights, optimizer, schedules, statistics, scale, RNGs and the source position."""
-        contents = read_checkpoint(Path(folder), self.device)
+        contents = self._read_checkpoint(Path(folder))
         self._check_checkpoint_matches(contents.folder, contents.sae_cfg)
         state_dict = dict(contents.sae_state_dict)
         self.sae.process_state_dict_for_loading(state_dict)
@@ -352,8 +455,10 @@ class SAETrainer:
         self.scaler.load_state_dict(state["activation_scaler"])
         self.n_training_steps = int(state["n_training_steps"])
         self.n_training_tokens = int(state["n_training_tokens"])
-        self.source.load_state_dict(contents.source_state)
-        restore_rng_state(state["rng"])
+        written_by = state.get(DISTRIBUTED_STATE_KEY)
+        self._batches.restore_source_state(contents.source_state, written_by)
+        per_rank_rng = written_by is not None and "rank_rng" in written_by
+        restore_rng_state(written_by["rank_rng"][self.distributed.rank] if per_rank_rng else state["rng"])
         self.last_checkpoint = contents.folder
         self._last_checkpoint_step = self.n_training_steps
 

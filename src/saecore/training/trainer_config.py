@@ -7,6 +7,10 @@ Differences from SAELens, each deliberate:
   remainder adds one step that runs past the schedule);
 * ``max_grad_norm`` is configurable (SAELens hard-codes 1.0);
 * ``seed`` is applied (SAELens accepts it and never uses it).
+
+Under torchrun (see docs/distributed.md) ``train_batch_size_tokens`` is the global batch,
+split evenly over the ranks, so every other setting keeps its single-process meaning; the
+``distributed_*`` fields and ``ddp_find_unused_parameters`` matter only there.
 """
 
 from __future__ import annotations
@@ -23,7 +27,10 @@ class TrainerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     training_tokens: int = Field(default=2_000_000, gt=0, description="Activations (tokens) to train on.")
-    train_batch_size_tokens: int = Field(default=4096, gt=0, description="Activations per training step.")
+    train_batch_size_tokens: int = Field(
+        default=4096, gt=0,
+        description="Activations per training step (under torchrun: the global batch, split over the ranks).",
+    )
     lr: float = Field(default=3e-4, gt=0, description="Adam learning rate.")
     adam_beta1: float = Field(default=0.9, ge=0, lt=1)
     adam_beta2: float = Field(default=0.999, ge=0, lt=1)
@@ -53,6 +60,23 @@ class TrainerConfig(BaseModel):
     autocast: bool = Field(default=False, description="Run the SAE forward pass under bfloat16 autocast.")
     n_eval_batches: int = Field(default=10, gt=0, description="Fresh batches per evaluation.")
     verbose: bool = True
+    distributed_timeout_s: float = Field(
+        default=600.0, gt=0,
+        description="Under torchrun: seconds a rank waits on the others in a collective before the job fails "
+        "(a dead or stalled rank). Must exceed the longest time one rank works alone: loading its model, or "
+        "rank 0 writing a checkpoint.",
+    )
+    distributed_sharding: Literal["auto", "slice", "source"] = Field(
+        default="auto",
+        description="Under torchrun: 'slice' = every rank draws each global batch and keeps its rows (exactly the "
+        "single-process batches); 'source' = each rank's source serves its own share (shard_for_rank); "
+        "'auto' = 'source' where the source supports it, else 'slice'.",
+    )
+    ddp_find_unused_parameters: bool = Field(
+        default=False,
+        description="Under torchrun: let DDP allow parameters without a gradient on some steps (a per-step graph "
+        "walk); only for training recipes that need it.",
+    )
 
     @field_validator("checkpoint_path", "output_path", "resume_from_checkpoint", mode="before")
     @classmethod
