@@ -11,13 +11,24 @@ import os
 import sys
 from collections.abc import Sequence
 
-from saecore.cli import info_cmd, new_plugin_cmd, plugins_cmd, push_cmd, releases_cmd, train_cmd
+from saecore.cli import (
+    cache_cmd,
+    eval_cmd,
+    info_cmd,
+    new_plugin_cmd,
+    plugins_cmd,
+    push_cmd,
+    releases_cmd,
+    train_cmd,
+)
 from saecore.version import __version__
 
 COMMANDS = {
     "plugins": plugins_cmd,
     "info": info_cmd,
     "train": train_cmd,
+    "eval": eval_cmd,
+    "cache": cache_cmd,
     "releases": releases_cmd,
     "push": push_cmd,
     "new-plugin": new_plugin_cmd,
