@@ -102,7 +102,7 @@ def tiny_run(output: Path, **fields: Any) -> LanguageModelSAERunnerConfig:
     values: dict[str, Any] = {
         "sae": standard_sae(), "context_size": 16, "store_batch_size_prompts": 4, "n_batches_in_buffer": 4,
         "train_batch_size_tokens": 64, "training_tokens": 64 * 12, "n_batches_for_norm_estimate": 2,
-        "output_path": str(output), "verbose": False, "logger": LoggingConfig(log_to_wandb=False),
+        "n_eval_batches": 1, "output_path": str(output), "verbose": False, "logger": LoggingConfig(log_to_wandb=False),
     }
     values.update(fields)
     return LanguageModelSAERunnerConfig(**values)

@@ -33,7 +33,7 @@ class FriendlyArgumentParser(argparse.ArgumentParser):
             for flag in unknown:
                 close = difflib.get_close_matches(flag.split("=")[0], known, n=3)
                 hints.append(f"{flag}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
-            raise ConfigError(f"unknown option(s): {'; '.join(hints)}. See: saecore train --arch NAME --help")
+            raise ConfigError(f"unknown option(s): {'; '.join(hints)}. See: {self.prog} --help")
         raise ConfigError(message)
 
 

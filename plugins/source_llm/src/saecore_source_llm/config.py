@@ -16,6 +16,7 @@ Deliberate differences from SAELens 6.54, each for a reason:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -111,7 +112,22 @@ class LanguageModelFields(BaseModel):
         default=0.5, ge=0, lt=1,
         description="Fraction of the buffer kept back and mixed with fresh activations at each refill (0: no shuffle).",
     )
+    prefetch_llm_batches: int | bool = Field(
+        default=False,
+        description=(
+            "Run the language model in a background thread, this many forward passes ahead, so it overlaps "
+            "the SAE step (True: as many as one buffer refill takes; False or 0: off)."
+        ),
+    )
     verbose: bool = Field(default=True, description="Print the buffer's size and dataset epochs.")
+
+    # -- evaluations (the SAE spliced into the model) ----------------------------------
+    n_eval_batches: int = Field(
+        default=10, gt=0, description="Batches of eval prompts the SAE is spliced into for the CE-loss and KL scores."
+    )
+    eval_batch_size_prompts: int | None = Field(
+        default=None, gt=0, description="Prompts per eval batch (None: store_batch_size_prompts)."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -140,6 +156,13 @@ class LanguageModelFields(BaseModel):
                 values[object_field] = None
         return values
 
+    @field_validator("prefetch_llm_batches")
+    @classmethod
+    def _prefetch_not_negative(cls, value: int | bool) -> int | bool:
+        if value < 0:
+            raise ValueError(f"must be True, False or a number of forward passes ≥ 0, got {value}")
+        return value
+
     @field_validator("seqpos_slice")
     @classmethod
     def _seqpos_shape(cls, value: tuple[int | None, ...]) -> tuple[int | None, ...]:
@@ -163,6 +186,20 @@ class LanguageModelFields(BaseModel):
     def training_context_size(self) -> int:
         """Positions of each prompt that become activations (after seqpos_slice)."""
         return len(range(self.context_size)[slice(*self.seqpos_slice)])
+
+    @property
+    def prefetch_chunks(self) -> int:
+        """Forward passes the prefetch thread keeps ready (0: no thread)."""
+        if self.prefetch_llm_batches is True:
+            per_pass = self.store_batch_size_prompts * self.training_context_size
+            servable = self.buffer_activations - int(self.buffer_activations * self.activations_mixing_fraction)
+            return max(1, -(-servable // per_pass))
+        return int(self.prefetch_llm_batches)
+
+    @property
+    def eval_prompts(self) -> int:
+        """How many prompts the CE-loss/KL evaluations run on."""
+        return self.n_eval_batches * (self.eval_batch_size_prompts or self.store_batch_size_prompts)
 
     @property
     def buffer_prompts(self) -> int:
@@ -190,6 +227,26 @@ class LanguageModelFields(BaseModel):
 
 class LLMSourceConfig(SourceConfig, LanguageModelFields):
     """The ``llm`` source's config (see :class:`LanguageModelFields` for the fields)."""
+
+    @classmethod
+    def defaults_from_sae_metadata(cls, metadata: Mapping[str, Any]) -> dict[str, Any]:
+        """Settings that rebuild an SAE's training activations from its cfg.json metadata (``saecore eval``).
+
+        Hook names of TransformerLens models work with whichever TransformerLens class is
+        installed, so a recorded ``HookedTransformer``/``TransformerBridge`` becomes
+        ``auto`` (SAELens files say ``HookedTransformer``, which transformer-lens 4 lacks);
+        ``AutoModelForCausalLM`` is kept, its hook names being module paths. Recorded
+        ``model_from_pretrained_kwargs`` are HookedTransformer processing options and are
+        kept only when a HookedTransformer will load the model.
+        """
+        from saecore_source_llm.model_loading import HOOKED_TRANSFORMER, TRANSFORMERS, resolve_model_class
+
+        values = {name: metadata[name] for name in cls.model_fields if metadata.get(name) is not None}
+        if values.get("model_class_name") != TRANSFORMERS:
+            values.pop("model_class_name", None)
+        if resolve_model_class(values.get("model_class_name", "auto")) != HOOKED_TRANSFORMER:
+            values.pop("model_from_pretrained_kwargs", None)
+        return values
 
 
 def check_buffer_serves(*, capacity: int, mixing_fraction: float, batch_size: int, sizes: str, field: str) -> None:

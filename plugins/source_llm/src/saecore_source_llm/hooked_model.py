@@ -10,6 +10,10 @@
   ``GPT2LMHeadModel``, ``transformer.h.1`` is the residual stream after block 1 and
   ``transformer.h.1.mlp`` the MLP's output. The forward pass stops by raising a private
   exception from the forward hook once the output is captured.
+
+``logits(tokens, hook_name, edit)`` runs the whole model with ``edit`` applied to the
+hook's activation (``run_with_hooks`` for TransformerLens, a forward hook that returns the
+edited output for transformers); the evaluations splice the SAE in this way.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import difflib
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -24,11 +29,16 @@ import torch
 from saecore.errors import ConfigError
 
 LAYER_PATTERN = re.compile(r"^blocks\.(\d+)\.")
+Edit = Callable[[torch.Tensor], torch.Tensor]
+"""A function from a hook's activation to the activation the rest of the model sees instead."""
 CONTEXT_FIELDS = ("n_positions", "max_position_embeddings", "n_ctx", "max_sequence_length", "seq_length")
 
 
 class HookedModel(ABC):
-    """A language model that returns the activation at one hook and runs no further."""
+    """A language model that returns the activation at one hook and runs no further.
+
+    For evaluations it also runs in full (``logits``), with one hook's activation edited.
+    """
 
     kind: str
 
@@ -49,6 +59,10 @@ class HookedModel(ABC):
     @abstractmethod
     def activations(self, tokens: torch.Tensor, hook_name: str) -> torch.Tensor:
         """The activation at ``hook_name`` for ``tokens [batch, pos]``: ``[batch, pos, ...]``."""
+
+    @abstractmethod
+    def logits(self, tokens: torch.Tensor, hook_name: str | None = None, edit: Edit | None = None) -> torch.Tensor:
+        """The full forward pass's logits ``[batch, pos, vocab]``, with ``edit`` applied at ``hook_name``."""
 
     @property
     def input_device(self) -> torch.device:
@@ -84,6 +98,12 @@ class TransformerLensModel(HookedModel):
             tokens, names_filter=[hook_name], stop_at_layer=stop_at_layer(hook_name), prepend_bos=False
         )
         return cache[hook_name]
+
+    def logits(self, tokens: torch.Tensor, hook_name: str | None = None, edit: Edit | None = None) -> torch.Tensor:
+        hooks = [] if edit is None else [(hook_name, lambda activation, hook: edit(activation))]
+        logits: torch.Tensor = self.model.run_with_hooks(tokens, fwd_hooks=hooks, return_type="logits",
+                                                         prepend_bos=False)
+        return logits
 
 
 class TransformersModel(HookedModel):
@@ -125,6 +145,20 @@ class TransformersModel(HookedModel):
             raise ConfigError(f"hook_name={hook_name!r}: this module did not run in the model's forward pass")
         return captured[0]
 
+    def logits(self, tokens: torch.Tensor, hook_name: str | None = None, edit: Edit | None = None) -> torch.Tensor:
+        handle = None
+        if edit is not None and hook_name is not None:
+            handle = self._modules[hook_name].register_forward_hook(
+                lambda module, inputs, output: replace_first_tensor(output, edit(first_tensor(output)))
+            )
+        try:
+            output = self.model(input_ids=tokens)
+        finally:
+            if handle is not None:
+                handle.remove()
+        logits = getattr(output, "logits", None)
+        return logits if isinstance(logits, torch.Tensor) else first_tensor(output)
+
 
 class _StopForward(Exception):
     """Raised by the capturing hook so the layers after it never run."""
@@ -138,6 +172,16 @@ def first_tensor(output: Any) -> torch.Tensor:
     if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
         return output[0]
     raise ConfigError(f"the hooked module returned {type(output).__name__}, not a tensor or a tuple starting with one")
+
+
+def replace_first_tensor(output: Any, new: torch.Tensor) -> Any:
+    """``output`` (as ``first_tensor`` reads it) with its first tensor swapped for ``new``."""
+    if isinstance(output, torch.Tensor):
+        return new
+    if hasattr(output, "to_tuple"):
+        output[next(iter(output.keys()))] = new
+        return output
+    return (new, *output[1:]) if isinstance(output, tuple) else [new, *output[1:]]
 
 
 def stop_at_layer(hook_name: str) -> int | None:

@@ -93,4 +93,4 @@ def hooked_transformer_from_folder(
     del hf_model
     model = HookedTransformer(cfg, AutoTokenizer.from_pretrained(folder), move_to_device=False)
     model.load_and_process_state_dict(state_dict, **processing)
-    return model.to(device).eval()
+    return model.to(device, print_details=False).eval()

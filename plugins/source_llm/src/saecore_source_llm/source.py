@@ -14,13 +14,23 @@ which reproduces the buffer bit for bit on the same device. The price is re-runn
 those forward passes once at resume time: with ``activations_mixing_fraction = f`` an
 activation survives k refills with probability fᵏ, so chunks stay referenced for about
 log(1/(chunk size))/log(f) refills.
+
+With ``prefetch_llm_batches`` the chunks are produced by a background thread
+(:class:`Prefetcher`) while the trainer runs its SAE step. The thread produces them in the
+same order, so the batches are unchanged, and a saved state describes only the chunks the
+buffer has taken (the thread's stream runs ahead of it). ``evaluate_sae`` splices the SAE
+into the model (:mod:`spliced_evals`); a lock keeps it and the thread from using the model
+at the same time.
 """
 
 from __future__ import annotations
 
+import itertools
 import sys
+import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -33,9 +43,22 @@ from saecore_source_llm.hooked_model import HookedModel
 from saecore_source_llm.memory import check_fits
 from saecore_source_llm.mixing_buffer import EMPTY, MixingBuffer
 from saecore_source_llm.model_loading import load_model
+from saecore_source_llm.prefetch import Prefetcher
+from saecore_source_llm.spliced_evals import SpliceSite, evaluated_positions, spliced_metrics
 from saecore_source_llm.token_stream import StreamPosition, TokenStream
 
 SPECIAL_TOKEN_ATTRIBUTES = ("bos_token_id", "eos_token_id", "pad_token_id", "sep_token_id")
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """One forward pass: its prompts, kept activations and their origins, and where the stream is after it."""
+
+    index: int
+    tokens: torch.Tensor
+    activations: torch.Tensor
+    origins: torch.Tensor
+    position_after: StreamPosition
 
 
 class LLMSource(ActivationSource):
@@ -57,20 +80,26 @@ class LLMSource(ActivationSource):
             self._separator_token() if text and not cfg.disable_concat_sequences else None
         )
         self.excluded_tokens = self._excluded_tokens()
+        self._model_lock = threading.Lock()
         self._d_in = self._probe()
         self.chunk_size = cfg.store_batch_size_prompts * cfg.training_context_size
         capacity = cfg.buffer_activations
-        buffer_bytes = capacity * self._d_in * 4 + self.chunk_size * self._d_in * 4
+        self.prefetch_chunks = cfg.prefetch_chunks
+        held_chunks = 1 + self.prefetch_chunks
+        buffer_bytes = (capacity + held_chunks * self.chunk_size) * self._d_in * 4
+        prefetched = f" + {self.prefetch_chunks} forward passes prefetched" if self.prefetch_chunks else ""
         self.memory_report = check_fits(
             buffer_bytes, self.device,
-            f"llm source: mixing buffer of {capacity:,} activations × d_in {self._d_in} (float32)",
-            remedy="lower n_batches_in_buffer, store_batch_size_prompts or context_size",
+            f"llm source: mixing buffer of {capacity:,} activations{prefetched} × d_in {self._d_in} (float32)",
+            remedy="lower n_batches_in_buffer, store_batch_size_prompts, context_size or prefetch_llm_batches",
         )
         if cfg.verbose:
             print(self.memory_report, file=sys.stderr)
         self.buffer = MixingBuffer(
             capacity, self._d_in, mixing_fraction=cfg.activations_mixing_fraction, device=self.device, seed=seed
         )
+        self._eval_tokens: torch.Tensor | None = None
+        self._prefetcher: Prefetcher[_Chunk] | None = None
         self._start_stream(StreamPosition(), next_chunk=0)
 
     # -- the contract ---------------------------------------------------------------------
@@ -105,12 +134,46 @@ class LLMSource(ActivationSource):
             "disable_concat_sequences": cfg.disable_concat_sequences,
         }
 
+    def evaluate_sae(self, sae: Any, scaling_factor: float | None = None) -> dict[str, float]:
+        """CE-loss and KL scores with ``sae`` spliced in at the hook (see :mod:`spliced_evals`).
+
+        Always on the same prompts: the first ``n_eval_batches × eval_batch_size_prompts``
+        of the dataset, read by a stream of their own, so evaluating never moves the
+        training stream and evaluations at different steps compare directly.
+        """
+        if sae.cfg.d_in != self._d_in:
+            raise ConfigError(f"the SAE has d_in={sae.cfg.d_in} but {self.cfg.hook_name!r} of {self.model.name} "
+                              f"gives activations of width {self._d_in}; evaluate it on the hook it was trained on")
+        cfg = self.cfg
+        tokens = self.eval_tokens()
+        keep = evaluated_positions(tokens, self._eval_excluded_tokens(), cfg.seqpos_slice)
+        with self._model_lock:  # the prefetch thread must not run the model while the SAE is spliced in
+            return spliced_metrics(
+                self.model, sae, tokens, keep, SpliceSite(cfg.hook_name, cfg.hook_head_index),
+                scaling_factor=scaling_factor, batch_size=cfg.eval_batch_size_prompts or cfg.store_batch_size_prompts,
+                autocast=cfg.autocast_lm,
+            )
+
+    def eval_tokens(self) -> torch.Tensor:
+        """``[prompts, context_size]``: the fixed prompts the spliced evaluations run on."""
+        if self._eval_tokens is None:
+            self._eval_tokens = self._token_stream(StreamPosition(), None).next_prompts(self.cfg.eval_prompts)
+        return self._eval_tokens
+
+    def _eval_excluded_tokens(self) -> torch.Tensor | None:
+        """The tokenizer's special tokens plus any listed in exclude_special_tokens."""
+        tokenizer = self.model.tokenizer
+        ids = {getattr(tokenizer, name, None) for name in SPECIAL_TOKEN_ATTRIBUTES} - {None}
+        if isinstance(self.cfg.exclude_special_tokens, list):
+            ids |= set(self.cfg.exclude_special_tokens)
+        return torch.tensor(sorted(ids), dtype=torch.long) if ids else None
+
     def state_dict(self) -> dict[str, Any]:
         buffer_state = self.buffer.state_dict()
         needed = torch.cat([buffer_state["origins"], buffer_state["carry_origins"]])
         chunk_ids = torch.unique(needed[needed != EMPTY] // self.chunk_size)
         tokens = [self._chunk_tokens[int(chunk)] for chunk in chunk_ids]
-        position = self.stream.position
+        position = self._consumed_position
         return {
             "layout": torch.tensor([self.buffer.capacity, self.chunk_size, self.cfg.context_size, self._d_in]),
             "stream_position": torch.tensor([position.epoch, position.document, position.offset]),
@@ -136,35 +199,58 @@ class LLMSource(ActivationSource):
         self._recompute_buffer()
 
     def close(self) -> None:
+        self._stop_prefetching()
         self._chunk_tokens.clear()
         self._chunks.close()
 
     # -- producing activations ----------------------------------------------------------------
-    def _start_stream(self, position: StreamPosition, *, next_chunk: int) -> None:
+    def _token_stream(self, position: StreamPosition, on_new_epoch: Callable[[int], None] | None) -> TokenStream:
         cfg = self.cfg
-        self.stream = TokenStream(
+        return TokenStream(
             self.dataset, self.column, self.model.tokenizer, context_size=cfg.context_size, bos=self.bos_token_id,
             separator=self.separator_token_id, disable_concat_sequences=cfg.disable_concat_sequences,
-            position=position, on_new_epoch=self._announce_epoch,
+            position=position, on_new_epoch=on_new_epoch,
         )
+
+    def _start_stream(self, position: StreamPosition, *, next_chunk: int) -> None:
+        self._stop_prefetching()
+        self.stream = self._token_stream(position, self._announce_epoch)
+        self._consumed_position = position
         self._next_chunk = next_chunk
         self._chunk_tokens: dict[int, torch.Tensor] = {}
-        self._chunks = self._generate_chunks()
+        produced: Iterator[_Chunk] = self._produce_chunks(next_chunk)
+        if self.prefetch_chunks:
+            produced = self._prefetcher = Prefetcher(produced, self.prefetch_chunks, name="llm-source-prefetch")
+        self._chunks = self._consume_chunks(produced)
 
-    def _generate_chunks(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Forward passes, one per ``store_batch_size_prompts`` prompts: ``(activations, origins)``."""
+    def _produce_chunks(self, first_chunk: int) -> Iterator[_Chunk]:
+        """Forward passes, one per ``store_batch_size_prompts`` prompts (in the prefetch thread if on)."""
         positions = torch.arange(self.chunk_size)
-        while True:
+        for chunk in itertools.count(first_chunk):
             tokens = self.stream.next_prompts(self.cfg.store_batch_size_prompts)
-            chunk = self._next_chunk
-            self._next_chunk += 1
-            self._chunk_tokens[chunk] = tokens
             activations = self.activations(tokens)
             origins = chunk * self.chunk_size + positions
             keep = self._kept_positions(tokens)
             if keep is not None:
                 activations, origins = activations[keep.to(activations.device)], origins[keep]
-            yield activations, origins
+            yield _Chunk(chunk, tokens, activations, origins, self.stream.position)
+
+    def _consume_chunks(self, produced: Iterator[_Chunk]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``(activations, origins)`` for the buffer, recording what a saved state must reproduce.
+
+        Only chunks the buffer has taken count: with prefetching on, the stream runs ahead,
+        and the chunks still queued are produced again after a resume.
+        """
+        for chunk in produced:
+            self._chunk_tokens[chunk.index] = chunk.tokens
+            self._consumed_position = chunk.position_after
+            self._next_chunk = chunk.index + 1
+            yield chunk.activations, chunk.origins
+
+    def _stop_prefetching(self) -> None:
+        if self._prefetcher is not None:
+            self._prefetcher.close()
+            self._prefetcher = None
 
     @torch.no_grad()
     def activations(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -173,7 +259,8 @@ class LLMSource(ActivationSource):
         Every position after ``seqpos_slice`` is included (special tokens too).
         """
         cfg = self.cfg
-        with torch.autocast(device_type=self.model.input_device.type, dtype=torch.bfloat16, enabled=cfg.autocast_lm):
+        with self._model_lock, torch.autocast(device_type=self.model.input_device.type, dtype=torch.bfloat16,
+                                              enabled=cfg.autocast_lm):
             raw = self.model.activations(tokens.to(self.model.input_device), cfg.hook_name)
         raw = raw[:, slice(*cfg.seqpos_slice)]
         if raw.ndim == 4:
