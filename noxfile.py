@@ -119,3 +119,14 @@ def source_llm(session: nox.Session, transformer_lens: str) -> None:
     major = int(transformer_lens)
     session.install(f"transformer-lens>={major},<{major + 1}")
     session.run("pytest", "plugins/source_llm/tests", "-q", env={**TEST_ENV, "TRANSFORMERS_OFFLINE": "1"})
+
+
+@nox.session(python="3.11", default=False)
+def bench(session: nox.Session) -> None:
+    """Training-step throughput beside SAELens and sparsify (not a test; run on a quiet machine)."""
+    session.install(TORCH)
+    session.install(TORCH, "sae-lens>=6.0,<7", "eai-sparsify", ".",
+                    *[f"./plugins/{p}" for p in ARCHITECTURE_PLUGINS])
+    args = session.posargs or ["--dead-fraction", "0.2"]
+    session.run("python", "benchmarks/train_step_throughput.py", *args,
+                env={**TEST_ENV, "SPARSIFY_DISABLE_TRITON": "1"})

@@ -1,8 +1,10 @@
 """Time one TopK training step (forward, backward, Adam) on the CPU, in tokens per second.
 
-Compares saecore's sparse step with a plain dense-autograd TopK written here and, when
-``sae_lens`` is importable (run it with /work/venv-saelens/bin/python), with SAELens's
-``TopKTrainingSAE``. Each is timed without and with a fraction of dead latents (AuxK on).
+Compares saecore's sparse step (on a logging step, which builds dense ``feature_acts``,
+and on the other steps, which hand them out sparse) with a plain dense-autograd TopK
+written here and, when ``sae_lens`` is importable (run it with
+/work/venv-saelens/bin/python), with SAELens's ``TopKTrainingSAE``. Each is timed
+without and with a fraction of dead latents (AuxK on).
 Not collected by pytest (the name does not start with ``test_``)::
 
     python plugins/sae_topk/tests/bench_topk_step.py --threads 2
@@ -77,18 +79,19 @@ def dense_step(args: argparse.Namespace, x: torch.Tensor, dead: torch.Tensor | N
     return step
 
 
-def saecore_step(args: argparse.Namespace, x: torch.Tensor, dead: torch.Tensor | None, sparse_acts: bool) -> Step:
+def saecore_step(args: argparse.Namespace, x: torch.Tensor, dead: torch.Tensor | None, is_logging_step: bool) -> Step:
+    """A logging step hands out dense feature_acts; the other steps hand out a sparse COO tensor."""
     from saecore_sae_topk.config import TopKTrainingSAEConfig
     from saecore_sae_topk.topk_training_sae import TopKTrainingSAE
 
     from saecore import TrainStepInput
 
-    cfg = TopKTrainingSAEConfig(d_in=args.d_in, d_sae=args.d_sae, k=args.k, use_sparse_activations=sparse_acts)
-    sae = TopKTrainingSAE(cfg)
+    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=args.d_in, d_sae=args.d_sae, k=args.k))
     optimizer = _optimizer(list(sae.parameters()), args.optimizer)
+    step_input = TrainStepInput(x, {}, dead, n_training_steps=0, is_logging_step=is_logging_step)
 
     def step() -> None:
-        out = sae.training_forward_pass(TrainStepInput(x, {}, dead, n_training_steps=0))
+        out = sae.training_forward_pass(step_input)
         out.loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -152,8 +155,8 @@ def main() -> None:
         "dense autograd": lambda dead: dense_step(args, x, dead),
     }
     if importlib.util.find_spec("saecore_sae_topk") is not None:
-        candidates["saecore"] = lambda dead: saecore_step(args, x, dead, sparse_acts=False)
-        candidates["saecore, sparse feature_acts"] = lambda dead: saecore_step(args, x, dead, sparse_acts=True)
+        candidates["saecore, logging step"] = lambda dead: saecore_step(args, x, dead, is_logging_step=True)
+        candidates["saecore, other steps"] = lambda dead: saecore_step(args, x, dead, is_logging_step=False)
     if importlib.util.find_spec("sae_lens") is not None:
         candidates["SAELens"] = lambda dead: saelens_step(args, x, dead)
 

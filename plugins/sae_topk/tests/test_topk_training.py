@@ -35,8 +35,10 @@ def _dead_mask(n_dead: int | None, seed: int = 2) -> torch.Tensor | None:
     return mask
 
 
-def _step(sae: TopKTrainingSAE, x: torch.Tensor, dead: torch.Tensor | None) -> TrainStepOutput:
-    return sae.training_forward_pass(TrainStepInput(x, {}, dead, n_training_steps=0))
+def _step(
+    sae: TopKTrainingSAE, x: torch.Tensor, dead: torch.Tensor | None, is_logging_step: bool = False
+) -> TrainStepOutput:
+    return sae.training_forward_pass(TrainStepInput(x, {}, dead, n_training_steps=0, is_logging_step=is_logging_step))
 
 
 def _check_step_against_reference(
@@ -103,6 +105,55 @@ def test_sparse_activations_option(path: str) -> None:
     assert out.feature_acts.is_sparse
     with torch.no_grad():
         torch.testing.assert_close(sae.decode(out.feature_acts), out.sae_out, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize(("is_logging_step", "use_sparse_activations"), [(False, False), (True, False), (True, True)])
+def test_feature_acts_are_dense_only_on_logging_steps(is_logging_step: bool, use_sparse_activations: bool) -> None:
+    """The trainer reads feature_acts only on logging steps; other steps skip the dense [N, d_sae] tensor.
+
+    Whichever form they take, they hold the reference activations, and firing_counts
+    (what the trainer's dead-latent tracking reads every step) is always filled.
+    """
+    o = RefOptions(k=K, rescale=True)
+    p = ref.random_params(D_IN, D_SAE, seed=19)
+    sae = training_sae(p, o, use_sparse_activations=use_sparse_activations)
+    x = _batch(20)
+    out = _step(sae, x, _dead_mask(30), is_logging_step=is_logging_step)
+    expected = ref.losses(x, p, o, _dead_mask(30))["f"]
+    wants_dense = is_logging_step and not use_sparse_activations
+    assert out.feature_acts.is_sparse is not wants_dense
+    assert out.feature_acts.shape == (BATCH, D_SAE) and not out.feature_acts.requires_grad
+    if out.feature_acts.is_sparse:
+        assert out.feature_acts.is_coalesced()
+        assert out.feature_acts._nnz() == BATCH * K
+        feature_acts = out.feature_acts.to_dense()
+    else:
+        feature_acts = out.feature_acts
+    torch.testing.assert_close(feature_acts, expected, rtol=1e-10, atol=1e-12)
+    assert out.firing_counts is not None
+    torch.testing.assert_close(out.firing_counts, (expected > 0).sum(0))
+
+
+def test_step_metrics_agree_on_logging_and_other_steps() -> None:
+    """The trainer's metrics densify sparse feature_acts: both forms give the same log."""
+    from saecore.training.step_metrics import train_step_log
+
+    o = RefOptions(k=K, rescale=True)
+    sae = training_sae(ref.random_params(D_IN, D_SAE, seed=21), o)
+    x = _batch(22)
+    logs = []
+    for is_logging_step in (False, True):
+        out = _step(sae, x, None, is_logging_step=is_logging_step)
+        logs.append(train_step_log(
+            out,
+            passes_since_fired=torch.zeros(D_SAE),
+            dead_mask=torch.zeros(D_SAE, dtype=torch.bool),
+            learning_rate=1e-3,
+            n_training_tokens=BATCH,
+            coefficients={},
+        ))
+    assert logs[0] == logs[1]
+    assert logs[1]["metrics/l0"] == pytest.approx(K, abs=1)  # ReLU may zero a kept latent
 
 
 @pytest.mark.parametrize("normalize", ["constant_norm_rescale", "layer_norm"])

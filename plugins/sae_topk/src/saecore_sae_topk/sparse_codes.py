@@ -90,7 +90,12 @@ def codes_to_sparse_coo(values: torch.Tensor, indices: torch.Tensor, d_sae: int)
     sorted_values = values.reshape(-1, k).gather(-1, order)
     n_rows = sorted_indices.shape[0]
     rows = torch.arange(n_rows, device=values.device).repeat_interleave(k)
-    lead_coords = torch.unravel_index(rows, lead) if len(lead) > 0 else ()
+    if len(lead) == 1:
+        # The flat row number is the coordinate: unravel_index would only copy it, through
+        # several kernels that each cost a thread wake-up on a busy CPU.
+        lead_coords: tuple[torch.Tensor, ...] = (rows,)
+    else:
+        lead_coords = torch.unravel_index(rows, lead) if len(lead) > 0 else ()
     coords = torch.stack([*lead_coords, sorted_indices.reshape(-1)])
     return torch.sparse_coo_tensor(
         coords, sorted_values.reshape(-1), (*lead, d_sae), is_coalesced=True, check_invariants=False

@@ -7,7 +7,12 @@ AuxK (Gao et al. 2024, App. B.1), when some latents are dead:
 ``loss = aux_loss_coefficient · scale · mean_b ‖ê − e‖²``.
 
 ``training_forward_pass`` never builds a dense gradient or a dense decode: see
-``sparse_encoder`` and ``auxk``. When a hook on the pre- or post-activations must see (and may
+``sparse_encoder`` and ``auxk``. Its ``feature_acts`` are dense only on logging steps
+(``step_input.is_logging_step``) or never with ``use_sparse_activations``; on other steps
+they are a sparse COO tensor, because the trainer reads them only to log metrics (which
+densify sparse input) and counts firing latents from ``firing_counts``, which is always
+filled. Building the dense ``[N, d_sae]`` tensor costs a zero-fill of fresh memory each
+step. When a hook on the pre- or post-activations must see (and may
 replace) dense tensors, or the input itself needs a gradient, it falls back to the
 generic dense path of ``TrainingSAE``, which computes the same losses.
 """
@@ -120,15 +125,14 @@ class TopKTrainingSAE(TopKBase[TopKTrainingSAEConfig], TrainingSAE[TopKTrainingS
             aux = sae_out.new_tensor(0.0)
         else:
             aux_recons = auxk_reconstruction(
-                x, centred, hidden_pre, *params, self.W_dec, norms, plan.dead_latents, plan.k_aux,
-                cfg.apply_b_dec_to_input,
+                centred, hidden_pre, *params, self.W_dec, norms, plan.dead_latents, plan.k_aux, cfg.apply_b_dec_to_input
             )
             aux = self._auxk_loss_of(aux_recons, sae_in, sae_out, plan.scale)
         with torch.no_grad():
             fired = acts > 0
             firing_counts = torch.bincount(indices[fired], minlength=cfg.d_sae)
             reported = acts.detach() if norms is None else acts.detach() * norms[indices]
-            if cfg.use_sparse_activations:
+            if cfg.use_sparse_activations or not step_input.is_logging_step:
                 feature_acts = codes_to_sparse_coo(reported, indices, cfg.d_sae)
             else:
                 feature_acts = scatter_codes(reported, indices, cfg.d_sae)

@@ -1,0 +1,638 @@
+"""Steady-state training-step throughput of saecore, SAELens and sparsify, against the machine's floor.
+
+One step is what each library's own trainer runs per batch, minus data loading and the
+LR schedule: the training forward pass and its dead-latent bookkeeping, ``backward``,
+gradient clipping at norm 1, an Adam update and ``zero_grad``. Every implementation
+trains on one fixed random batch that is reused, so only the step is timed. The
+implementations of an architecture take turns step by step (in a rotating order),
+together with a dense fp32 ``[B, d_in] × [d_in, d_sae]`` matmul, so load from other
+processes hits all of them alike; ratios are the median over rounds of the ratio of two
+steps taken back to back, and best-of-N is reported beside them.
+
+The floor turns the matmul's FLOP/s into the best tok/s a step could reach:
+``10·d_in·d_sae`` FLOP/token for a dense step (encoder and decoder forward, the
+activation gradient of the decoder, the two weight gradients; no input gradient),
+``16·d_in·d_sae`` for gated (its auxiliary decode adds a forward, an activation gradient
+and a decoder-weight gradient; the shared encoder matmul and its gradient are counted
+once), ``2·d_in·d_sae`` for a sparse TopK step (only the encoder forward is dense).
+
+Peak memory of a step is measured afterwards, one fresh process per (architecture,
+implementation): the growth of the resident set during two steps on CPU (the kernel's
+high-water mark ``VmHWM``, reset once the parameters and Adam state exist),
+``max_memory_allocated`` growth on CUDA. Run it in
+an environment with SAELens and eai-sparsify installed beside saecore (``nox -s bench``)::
+
+    python benchmarks/train_step_throughput.py --dead-fraction 0.2 --json bench.json
+    python benchmarks/train_step_throughput.py --large --json bench-large.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import importlib.metadata
+import importlib.util
+import io
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+ARCHITECTURES = ("standard", "gated", "jumprelu", "topk")
+IMPLEMENTATIONS = ("saecore", "sae_lens", "sparsify")
+FLOOR = "matmul floor"
+MAX_GRAD_NORM = 1.0
+LEARNING_RATE = 3e-4
+# sparsify's TrainConfig.auxk_alpha default: the weight of its AuxK loss.
+SPARSIFY_AUXK_ALPHA = 1 / 32
+# FLOP per token of the cheapest possible step, in units of d_in·d_sae.
+BOUND_FLOP_UNITS = {"standard": 10, "jumprelu": 10, "gated": 16, "topk": 2}
+MEMORY_MARKER = "MEMORY_RESULT "
+SAELENS_PREFIX = {"standard": "Standard", "gated": "Gated", "jumprelu": "JumpReLU", "topk": "TopK"}
+
+
+@dataclass(frozen=True)
+class Shape:
+    d_in: int
+    d_sae: int
+    batch: int
+    k: int
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row group of the table: an architecture, and for TopK how many latents are dead."""
+
+    arch: str
+    dead_fraction: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return self.arch if self.dead_fraction == 0 else f"{self.arch} {self.dead_fraction:.0%} dead"
+
+
+@dataclass
+class Trainable:
+    """What a library's trainer does with one batch, up to the optimizer.
+
+    ``loss`` runs the training forward pass and the trainer's per-step firing bookkeeping
+    and returns the loss to differentiate; ``before_update`` is any gradient surgery the
+    library's trainer applies between ``backward`` and the optimizer.
+    """
+
+    loss: Callable[[], torch.Tensor]
+    params: list[torch.nn.Parameter]
+    before_update: Callable[[], None] | None = None
+
+
+class TrainingStep:
+    """``backward``, clipping, Adam and ``zero_grad`` around a Trainable's loss.
+
+    With ``autocast`` the loss (the forward pass) runs under bfloat16 autocast, as the
+    trainers' own mixed-precision options do; parameters and Adam stay float32.
+    """
+
+    def __init__(self, trainable: Trainable, optimizer: str, autocast: bool = False) -> None:
+        self.trainable = trainable
+        options = {} if optimizer == "default" else {optimizer: True}
+        self.optimizer = torch.optim.Adam(trainable.params, lr=LEARNING_RATE, **options)
+        device_type = trainable.params[0].device.type
+        self.autocast = torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast)
+
+    def __call__(self) -> None:
+        with self.autocast:
+            loss = self.trainable.loss()
+        loss.backward()
+        if self.trainable.before_update is not None:
+            self.trainable.before_update()
+        torch.nn.utils.clip_grad_norm_(self.trainable.params, MAX_GRAD_NORM)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    @torch.no_grad()
+    def allocate_optimizer_state(self) -> None:
+        """Create Adam's moment buffers with an update of size zero (zero gradients).
+
+        Memory runs call this before taking their baseline, so the optimizer state counts
+        as resident, like the parameters, and the step's own allocations are what grows.
+        """
+        for param in self.trainable.params:
+            param.grad = torch.zeros_like(param)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+
+# -- the implementations -----------------------------------------------------------------
+def saecore_trainable(case: Case, shape: Shape, x: torch.Tensor, dead: torch.Tensor, compile_step: bool) -> Trainable:
+    from saecore.registry import get_registry
+    from saecore.training_sae import TrainCoefficientConfig, TrainStepInput
+
+    entry = get_registry().training_recipe(case.arch)
+    fields: dict[str, Any] = {"d_in": shape.d_in, "d_sae": shape.d_sae, "device": str(x.device)}
+    if case.arch == "topk":
+        fields["k"] = shape.k
+    sae = entry.training_sae_class(entry.training_config_class(**fields))
+    sae.train()
+    coefficients = {
+        name: value.value if isinstance(value, TrainCoefficientConfig) else float(value)
+        for name, value in sae.get_coefficients().items()
+    }
+    # Most steps are not logging steps (the trainer logs every wandb_log_frequency = 30 steps).
+    step_input = TrainStepInput(x, coefficients, dead, n_training_steps=0, is_logging_step=False)
+    forward_pass = torch.compile(sae.training_forward_pass) if compile_step else sae.training_forward_pass
+    passes_since_fired = torch.zeros(shape.d_sae, device=x.device)
+    firing_totals = torch.zeros(shape.d_sae, device=x.device)
+
+    def loss() -> torch.Tensor:
+        output = forward_pass(step_input)
+        with torch.no_grad():  # saecore's FeatureStats.update
+            counts = output.latent_firing_counts()
+            passes_since_fired.add_(1).masked_fill_(counts > 0, 0)
+            firing_totals.add_(counts)
+        return output.loss
+
+    return Trainable(loss, list(sae.parameters()))
+
+
+def saelens_trainable(case: Case, shape: Shape, x: torch.Tensor, dead: torch.Tensor, compile_step: bool) -> Trainable:
+    import sae_lens
+    from sae_lens.saes.sae import TrainCoefficientConfig, TrainStepInput
+
+    prefix = SAELENS_PREFIX[case.arch]
+    fields: dict[str, Any] = {"d_in": shape.d_in, "d_sae": shape.d_sae, "device": str(x.device)}
+    if case.arch == "topk":
+        fields["k"] = shape.k
+    sae = getattr(sae_lens, f"{prefix}TrainingSAE")(getattr(sae_lens, f"{prefix}TrainingSAEConfig")(**fields))
+    sae.train()
+    coefficients = {
+        name: value.value if isinstance(value, TrainCoefficientConfig) else float(value)
+        for name, value in sae.get_coefficients().items()
+    }
+    step_input = TrainStepInput(
+        sae_in=x, coefficients=coefficients, dead_neuron_mask=dead, n_training_steps=0, is_logging_step=False
+    )
+    passes_since_fired = torch.zeros(shape.d_sae, device=x.device)
+    firing_totals = torch.zeros(shape.d_sae, device=x.device)
+
+    def loss() -> torch.Tensor:
+        output = sae.training_forward_pass(step_input)
+        with torch.no_grad():  # what SAELens's SAETrainer._train_step does with the output
+            firing = output.feature_acts.bool().float()
+            did_fire = firing.sum(-2).bool()
+            passes_since_fired.add_(1)
+            passes_since_fired[did_fire] = 0
+            firing_totals.add_(firing.sum(0))
+        return output.loss
+
+    return Trainable(loss, list(sae.parameters()))
+
+
+def sparsify_trainable(case: Case, shape: Shape, x: torch.Tensor, dead: torch.Tensor, compile_step: bool) -> Trainable:
+    if x.device.type == "cpu":
+        os.environ.setdefault("SPARSIFY_DISABLE_TRITON", "1")
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints which decoder kernel it picked
+        from sparsify import SparseCoder, SparseCoderConfig
+
+    sae = SparseCoder(shape.d_in, SparseCoderConfig(num_latents=shape.d_sae, k=shape.k), device=x.device)
+    tokens_since_fired = torch.zeros(shape.d_sae, dtype=torch.long, device=x.device)
+
+    def loss() -> torch.Tensor:
+        sae.set_decoder_norm_to_unit_norm()
+        output = sae(x, dead_mask=dead)
+        with torch.no_grad():  # what sparsify's Trainer does with the output
+            did_fire = torch.zeros(shape.d_sae, dtype=torch.bool, device=x.device)
+            did_fire[output.latent_indices.flatten()] = True
+            tokens_since_fired.add_(x.shape[0])
+            tokens_since_fired[did_fire] = 0
+        return output.fvu + SPARSIFY_AUXK_ALPHA * output.auxk_loss
+
+    return Trainable(loss, list(sae.parameters()), sae.remove_gradient_parallel_to_decoder_directions)
+
+
+BUILDERS: dict[str, Callable[[Case, Shape, torch.Tensor, torch.Tensor, bool], Trainable]] = {
+    "saecore": saecore_trainable,
+    "sae_lens": saelens_trainable,
+    "sparsify": sparsify_trainable,
+}
+
+
+def saecore_has(arch: str) -> bool:
+    from saecore.registry import get_registry
+
+    return arch in get_registry().training_recipes
+
+
+def available(impl: str, arch: str) -> bool:
+    """Whether ``impl`` is installed here and implements ``arch``."""
+    if impl == "saecore":
+        return importlib.util.find_spec("saecore") is not None and saecore_has(arch)
+    if impl == "sae_lens":
+        return importlib.util.find_spec("sae_lens") is not None
+    return arch == "topk" and importlib.util.find_spec("sparsify") is not None
+
+
+def fixed_inputs(case: Case, shape: Shape, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reused batch and the dead-latent mask (the same seeded latents for every implementation)."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(shape.batch, shape.d_in, generator=generator).to(device)
+    dead = torch.zeros(shape.d_sae, dtype=torch.bool)
+    n_dead = round(case.dead_fraction * shape.d_sae)
+    dead[torch.randperm(shape.d_sae, generator=generator)[:n_dead]] = True
+    return x, dead.to(device)
+
+
+def matmul_floor(shape: Shape, device: torch.device) -> Callable[[], None]:
+    """The encoder-sized fp32 matmul into a preallocated output: the BLAS speed, nothing else."""
+    generator = torch.Generator().manual_seed(1)
+    a = torch.randn(shape.batch, shape.d_in, generator=generator).to(device)
+    w = torch.randn(shape.d_in, shape.d_sae, generator=generator).to(device)
+    out = torch.empty(shape.batch, shape.d_sae, device=device)
+
+    def step() -> None:
+        torch.mm(a, w, out=out)
+
+    return step
+
+
+# -- timing ----------------------------------------------------------------------------------
+def synchronizer(device: torch.device) -> Callable[[], None]:
+    if device.type == "cuda":
+        return torch.cuda.synchronize
+    return lambda: None
+
+
+@dataclass
+class Timings:
+    """Per candidate, each timed step's wall-clock seconds and the process CPU seconds it used.
+
+    CPU seconds count the work of every thread (and OpenMP spin-waits); on a loaded
+    machine they move far less than wall-clock time, so they help read a noisy run.
+    """
+
+    wall: dict[str, list[float]]
+    cpu: dict[str, list[float]]
+
+
+def time_interleaved(
+    steps: dict[str, Callable[[], None]], warmup: int, repeats: int, sync: Callable[[], None]
+) -> Timings:
+    """Time each round's step per candidate; the candidates take turns in a rotating order."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    sync()
+    names = list(steps)
+    timings = Timings({name: [] for name in names}, {name: [] for name in names})
+    for round_index in range(repeats):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            start, start_cpu = time.perf_counter(), time.process_time()
+            steps[name]()
+            sync()
+            timings.wall[name].append(time.perf_counter() - start)
+            timings.cpu[name].append(time.process_time() - start_cpu)
+    return timings
+
+
+@dataclass
+class Row:
+    case: str
+    arch: str
+    impl: str
+    seconds: list[float]
+    cpu_seconds: list[float]
+    tok_s_best: float
+    tok_s_median: float
+    ratio_to_sae_lens: float | None = None
+    ratio_to_sae_lens_best: float | None = None
+    ratio_to_sparsify: float | None = None
+    ratio_to_sparsify_best: float | None = None
+    floor_fraction: float | None = None
+    floor_fraction_best: float | None = None
+    peak_memory_bytes: int | None = None
+    memory: dict[str, Any] = field(default_factory=dict)
+
+
+def paired_ratio(reference: Sequence[float], candidate: Sequence[float]) -> float:
+    """Median over rounds of ``reference / candidate`` step time: >1 means the candidate is faster."""
+    return statistics.median(r / c for r, c in zip(reference, candidate))
+
+
+def rows_of_case(case: Case, shape: Shape, timings: Timings) -> list[Row]:
+    times = timings.wall
+    floor = times[FLOOR]
+    half_units = BOUND_FLOP_UNITS[case.arch] / 2  # bound tok/s ÷ step tok/s = (units/2) · t_matmul / t_step
+    rows = []
+    for impl, seconds in times.items():
+        if impl == FLOOR:
+            continue
+        row = Row(
+            case=case.label,
+            arch=case.arch,
+            impl=impl,
+            seconds=seconds,
+            cpu_seconds=timings.cpu[impl],
+            tok_s_best=shape.batch / min(seconds),
+            tok_s_median=shape.batch / statistics.median(seconds),
+            floor_fraction=half_units * paired_ratio(floor, seconds),
+            floor_fraction_best=half_units * min(floor) / min(seconds),
+        )
+        for peer in ("sae_lens", "sparsify"):
+            if peer in times and peer != impl:
+                setattr(row, f"ratio_to_{peer}", paired_ratio(times[peer], seconds))
+                setattr(row, f"ratio_to_{peer}_best", min(times[peer]) / min(seconds))
+        rows.append(row)
+    return rows
+
+
+def print_profile(label: str, step: Callable[[], None], row_limit: int) -> None:
+    """Where one (already warm) step spends its time, by operator, most self time first."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if torch.cuda.is_available():
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities) as profiler:
+        step()
+    sort_by = "self_cuda_time_total" if len(activities) > 1 else "self_cpu_time_total"
+    print(f"\n-- profile of one step: {label}")
+    print(profiler.key_averages().table(sort_by=sort_by, row_limit=row_limit, max_name_column_width=48))
+
+
+# -- memory (one fresh process per measurement) ---------------------------------------------
+def _status_kib(key: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {key} line")
+
+
+def _reset_peak_rss() -> bool:
+    """Make the kernel's high-water mark (hence ru_maxrss) restart from the current RSS (Linux ≥ 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def measure_memory(case: Case, shape: Shape, impl: str, device: torch.device, optimizer: str, steps: int) -> dict:
+    """Peak memory a training step adds to resident parameters, Adam state and the batch."""
+    x, dead = fixed_inputs(case, shape, device)
+    step = TrainingStep(BUILDERS[impl](case, shape, x, dead, False), optimizer)
+    step.allocate_optimizer_state()
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        baseline = torch.cuda.memory_allocated()
+        for _ in range(steps):
+            step()
+        torch.cuda.synchronize()
+        return {"peak_bytes": torch.cuda.max_memory_allocated() - baseline, "method": "cuda max_memory_allocated"}
+    reset = _reset_peak_rss()
+    baseline_kib = _status_kib("VmRSS")
+    for _ in range(steps):
+        step()
+    if reset:
+        # Not ru_maxrss: it also holds the high-water mark of the forked copy of the parent
+        # this process was before exec, which clear_refs cannot reset.
+        peak_kib, method = _status_kib("VmHWM"), "VmHWM after clear_refs"
+    else:
+        peak_kib, method = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "ru_maxrss (upper bound)"
+    return {"peak_bytes": (peak_kib - baseline_kib) * 1024, "method": method, "baseline_bytes": baseline_kib * 1024}
+
+
+def memory_in_subprocess(args: argparse.Namespace, case: Case, shape: Shape, impl: str) -> dict:
+    command = [
+        sys.executable, os.path.abspath(__file__), "--memory-child", impl, "--arch", case.arch,
+        "--dead-fraction", str(case.dead_fraction), "--d-in", str(shape.d_in), "--d-sae", str(shape.d_sae),
+        "--batch", str(shape.batch), "--k", str(shape.k), "--threads", str(args.threads),
+        "--device", args.device, "--optimizer", args.optimizer,
+    ]
+    # Every allocation above 64 KiB gets its own mapping, returned to the OS when freed, so the
+    # resident set follows what is live, whatever allocator settings the timed run used.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "LD_PRELOAD"}
+    env["MALLOC_MMAP_THRESHOLD_"] = "65536"
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith(MEMORY_MARKER):
+            return json.loads(line.removeprefix(MEMORY_MARKER))
+    return {"error": (done.stderr.strip().splitlines() or ["no output"])[-1]}
+
+
+# -- reporting ---------------------------------------------------------------------------------
+def _ratio(value: float | None, best: float | None) -> str:
+    return "" if value is None or best is None else f"{value:.2f} ({best:.2f})"
+
+
+def print_table(rows: list[Row], floor: dict[str, float], bounds: dict[str, dict[str, float]], shape: Shape) -> None:
+    print(
+        f"\nfp32 matmul floor: {floor['gflops_best']:.1f} GFLOP/s best, {floor['gflops_median']:.1f} median "
+        f"-> dense bound {floor['dense_bound_tok_s']:.0f} tok/s (10·d_in·d_sae FLOP/token), "
+        f"sparse TopK bound {floor['sparse_bound_tok_s']:.0f} tok/s (2·d_in·d_sae)"
+    )
+    headers = ("case", "impl", "tok/s best", "tok/s median", "x SAELens", "x sparsify", "of floor", "peak MiB")
+    widths = (16, 9, 11, 12, 13, 13, 13, 9)
+    print("  ".join(h.ljust(w) if i < 2 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths))))
+    shown_bounds = set()
+    for row in rows:
+        if row.case not in shown_bounds:
+            shown_bounds.add(row.case)
+            bound = bounds[row.case]
+            print(f"{row.case:<16}  {'bound':<9}  {bound['tok_s_best']:>11.0f}  {bound['tok_s_median']:>12.0f}  "
+                  f"(matmul {bound['gflops_best']:.1f} GFLOP/s best, {bound['gflops_median']:.1f} median)")
+        memory = "" if row.peak_memory_bytes is None else f"{row.peak_memory_bytes / 2**20:.0f}"
+        cells = (
+            row.case, row.impl, f"{row.tok_s_best:.0f}", f"{row.tok_s_median:.0f}",
+            _ratio(row.ratio_to_sae_lens, row.ratio_to_sae_lens_best),
+            _ratio(row.ratio_to_sparsify, row.ratio_to_sparsify_best),
+            _ratio(row.floor_fraction, row.floor_fraction_best), memory,
+        )
+        print("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))))
+    print(
+        "ratios: median over rounds of back-to-back step-time ratios (best-of-N / best-of-N in brackets); "
+        f"'of floor' against {', '.join(f'{a} {u}' for a, u in BOUND_FLOP_UNITS.items())} ·d_in·d_sae FLOP/token; "
+        f"shape d_in={shape.d_in} d_sae={shape.d_sae} batch={shape.batch} k={shape.k}"
+    )
+
+
+def case_bound(case: Case, shape: Shape, floor_seconds: Sequence[float]) -> dict[str, float]:
+    """The matmul speed while this case ran, and the tok/s bound it gives the architecture."""
+    flop = 2 * shape.batch * shape.d_in * shape.d_sae
+    flop_per_token = BOUND_FLOP_UNITS[case.arch] * shape.d_in * shape.d_sae
+    best, median = flop / min(floor_seconds), flop / statistics.median(floor_seconds)
+    return {
+        "gflops_best": best / 1e9,
+        "gflops_median": median / 1e9,
+        "tok_s_best": best / flop_per_token,
+        "tok_s_median": median / flop_per_token,
+    }
+
+
+def floor_summary(all_times: list[dict[str, list[float]]], shape: Shape) -> dict[str, float]:
+    seconds = [t for times in all_times for t in times[FLOOR]]
+    flop = 2 * shape.batch * shape.d_in * shape.d_sae
+    best = flop / min(seconds) / 1e9
+    return {
+        "gflops_best": best,
+        "gflops_median": flop / statistics.median(seconds) / 1e9,
+        "dense_bound_tok_s": best * 1e9 / (10 * shape.d_in * shape.d_sae),
+        "sparse_bound_tok_s": best * 1e9 / (2 * shape.d_in * shape.d_sae),
+    }
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def machine_facts(device: torch.device, threads: int) -> dict[str, Any]:
+    cpu = platform.processor()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
+        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), cpu)
+    facts: dict[str, Any] = {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": threads,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "load_average_at_start": os.getloadavg(),
+        "versions": {name: _version(name) for name in ("saecore", "sae-lens", "eai-sparsify")},
+        "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_") or k == "LD_PRELOAD"},
+    }
+    if device.type == "cuda":
+        facts["gpu"] = torch.cuda.get_device_name(device)
+    return facts
+
+
+# -- entry point ---------------------------------------------------------------------------------
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--large", action="store_true", help="d_in 768, d_sae 24576, k 64 (default 512, 4096, 32)")
+    parser.add_argument("--d-in", type=int)
+    parser.add_argument("--d-sae", type=int)
+    parser.add_argument("--k", type=int)
+    parser.add_argument("--batch", type=int, default=4096)
+    parser.add_argument("--arch", action="append", choices=ARCHITECTURES, help="repeat to pick several (default all)")
+    parser.add_argument("--impl", action="append", choices=IMPLEMENTATIONS, help="repeat to pick several (default all)")
+    parser.add_argument("--dead-fraction", type=float, default=0.0,
+                        help="also time TopK with this fraction of latents dead (AuxK active), e.g. 0.2")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--optimizer", choices=("default", "foreach", "fused"), default="default",
+                        help="Adam implementation, the same for every library")
+    parser.add_argument("--compile", action="store_true", help="torch.compile saecore's training forward pass")
+    parser.add_argument("--autocast", action="store_true", help="run every forward pass under bfloat16 autocast")
+    parser.add_argument("--warmup", type=int, help="untimed steps per implementation (default 2, --large 1)")
+    parser.add_argument("--repeats", type=int, help="timed rounds (default 7, --large 3)")
+    parser.add_argument("--memory-steps", type=int, default=2, help="steps per memory measurement")
+    parser.add_argument("--no-memory", action="store_true", help="skip the per-step peak memory runs")
+    parser.add_argument("--profile", type=int, default=0, metavar="ROWS",
+                        help="after timing each case, print this many rows of a torch.profiler table per step")
+    parser.add_argument("--json", help="write every number (and the step times) here")
+    parser.add_argument("--memory-child", choices=IMPLEMENTATIONS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    large = {"d_in": 768, "d_sae": 24576, "k": 64} if args.large else {"d_in": 512, "d_sae": 4096, "k": 32}
+    for name, value in large.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.warmup is None:
+        args.warmup = 1 if args.large else 2
+    if args.repeats is None:
+        args.repeats = 3 if args.large else 7
+    if not 0 <= args.dead_fraction < 1:
+        parser.error(f"--dead-fraction {args.dead_fraction}: allowed 0 <= fraction < 1")
+    return args
+
+
+def cases_of(args: argparse.Namespace) -> list[Case]:
+    cases = [Case(arch) for arch in (args.arch or ARCHITECTURES)]
+    if args.dead_fraction > 0 and any(case.arch == "topk" for case in cases):
+        cases.append(Case("topk", args.dead_fraction))
+    return cases
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    shape = Shape(args.d_in, args.d_sae, args.batch, args.k)
+    if args.memory_child is not None:
+        case = Case(args.arch[0], args.dead_fraction)
+        result = measure_memory(case, shape, args.memory_child, device, args.optimizer, args.memory_steps)
+        print(MEMORY_MARKER + json.dumps(result))
+        return
+
+    facts = machine_facts(device, args.threads)
+    print(f"{facts['cpu']} ({facts['cpu_count']} CPUs), {device}, torch {facts['torch']}, {args.threads} threads, "
+          f"load {facts['load_average_at_start']}, {facts['versions']}")
+    sync = synchronizer(device)
+    rows: list[Row] = []
+    all_times: list[dict[str, list[float]]] = []
+    bounds: dict[str, dict[str, float]] = {}
+    for case in cases_of(args):
+        x, dead = fixed_inputs(case, shape, device)
+        steps: dict[str, Callable[[], None]] = {}
+        for impl in args.impl or IMPLEMENTATIONS:
+            if available(impl, case.arch):
+                trainable = BUILDERS[impl](case, shape, x, dead, args.compile)
+                steps[impl] = TrainingStep(trainable, args.optimizer, args.autocast)
+        steps[FLOOR] = matmul_floor(shape, device)
+        timings = time_interleaved(steps, args.warmup, args.repeats, sync)
+        all_times.append(timings.wall)
+        case_rows = rows_of_case(case, shape, timings)
+        bounds[case.label] = case_bound(case, shape, timings.wall[FLOOR])
+        rows.extend(case_rows)
+        summary = ", ".join(
+            f"{row.impl} {row.tok_s_best:.0f} ({statistics.median(row.cpu_seconds):.2f} CPU s/step)"
+            for row in case_rows
+        )
+        print(f"{case.label}: best tok/s {summary}", flush=True)
+        if args.profile:
+            for impl, step in steps.items():
+                if impl != FLOOR:
+                    print_profile(f"{case.label}, {impl}", step, args.profile)
+        del steps
+        gc.collect()
+    if not args.no_memory:
+        for row in rows:
+            case = Case(row.arch, args.dead_fraction if row.case != row.arch else 0.0)
+            row.memory = memory_in_subprocess(args, case, shape, row.impl)
+            row.peak_memory_bytes = row.memory.get("peak_bytes")
+    floor = floor_summary(all_times, shape)
+    print_table(rows, floor, bounds, shape)
+    if args.json:
+        facts["load_average_at_end"] = os.getloadavg()
+        result = {
+            "command": [sys.executable, *sys.argv],
+            "machine": facts,
+            "shape": asdict(shape),
+            "settings": {k: getattr(args, k) for k in ("threads", "device", "optimizer", "compile", "autocast",
+                                                         "warmup", "repeats", "dead_fraction", "memory_steps")},
+            "floor": floor,
+            "bounds": bounds,
+            "dense_preactivation_bytes": 4 * shape.batch * shape.d_sae,
+            "rows": [asdict(row) for row in rows],
+        }
+        with open(args.json, "w") as out:
+            json.dump(result, out, indent=2)
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
