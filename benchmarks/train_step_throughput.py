@@ -438,7 +438,7 @@ def _ratio(value: float | None, best: float | None) -> str:
     return "" if value is None or best is None else f"{value:.2f} ({best:.2f})"
 
 
-def print_table(rows: list[Row], floor: dict[str, float], bounds: dict[str, dict[str, float]], shape: Shape) -> None:
+def print_table(rows: list[Row], floor: dict[str, float], bounds: dict[str, dict[str, Any]], shape: Shape) -> None:
     print(
         f"\nfp32 matmul floor: {floor['gflops_best']:.1f} GFLOP/s best, {floor['gflops_median']:.1f} median "
         f"-> dense bound {floor['dense_bound_tok_s']:.0f} tok/s (10·d_in·d_sae FLOP/token), "
@@ -469,7 +469,7 @@ def print_table(rows: list[Row], floor: dict[str, float], bounds: dict[str, dict
     )
 
 
-def case_bound(case: Case, shape: Shape, floor_seconds: Sequence[float]) -> dict[str, float]:
+def case_bound(case: Case, shape: Shape, floor_seconds: Sequence[float]) -> dict[str, Any]:
     """The matmul speed while this case ran, and the tok/s bound it gives the architecture."""
     flop = 2 * shape.batch * shape.d_in * shape.d_sae
     flop_per_token = BOUND_FLOP_UNITS[case.arch] * shape.d_in * shape.d_sae
@@ -479,6 +479,7 @@ def case_bound(case: Case, shape: Shape, floor_seconds: Sequence[float]) -> dict
         "gflops_median": median / 1e9,
         "tok_s_best": best / flop_per_token,
         "tok_s_median": median / flop_per_token,
+        "matmul_seconds": list(floor_seconds),
     }
 
 
@@ -584,7 +585,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     sync = synchronizer(device)
     rows: list[Row] = []
     all_times: list[dict[str, list[float]]] = []
-    bounds: dict[str, dict[str, float]] = {}
+    bounds: dict[str, dict[str, Any]] = {}
     for case in cases_of(args):
         x, dead = fixed_inputs(case, shape, device)
         steps: dict[str, Callable[[], None]] = {}
