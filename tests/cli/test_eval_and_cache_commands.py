@@ -187,3 +187,14 @@ def test_help_lists_the_source_options(capsys: pytest.CaptureFixture[str]) -> No
     assert "--training-tokens" in text and "--shard-size-tokens" in text and "--n-features" in text
     assert eval_cmd.run_from_argv(["--help"]) == 0
     assert "installed sources:" in capsys.readouterr().out
+
+
+def test_eval_and_cache_are_reachable_from_the_command_line() -> None:
+    """The console script forwards these commands to their own parsers (their flags come from config models)."""
+    import subprocess
+    import sys
+
+    for command in ("eval", "cache"):
+        done = subprocess.run([sys.executable, "-m", "saecore", command, "--help"], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert f"saecore {command}" in done.stdout

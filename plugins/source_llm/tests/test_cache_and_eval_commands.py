@@ -65,6 +65,25 @@ def test_training_from_the_cache_sees_the_activations_generated_on_the_fly(
         str(model_dir), "transformer.h.1", 16)
 
 
+def test_a_cache_of_two_hooks_keeps_their_rows_and_streams(model_dir: Path, text_dir: Path, tmp_path: Path) -> None:
+    settings = {**llm_settings(model_dir, text_dir, mixing=0.5), "additional_hook_names": '["transformer.h.0.mlp"]'}
+    argv = cache_argv(tmp_path / "two", settings)
+    argv[argv.index("--training-tokens") + 1] = "300"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        assert cache_cmd.run_from_argv(argv) == 0
+        on_the_fly = LLMSource(LLMSourceConfig(**{**settings, "additional_hook_names": ["transformer.h.0.mlp"]}),
+                               seed=42)
+        expected = torch.cat([on_the_fly.next_batch(size) for size in (64, 64, 64, 64, 44)])  # the command's draws
+    from_cache = CachedSource(CachedSourceConfig(path=tmp_path / "two", shuffle=False))
+    assert from_cache.streams() == on_the_fly.streams() == {"transformer.h.1": 32, "transformer.h.0.mlp": 32}
+    for stream in on_the_fly.streams():
+        assert from_cache.stream_metadata(stream) == on_the_fly.stream_metadata(stream)
+    assert from_cache.sae_metadata() == on_the_fly.sae_metadata()
+    assert from_cache.sae_metadata()["additional_hook_names"] == ["transformer.h.0.mlp"]
+    assert torch.equal(from_cache.next_batch(300), expected)
+
+
 def test_an_interrupted_llm_cache_resumes_to_the_same_shards(
     model_dir: Path, text_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -27,6 +27,25 @@ def test_an_unknown_hook_lists_close_matches(hf_model: Any, text_dir: Path) -> N
         build(hf_model, text_dir, hook_name="transformer.h.1.mlpp")
 
 
+def test_an_unknown_additional_hook_lists_close_matches(hf_model: Any, text_dir: Path) -> None:
+    with pytest.raises(ConfigError, match=r"additional_hook_names\[1\]='transformer.h.0.attn.c_atn' .*close matches: "
+                                          r"transformer.h.0.attn.c_attn"):
+        build(hf_model, text_dir, additional_hook_names=["transformer.h.0", "transformer.h.0.attn.c_atn"])
+
+
+def test_a_hook_listed_twice_is_refused() -> None:
+    with pytest.raises(ValidationError, match=r"additional_hook_names\[0\]='blocks.0.hook_mlp_out' repeats hook_name"):
+        LLMSourceConfig(additional_hook_names=["blocks.0.hook_mlp_out"])
+    with pytest.raises(ValidationError, match=r"additional_hook_names\[1\]='blocks.1.hook_z' repeats an earlier"):
+        LLMSourceConfig(additional_hook_names=["blocks.1.hook_z", "blocks.1.hook_z"])
+
+
+def test_a_head_index_with_additional_hooks_is_refused() -> None:
+    with pytest.raises(ValidationError, match=r"hook_head_index=1 cannot be combined with additional_hook_names"):
+        LLMSourceConfig(hook_name="blocks.0.attn.hook_z", hook_head_index=1,
+                        additional_hook_names=["blocks.1.attn.hook_z"])
+
+
 def test_a_context_longer_than_the_model_accepts(hf_model: Any, text_dir: Path) -> None:
     with pytest.raises(ConfigError, match=r"context_size=65 .*n_ctx=64.*at most 64"):
         build(hf_model, text_dir, context_size=65)
@@ -63,6 +82,10 @@ def test_a_buffer_larger_than_free_memory(hf_model: Any, text_dir: Path, monkeyp
     with pytest.raises(ConfigError, match=r"mixing buffer of 128 activations × d_in 32 .*needs 0.00 GB on cpu but "
                                           r"only 0.00 GB is available; lower n_batches_in_buffer"):
         build(hf_model, text_dir)
+    monkeypatch.setattr(memory_module, "available_bytes", lambda device: 30_000)  # (128 + 64) rows × 32 floats fit
+    build(hf_model, text_dir)
+    with pytest.raises(ConfigError, match=r"× d_in 64 \(32 at transformer.h.1 \+ 32 at transformer.h.0\) .*needs"):
+        build(hf_model, text_dir, additional_hook_names=["transformer.h.0"])
 
 
 def test_separator_and_bos_tokens_must_exist(hf_model: Any, text_dir: Path) -> None:

@@ -124,6 +124,16 @@ def test_transformer_bridge_object_with_one_head_and_all_heads(bridge_source: LL
     assert_serves(flat, rows, lambda tokens: z(tokens).flatten(2))
 
 
+@needs_transformer_lens
+def test_transformer_lens_hooks_of_two_layers_side_by_side(bridge_source: LLMSource, rows: torch.Tensor) -> None:
+    bridge = bridge_source.model.model
+    source = ordered_source(rows, model=bridge, hook_name="blocks.1.attn.hook_z",
+                            additional_hook_names=["blocks.0.hook_resid_post"])
+    assert source.streams() == {"blocks.1.attn.hook_z": 32, "blocks.0.hook_resid_post": 32}
+    z, resid = cached(bridge, "blocks.1.attn.hook_z"), cached(bridge, "blocks.0.hook_resid_post")
+    assert_serves(source, rows, lambda tokens: torch.cat([z(tokens).flatten(2), resid(tokens)], dim=-1), atol=1e-6)
+
+
 @pytest.fixture(scope="module")
 def hooked_transformer_source(model_dir: Path, rows: torch.Tensor) -> LLMSource:
     return ordered_source(rows, model_name=str(model_dir), hook_name="blocks.0.hook_resid_post")

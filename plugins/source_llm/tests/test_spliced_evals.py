@@ -178,6 +178,30 @@ def test_evaluating_does_not_move_the_training_stream(hf_model: Any, text_dir: P
     assert torch.equal(evaluated.eval_tokens(), stream.next_prompts(6))  # the dataset's first prompts
 
 
+def test_an_sae_is_spliced_in_at_the_hook_its_metadata_names(hf_model: Any, tokenizer: Any, text_dir: Path) -> None:
+    source = make_source(text_dir, model=hf_model, hook_name="transformer.h.0", additional_hook_names=[
+        "transformer.h.0.attn.c_attn", "transformer.h.1"])
+    tokens = source.eval_tokens()
+    keep = ~torch.isin(tokens, special_ids(tokenizer))
+    sae = random_sae(32, seed=6)
+    for hook in ("transformer.h.1", "transformer.h.0"):
+        sae.cfg.metadata.hook_name = hook
+        expected = reference_metrics(hf_runner(hf_model, hook), tokens, keep, standard_reconstruction(sae, 1.5))
+        assert_metrics_close(source.evaluate_sae(sae, 1.5), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_an_sae_a_several_hook_source_cannot_place_is_refused_or_skipped(hf_model: Any, text_dir: Path) -> None:
+    source = make_source(text_dir, model=hf_model, hook_name="transformer.h.0",
+                         additional_hook_names=["transformer.h.1"])
+    unplaced = random_sae(32)
+    with pytest.raises(ConfigError, match=r"reads 2 hooks \(transformer.h.0, transformer.h.1\) .*hook_name is None"):
+        source.evaluate_sae(unplaced)
+    whole_row = random_sae(64)
+    whole_row.cfg.metadata.hook_name = "transformer.h.0"  # what the trainer records for an SAE on the whole row
+    with pytest.warns(UserWarning, match="reads all 2 hooks side by side"):
+        assert source.evaluate_sae(whole_row) == {}
+
+
 def test_an_sae_of_another_width_is_refused(hf_model: Any, text_dir: Path) -> None:
     source = make_source(text_dir, model=hf_model, hook_name="transformer.h.0")
     with pytest.raises(ConfigError, match=r"SAE has d_in=16 but 'transformer.h.0' .* width 32"):

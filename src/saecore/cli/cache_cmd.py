@@ -12,7 +12,9 @@ the shards and the source's ``state_dict()``; re-running the same command contin
 there, and because the draws restart at a shard boundary in the same pattern, a resumed
 cache equals one written in a single go. A finished cache is left as it is. Any shuffling
 is the source's own (the llm source's mixing buffer); the shards hold what it serves, in
-order.
+order. The cache records the source's ``sae_metadata()`` and its streams with each one's
+``stream_metadata`` (an llm source reading several hooks serves them side by side), so
+the ``cached`` source reports the same streams and metadata as the source.
 """
 
 from __future__ import annotations
@@ -31,7 +33,13 @@ from saecore.cli.model_flags import FlagTable, FriendlyArgumentParser
 from saecore.errors import ConfigError, SAEFileError
 from saecore.registry import get_registry
 from saecore.sources.base import ActivationSource
-from saecore.sources.cached import CACHE_INFO_FILE, CachedActivationsWriter, ShardInfo, read_cache_info
+from saecore.sources.cached import (
+    CACHE_INFO_FILE,
+    CachedActivationsWriter,
+    ShardInfo,
+    read_cache_info,
+    source_streams,
+)
 
 USAGE = "saecore cache --source NAME --output DIR --training-tokens N [--<source field> VALUE ...]"
 PROGRESS_FILE = "cache_progress.pt"
@@ -153,6 +161,7 @@ class CacheRun:
         writer = _ContinuingWriter(
             self.folder, self.source.d_in, kept=shards, dtype=self.options.dtype,
             shard_size_tokens=self.options.shard_size_tokens, metadata=self.source.sae_metadata(),
+            streams=source_streams(self.source),
         )
         started, first = time.perf_counter(), written
         total, shard_size = self.options.training_tokens, self.options.shard_size_tokens

@@ -49,8 +49,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("SAECORE_DEBUG") == "1"
     try:
-        if (argv and argv[0] == "train") or (len(argv) > 1 and argv[0] == "--debug" and argv[1] == "train"):
-            return train_cmd.run_from_argv([a for a in argv if a != "--debug"][1:])
+        command_line = [a for a in argv if a != "--debug"]
+        # Commands whose flags come from registered config models parse their own arguments.
+        forwarded = COMMANDS.get(command_line[0]) if command_line else None
+        if forwarded is not None and hasattr(forwarded, "run_from_argv"):
+            return int(forwarded.run_from_argv(command_line[1:]) or 0)
         args = build_parser().parse_args(argv)
         return int(COMMANDS[args.command].run(args) or 0)
     except BrokenPipeError:

@@ -61,7 +61,8 @@ class FlagTable:
                 nargs="?",
                 const="true",
                 default=None,
-                help=f"{description + '; ' if description else ''}{default}",
+                # argparse formats help with %-interpolation: a literal % in a description must be doubled.
+                help=f"{description + '; ' if description else ''}{default}".replace("%", "%%"),
             )
 
     def values_by_section(self, namespace: argparse.Namespace) -> dict[str, dict[str, Any]]:

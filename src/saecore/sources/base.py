@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict
 
+DEFAULT_STREAM = "activations"
+
 
 class SourceConfig(BaseModel):
     """Base of every source's config; unknown fields are rejected."""
@@ -54,6 +56,23 @@ class ActivationSource(ABC):
     def sae_metadata(self) -> dict[str, Any]:
         """Facts recorded in the trained SAE's cfg.json metadata (model, hook, dataset ...)."""
         return {}
+
+    def streams(self) -> dict[str, int]:
+        """The activation streams each batch holds, in column order: name → width.
+
+        A source may hook several points of one model forward pass (several layers of an
+        LLM) and serve them side by side: a batch is then the concatenation of the streams
+        along its last dimension, and ``d_in`` is the sum of their widths. Training many
+        SAEs on one source (``saecore.training.sweep``) gives each SAE the columns of its
+        stream, so the model runs once for all of them and every stream's rows stay
+        aligned through shuffling, caching and sharding. The default is one stream named
+        ``DEFAULT_STREAM``.
+        """
+        return {DEFAULT_STREAM: self.d_in}
+
+    def stream_metadata(self, stream: str) -> dict[str, Any]:
+        """``sae_metadata`` for an SAE trained on ``stream`` alone (its own hook name, say)."""
+        return self.sae_metadata()
 
     def ground_truth_features(self) -> torch.Tensor | None:
         """Known feature directions ``[n_features, d_in]`` if the source has them (synthetic)."""

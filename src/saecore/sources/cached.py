@@ -5,9 +5,17 @@ A cache is a folder::
     cache_info.json              {"format": "saecore-activation-cache", "d_in": 768,
                                   "dtype": "float32", "n_tokens": 3000000,
                                   "shards": [{"file": "shard_00000.safetensors", "n_tokens": 65536}, ...],
-                                  "metadata": {"model_name": "gpt2", "hook_name": "blocks.6.hook_resid_post", ...}}
+                                  "metadata": {"model_name": "gpt2", "hook_name": "blocks.6.hook_resid_post", ...},
+                                  "streams": [{"name": "blocks.6.hook_resid_post", "width": 768,
+                                               "metadata": {...}}, ...]}
     shard_00000.safetensors      tensor "activations" [n_tokens, d_in]
     ...
+
+``streams`` (optional) records the source's ``streams()`` and each one's
+``stream_metadata``: a source that hooks several points of one forward pass serves rows
+that are its streams side by side, and the cache keeps those rows whole, so the streams
+stay aligned and a ``cached`` source reports the same streams as the source it was
+written from.
 
 Every shard and every version of ``cache_info.json`` is written atomically, and the index
 is rewritten after each shard, so a writer that dies leaves a readable cache of the shards
@@ -18,6 +26,10 @@ random order, ``buffer_shards`` at a time: a group's rows are loaded together, s
 together and served before the next group is loaded. Rows therefore mix across
 ``buffer_shards`` shards, every row is served exactly once per epoch, and the position is
 three integers (epoch, group, row) from which an exact resume is rebuilt.
+
+In data-parallel training ``shard_for_rank(r, W)`` gives rank ``r`` the shard files
+``r, r + W, …`` and shuffles them with a seed of its own, so the ranks read disjoint parts
+of the cache that together cover it.
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -54,31 +67,59 @@ class ShardInfo:
 
 
 @dataclass(frozen=True)
+class StreamInfo:
+    """One stream of the cached rows: its columns are the next ``width`` after the streams before it."""
+
+    name: str
+    width: int
+    metadata: dict[str, Any]
+
+
+def source_streams(source: ActivationSource) -> tuple[StreamInfo, ...]:
+    """The streams a cache of ``source``'s batches records, in column order."""
+    return tuple(StreamInfo(name, width, source.stream_metadata(name)) for name, width in source.streams().items())
+
+
+def check_streams(streams: Sequence[StreamInfo], d_in: int) -> str | None:
+    """What is wrong with ``streams`` as the columns of ``d_in``-wide rows (None: nothing)."""
+    names = [stream.name for stream in streams]
+    if len(set(names)) != len(names):
+        return f"stream names repeat: {names}"
+    if any(stream.width < 1 for stream in streams):
+        return f"every stream needs a width of at least 1: {[stream.width for stream in streams]}"
+    total = sum(stream.width for stream in streams)
+    if total != d_in:
+        return f"the streams' widths {[stream.width for stream in streams]} add up to {total}, not d_in={d_in}"
+    return None
+
+
+@dataclass(frozen=True)
 class CacheInfo:
-    """The parsed ``cache_info.json`` of a cache folder."""
+    """The parsed ``cache_info.json`` of a cache folder (``streams`` empty: one unnamed stream)."""
 
     d_in: int
     dtype: str
     shards: tuple[ShardInfo, ...]
     metadata: dict[str, Any]
+    streams: tuple[StreamInfo, ...] = ()
 
     @property
     def n_tokens(self) -> int:
         return sum(shard.n_tokens for shard in self.shards)
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "format": CACHE_FORMAT,
-                "version": CACHE_FORMAT_VERSION,
-                "d_in": self.d_in,
-                "dtype": self.dtype,
-                "n_tokens": self.n_tokens,
-                "shards": [{"file": s.file, "n_tokens": s.n_tokens} for s in self.shards],
-                "metadata": self.metadata,
-            },
-            indent=2,
-        )
+        info: dict[str, Any] = {
+            "format": CACHE_FORMAT,
+            "version": CACHE_FORMAT_VERSION,
+            "d_in": self.d_in,
+            "dtype": self.dtype,
+            "n_tokens": self.n_tokens,
+            "shards": [{"file": s.file, "n_tokens": s.n_tokens} for s in self.shards],
+            "metadata": self.metadata,
+        }
+        if self.streams:
+            info["streams"] = [{"name": s.name, "width": s.width, "metadata": s.metadata} for s in self.streams]
+        return json.dumps(info, indent=2)
 
 
 def read_cache_info(path: Path) -> CacheInfo:
@@ -89,14 +130,20 @@ def read_cache_info(path: Path) -> CacheInfo:
     try:
         raw = json.loads(info_path.read_text())
         shards = tuple(ShardInfo(str(s["file"]), int(s["n_tokens"])) for s in raw["shards"])
-        info = CacheInfo(int(raw["d_in"]), canonical_dtype_name(raw["dtype"]), shards, dict(raw.get("metadata") or {}))
-    except (ValueError, KeyError, TypeError) as error:
+        streams = tuple(StreamInfo(str(s["name"]), int(s["width"]), dict(s.get("metadata") or {}))
+                        for s in raw.get("streams") or ())
+        info = CacheInfo(int(raw["d_in"]), canonical_dtype_name(raw["dtype"]), shards, dict(raw.get("metadata") or {}),
+                         streams)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
         problem = f"{type(error).__name__}: {error}"
         raise SAEFileError(f"{info_path}: not a valid activation-cache index ({problem})") from None
     if raw.get("format") != CACHE_FORMAT:
         raise SAEFileError(f"{info_path}: 'format' is {raw.get('format')!r}, expected {CACHE_FORMAT!r}")
     if not info.shards:
         raise SAEFileError(f"{info_path}: the cache has no shards")
+    problem = check_streams(info.streams, info.d_in) if info.streams else None
+    if problem is not None:
+        raise SAEFileError(f"{info_path}: 'streams' do not describe the rows: {problem}")
     return info
 
 
@@ -108,6 +155,9 @@ class CachedActivationsWriter:
         with CachedActivationsWriter("acts/", d_in=768, metadata={"model_name": "gpt2"}) as writer:
             for batch in batches:
                 writer.append(batch)
+
+    ``streams`` (see :func:`source_streams`) names the column blocks of rows that hold
+    several streams side by side.
     """
 
     def __init__(
@@ -118,6 +168,7 @@ class CachedActivationsWriter:
         dtype: str = "float32",
         shard_size_tokens: int = 65_536,
         metadata: dict[str, Any] | None = None,
+        streams: Sequence[StreamInfo] = (),
         overwrite: bool = False,
     ) -> None:
         self.path = Path(path)
@@ -129,6 +180,10 @@ class CachedActivationsWriter:
             raise ConfigError(f"shard_size_tokens={shard_size_tokens} must be at least 1")
         self.shard_size_tokens = shard_size_tokens
         self.metadata = dict(metadata or {})
+        problem = check_streams(streams, d_in) if streams else None
+        if problem is not None:
+            raise ConfigError(f"streams: {problem}")
+        self.streams = tuple(streams)
         self._prepare_folder(overwrite)
         self._shards: list[ShardInfo] = []
         self._pending: list[torch.Tensor] = []
@@ -176,7 +231,7 @@ class CachedActivationsWriter:
         self._write_info()
 
     def _write_info(self) -> None:
-        info = CacheInfo(self.d_in, self.dtype, tuple(self._shards), self.metadata)
+        info = CacheInfo(self.d_in, self.dtype, tuple(self._shards), self.metadata, self.streams)
         write_text_atomically(self.path / CACHE_INFO_FILE, info.to_json())
 
     def close(self) -> None:
@@ -223,6 +278,8 @@ class CachedSource(ActivationSource):
         self.info = read_cache_info(cfg.path)
         for shard in self.info.shards:
             self._check_shard_header(shard)
+        self._rank, self._world_size = 0, 1
+        self._shard_ids = list(range(len(self.info.shards)))
         self._epoch = 0
         self._group = 0
         self._row = 0
@@ -236,10 +293,30 @@ class CachedSource(ActivationSource):
         return self.info.d_in
 
     @property
+    def n_tokens(self) -> int:
+        """Rows this source serves per epoch: the whole cache, or this rank's shards."""
+        return sum(self.info.shards[i].n_tokens for i in self._shard_ids)
+
+    @property
     def buffer_capacity_rows(self) -> int:
-        """The most rows the buffer can hold: ``buffer_shards`` of the largest shards."""
-        sizes = sorted((shard.n_tokens for shard in self.info.shards), reverse=True)
+        """The most rows the buffer can hold: ``buffer_shards`` of the largest shards read."""
+        sizes = sorted((self.info.shards[i].n_tokens for i in self._shard_ids), reverse=True)
         return sum(sizes[: self.cfg.buffer_shards])
+
+    def streams(self) -> dict[str, int]:
+        """The streams recorded when the cache was written (one unnamed stream for older caches)."""
+        if not self.info.streams:
+            return super().streams()
+        return {stream.name: stream.width for stream in self.info.streams}
+
+    def stream_metadata(self, stream: str) -> dict[str, Any]:
+        if not self.info.streams:
+            return super().stream_metadata(stream)
+        for info in self.info.streams:
+            if info.name == stream:
+                return dict(info.metadata)
+        names = ", ".join(info.name for info in self.info.streams)
+        raise ConfigError(f"stream {stream!r} is not in the cache at {self.cfg.path}; its streams are: {names}")
 
     @property
     def buffered_rows(self) -> int:
@@ -247,13 +324,31 @@ class CachedSource(ActivationSource):
         return 0 if self._buffer is None else self._buffer.shape[0]
 
     def check_batch_size(self, batch_size: int) -> None:
-        limit = min(self.buffer_capacity_rows, self.info.n_tokens)
+        limit = min(self.buffer_capacity_rows, self.n_tokens)
         if batch_size > limit:
             raise ConfigError(
                 f"train_batch_size_tokens={batch_size} is larger than the cached source's shuffle buffer "
-                f"({limit} rows: buffer_shards={self.cfg.buffer_shards} shards of a {self.info.n_tokens}-row cache "
-                f"at {self.cfg.path}); raise buffer_shards, write larger shards, or lower train_batch_size_tokens"
+                f"({limit} rows: buffer_shards={self.cfg.buffer_shards} shards of the {self.n_tokens} rows read "
+                f"from the cache at {self.cfg.path}); raise buffer_shards, write larger shards, or lower "
+                "train_batch_size_tokens"
             )
+
+    def shard_for_rank(self, rank: int, world_size: int) -> bool:
+        """Read only shard files ``rank, rank + world_size, …``, shuffled with this rank's own seed.
+
+        False (every rank then reads the whole cache and keeps its rows of each batch) when
+        the cache has fewer shards than there are ranks.
+        """
+        if not 0 <= rank < world_size:
+            raise ConfigError(f"rank={rank} must be between 0 and world_size - 1 = {world_size - 1}")
+        if self._epoch or self._group or self._row or self._buffer is not None:
+            raise ConfigError("shard_for_rank must be called before the cached source serves its first batch")
+        if len(self.info.shards) < world_size:
+            return False
+        self._rank, self._world_size = rank, world_size
+        self._shard_ids = list(range(rank, len(self.info.shards), world_size))
+        self._order = self._shard_order(0)
+        return True
 
     # -- serving ---------------------------------------------------------------------------
     def next_batch(self, batch_size: int) -> torch.Tensor:
@@ -293,17 +388,23 @@ class CachedSource(ActivationSource):
         self._group = 0
         self._order = self._shard_order(self._epoch)
         warnings.warn(
-            f"cached activations at {self.cfg.path}: all {self.info.n_tokens} rows have been served; "
+            f"cached activations at {self.cfg.path}: all {self.n_tokens} rows have been served; "
             "starting another epoch, so rows will repeat (write a larger cache to avoid this)",
             stacklevel=4,
         )
 
     def _shard_order(self, epoch: int) -> list[int]:
-        n_shards = len(self.info.shards)
+        """The shards read (by index into the cache's list), in this epoch's order."""
         if not self.cfg.shuffle:
-            return list(range(n_shards))
-        generator = torch.Generator().manual_seed(derive_seed(self.seed, "order", epoch))
-        return torch.randperm(n_shards, generator=generator).tolist()
+            return list(self._shard_ids)
+        generator = torch.Generator().manual_seed(self._seed("order", epoch))
+        return [self._shard_ids[i] for i in torch.randperm(len(self._shard_ids), generator=generator).tolist()]
+
+    def _seed(self, *parts: object) -> int:
+        """The seed of one shuffle; a sharded rank's differ from every other rank's."""
+        if self._world_size == 1:
+            return derive_seed(self.seed, *parts)
+        return derive_seed(self.seed, "rank", self._rank, self._world_size, *parts)
 
     def _load_group(self, epoch: int, group: int) -> torch.Tensor:
         per_group = self.cfg.buffer_shards
@@ -311,7 +412,7 @@ class CachedSource(ActivationSource):
         rows = torch.cat([self._load_shard(self.info.shards[i]) for i in indices])
         if not self.cfg.shuffle:
             return rows
-        generator = torch.Generator().manual_seed(derive_seed(self.seed, "rows", epoch, group))
+        generator = torch.Generator().manual_seed(self._seed("rows", epoch, group))
         return rows[torch.randperm(rows.shape[0], generator=generator)]
 
     def _load_shard(self, shard: ShardInfo) -> torch.Tensor:
@@ -344,13 +445,19 @@ class CachedSource(ActivationSource):
     # -- resume ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self._epoch, "group": self._group, "row": self._row, "seed": self.seed,
-                "shard_order": list(self._order)}
+                "shard_order": list(self._order), "rank": self._rank, "world_size": self._world_size}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if int(state["seed"]) != self.seed:
             raise ConfigError(
                 f"cached source: the saved position was made with seed={state['seed']}, this run has "
                 f"seed={self.seed}; resume with the same seed"
+            )
+        rank, world_size = int(state.get("rank", 0)), int(state.get("world_size", 1))
+        if (rank, world_size) != (self._rank, self._world_size):
+            raise ConfigError(
+                f"cached source: the saved position is rank {rank}'s of {world_size} ranks, this source reads "
+                f"rank {self._rank}'s share of {self._world_size}; resume with the same number of ranks"
             )
         order = self._shard_order(int(state["epoch"]))
         if order != list(state["shard_order"]):

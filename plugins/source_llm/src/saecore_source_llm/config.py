@@ -66,6 +66,13 @@ class LanguageModelFields(BaseModel):
     hook_head_index: int | None = Field(
         default=None, ge=0, description="Take one attention head of a per-head hook (hook_z ...); None flattens heads."
     )
+    additional_hook_names: list[str] = Field(
+        default_factory=list,
+        description=(
+            "More hooks read in the same forward pass; each batch is the hooks' activations side by side "
+            "(hook_name's columns first), one stream per hook."
+        ),
+    )
     model_dtype: Literal["float32", "float16", "bfloat16"] = Field(
         default="float32", description="dtype the language model's weights are loaded in."
     )
@@ -128,6 +135,13 @@ class LanguageModelFields(BaseModel):
     eval_batch_size_prompts: int | None = Field(
         default=None, gt=0, description="Prompts per eval batch (None: store_batch_size_prompts)."
     )
+    hold_out_eval_prompts: bool = Field(
+        default=False,
+        description=(
+            "Never train on the documents the eval prompts come from (the dataset's first documents); "
+            "False: they are also trained on."
+        ),
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -180,7 +194,28 @@ class LanguageModelFields(BaseModel):
             )
         if self.prepend_bos and self.context_size < 2:
             raise ValueError("context_size must be at least 2 with prepend_bos=True (one position is the BOS)")
+        self._check_hooks()
         return self
+
+    def _check_hooks(self) -> None:
+        seen = {self.hook_name}
+        for index, name in enumerate(self.additional_hook_names):
+            if name in seen:
+                which = "hook_name" if name == self.hook_name else "an earlier entry"
+                raise ValueError(f"additional_hook_names[{index}]={name!r} repeats {which}; each hook is read once, "
+                                 "so list every hook only once")
+            seen.add(name)
+        if self.hook_head_index is not None and self.additional_hook_names:
+            raise ValueError(
+                f"hook_head_index={self.hook_head_index} cannot be combined with additional_hook_names="
+                f"{self.additional_hook_names}: it would be unclear which hooks it narrows to one head. Read the "
+                "heads flattened (hook_head_index=None), or use one source per head"
+            )
+
+    @property
+    def hook_names(self) -> list[str]:
+        """Every hook read, in column order: ``hook_name``, then ``additional_hook_names``."""
+        return [self.hook_name, *self.additional_hook_names]
 
     @property
     def training_context_size(self) -> int:

@@ -4,6 +4,11 @@ A dataset comes from the hub (streamed or not), from local files or a folder (js
 txt, csv, parquet, or a ``save_to_disk`` folder), or from Python as a ``datasets``
 object. Reading can start at any document index, which is how a resumed run skips the
 documents it has already used without tokenizing them again.
+
+A :class:`DocumentSelection` narrows the documents read, keeping their indices: the
+documents held out for evaluations are skipped, and in data-parallel training rank ``r``
+of ``W`` reads every ``W``-th of the rest. Indices stay those of the whole dataset, so a
+position means the same thing whatever the selection.
 """
 
 from __future__ import annotations
@@ -28,6 +33,30 @@ READ_CHUNK = 256
 class DatasetColumn:
     name: str
     tokenized: bool
+
+
+@dataclass(frozen=True)
+class DocumentSelection:
+    """Documents ``first, first + 1, …`` (the ones before are held out), every ``world_size``-th from ``rank``."""
+
+    first: int = 0
+    rank: int = 0
+    world_size: int = 1
+
+    def includes(self, index: int) -> bool:
+        return index >= self.first and (index - self.first) % self.world_size == self.rank
+
+    def describe(self) -> str:
+        """How the selection narrows the dataset, for error messages ('' when it reads everything)."""
+        parts = []
+        if self.first:
+            parts.append(f"after the first {self.first} documents, held out for evaluations")
+        if self.world_size > 1:
+            parts.append(f"rank {self.rank}'s share of {self.world_size} data-parallel ranks")
+        return f" ({'; '.join(parts)})" if parts else ""
+
+
+ALL_DOCUMENTS = DocumentSelection()
 
 
 def open_dataset(path: str, dataset: Any, *, split: str, streaming: bool) -> Any:
@@ -109,18 +138,26 @@ def _first_value(dataset: Any, column: str) -> Any:
     return None if first is None else first[column]
 
 
-def iter_column(dataset: Any, column: str, start: int) -> Iterator[tuple[int, Any]]:
-    """``(index, value)`` for each document from index ``start`` to the end of the dataset."""
+def iter_column(
+    dataset: Any, column: str, start: int, selection: DocumentSelection = ALL_DOCUMENTS
+) -> Iterator[tuple[int, Any]]:
+    """``(index, value)`` for each selected document from index ``start`` to the end of the dataset.
+
+    A streamed dataset is still read in full by every rank (only the selected documents are
+    tokenized and run through the model).
+    """
     import datasets
 
+    start = max(start, selection.first)
     if isinstance(dataset, datasets.Dataset):
         table = dataset.select_columns([column])
         for begin in range(start, len(table), READ_CHUNK):
             values = table[begin:begin + READ_CHUNK][column]
-            yield from enumerate(values, start=begin)
+            yield from ((i, value) for i, value in enumerate(values, start=begin) if selection.includes(i))
         return
     rows = dataset.select_columns([column])
     if start > 0:
         rows = rows.skip(start)
     for index, row in enumerate(rows, start=start):
-        yield index, row[column]
+        if selection.includes(index):
+            yield index, row[column]

@@ -1,15 +1,17 @@
 """One interface over the three kinds of model the source can run.
 
+Every kind reads several hooks in one forward pass, which stops after the deepest of them.
+
 * TransformerLens 3.x ``HookedTransformer`` and the ``TransformerBridge`` (3.x and 4.x)
   share ``run_with_cache``, ``hook_dict`` and ``stop_at_layer``: hook names are
   TransformerLens's (``blocks.1.hook_resid_post``, ``blocks.0.attn.hook_z``), and the
-  forward pass stops after the hooked block.
+  forward pass stops after the deepest hooked block.
 * A plain Hugging Face ``transformers`` model has no hook points. Its hook names are
   module paths from ``model.named_modules()`` and the activation is that module's output
   (the first element when it returns a tuple or a ModelOutput): in a GPT-2
   ``GPT2LMHeadModel``, ``transformer.h.1`` is the residual stream after block 1 and
   ``transformer.h.1.mlp`` the MLP's output. The forward pass stops by raising a private
-  exception from the forward hook once the output is captured.
+  exception from a forward hook once every hooked module's output is captured.
 
 ``logits(tokens, hook_name, edit)`` runs the whole model with ``edit`` applied to the
 hook's activation (``run_with_hooks`` for TransformerLens, a forward hook that returns the
@@ -21,7 +23,7 @@ from __future__ import annotations
 import difflib
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -35,7 +37,7 @@ CONTEXT_FIELDS = ("n_positions", "max_position_embeddings", "n_ctx", "max_sequen
 
 
 class HookedModel(ABC):
-    """A language model that returns the activation at one hook and runs no further.
+    """A language model that returns the activations at some hooks and runs no further.
 
     For evaluations it also runs in full (``logits``), with one hook's activation edited.
     """
@@ -57,8 +59,11 @@ class HookedModel(ABC):
         """Every name ``activations`` accepts."""
 
     @abstractmethod
-    def activations(self, tokens: torch.Tensor, hook_name: str) -> torch.Tensor:
-        """The activation at ``hook_name`` for ``tokens [batch, pos]``: ``[batch, pos, ...]``."""
+    def activations(self, tokens: torch.Tensor, hook_names: Sequence[str]) -> list[torch.Tensor]:
+        """The activation at each of ``hook_names`` for ``tokens [batch, pos]``: ``[batch, pos, ...]`` each.
+
+        One forward pass serves all hooks; it stops once the deepest has run.
+        """
 
     @abstractmethod
     def logits(self, tokens: torch.Tensor, hook_name: str | None = None, edit: Edit | None = None) -> torch.Tensor:
@@ -69,13 +74,14 @@ class HookedModel(ABC):
         parameter = next(iter(self.model.parameters()), None)
         return parameter.device if parameter is not None else torch.device("cpu")
 
-    def check_hook_name(self, hook_name: str) -> None:
+    def check_hook_name(self, hook_name: str, field: str = "hook_name") -> None:
+        """ConfigError naming ``field`` and listing close matches unless the model has ``hook_name``."""
         names = self.hook_names()
         if hook_name in names:
             return
         close = difflib.get_close_matches(hook_name, names, n=5, cutoff=0.6)
         hint = f"close matches: {', '.join(close)}" if close else f"for example: {', '.join(names[:8])}"
-        raise ConfigError(f"hook_name={hook_name!r} is not a hook of this {self.kind} model ({hint})")
+        raise ConfigError(f"{field}={hook_name!r} is not a hook of this {self.kind} model ({hint})")
 
 
 class TransformerLensModel(HookedModel):
@@ -93,11 +99,11 @@ class TransformerLensModel(HookedModel):
     def hook_names(self) -> list[str]:
         return list(self.model.hook_dict)
 
-    def activations(self, tokens: torch.Tensor, hook_name: str) -> torch.Tensor:
+    def activations(self, tokens: torch.Tensor, hook_names: Sequence[str]) -> list[torch.Tensor]:
         _, cache = self.model.run_with_cache(
-            tokens, names_filter=[hook_name], stop_at_layer=stop_at_layer(hook_name), prepend_bos=False
+            tokens, names_filter=list(hook_names), stop_at_layer=deepest_stop(hook_names), prepend_bos=False
         )
-        return cache[hook_name]
+        return [cache[name] for name in hook_names]
 
     def logits(self, tokens: torch.Tensor, hook_name: str | None = None, edit: Edit | None = None) -> torch.Tensor:
         hooks = [] if edit is None else [(hook_name, lambda activation, hook: edit(activation))]
@@ -127,23 +133,29 @@ class TransformersModel(HookedModel):
     def hook_names(self) -> list[str]:
         return list(self._modules)
 
-    def activations(self, tokens: torch.Tensor, hook_name: str) -> torch.Tensor:
-        captured: list[torch.Tensor] = []
+    def activations(self, tokens: torch.Tensor, hook_names: Sequence[str]) -> list[torch.Tensor]:
+        captured: dict[str, torch.Tensor] = {}
 
-        def capture(module: torch.nn.Module, inputs: Any, output: Any) -> None:
-            captured.append(first_tensor(output))
-            raise _StopForward
+        def capturing(name: str) -> Callable[[torch.nn.Module, Any, Any], None]:
+            def capture(module: torch.nn.Module, inputs: Any, output: Any) -> None:
+                captured.setdefault(name, first_tensor(output))
+                if len(captured) == len(hook_names):
+                    raise _StopForward
 
-        handle = self._modules[hook_name].register_forward_hook(capture)
+            return capture
+
+        handles = [self._modules[name].register_forward_hook(capturing(name)) for name in hook_names]
         try:
             self.model(input_ids=tokens)
         except _StopForward:
             pass
         finally:
-            handle.remove()
-        if not captured:
-            raise ConfigError(f"hook_name={hook_name!r}: this module did not run in the model's forward pass")
-        return captured[0]
+            for handle in handles:
+                handle.remove()
+        missing = [name for name in hook_names if name not in captured]
+        if missing:
+            raise ConfigError(f"hook {missing[0]!r}: this module did not run in the model's forward pass")
+        return [captured[name] for name in hook_names]
 
     def logits(self, tokens: torch.Tensor, hook_name: str | None = None, edit: Edit | None = None) -> torch.Tensor:
         handle = None
@@ -188,3 +200,9 @@ def stop_at_layer(hook_name: str) -> int | None:
     """The TransformerLens ``stop_at_layer`` that still runs the hook's block (None: run everything)."""
     match = LAYER_PATTERN.match(hook_name)
     return int(match.group(1)) + 1 if match else None
+
+
+def deepest_stop(hook_names: Sequence[str]) -> int | None:
+    """The ``stop_at_layer`` that runs every hook's block (None: run everything)."""
+    stops = [stop_at_layer(name) for name in hook_names]
+    return None if None in stops else max(stop for stop in stops if stop is not None)

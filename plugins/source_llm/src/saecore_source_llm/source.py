@@ -1,9 +1,14 @@
-"""The ``llm`` activation source: a language model's activations at one hook, shuffled.
+"""The ``llm`` activation source: a language model's activations at one or more hooks, shuffled.
 
 Prompts come from a :class:`TokenStream`; each forward pass runs
-``store_batch_size_prompts`` of them and stops at the hooked layer. The activations
-(after ``seqpos_slice``, head selection and dropping special tokens) go into a
-:class:`MixingBuffer`, which serves the trainer's batches.
+``store_batch_size_prompts`` of them and stops at the deepest hooked layer. The
+activations (after ``seqpos_slice``, head selection and dropping special tokens) go into
+a :class:`MixingBuffer`, which serves the trainer's batches.
+
+With ``additional_hook_names`` one forward pass reads every hook, and a row is the
+hooks' activations side by side (``hook_name``'s columns first). Each hook is a
+*stream* (``streams()``): the buffer shuffles whole rows, so the streams stay aligned,
+and many SAEs, one per hook, train on one run of the model.
 
 Resuming is exact. A forward pass is identified by a running *chunk* number; each buffer
 slot records which chunk and position its activation came from. A saved state holds the
@@ -21,6 +26,11 @@ same order, so the batches are unchanged, and a saved state describes only the c
 buffer has taken (the thread's stream runs ahead of it). ``evaluate_sae`` splices the SAE
 into the model (:mod:`spliced_evals`); a lock keeps it and the thread from using the model
 at the same time.
+
+In data-parallel training ``shard_for_rank`` makes each rank read its own share of the
+training documents (every ``world_size``-th), shuffled with its own seed. The eval
+prompts do not depend on the rank. ``hold_out_eval_prompts`` takes the documents the eval
+prompts come from out of the training stream.
 """
 
 from __future__ import annotations
@@ -30,15 +40,16 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
 from saecore.errors import ConfigError, SAEFileError
 from saecore.sources.base import ActivationSource
+from saecore.sources.cached import derive_seed
 from saecore_source_llm.config import LLMSourceConfig
-from saecore_source_llm.dataset_reader import choose_column, open_dataset
+from saecore_source_llm.dataset_reader import ALL_DOCUMENTS, DocumentSelection, choose_column, open_dataset
 from saecore_source_llm.hooked_model import HookedModel
 from saecore_source_llm.memory import check_fits
 from saecore_source_llm.mixing_buffer import EMPTY, MixingBuffer
@@ -62,7 +73,7 @@ class _Chunk:
 
 
 class LLMSource(ActivationSource):
-    """Serves ``[n, d_in]`` float32 activations of a language model at ``cfg.hook_name``."""
+    """Serves ``[n, d_in]`` float32 activations of a language model at ``cfg.hook_names``, side by side."""
 
     cfg: LLMSourceConfig
 
@@ -70,7 +81,10 @@ class LLMSource(ActivationSource):
         super().__init__(cfg, seed=seed, device=device)
         self.llm_device = torch.device(cfg.llm_device) if cfg.llm_device is not None else self.device
         self.model: HookedModel = load_model(cfg, self.llm_device)
+        self.hook_names = cfg.hook_names
         self.model.check_hook_name(cfg.hook_name)
+        for index, name in enumerate(cfg.additional_hook_names):
+            self.model.check_hook_name(name, f"additional_hook_names[{index}]")
         self._check_context_size()
         self.dataset = open_dataset(cfg.dataset_path, cfg.dataset, split=cfg.dataset_split, streaming=cfg.streaming)
         self.column = choose_column(self.dataset, column=cfg.dataset_column, is_tokenized=cfg.is_dataset_tokenized)
@@ -81,16 +95,20 @@ class LLMSource(ActivationSource):
         )
         self.excluded_tokens = self._excluded_tokens()
         self._model_lock = threading.Lock()
-        self._d_in = self._probe()
+        self._widths = self._probe()
+        self._d_in = sum(self._widths.values())
         self.chunk_size = cfg.store_batch_size_prompts * cfg.training_context_size
         capacity = cfg.buffer_activations
         self.prefetch_chunks = cfg.prefetch_chunks
         held_chunks = 1 + self.prefetch_chunks
         buffer_bytes = (capacity + held_chunks * self.chunk_size) * self._d_in * 4
         prefetched = f" + {self.prefetch_chunks} forward passes prefetched" if self.prefetch_chunks else ""
+        widths = (f" ({' + '.join(f'{width} at {name}' for name, width in self._widths.items())})"
+                  if len(self._widths) > 1 else "")
         self.memory_report = check_fits(
             buffer_bytes, self.device,
-            f"llm source: mixing buffer of {capacity:,} activations{prefetched} × d_in {self._d_in} (float32)",
+            f"llm source: mixing buffer of {capacity:,} activations{prefetched} × d_in {self._d_in}{widths} "
+            "(float32)",
             remedy="lower n_batches_in_buffer, store_batch_size_prompts, context_size or prefetch_llm_batches",
         )
         if cfg.verbose:
@@ -99,6 +117,9 @@ class LLMSource(ActivationSource):
             capacity, self._d_in, mixing_fraction=cfg.activations_mixing_fraction, device=self.device, seed=seed
         )
         self._eval_tokens: torch.Tensor | None = None
+        self._selection = ALL_DOCUMENTS
+        if cfg.hold_out_eval_prompts:
+            self._selection = DocumentSelection(first=self._hold_out_eval_documents())
         self._prefetcher: Prefetcher[_Chunk] | None = None
         self._start_stream(StreamPosition(), next_chunk=0)
 
@@ -118,12 +139,31 @@ class LLMSource(ActivationSource):
     def check_batch_size(self, batch_size: int) -> None:
         self.cfg.check_train_batch_size(batch_size)
 
+    def streams(self) -> dict[str, int]:
+        """One stream per hook, named by it: ``hook_name`` first, then ``additional_hook_names``."""
+        return dict(self._widths)
+
     def sae_metadata(self) -> dict[str, Any]:
+        """An SAE on the whole row; its ``additional_hook_names`` let ``saecore eval`` rebuild this source."""
+        metadata = self.stream_metadata(self.cfg.hook_name)
+        if self.cfg.additional_hook_names:
+            metadata["additional_hook_names"] = list(self.cfg.additional_hook_names)
+        return metadata
+
+    def stream_metadata(self, stream: str) -> dict[str, Any]:
+        """SAELens's metadata for an SAE on one hook: ``hook_name`` is the stream's.
+
+        ``hook_head_index`` can only be set without additional hooks, so it always belongs to
+        the hook it was given for.
+        """
+        if stream not in self._widths:
+            raise ConfigError(f"stream {stream!r} is not read by this llm source; its streams are the hooks "
+                              f"{', '.join(self._widths)}")
         cfg = self.cfg
         return {
             "model_name": self.model.name,
             "model_class_name": self.model.kind,
-            "hook_name": cfg.hook_name,
+            "hook_name": stream,
             "hook_head_index": cfg.hook_head_index,
             "context_size": cfg.context_size,
             "prepend_bos": cfg.prepend_bos,
@@ -135,30 +175,86 @@ class LLMSource(ActivationSource):
         }
 
     def evaluate_sae(self, sae: Any, scaling_factor: float | None = None) -> dict[str, float]:
-        """CE-loss and KL scores with ``sae`` spliced in at the hook (see :mod:`spliced_evals`).
+        """CE-loss and KL scores with ``sae`` spliced in at its hook (see :mod:`spliced_evals`).
 
         Always on the same prompts: the first ``n_eval_batches × eval_batch_size_prompts``
         of the dataset, read by a stream of their own, so evaluating never moves the
         training stream and evaluations at different steps compare directly.
         """
-        if sae.cfg.d_in != self._d_in:
-            raise ConfigError(f"the SAE has d_in={sae.cfg.d_in} but {self.cfg.hook_name!r} of {self.model.name} "
-                              f"gives activations of width {self._d_in}; evaluate it on the hook it was trained on")
+        site = self._splice_site(sae)
+        if site is None:
+            return {}
         cfg = self.cfg
         tokens = self.eval_tokens()
         keep = evaluated_positions(tokens, self._eval_excluded_tokens(), cfg.seqpos_slice)
         with self._model_lock:  # the prefetch thread must not run the model while the SAE is spliced in
             return spliced_metrics(
-                self.model, sae, tokens, keep, SpliceSite(cfg.hook_name, cfg.hook_head_index),
+                self.model, sae, tokens, keep, site,
                 scaling_factor=scaling_factor, batch_size=cfg.eval_batch_size_prompts or cfg.store_batch_size_prompts,
                 autocast=cfg.autocast_lm,
             )
+
+    def _splice_site(self, sae: Any) -> SpliceSite | None:
+        """Where ``sae`` replaces activations: the stream its ``metadata.hook_name`` names, else ``hook_name``.
+
+        An SAE reading every hook side by side has no single place in the model: None.
+        """
+        cfg, widths, d_in = self.cfg, self._widths, sae.cfg.d_in
+        hook = getattr(getattr(sae.cfg, "metadata", None), "hook_name", None)
+        if hook in widths and widths[hook] == d_in:
+            return SpliceSite(hook, cfg.hook_head_index)
+        if len(widths) > 1 and d_in == self._d_in:
+            warnings.warn(f"llm source: the SAE reads all {len(widths)} hooks side by side, so it cannot be "
+                          "spliced in at one of them; the CE-loss and KL evaluations are skipped", stacklevel=3)
+            return None
+        if hook not in widths:
+            if len(widths) > 1:
+                raise ConfigError(f"this llm source reads {len(widths)} hooks ({', '.join(widths)}) and splices an "
+                                  f"SAE in at the hook its metadata names, but the SAE's metadata.hook_name is "
+                                  f"{hook!r}; set it to the hook the SAE was trained on")
+            hook = cfg.hook_name
+        if widths[hook] != d_in:
+            raise ConfigError(f"the SAE has d_in={d_in} but {hook!r} of {self.model.name} gives activations of "
+                              f"width {widths[hook]}; evaluate it on the hook it was trained on")
+        return SpliceSite(hook, cfg.hook_head_index)
 
     def eval_tokens(self) -> torch.Tensor:
         """``[prompts, context_size]``: the fixed prompts the spliced evaluations run on."""
         if self._eval_tokens is None:
             self._eval_tokens = self._token_stream(StreamPosition(), None).next_prompts(self.cfg.eval_prompts)
         return self._eval_tokens
+
+    def _hold_out_eval_documents(self) -> int:
+        """Read the eval prompts now; the number of leading documents they use (the training stream skips them).
+
+        A document the last eval prompt ends inside is held out whole.
+        """
+        stream = self._token_stream(StreamPosition(), None)
+        self._eval_tokens = stream.next_prompts(self.cfg.eval_prompts)
+        end = stream.position
+        if end.epoch > 0:
+            raise ConfigError(
+                f"hold_out_eval_prompts=True, but the {self.cfg.eval_prompts} eval prompts (n_eval_batches × "
+                "eval_batch_size_prompts) need more than the whole dataset, so nothing would be left to train on; "
+                "lower n_eval_batches or eval_batch_size_prompts, or use a larger dataset"
+            )
+        return end.document + (1 if end.offset else 0)
+
+    def shard_for_rank(self, rank: int, world_size: int) -> bool:
+        """From now on read only this rank's training documents (every ``world_size``-th), with its own shuffle.
+
+        Each rank's model runs on its own tokens, so adding ranks divides the work. The eval
+        prompts are the same on every rank.
+        """
+        if not 0 <= rank < world_size:
+            raise ConfigError(f"rank={rank} must be between 0 and world_size - 1 = {world_size - 1}")
+        if self._next_chunk or self._chunk_tokens:
+            raise ConfigError("shard_for_rank must be called before the llm source serves its first batch")
+        self._selection = replace(self._selection, rank=rank, world_size=world_size)
+        if world_size > 1:
+            self.buffer.generator.manual_seed(derive_seed(self.seed, "rank", rank, world_size))
+        self._start_stream(StreamPosition(), next_chunk=0)
+        return True
 
     def _eval_excluded_tokens(self) -> torch.Tensor | None:
         """The tokenizer's special tokens plus any listed in exclude_special_tokens."""
@@ -174,8 +270,11 @@ class LLMSource(ActivationSource):
         chunk_ids = torch.unique(needed[needed != EMPTY] // self.chunk_size)
         tokens = [self._chunk_tokens[int(chunk)] for chunk in chunk_ids]
         position = self._consumed_position
+        selection = self._selection
         return {
             "layout": torch.tensor([self.buffer.capacity, self.chunk_size, self.cfg.context_size, self._d_in]),
+            "hook_names": list(self.hook_names),
+            "documents": torch.tensor([selection.first, selection.rank, selection.world_size]),
             "stream_position": torch.tensor([position.epoch, position.document, position.offset]),
             "next_chunk": self._next_chunk,
             "chunk_ids": chunk_ids,
@@ -192,11 +291,29 @@ class LLMSource(ActivationSource):
             raise SAEFileError(f"the saved llm source state does not fit this source ({differences}); resume with "
                                "the n_batches_in_buffer, store_batch_size_prompts, context_size, seqpos_slice and "
                                "hook of the original run")
+        self._check_saved_selection(state)
         epoch, document, offset = (int(value) for value in state["stream_position"])
         self._start_stream(StreamPosition(epoch, document, offset), next_chunk=int(state["next_chunk"]))
         self.buffer.load_state_dict(state["buffer"])
         self._chunk_tokens = {int(chunk): tokens for chunk, tokens in zip(state["chunk_ids"], state["chunk_tokens"])}
         self._recompute_buffer()
+
+    def _check_saved_selection(self, state: dict[str, Any]) -> None:
+        """The saved position counts documents of the same hooks, held-out part and rank as this source's."""
+        hooks = list(state.get("hook_names", self.hook_names))
+        if hooks != self.hook_names:
+            raise SAEFileError(f"the saved llm source state reads the hooks {hooks}, this source reads "
+                               f"{self.hook_names}; resume with the original hook_name and additional_hook_names")
+        selection = self._selection
+        first, rank, world_size = (int(value) for value in state.get("documents", [0, 0, 1]))
+        if first != selection.first:
+            raise SAEFileError(f"the saved llm source state holds out the first {first} documents for evaluations, "
+                               f"this source {selection.first}; resume with the original hold_out_eval_prompts, "
+                               "n_eval_batches, eval_batch_size_prompts and dataset")
+        if (rank, world_size) != (selection.rank, selection.world_size):
+            raise SAEFileError(f"the saved llm source state is rank {rank}'s of {world_size} data-parallel ranks, "
+                               f"this source is rank {selection.rank}'s of {selection.world_size}; resume with the "
+                               "same number of ranks")
 
     def close(self) -> None:
         self._stop_prefetching()
@@ -204,17 +321,20 @@ class LLMSource(ActivationSource):
         self._chunks.close()
 
     # -- producing activations ----------------------------------------------------------------
-    def _token_stream(self, position: StreamPosition, on_new_epoch: Callable[[int], None] | None) -> TokenStream:
+    def _token_stream(
+        self, position: StreamPosition, on_new_epoch: Callable[[int], None] | None,
+        selection: DocumentSelection = ALL_DOCUMENTS,
+    ) -> TokenStream:
         cfg = self.cfg
         return TokenStream(
             self.dataset, self.column, self.model.tokenizer, context_size=cfg.context_size, bos=self.bos_token_id,
             separator=self.separator_token_id, disable_concat_sequences=cfg.disable_concat_sequences,
-            position=position, on_new_epoch=on_new_epoch,
+            position=position, on_new_epoch=on_new_epoch, selection=selection,
         )
 
     def _start_stream(self, position: StreamPosition, *, next_chunk: int) -> None:
         self._stop_prefetching()
-        self.stream = self._token_stream(position, self._announce_epoch)
+        self.stream = self._token_stream(position, self._announce_epoch, self._selection)
         self._consumed_position = position
         self._next_chunk = next_chunk
         self._chunk_tokens: dict[int, torch.Tensor] = {}
@@ -256,16 +376,23 @@ class LLMSource(ActivationSource):
     def activations(self, tokens: torch.Tensor) -> torch.Tensor:
         """``[batch · kept positions, d_in]`` float32 on ``device`` for prompts ``tokens [batch, context]``.
 
-        Every position after ``seqpos_slice`` is included (special tokens too).
+        Every position after ``seqpos_slice`` is included (special tokens too); the hooks'
+        activations sit side by side, in the order of ``hook_names``.
         """
-        cfg = self.cfg
         with self._model_lock, torch.autocast(device_type=self.model.input_device.type, dtype=torch.bfloat16,
-                                              enabled=cfg.autocast_lm):
-            raw = self.model.activations(tokens.to(self.model.input_device), cfg.hook_name)
+                                              enabled=self.cfg.autocast_lm):
+            raws = self.model.activations(tokens.to(self.model.input_device), self.hook_names)
+        columns = [self._rows(raw) for raw in raws]
+        joined = columns[0] if len(columns) == 1 else torch.cat(columns, dim=-1)
+        return joined.to(self.device)
+
+    def _rows(self, raw: torch.Tensor) -> torch.Tensor:
+        """One hook's ``[batch, pos, ...]`` activation as float32 rows ``[batch · kept positions, width]``."""
+        cfg = self.cfg
         raw = raw[:, slice(*cfg.seqpos_slice)]
         if raw.ndim == 4:
             raw = raw[:, :, cfg.hook_head_index] if cfg.hook_head_index is not None else raw.flatten(2)
-        return raw.reshape(-1, raw.shape[-1]).to(self.device, torch.float32)
+        return raw.reshape(-1, raw.shape[-1]).float()
 
     def _kept_positions(self, tokens: torch.Tensor) -> torch.Tensor | None:
         if self.excluded_tokens is None:
@@ -304,24 +431,26 @@ class LLMSource(ActivationSource):
             raise ConfigError(f"context_size={self.cfg.context_size} is longer than the model's context window "
                               f"(n_ctx={n_ctx} for {self.model.name}); set context_size to at most {n_ctx}")
 
-    def _probe(self) -> int:
-        """d_in, from the shape of a two-token forward pass."""
-        cfg = self.cfg
-        probe = torch.zeros(1, min(2, cfg.context_size), dtype=torch.long)
+    def _probe(self) -> dict[str, int]:
+        """Each hook's width, from the shapes of a two-token forward pass."""
+        probe = torch.zeros(1, min(2, self.cfg.context_size), dtype=torch.long)
         with torch.no_grad():
-            raw = self.model.activations(probe.to(self.model.input_device), cfg.hook_name)
-        shape = tuple(raw.shape[2:])
-        if cfg.hook_head_index is not None:
+            raws = self.model.activations(probe.to(self.model.input_device), self.hook_names)
+        return {name: self._width(name, tuple(raw.shape[2:])) for name, raw in zip(self.hook_names, raws)}
+
+    def _width(self, hook_name: str, shape: tuple[int, ...]) -> int:
+        head_index = self.cfg.hook_head_index
+        if head_index is not None:
             if len(shape) != 2:
-                raise ConfigError(f"hook_head_index={cfg.hook_head_index} needs a per-head hook (activations "
-                                  f"[batch, pos, heads, d_head], like hook_z), but {cfg.hook_name!r} gives "
+                raise ConfigError(f"hook_head_index={head_index} needs a per-head hook (activations "
+                                  f"[batch, pos, heads, d_head], like hook_z), but {hook_name!r} gives "
                                   f"[batch, pos, {', '.join(map(str, shape))}]")
-            if cfg.hook_head_index >= shape[0]:
-                raise ConfigError(f"hook_head_index={cfg.hook_head_index} but {cfg.hook_name!r} has {shape[0]} "
+            if head_index >= shape[0]:
+                raise ConfigError(f"hook_head_index={head_index} but {hook_name!r} has {shape[0]} "
                                   f"heads (allowed: 0 to {shape[0] - 1})")
             return shape[1]
         if len(shape) not in (1, 2):
-            raise ConfigError(f"hook_name={cfg.hook_name!r} gives activations of shape [batch, pos, "
+            raise ConfigError(f"hook {hook_name!r} gives activations of shape [batch, pos, "
                               f"{', '.join(map(str, shape))}]; expected [batch, pos, d] or [batch, pos, heads, d_head]")
         return shape[0] if len(shape) == 1 else shape[0] * shape[1]
 

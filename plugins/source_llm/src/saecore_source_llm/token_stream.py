@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from saecore.errors import ConfigError
-from saecore_source_llm.dataset_reader import DatasetColumn, iter_column
+from saecore_source_llm.dataset_reader import ALL_DOCUMENTS, DatasetColumn, DocumentSelection, iter_column
 
 TOKENIZE_CHUNK = 64
 Documents = Iterable[tuple[int, Sequence[int]]]
@@ -100,6 +100,7 @@ class TokenStream:
         disable_concat_sequences: bool,
         position: StreamPosition | None = None,
         on_new_epoch: Callable[[int], None] | None = None,
+        selection: DocumentSelection = ALL_DOCUMENTS,
     ) -> None:
         if not column.tokenized and tokenizer is None:
             raise ConfigError(f"the dataset column {column.name!r} holds text, but no tokenizer is available; "
@@ -112,6 +113,7 @@ class TokenStream:
         self.separator = separator
         self.disable_concat_sequences = disable_concat_sequences
         self.on_new_epoch = on_new_epoch
+        self.selection = selection
         self._position = position or StreamPosition()
         self._prompts = self._generate(self._position)
 
@@ -137,8 +139,9 @@ class TokenStream:
                 yield prompt, StreamPosition(position.epoch, document, offset)
             if not produced and position.document == 0 and position.offset == 0:
                 raise ConfigError(
-                    f"a full pass over the dataset gave no prompt of context_size={self.context_size} tokens "
-                    "(the dataset is empty, or every document is too short with disable_concat_sequences=True)"
+                    f"a full pass over the dataset{self.selection.describe()} gave no prompt of context_size="
+                    f"{self.context_size} tokens (no document is left, or every document is too short with "
+                    "disable_concat_sequences=True)"
                 )
             position = StreamPosition(position.epoch + 1, 0, 0)
             if self.on_new_epoch is not None:
@@ -153,7 +156,7 @@ class TokenStream:
                               start_offset=start_offset)
 
     def _documents(self, start: int) -> Iterator[tuple[int, Sequence[int]]]:
-        values = iter_column(self.dataset, self.column.name, start)
+        values = iter_column(self.dataset, self.column.name, start, self.selection)
         if self.column.tokenized:
             for index, value in values:
                 yield index, value.tolist() if hasattr(value, "tolist") else list(value)
