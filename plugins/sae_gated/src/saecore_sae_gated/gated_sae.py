@@ -24,6 +24,7 @@ from torch import nn
 
 from saecore import SAE, SAEConfig, TrainCoefficientConfig, TrainingSAE, TrainingSAEConfig, TrainStepInput
 from saecore.training_sae import TrainStepOutput, mse_loss
+from saecore_sae_gated.centred_input import centred_input
 
 PER_TOKEN_NORMALIZATIONS = ("constant_norm_rescale", "layer_norm")
 
@@ -46,11 +47,18 @@ def _init_gated_parameters(sae: SAE[Any]) -> None:
     sae.b_mag = nn.Parameter(sae._zeros(sae.cfg.d_sae))
 
 
-def _gate_and_magnitude(sae: SAE[Any], sae_in_centred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(π, hooked magnitude pre-activation)`` from a single ``x_c W_enc``."""
+def _gate_and_magnitude(
+    sae: SAE[Any], sae_in_centred: torch.Tensor, b_dec_term: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(π, hooked magnitude pre-activation)`` from a single ``x_c W_enc``.
+
+    ``b_dec_term`` (zero, see ``centred_input``) joins each bias scaled as ``x_c W_enc`` is
+    on that path, so ``b_dec`` gets both paths' gradient through one matrix-vector product.
+    """
     shared = sae_in_centred @ sae.W_enc
-    gate_pre = shared + sae.b_gate
-    magnitude_pre = sae.hook_sae_acts_pre(shared * sae.r_mag.exp() + sae.b_mag)
+    gain = sae.r_mag.exp()
+    gate_pre = shared + (sae.b_gate + b_dec_term)
+    magnitude_pre = sae.hook_sae_acts_pre(shared * gain + (sae.b_mag + b_dec_term * gain))
     return gate_pre, magnitude_pre
 
 
@@ -80,7 +88,7 @@ class GatedSAE(SAE[GatedSAEConfig]):
         _init_gated_parameters(self)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        gate_pre, magnitude_pre = _gate_and_magnitude(self, self.process_sae_in(x))
+        gate_pre, magnitude_pre = _gate_and_magnitude(self, *centred_input(self, x))
         return _gated_acts(self, gate_pre, magnitude_pre)
 
     def decode(self, feature_acts: torch.Tensor) -> torch.Tensor:
@@ -109,12 +117,12 @@ class GatedTrainingSAE(TrainingSAE[GatedTrainingSAEConfig]):
         return {"l1": TrainCoefficientConfig(self.cfg.l1_coefficient, self.cfg.l1_warm_up_steps)}
 
     def encode_with_hidden_pre(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        gate_pre, magnitude_pre = _gate_and_magnitude(self, self.process_sae_in(x))
+        gate_pre, magnitude_pre = _gate_and_magnitude(self, *centred_input(self, x))
         return _gated_acts(self, gate_pre, magnitude_pre), magnitude_pre
 
     def training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
-        sae_in_centred = self.process_sae_in(step_input.sae_in)
-        gate_pre, magnitude_pre = _gate_and_magnitude(self, sae_in_centred)
+        sae_in_centred, b_dec_term = centred_input(self, step_input.sae_in)
+        gate_pre, magnitude_pre = _gate_and_magnitude(self, sae_in_centred, b_dec_term)
         feature_acts = _gated_acts(self, gate_pre, magnitude_pre)
         sae_out = self.decode(feature_acts)
         losses = {"mse_loss": mse_loss(sae_out, step_input.sae_in)}
@@ -143,9 +151,10 @@ class GatedTrainingSAE(TrainingSAE[GatedTrainingSAEConfig]):
         """
         saved_norm_state = self._norm_state
         with self._hooks_bypassed():
-            sae_in_centred = self.process_sae_in(step_input.sae_in)
+            sae_in_centred, b_dec_term = centred_input(self, step_input.sae_in)
         self._norm_state = saved_norm_state
-        return self._gate_losses(step_input, sae_in_centred @ self.W_enc + self.b_gate, sae_in_centred)
+        gate_pre = sae_in_centred @ self.W_enc + (self.b_gate + b_dec_term)
+        return self._gate_losses(step_input, gate_pre, sae_in_centred)
 
     def _gate_losses(
         self, step_input: TrainStepInput, gate_pre: torch.Tensor, sae_in_centred: torch.Tensor

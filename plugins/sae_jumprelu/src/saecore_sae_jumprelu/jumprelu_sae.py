@@ -26,6 +26,8 @@ from torch import nn
 
 from saecore import SAE, SAEConfig, TrainCoefficientConfig, TrainingSAE, TrainingSAEConfig, TrainStepInput
 from saecore.training_sae import TrainStepOutput
+from saecore_sae_jumprelu.centred_input import centred_input
+from saecore_sae_jumprelu.sparse_decode import decode_product
 from saecore_sae_jumprelu.ste import JumpReLU, Step
 
 SparsityLossMode = Literal["step", "tanh", "quadratic"]
@@ -97,7 +99,7 @@ class JumpReLUSAE(SAE[JumpReLUSAEConfig]):
         return self.hook_sae_acts_post(torch.relu(hidden_pre) * above)
 
     def decode(self, feature_acts: torch.Tensor) -> torch.Tensor:
-        return self.finish_decode(feature_acts @ self.W_dec + self.b_dec)
+        return self.finish_decode(decode_product(feature_acts, self.W_dec) + self.b_dec)
 
     def fold_W_dec_norm(self) -> None:
         _fold_jumprelu_W_dec_norm(self)
@@ -138,7 +140,8 @@ class JumpReLUTrainingSAE(TrainingSAE[JumpReLUTrainingSAEConfig]):
         return super().training_forward_pass(step_input)
 
     def encode_with_hidden_pre(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        hidden_pre = self.hook_sae_acts_pre(self.process_sae_in(x) @ self.W_enc + self.b_enc)
+        sae_in, b_dec_term = centred_input(self, x)
+        hidden_pre = self.hook_sae_acts_pre(sae_in @ self.W_enc + (self.b_enc + b_dec_term))
         feature_acts = JumpReLU.apply(
             hidden_pre, self.threshold.to(hidden_pre.dtype), self.cfg.jumprelu_bandwidth, self.cfg.jumprelu_ste_to_input
         )

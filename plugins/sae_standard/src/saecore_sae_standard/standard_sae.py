@@ -13,6 +13,8 @@ from pydantic import Field
 from torch import nn
 
 from saecore import SAE, SAEConfig, TrainCoefficientConfig, TrainingSAE, TrainingSAEConfig, TrainStepInput
+from saecore_sae_standard.centred_input import centred_input
+from saecore_sae_standard.sparse_decode import decode_product
 
 
 class StandardSAEConfig(SAEConfig):
@@ -43,7 +45,7 @@ class StandardSAE(SAE[StandardSAEConfig]):
         return self.hook_sae_acts_post(torch.relu(hidden_pre))
 
     def decode(self, feature_acts: torch.Tensor) -> torch.Tensor:
-        return self.finish_decode(feature_acts @ self.W_dec + self.b_dec)
+        return self.finish_decode(decode_product(feature_acts, self.W_dec) + self.b_dec)
 
 
 class StandardTrainingSAE(TrainingSAE[StandardTrainingSAEConfig]):
@@ -57,7 +59,8 @@ class StandardTrainingSAE(TrainingSAE[StandardTrainingSAEConfig]):
         return {"l1": TrainCoefficientConfig(self.cfg.l1_coefficient, self.cfg.l1_warm_up_steps)}
 
     def encode_with_hidden_pre(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        hidden_pre = self.hook_sae_acts_pre(self.process_sae_in(x) @ self.W_enc + self.b_enc)
+        sae_in, b_dec_term = centred_input(self, x)
+        hidden_pre = self.hook_sae_acts_pre(sae_in @ self.W_enc + (self.b_enc + b_dec_term))
         return self.hook_sae_acts_post(torch.relu(hidden_pre)), hidden_pre
 
     def calculate_aux_loss(
