@@ -28,7 +28,15 @@ from saecore.hookspecs import hookimpl
 from saecore.registry import get_registry
 from saecore.sae import SAE
 from saecore.sources.base import ActivationSource, SourceConfig
-from saecore.training import LoggingConfig, SAETrainer, SAETrainingRunnerConfig, TrainerConfig
+from saecore.training import (
+    LoggingConfig,
+    SAESweepConfig,
+    SAESweepRunner,
+    SAETrainer,
+    SAETrainingRunnerConfig,
+    SweepMember,
+    TrainerConfig,
+)
 from saecore.training_sae import TrainCoefficientConfig, TrainingSAE, TrainStepInput, TrainStepOutput
 from saecore.version import __version__
 
@@ -43,10 +51,13 @@ __all__ = [
     "SAEConfig",
     "SAEFileError",
     "SAEMetadata",
+    "SAESweepConfig",
+    "SAESweepRunner",
     "SAETrainer",
     "SAETrainingRunnerConfig",
     "SaecoreError",
     "SourceConfig",
+    "SweepMember",
     "TrainCoefficientConfig",
     "TrainStepInput",
     "TrainStepOutput",

@@ -97,3 +97,41 @@ def test_unknown_key_in_config_file_is_named(tmp_path: Path) -> None:
     result = saecore_cli("train", "--config", str(config))
     assert result.returncode == 1
     assert "unknown setting 'learning_rate'" in result.stderr
+
+
+def test_several_archs_train_together_and_are_saved_apart(tmp_path: Path) -> None:
+    pytest.importorskip("saecore_sae_topk")
+    out = tmp_path / "sweep"
+    result = saecore_cli("train", "--arch", "topk", "--arch", "standard", *SMALL_RUN, "--k", "4", "--l1-coefficient",
+                         "0.3", "--output-path", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "== topk" in result.stdout and "== standard" in result.stdout
+    topk, standard = SAE.load_from_disk(out / "topk"), SAE.load_from_disk(out / "standard")
+    assert (topk.cfg.architecture(), topk.cfg.k, topk.cfg.d_sae) == ("topk", 4, 128)  # type: ignore[attr-defined]
+    assert standard.cfg.architecture() == "standard" and standard.cfg.d_sae == 128
+    runner_cfg = json.loads((out / "standard" / "runner_cfg.json").read_text())
+    assert runner_cfg["sae"]["l1_coefficient"] == 0.3 and runner_cfg["training_tokens"] == 20480
+    twice = saecore_cli("train", "--arch", "topk", "--arch", "topk")
+    assert twice.returncode != 0 and "use a sweep file" in twice.stderr
+
+
+def test_a_sweep_file_trains_each_entry(tmp_path: Path) -> None:
+    pytest.importorskip("saecore_sae_topk")
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(
+        "training_tokens: 8192\n"
+        "n_eval_batches: 1\n"
+        "verbose: false\n"
+        f"output_path: {tmp_path / 'runs'}\n"
+        f"checkpoint_path: {tmp_path / 'checkpoints'}\n"
+        "source: {name: synthetic, d_in: 16, n_features: 32}\n"
+        "sae: {architecture: topk, d_in: 16, d_sae: 64, k: 4}\n"
+        "sweep:\n"
+        "  - {name: k4}\n"
+        "  - {name: k8, sae: {k: 8}}\n"
+    )
+    result = saecore_cli("train", "--sweep", str(sweep))
+    assert result.returncode == 0, result.stderr
+    assert [SAE.load_from_disk(tmp_path / "runs" / name).cfg.k for name in ("k4", "k8")] == [4, 8]  # type: ignore[attr-defined]
+    extra = saecore_cli("train", "--sweep", str(sweep), "--lr", "0.1")
+    assert extra.returncode != 0 and "takes all settings from the file" in extra.stderr

@@ -57,3 +57,19 @@ def test_two_ranks_match_one_process_over_the_same_global_batches(
     metadata_parallel = json.loads((parallel / "cfg.json").read_text())["metadata"]
     assert metadata_parallel["num_dead_features"] == metadata_single["num_dead_features"]
     assert metadata_parallel["explained_variance"] == pytest.approx(metadata_single["explained_variance"], abs=1e-5)
+
+
+def test_a_sweep_on_two_ranks_matches_the_sweep_in_one_process(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every rank trains every SAE of the sweep on its rows of each shared batch."""
+    flags = ["--arch", "standard", "--arch", "topk", "--l1-coefficient", "0.3", "--k", "3", "--lr", "0.01",
+             *COMMON_FLAGS]
+    single, parallel = tmp_path / "single", tmp_path / "parallel"
+    job = torchrun(["-m", "saecore", "train", *flags, "--output-path", str(parallel)], cwd=tmp_path)
+    assert job.returncode == 0, job.output
+    assert saecore_main(["train", *flags, "--output-path", str(single)]) == 0
+    capsys.readouterr()
+    for name in ("standard", "topk"):
+        differences = max_weight_difference(single / name, parallel / name)
+        assert max(differences.values()) <= TOLERANCE, (name, differences)

@@ -10,6 +10,12 @@ nested form; flags override it::
     source_config: {n_features: 256}
     logger: {log_to_wandb: false}
     lr: 0.0003
+
+Several ``--arch`` (or ``arch: [topk, standard]``) train one SAE per architecture
+together on one stream (a sweep: the source runs once per batch for all of them); an
+SAE flag applies to every chosen architecture that has the field, and each SAE is saved
+to ``{output_path}/{arch}``. ``--sweep FILE`` runs a sweep file (see
+``saecore.training.sweep_config``) with per-SAE settings.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import yaml
 
 from saecore.cli.model_flags import FlagTable, FriendlyArgumentParser
 from saecore.cli.train_presets import apply_presets
+from saecore.config.validation import validate_model
 from saecore.errors import ConfigError
 from saecore.registry import get_registry
 from saecore.training.errors import TrainingInterruptedError
@@ -51,31 +58,37 @@ def read_config_file(path: str) -> dict[str, Any]:
 
 def _pre_parser() -> argparse.ArgumentParser:
     parser = FriendlyArgumentParser(prog="saecore train", add_help=False)
-    parser.add_argument("--arch", default=None)
+    parser.add_argument("--arch", action="append", default=None)
     parser.add_argument("--source", default=None)
+    parser.add_argument("--sweep", default=None)
     parser.add_argument("--config", default=None)
     parser.add_argument("-h", "--help", action="store_true")
     return parser
 
 
-def build_parser(arch: str, source: str) -> tuple[argparse.ArgumentParser, FlagTable]:
+def build_parser(archs: list[str], source: str) -> tuple[argparse.ArgumentParser, FlagTable]:
+    """The parser for these architectures; SAE flags land in one ``sae:{arch}`` section per architecture."""
     from saecore.training import LoggingConfig, TrainerConfig
 
     registry = get_registry()
-    recipe = registry.training_recipe(arch)
+    recipes_used = {arch: registry.training_recipe(arch) for arch in archs}
     source_entry = registry.source(source)
+    what = f"a {archs[0]!r} SAE" if len(archs) == 1 else f"{', '.join(map(repr, archs))} SAEs together"
     parser = FriendlyArgumentParser(
         prog="saecore train",
-        description=f"Train a {arch!r} SAE on activations from the {source!r} source.",
+        description=f"Train {what} on activations from the {source!r} source.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     recipes, sources = ", ".join(sorted(registry.training_recipes)), ", ".join(sorted(registry.sources))
-    parser.add_argument("--arch", default=arch, help=f"training recipe; installed: {recipes}")
+    parser.add_argument("--arch", action="append", default=None,
+                        help=f"training recipe, repeat to train several together; installed: {recipes}")
     parser.add_argument("--source", default=source, help=f"activation source; installed: {sources}")
     parser.add_argument("--config", default=None, help="YAML or JSON file of settings; flags override it")
+    parser.add_argument("--sweep", default=None, help="a sweep file: SAEs with per-SAE settings on one source")
     table = FlagTable()
-    table.add_section(parser, "sae", f"SAE options ({arch}, from {recipe.training_config_class.__name__})",
-                      recipe.training_config_class)
+    for arch, recipe in recipes_used.items():
+        table.add_section(parser, f"sae:{arch}", f"SAE options ({arch}, from {recipe.training_config_class.__name__})",
+                          recipe.training_config_class)
     table.add_section(parser, "source_config", f"source options ({source}, from {source_entry.config_class.__name__})",
                       source_entry.config_class)
     table.add_section(parser, "trainer", "trainer options", TrainerConfig)
@@ -83,33 +96,40 @@ def build_parser(arch: str, source: str) -> tuple[argparse.ArgumentParser, FlagT
     return parser, table
 
 
-def collect_settings(argv: list[str]) -> tuple[str, str, dict[str, dict[str, Any]], bool]:
-    """Merge the config file and the flags into per-section dicts."""
+def collect_settings(argv: list[str]) -> tuple[list[str], str, dict[str, dict[str, Any]], bool]:
+    """Merge the config file and the flags into per-section dicts (``sae:{arch}`` per architecture)."""
     pre, _ = _pre_parser().parse_known_args(argv)
     file_data = read_config_file(pre.config) if pre.config else {}
     registry = get_registry()
-    arch = pre.arch or file_data.get("arch")
-    if not arch:
+    archs = _chosen_archs(pre.arch, file_data.get("arch"), pre.config)
+    if not archs:
         if pre.help:
-            print("usage: saecore train --arch NAME [--source NAME] [--config FILE] [--<field> VALUE ...]")
+            print("usage: saecore train --arch NAME [--arch NAME ...] [--source NAME] [--config FILE] "
+                  "[--<field> VALUE ...]")
+            print("       saecore train --sweep FILE")
             print(f"installed training recipes: {', '.join(sorted(registry.training_recipes)) or 'none'}")
             print("run `saecore train --arch NAME --help` for the options of one architecture")
-            return "", "", {}, True
+            return [], "", {}, True
         raise ConfigError(
             f"--arch is required; installed training recipes: {', '.join(sorted(registry.training_recipes)) or 'none'}"
         )
     source = pre.source or file_data.get("source") or "synthetic"
-    parser, table = build_parser(arch, source)
+    parser, table = build_parser(archs, source)
     if pre.help:
         parser.print_help()
-        return arch, source, {}, True
+        return archs, source, {}, True
     args = parser.parse_args(argv)
-    sections: dict[str, dict[str, Any]] = {"sae": {}, "source_config": {}, "trainer": {}, "logger": {}}
+    sections: dict[str, dict[str, Any]] = {"source_config": {}, "trainer": {}, "logger": {}}
+    sections.update({f"sae:{arch}": {} for arch in archs})
     for key, value in file_data.items():
         if key in ("sae", "source_config", "logger"):
             if not isinstance(value, dict):
                 raise ConfigError(f"{pre.config}: '{key}' must be a mapping")
-            sections[key].update(value)
+            targets = [f"sae:{arch}" for arch in archs] if key == "sae" else [key]
+            for section in targets:
+                sections[section].update(_fields_of(section, value, archs))
+            if key == "sae" and len(archs) > 1:
+                _check_sae_keys_used(value, archs, pre.config)
         elif key not in FILE_SECTIONS:
             if key not in table.targets:
                 raise ConfigError(f"{pre.config}: unknown setting {key!r}; allowed top-level keys: arch, source, sae, "
@@ -117,7 +137,35 @@ def collect_settings(argv: list[str]) -> tuple[str, str, dict[str, dict[str, Any
             sections["trainer"][key] = value
     for section, values in table.values_by_section(args).items():
         sections[section].update(values)
-    return arch, source, sections, False
+    return archs, source, sections, False
+
+
+def _chosen_archs(flags: list[str] | None, from_file: Any, config_path: str | None) -> list[str]:
+    archs = flags if flags else ([from_file] if isinstance(from_file, str) else list(from_file or []))
+    if not all(isinstance(arch, str) for arch in archs):
+        raise ConfigError(f"{config_path}: 'arch' must be a name or a list of names, got {from_file!r}")
+    repeated = sorted({arch for arch in archs if archs.count(arch) > 1})
+    if repeated:
+        raise ConfigError(f"--arch {repeated[0]} is given twice; to train several SAEs of one architecture with "
+                          "different settings, use a sweep file (saecore train --sweep FILE)")
+    return archs
+
+
+def _check_sae_keys_used(values: dict[str, Any], archs: list[str], config_path: str | None) -> None:
+    registry = get_registry()
+    known = {name for arch in archs for name in registry.training_recipe(arch).training_config_class.model_fields}
+    unused = sorted(set(values) - known)
+    if unused:
+        raise ConfigError(f"{config_path}: sae.{unused[0]} is not an option of any chosen architecture "
+                          f"({', '.join(archs)})")
+
+
+def _fields_of(section: str, values: dict[str, Any], archs: list[str]) -> dict[str, Any]:
+    """A file's ``sae`` keys for one architecture: with several, each takes the keys its config has."""
+    if not section.startswith("sae:") or len(archs) == 1:
+        return values
+    fields = get_registry().training_recipe(section.removeprefix("sae:")).training_config_class.model_fields
+    return {key: value for key, value in values.items() if key in fields}
 
 
 def _trainer_fields() -> list[str]:
@@ -127,35 +175,111 @@ def _trainer_fields() -> list[str]:
 
 
 def run_from_argv(argv: list[str]) -> int:
-    from saecore.config.validation import validate_model
     from saecore.distributed import local_device
-    from saecore.training import LoggingConfig, SAETrainingRunner, SAETrainingRunnerConfig
 
-    arch, source_name, sections, printed_help = collect_settings(argv)
+    pre, _ = _pre_parser().parse_known_args(argv)
+    if pre.sweep is not None:
+        return _run_sweep_file(pre.sweep, argv)
+    archs, source_name, sections, printed_help = collect_settings(argv)
     if printed_help:
         return 0
-    registry = get_registry()
-    recipe = registry.training_recipe(arch)
-    source_entry = registry.source(source_name)
+    source_entry = get_registry().source(source_name)
     trainer = sections["trainer"]
     source_cfg = validate_model(source_entry.config_class, sections["source_config"], f"source {source_name!r}")
     seed, device = int(trainer.get("seed", 42)), str(trainer.get("device", "cpu"))
     source = source_entry.source_class(source_cfg, seed=seed, device=str(local_device(device)))
-    sae_values = apply_presets(arch, source_name, source.d_in, sections["sae"], trainer)
-    trainer.setdefault("output_path", str(Path("saecore_runs") / f"{arch}-{time.strftime('%Y%m%d-%H%M%S')}"))
-    trainer.setdefault("checkpoint_path", str(Path(trainer["output_path"]) / "checkpoints"))
-    sae_cfg = validate_model(recipe.training_config_class, sae_values, f"SAE options for {arch!r}")
-    logger = validate_model(LoggingConfig, sections["logger"], "logging options")
-    cfg = validate_model(SAETrainingRunnerConfig, {**trainer, "sae": sae_cfg, "source": source_cfg, "logger": logger},
-                         "trainer options")
     try:
-        runner = SAETrainingRunner(cfg, source=source)
-        runner.run()
+        if len(archs) == 1:
+            return _train_one(archs[0], source_name, source, source_cfg, sections)
+        return _train_together(archs, source_name, source, source_cfg, sections)
     except TrainingInterruptedError as error:
         print(f"saecore: {error}", file=sys.stderr)
         return 130
     finally:
         source.close()
+
+
+def _run_config(arch: str, source_name: str, source: Any, source_cfg: Any, sections: dict[str, dict[str, Any]],
+                trainer: dict[str, Any]) -> Any:
+    """One architecture's validated runner config; ``trainer`` gains the architecture's presets."""
+    from saecore.training import LoggingConfig, SAETrainingRunnerConfig
+
+    recipe = get_registry().training_recipe(arch)
+    sae_values = apply_presets(arch, source_name, source.d_in, sections[f"sae:{arch}"], trainer)
+    sae_cfg = validate_model(recipe.training_config_class, sae_values, f"SAE options for {arch!r}")
+    logger = validate_model(LoggingConfig, sections["logger"], "logging options")
+    return validate_model(SAETrainingRunnerConfig, {**trainer, "sae": sae_cfg, "source": source_cfg, "logger": logger},
+                          "trainer options")
+
+
+def _default_output_paths(trainer: dict[str, Any], run_name: str) -> None:
+    trainer.setdefault("output_path", str(Path("saecore_runs") / f"{run_name}-{time.strftime('%Y%m%d-%H%M%S')}"))
+    trainer.setdefault("checkpoint_path", str(Path(trainer["output_path"]) / "checkpoints"))
+
+
+def _train_one(arch: str, source_name: str, source: Any, source_cfg: Any, sections: dict[str, dict[str, Any]]) -> int:
+    from saecore.training import SAETrainingRunner
+
+    trainer = sections["trainer"]
+    _default_output_paths(trainer, arch)
+    cfg = _run_config(arch, source_name, source, source_cfg, sections, trainer)
+    runner = SAETrainingRunner(cfg, source=source)
+    runner.run()
     if runner.is_main_process:
+        assert runner.summary is not None
         print(runner.summary.format(), file=sys.stdout)
     return 0
+
+
+def _train_together(
+    archs: list[str], source_name: str, source: Any, source_cfg: Any, sections: dict[str, dict[str, Any]]
+) -> int:
+    """One SAE per architecture on one stream; settings the SAEs must share come from the flags or the first."""
+    from saecore.training import SAESweepConfig, SAESweepRunner, SweepMember
+    from saecore.training.sweep_config import SHARED_FIELDS
+
+    given = dict(sections["trainer"])
+    _default_output_paths(given, "sweep")
+    trainers = []
+    for arch in archs:
+        trainer = {**given, "output_path": str(Path(given["output_path"]) / arch)}
+        apply_presets(arch, source_name, source.d_in, {}, trainer)
+        trainers.append(trainer)
+    for trainer in trainers[1:]:
+        for field in SHARED_FIELDS:
+            if field in trainers[0]:
+                trainer[field] = trainers[0][field]
+    members = [
+        SweepMember(name=arch, run=_run_config(arch, source_name, source, source_cfg, sections, trainer))
+        for arch, trainer in zip(archs, trainers)
+    ]
+    runner = SAESweepRunner(validate_model(SAESweepConfig, {"members": members}, "sweep"), source=source)
+    runner.run()
+    if runner.is_main_process:
+        _print_summaries(runner.summaries)
+    return 0
+
+
+def _run_sweep_file(path: str, argv: list[str]) -> int:
+    from saecore.training import SAESweepConfig, SAESweepRunner
+
+    extra = [arg for arg in argv if arg not in ("--sweep", path) and not arg.startswith("--sweep=")]
+    if extra:
+        raise ConfigError(f"--sweep {path} takes all settings from the file; remove {' '.join(extra)} "
+                          "(or put them in the file)")
+    cfg = SAESweepConfig.from_dict(read_config_file(path), where=path)
+    runner = SAESweepRunner(cfg)
+    try:
+        runner.run()
+    except TrainingInterruptedError as error:
+        print(f"saecore: {error}", file=sys.stderr)
+        return 130
+    if runner.is_main_process:
+        _print_summaries(runner.summaries)
+    return 0
+
+
+def _print_summaries(summaries: dict[str, Any]) -> None:
+    for name, summary in summaries.items():
+        print(f"== {name}", file=sys.stdout)
+        print(summary.format(), file=sys.stdout)

@@ -2,7 +2,7 @@
 
 ``SAETrainingRunner(SAETrainingRunnerConfig(sae=..., source=...)).run()`` is the whole
 pipeline; ``SAETrainer`` is the loop alone, for callers that build their own SAE and
-source.
+source. ``SAESweepRunner(SAESweepConfig(...)).run()`` trains several SAEs on one source.
 """
 
 from saecore.training.errors import RankFailedError, TrainingDivergedError, TrainingInterruptedError
@@ -10,15 +10,20 @@ from saecore.training.logging_config import LoggingConfig
 from saecore.training.runner import SAETrainingRunner
 from saecore.training.runner_config import SAETrainingRunnerConfig
 from saecore.training.summary import TrainingSummary
+from saecore.training.sweep_config import SAESweepConfig, SweepMember
+from saecore.training.sweep_runner import SAESweepRunner
 from saecore.training.trainer import SAETrainer
 from saecore.training.trainer_config import TrainerConfig
 
 __all__ = [
     "LoggingConfig",
     "RankFailedError",
+    "SAESweepConfig",
+    "SAESweepRunner",
     "SAETrainer",
     "SAETrainingRunner",
     "SAETrainingRunnerConfig",
+    "SweepMember",
     "TrainerConfig",
     "TrainingDivergedError",
     "TrainingInterruptedError",

@@ -10,6 +10,7 @@ takes raw activations.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import torch
@@ -38,23 +39,10 @@ class ActivationScaler:
     def unscale(self, batch: torch.Tensor) -> torch.Tensor:
         return batch if self.scaling_factor is None else batch / self.scaling_factor
 
-    @torch.no_grad()
     def estimate(self, source: BatchSupplier, *, d_in: int, n_batches: int, batch_size: int) -> float:
         """Set ``s = √d_in / mean‖x‖`` over ``n_batches`` batches from ``source`` and return it."""
-        total = torch.zeros((), dtype=torch.float64, device=source.device)
-        count = 0
-        for _ in range(n_batches):
-            batch = source.next_batch(batch_size)
-            total += batch.float().norm(dim=-1).to(torch.float64).sum().to(total.device)
-            count += batch.shape[0]
-        mean_norm = float(total) / count
-        if not mean_norm > 0 or mean_norm == float("inf"):
-            raise ConfigError(
-                f"normalize_activations='expected_average_only_in': the mean activation norm over "
-                f"{n_batches} batches (n_batches_for_norm_estimate) is {mean_norm}, so no scale can be set; "
-                "check the source's activations"
-            )
-        self.scaling_factor = d_in**0.5 / mean_norm
+        estimate_scales([(self, slice(0, d_in))], source, n_batches=n_batches, batch_size=batch_size)
+        assert self.scaling_factor is not None
         return self.scaling_factor
 
     def state_dict(self) -> dict[str, Any]:
@@ -63,3 +51,31 @@ class ActivationScaler:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         value = state["scaling_factor"]
         self.scaling_factor = None if value is None else float(value)
+
+
+@torch.no_grad()
+def estimate_scales(
+    scalers: Sequence[tuple[ActivationScaler, slice]], source: BatchSupplier, *, n_batches: int, batch_size: int
+) -> None:
+    """Estimate each scaler's ``s`` from its columns of the same ``n_batches`` batches.
+
+    One pass serves every SAE of a sweep that scales its inputs, each from its own
+    stream's columns, so the stream is consumed once whatever the number of SAEs.
+    """
+    totals = [torch.zeros((), dtype=torch.float64, device=source.device) for _ in scalers]
+    count = 0
+    for _ in range(n_batches):
+        batch = source.next_batch(batch_size)
+        for total, (_, columns) in zip(totals, scalers):
+            total += batch[:, columns].float().norm(dim=-1).to(torch.float64).sum().to(total.device)
+        count += batch.shape[0]
+    for total, (scaler, columns) in zip(totals, scalers):
+        d_in = len(range(*columns.indices(batch.shape[-1])))
+        mean_norm = float(total) / count
+        if not mean_norm > 0 or mean_norm == float("inf"):
+            raise ConfigError(
+                f"normalize_activations='expected_average_only_in': the mean activation norm over "
+                f"{n_batches} batches (n_batches_for_norm_estimate) is {mean_norm}, so no scale can be set; "
+                "check the source's activations"
+            )
+        scaler.scaling_factor = d_in**0.5 / mean_norm

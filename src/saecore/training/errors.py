@@ -14,7 +14,7 @@ from saecore.errors import SaecoreError
 class TrainingDivergedError(SaecoreError):
     """The loss became NaN or infinite; no checkpoint is written from that point on."""
 
-    def __init__(self, step: int, last_checkpoint: Path | None) -> None:
+    def __init__(self, step: int, last_checkpoint: Path | None, *, which: str = "") -> None:
         self.step = step
         self.last_checkpoint = last_checkpoint
         where = (
@@ -23,7 +23,7 @@ class TrainingDivergedError(SaecoreError):
             else "no checkpoint was written before it"
         )
         super().__init__(
-            f"training diverged: the loss became NaN or infinite at step {step}; {where}. "
+            f"training{which} diverged: the loss became NaN or infinite at step {step}; {where}. "
             "Lower lr, raise lr_warm_up_steps or lower max_grad_norm, or check the activations for inf/NaN"
         )
 

@@ -69,12 +69,12 @@ class SAETrainingRunner:
         cfg = self.cfg
         seed_everything(cfg.seed)
         owns_source = self.source is None
-        source = self.source if self.source is not None else self._build_source()
+        source = self.source if self.source is not None else self.build_source()
         try:
-            self._check_source(source)
-            sae = self._build_sae(source)
+            self.check_source(source)
+            sae = self.build_sae(source)
             run_config = cfg.to_dict()
-            logger = self._start_wandb(run_config) if self.distributed.is_main else None
+            logger = self.start_wandb(run_config) if self.distributed.is_main else None
             try:
                 self.trainer = SAETrainer(
                     cfg.trainer_config(), sae, source,
@@ -84,11 +84,11 @@ class SAETrainingRunner:
                 if cfg.resume_from_checkpoint is not None:
                     self.trainer.load_checkpoint(cfg.resume_from_checkpoint)
                 self.trainer.fit()
-                output = self._save_output(sae, self.trainer, run_config) if self.distributed.is_main else None
+                output = self.save_output(sae, self.trainer, run_config) if self.distributed.is_main else None
                 self.distributed.barrier()
-                self.summary = self._summarise(sae, self.trainer, source)
+                self.summary = self.summarise(sae, self.trainer, source)
                 if logger is not None:
-                    self._log_final(logger, output, sae, run_config)
+                    self.log_final(logger, output, sae, run_config)
             except BaseException:
                 if logger is not None:
                     logger.finish(exit_code=1)
@@ -101,13 +101,13 @@ class SAETrainingRunner:
         return sae
 
     # -- building ------------------------------------------------------------------------
-    def _build_source(self) -> ActivationSource:
+    def build_source(self) -> ActivationSource:
         entry = get_registry().source(registered_source_name(self.cfg.source))
         device = str(self.distributed.device_for(self.cfg.device))
         source: ActivationSource = entry.source_class(self.cfg.source, seed=self.cfg.seed, device=device)
         return source
 
-    def _check_source(self, source: ActivationSource) -> None:
+    def check_source(self, source: ActivationSource) -> None:
         if self.cfg.sae.d_in != source.d_in:
             raise ConfigError(
                 f"sae.d_in = {self.cfg.sae.d_in}, but the source ({type(source).__name__}) serves activations "
@@ -115,26 +115,28 @@ class SAETrainingRunner:
             )
         source.check_batch_size(self.cfg.train_batch_size_tokens)
 
-    def _build_sae(self, source: ActivationSource) -> TrainingSAE[Any]:
+    def build_sae(self, source: ActivationSource, stream: str | None = None) -> TrainingSAE[Any]:
         """A fresh training SAE on ``cfg.device``; ``cfg.sae`` itself is never mutated.
 
-        The source's facts (model, hook, dataset …) fill metadata keys the user left unset.
+        The source's facts (model, hook, dataset …; those of ``stream`` when given) fill
+        metadata keys the user left unset.
         """
         entry = get_registry().training_recipe(self.cfg.sae.architecture())
         sae_cfg = self.cfg.sae.model_copy(deep=True)
         sae_cfg.device = str(self.distributed.device_for(self.cfg.device))
-        for key, value in source.sae_metadata().items():
+        facts = source.sae_metadata() if stream is None else source.stream_metadata(stream)
+        for key, value in facts.items():
             if sae_cfg.metadata.get(key) is None:
                 sae_cfg.metadata[key] = value
         sae: TrainingSAE[Any] = entry.training_sae_class(sae_cfg)
         return sae
 
-    def _start_wandb(self, run_config: dict[str, Any]) -> WandbLogger | None:
+    def start_wandb(self, run_config: dict[str, Any], *, alongside_others: bool = False) -> WandbLogger | None:
         if not self.cfg.logger.log_to_wandb:
             return None
         return WandbLogger(
             self.cfg.logger, run_config=run_config, default_run_name=self.default_run_name(),
-            quiet=not self.cfg.verbose,
+            quiet=not self.cfg.verbose, alongside_others=alongside_others,
         )
 
     def default_run_name(self) -> str:
@@ -143,7 +145,7 @@ class SAETrainingRunner:
         return f"{cfg.sae.architecture()}-{cfg.sae.d_sae}-LR-{cfg.lr}-Tokens-{cfg.training_tokens:3.3e}"
 
     # -- results -------------------------------------------------------------------------
-    def _save_output(self, sae: TrainingSAE[Any], trainer: SAETrainer, run_config: dict[str, Any]) -> Path | None:
+    def save_output(self, sae: TrainingSAE[Any], trainer: SAETrainer, run_config: dict[str, Any]) -> Path | None:
         if self.cfg.output_path is None:
             return None
         output = Path(self.cfg.output_path)
@@ -151,7 +153,7 @@ class SAETrainingRunner:
         write_text_atomically(output / RUNNER_CFG_FILENAME, json.dumps(run_config, indent=2))
         return output
 
-    def _summarise(self, sae: TrainingSAE[Any], trainer: SAETrainer, source: ActivationSource) -> TrainingSummary:
+    def summarise(self, sae: TrainingSAE[Any], trainer: SAETrainer, source: ActivationSource) -> TrainingSummary:
         metrics = trainer.final_metrics
         assert metrics is not None
         truth = source.ground_truth_features()
@@ -175,7 +177,7 @@ class SAETrainingRunner:
             source_metrics=dict(trainer.final_source_metrics),
         )
 
-    def _log_final(
+    def log_final(
         self, logger: WandbLogger, output: Path | None, sae: TrainingSAE[Any], run_config: dict[str, Any]
     ) -> None:
         assert self.summary is not None

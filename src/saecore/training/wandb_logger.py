@@ -27,8 +27,15 @@ class WandbLogger:
     """One wandb run: metrics by step, histograms, the final model as an artifact."""
 
     def __init__(
-        self, cfg: LoggingConfig, *, run_config: Mapping[str, Any], default_run_name: str, quiet: bool = False
+        self,
+        cfg: LoggingConfig,
+        *,
+        run_config: Mapping[str, Any],
+        default_run_name: str,
+        quiet: bool = False,
+        alongside_others: bool = False,
     ) -> None:
+        """``alongside_others``: this run is one of several open at once (the SAEs of a sweep)."""
         try:
             import wandb
         except ImportError:
@@ -46,6 +53,7 @@ class WandbLogger:
             resume="allow" if cfg.wandb_id else None,
             config=dict(run_config),
             settings=wandb.Settings(silent=quiet),
+            **({"reinit": "create_new"} if alongside_others else {}),
         )
 
     def log(

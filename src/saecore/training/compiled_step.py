@@ -1,0 +1,57 @@
+"""The training forward pass under ``torch.compile``.
+
+Compiling the step the trainer calls (the SAE's ``training_forward_pass``, or DDP around
+it) lets inductor fuse the elementwise work between the matmuls, forward and backward,
+into a few loops, instead of one pass over a ``[batch, d_sae]`` tensor per operator.
+The first step pays the compilation (tens of seconds), and one more when a coefficient
+warm-up first changes a coefficient (its value then becomes a graph input instead of a
+constant) or on the first logging step. Recipes with sparse tensors or data-dependent
+shapes (TopK's sparse codes) compile only in pieces between graph breaks and gain little.
+
+Inductor needs a C++ compiler on the CPU (``$CXX``, else ``g++``; ``clang++`` on macOS,
+``cl`` on Windows) and Triton on GPUs; without one, asking for compilation is refused
+before training starts rather than failing inside the first step.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
+
+import torch
+
+from saecore.distributed.data_parallel import TrainingStep
+from saecore.errors import ConfigError
+
+FIELD = "compile_training_step"
+
+
+def _default_cxx() -> str:
+    if sys.platform == "win32":
+        return "cl"
+    return "clang++" if sys.platform == "darwin" else "g++"
+
+
+def compile_unavailable_reason(device: torch.device) -> str | None:
+    """Why torch.compile's default backend cannot build kernels for ``device`` here (None if it can)."""
+    if device.type == "cpu":
+        compiler = os.environ.get("CXX", _default_cxx())
+        if shutil.which(compiler) is None:
+            return f"torch.compile needs a C++ compiler for CPU kernels and {compiler!r} is not on PATH (set CXX)"
+        return None
+    if device.type == "cuda" and importlib.util.find_spec("triton") is None:
+        return "torch.compile needs Triton for CUDA kernels and it is not installed"
+    return None
+
+
+def compiled_training_step(step: TrainingStep, device: torch.device, *, enabled: bool) -> TrainingStep:
+    """``step`` under torch.compile when ``enabled``; ``step`` itself otherwise."""
+    if not enabled:
+        return step
+    reason = compile_unavailable_reason(device)
+    if reason is not None:
+        raise ConfigError(f"{FIELD}=True: {reason}; install one or set {FIELD}=False")
+    compiled: TrainingStep = torch.compile(step)
+    return compiled

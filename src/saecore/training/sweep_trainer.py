@@ -1,0 +1,113 @@
+"""Several SAEs stepping in lockstep on one activation stream.
+
+Each SAE keeps its own :class:`SAETrainer` (optimizer, schedules, statistics, scale,
+logger); the sweep owns only what they share: the batch stream (a tee, see
+``shared_stream``), the input-scale estimate, the stop signal and the checkpoint steps.
+Per global step every SAE takes its step on the same batch, so the source (a language
+model, say) produces each batch once however many SAEs learn from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from saecore.training.activation_scaler import estimate_scales
+from saecore.training.errors import TrainingDivergedError, TrainingInterruptedError
+from saecore.training.interruption import StopRequest, stop_on_signals
+from saecore.training.shared_stream import SharedBatches, StreamView
+from saecore.training.trainer import SCALED_MODE, SAETrainer
+from saecore.training_sae import TrainingSAE
+
+
+class SweepTrainer:
+    """Trains ``trainers`` (built on views of ``shared``) together; ``names`` label them in errors."""
+
+    def __init__(self, trainers: Sequence[SAETrainer], names: Sequence[str], shared: SharedBatches) -> None:
+        if len(trainers) != len(names) or len(trainers) != shared.n_readers:
+            raise ValueError("one name and one shared-stream reader per trainer")
+        steps = {trainer.total_steps for trainer in trainers}
+        if len(steps) != 1:
+            raise ValueError(f"the SAEs of a sweep must take the same number of steps, got {sorted(steps)}")
+        self.trainers = list(trainers)
+        self.names = list(names)
+        self.shared = shared
+
+    @property
+    def lead(self) -> SAETrainer:
+        """The first SAE's trainer: its progress line is shown, its step count is the sweep's."""
+        return self.trainers[0]
+
+    def fit(self) -> list[TrainingSAE[Any]]:
+        """Train every SAE to ``training_tokens``, then evaluate and fold each one's scale in."""
+        for index, trainer in enumerate(self.trainers):
+            trainer.begin_fit(show_progress=index == 0)
+        try:
+            with stop_on_signals() as stop:
+                self._estimate_scales()
+                for trainer in self.trainers:
+                    trainer.sae.train()
+                never = StopRequest()
+                while not self.lead.is_done:
+                    for name, trainer in zip(self.names, self.trainers):
+                        with _naming_diverged(name):
+                            trainer.run_step(never)
+                    self._stop_if_asked(stop)
+            for name, trainer in zip(self.names, self.trainers):
+                with _naming_diverged(name):
+                    trainer.end_fit()
+        except RuntimeError as error:
+            self.lead.raise_rank_failure(error)
+        finally:
+            for trainer in self.trainers:
+                trainer.close_progress()
+        return [trainer.sae for trainer in self.trainers]
+
+    def _estimate_scales(self) -> None:
+        """One pass over ``n_batches_for_norm_estimate`` batches sets the scale of every SAE that needs one."""
+        scaled = [
+            (trainer.scaler, _columns(trainer))
+            for trainer in self.trainers
+            if trainer.sae.cfg.normalize_activations == SCALED_MODE
+            and trainer.scaler.scaling_factor is None
+            and not trainer.is_done
+        ]
+        if not scaled:
+            return
+        cfg = self.lead.cfg
+        estimate_scales(scaled, self.shared.handout, n_batches=cfg.n_batches_for_norm_estimate,
+                        batch_size=cfg.train_batch_size_tokens)
+        for name, trainer in zip(self.names, self.trainers):
+            if trainer.scaler.scaling_factor is not None and trainer.sae.cfg.normalize_activations == SCALED_MODE:
+                self.lead.write_progress_note(f"{name}: activation scale s = {trainer.scaler.scaling_factor:.6g}")
+
+    def _stop_if_asked(self, stop: StopRequest) -> None:
+        """On SIGINT/SIGTERM every SAE checkpoints at the same step, then the sweep stops."""
+        lead = self.lead
+        is_log_step = lead.n_training_steps % lead.logging.wandb_log_frequency == 0
+        if not lead.should_stop(stop, is_log_step):
+            return
+        for trainer in self.trainers:
+            if not trainer.checkpointed_this_step:
+                trainer.save_checkpoint()
+        assert lead.last_checkpoint is not None
+        raise TrainingInterruptedError(stop.signal_name or "a signal to another rank", lead.n_training_steps,
+                                       lead.last_checkpoint.parent)
+
+
+def _columns(trainer: SAETrainer) -> slice:
+    batches = trainer.batches
+    if isinstance(batches, StreamView) and batches.columns is not None:
+        return batches.columns
+    return slice(None)
+
+
+@contextlib.contextmanager
+def _naming_diverged(name: str) -> Iterator[None]:
+    """Re-raise a member's divergence naming the SAE, pointing at the sweep's checkpoint folder."""
+    try:
+        yield
+    except TrainingDivergedError as error:
+        checkpoint = error.last_checkpoint.parent if error.last_checkpoint is not None else None
+        raise TrainingDivergedError(error.step, checkpoint, which=f" of the sweep's SAE {name!r}") from None
