@@ -180,7 +180,14 @@ def init_from_env(device: str, timeout_s: float) -> tuple[DistributedContext, bo
     return current_context(), True
 
 
-def shutdown(owned: bool) -> None:
-    """Leave the process group if we created it (also after a failure: a clean exit, not an abort)."""
+def shutdown(owned: bool, *, together: bool = False) -> None:
+    """Leave the process group if we created it (also after a failure: a clean exit, not an abort).
+
+    ``together``: every rank is known to be alive and leaving (a finished or agreed-stopped
+    run), so ranks first wait for each other. Otherwise a rank that tears down first can
+    close connections a peer's gloo thread is still using, and the peer aborts.
+    """
     if owned and dist.is_available() and dist.is_initialized():
+        if together:
+            dist.barrier()
         dist.destroy_process_group()

@@ -24,6 +24,7 @@ from saecore.io.atomic import write_text_atomically
 from saecore.registry import get_registry
 from saecore.sources.base import ActivationSource
 from saecore.training.checkpoint import RUNNER_CFG_FILENAME
+from saecore.training.errors import TrainingInterruptedError
 from saecore.training.rng import seed_everything
 from saecore.training.runner_config import SAETrainingRunnerConfig, registered_source_name
 from saecore.training.summary import TrainingSummary
@@ -60,10 +61,16 @@ class SAETrainingRunner:
 
     def run(self) -> TrainingSAE[Any]:
         self.distributed, owns_group = init_from_env(self.cfg.device, self.cfg.distributed_timeout_s)
+        together = False
         try:
-            return self._run()
+            result = self._run()
+            together = True
+            return result
+        except TrainingInterruptedError:
+            together = True  # every rank agreed to stop at this step
+            raise
         finally:
-            shutdown(owns_group)
+            shutdown(owns_group, together=together)
 
     def _run(self) -> TrainingSAE[Any]:
         cfg = self.cfg

@@ -20,6 +20,7 @@ from saecore.distributed.context import DistributedContext, init_from_env, shutd
 from saecore.distributed.sharding import choose_sharding
 from saecore.errors import ConfigError
 from saecore.sources.base import ActivationSource
+from saecore.training.errors import TrainingInterruptedError
 from saecore.training.rng import seed_everything
 from saecore.training.runner import SAETrainingRunner
 from saecore.training.shared_stream import SharedBatches
@@ -80,10 +81,16 @@ class SAESweepRunner:
     def run(self) -> dict[str, TrainingSAE[Any]]:
         first = self.cfg.first
         self.distributed, owns_group = init_from_env(first.device, first.distributed_timeout_s)
+        together = False
         try:
-            return self._run()
+            result = self._run()
+            together = True
+            return result
+        except TrainingInterruptedError:
+            together = True  # every rank agreed to stop at this step
+            raise
         finally:
-            shutdown(owns_group)
+            shutdown(owns_group, together=together)
 
     def _run(self) -> dict[str, TrainingSAE[Any]]:
         members = self.cfg.members
