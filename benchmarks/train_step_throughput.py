@@ -50,6 +50,8 @@ import torch
 
 ARCHITECTURES = ("standard", "gated", "jumprelu", "topk")
 IMPLEMENTATIONS = ("saecore", "sae_lens", "sparsify")
+# TrainerConfig.optimizer_implementation's values.
+OPTIMIZERS = ("auto", "fused", "foreach", "for_loop")
 FLOOR = "matmul floor"
 MAX_GRAD_NORM = 1.0
 LEARNING_RATE = 3e-4
@@ -81,37 +83,84 @@ class Case:
         return self.arch if self.dead_fraction == 0 else f"{self.arch} {self.dead_fraction:.0%} dead"
 
 
+@dataclass(frozen=True)
+class Settings:
+    """saecore's fast-path switches for one row (TrainerConfig's fields of the same names).
+
+    SAELens and sparsify always run as their own trainers do: torch's default Adam,
+    eager, float32.
+    """
+
+    optimizer: str = "auto"
+    compile: bool = False
+    autocast: bool = False
+
+    @property
+    def spec(self) -> str:
+        """The ``--variant`` spelling of these settings ('' for the defaults)."""
+        parts = [self.optimizer] if self.optimizer != "auto" else []
+        parts += [name for name in ("compile", "autocast") if getattr(self, name)]
+        return "+".join(parts)
+
+    def flags(self) -> list[str]:
+        """Command-line flags that reproduce these settings (for the memory child)."""
+        switches = [f"--{name}" for name in ("compile", "autocast") if getattr(self, name)]
+        return ["--optimizer", self.optimizer, *switches]
+
+
+def parse_variant(spec: str) -> Settings:
+    """``fused+compile`` -> Settings(optimizer="fused", compile=True); unnamed switches at their defaults."""
+    values: dict[str, Any] = {}
+    for part in spec.split("+"):
+        if part in OPTIMIZERS:
+            values["optimizer"] = part
+        elif part in ("compile", "autocast"):
+            values[part] = True
+        else:
+            raise argparse.ArgumentTypeError(
+                f"--variant {spec}: unknown part {part!r}; allowed: {', '.join(OPTIMIZERS)}, compile, autocast"
+            )
+    return Settings(**values)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One timed row: an implementation, and for saecore the settings it runs with."""
+
+    impl: str
+    settings: Settings = Settings()
+
+    @property
+    def label(self) -> str:
+        spec = self.settings.spec if self.impl == "saecore" else ""
+        return f"{self.impl}+{spec}" if spec else self.impl
+
+
 @dataclass
 class Trainable:
     """What a library's trainer does with one batch, up to the optimizer.
 
     ``loss`` runs the training forward pass and the trainer's per-step firing bookkeeping
     and returns the loss to differentiate; ``before_update`` is any gradient surgery the
-    library's trainer applies between ``backward`` and the optimizer.
+    library's trainer applies between ``backward`` and the optimizer; ``optimizer`` is
+    the Adam that trainer builds.
     """
 
     loss: Callable[[], torch.Tensor]
     params: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
     before_update: Callable[[], None] | None = None
 
 
 class TrainingStep:
-    """``backward``, clipping, Adam and ``zero_grad`` around a Trainable's loss.
+    """``backward``, clipping, Adam and ``zero_grad`` around a Trainable's loss."""
 
-    With ``autocast`` the loss (the forward pass) runs under bfloat16 autocast, as the
-    trainers' own mixed-precision options do; parameters and Adam stay float32.
-    """
-
-    def __init__(self, trainable: Trainable, optimizer: str, autocast: bool = False) -> None:
+    def __init__(self, trainable: Trainable) -> None:
         self.trainable = trainable
-        options = {} if optimizer == "default" else {optimizer: True}
-        self.optimizer = torch.optim.Adam(trainable.params, lr=LEARNING_RATE, **options)
-        device_type = trainable.params[0].device.type
-        self.autocast = torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast)
+        self.optimizer = trainable.optimizer
 
     def __call__(self) -> None:
-        with self.autocast:
-            loss = self.trainable.loss()
+        loss = self.trainable.loss()
         loss.backward()
         if self.trainable.before_update is not None:
             self.trainable.before_update()
@@ -133,8 +182,11 @@ class TrainingStep:
 
 
 # -- the implementations -----------------------------------------------------------------
-def saecore_trainable(case: Case, shape: Shape, x: torch.Tensor, dead: torch.Tensor, compile_step: bool) -> Trainable:
+def saecore_trainable(case: Case, shape: Shape, x: torch.Tensor, dead: torch.Tensor, settings: Settings) -> Trainable:
+    """As SAETrainer builds its step from TrainerConfig's optimizer_implementation, compile_training_step, autocast."""
     from saecore.registry import get_registry
+    from saecore.training.compiled_step import compiled_training_step
+    from saecore.training.optimizer import build_adam
     from saecore.training_sae import TrainCoefficientConfig, TrainStepInput
 
     entry = get_registry().training_recipe(case.arch)
@@ -149,22 +201,27 @@ def saecore_trainable(case: Case, shape: Shape, x: torch.Tensor, dead: torch.Ten
     }
     # Most steps are not logging steps (the trainer logs every wandb_log_frequency = 30 steps).
     step_input = TrainStepInput(x, coefficients, dead, n_training_steps=0, is_logging_step=False)
-    forward_pass = torch.compile(sae.training_forward_pass) if compile_step else sae.training_forward_pass
+    forward_pass = compiled_training_step(sae.training_forward_pass, x.device, enabled=settings.compile)
+    autocast = torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=settings.autocast)
     passes_since_fired = torch.zeros(shape.d_sae, device=x.device)
     firing_totals = torch.zeros(shape.d_sae, device=x.device)
 
     def loss() -> torch.Tensor:
-        output = forward_pass(step_input)
+        with autocast:
+            output = forward_pass(step_input)
         with torch.no_grad():  # saecore's FeatureStats.update
             counts = output.latent_firing_counts()
             passes_since_fired.add_(1).masked_fill_(counts > 0, 0)
             firing_totals.add_(counts)
         return output.loss
 
-    return Trainable(loss, list(sae.parameters()))
+    params = list(sae.parameters())
+    optimizer = build_adam(params, lr=LEARNING_RATE, betas=(0.9, 0.999), implementation=settings.optimizer,
+                           device=x.device)
+    return Trainable(loss, params, optimizer)
 
 
-def saelens_trainable(case: Case, shape: Shape, x: torch.Tensor, dead: torch.Tensor, compile_step: bool) -> Trainable:
+def saelens_trainable(case: Case, shape: Shape, x: torch.Tensor, dead: torch.Tensor, settings: Settings) -> Trainable:
     import sae_lens
     from sae_lens.saes.sae import TrainCoefficientConfig, TrainStepInput
 
@@ -194,10 +251,11 @@ def saelens_trainable(case: Case, shape: Shape, x: torch.Tensor, dead: torch.Ten
             firing_totals.add_(firing.sum(0))
         return output.loss
 
-    return Trainable(loss, list(sae.parameters()))
+    params = list(sae.parameters())
+    return Trainable(loss, params, torch.optim.Adam(params, lr=LEARNING_RATE))
 
 
-def sparsify_trainable(case: Case, shape: Shape, x: torch.Tensor, dead: torch.Tensor, compile_step: bool) -> Trainable:
+def sparsify_trainable(case: Case, shape: Shape, x: torch.Tensor, dead: torch.Tensor, settings: Settings) -> Trainable:
     if x.device.type == "cpu":
         os.environ.setdefault("SPARSIFY_DISABLE_TRITON", "1")
     with contextlib.redirect_stdout(io.StringIO()):  # it prints which decoder kernel it picked
@@ -216,10 +274,13 @@ def sparsify_trainable(case: Case, shape: Shape, x: torch.Tensor, dead: torch.Te
             tokens_since_fired[did_fire] = 0
         return output.fvu + SPARSIFY_AUXK_ALPHA * output.auxk_loss
 
-    return Trainable(loss, list(sae.parameters()), sae.remove_gradient_parallel_to_decoder_directions)
+    params = list(sae.parameters())
+    return Trainable(
+        loss, params, torch.optim.Adam(params, lr=LEARNING_RATE), sae.remove_gradient_parallel_to_decoder_directions
+    )
 
 
-BUILDERS: dict[str, Callable[[Case, Shape, torch.Tensor, torch.Tensor, bool], Trainable]] = {
+BUILDERS: dict[str, Callable[[Case, Shape, torch.Tensor, torch.Tensor, Settings], Trainable]] = {
     "saecore": saecore_trainable,
     "sae_lens": saelens_trainable,
     "sparsify": sparsify_trainable,
@@ -277,22 +338,28 @@ class Timings:
 
     CPU seconds count the work of every thread (and OpenMP spin-waits); on a loaded
     machine they move far less than wall-clock time, so they help read a noisy run.
+    ``first`` is the wall-clock time of each candidate's first (untimed) step, which
+    includes torch.compile's compilation where it is on.
     """
 
     wall: dict[str, list[float]]
     cpu: dict[str, list[float]]
+    first: dict[str, float] = field(default_factory=dict)
 
 
 def time_interleaved(
     steps: dict[str, Callable[[], None]], warmup: int, repeats: int, sync: Callable[[], None]
 ) -> Timings:
     """Time each round's step per candidate; the candidates take turns in a rotating order."""
-    for step in steps.values():
-        for _ in range(warmup):
-            step()
-    sync()
     names = list(steps)
     timings = Timings({name: [] for name in names}, {name: [] for name in names})
+    for name, step in steps.items():
+        for index in range(warmup):
+            start = time.perf_counter()
+            step()
+            sync()
+            if index == 0:
+                timings.first[name] = time.perf_counter() - start
     for round_index in range(repeats):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
@@ -313,10 +380,13 @@ class Row:
     cpu_seconds: list[float]
     tok_s_best: float
     tok_s_median: float
+    first_step_seconds: float | None = None
     ratio_to_sae_lens: float | None = None
     ratio_to_sae_lens_best: float | None = None
     ratio_to_sparsify: float | None = None
     ratio_to_sparsify_best: float | None = None
+    ratio_to_saecore: float | None = None
+    ratio_to_saecore_best: float | None = None
     floor_fraction: float | None = None
     floor_fraction_best: float | None = None
     peak_memory_bytes: int | None = None
@@ -328,7 +398,8 @@ def paired_ratio(reference: Sequence[float], candidate: Sequence[float]) -> floa
     return statistics.median(r / c for r, c in zip(reference, candidate))
 
 
-def rows_of_case(case: Case, shape: Shape, timings: Timings) -> list[Row]:
+def rows_of_case(case: Case, shape: Shape, timings: Timings, saecore_label: str) -> list[Row]:
+    """One row per candidate; ``x saecore`` compares saecore's variants with the ``saecore_label`` row."""
     times = timings.wall
     floor = times[FLOOR]
     half_units = BOUND_FLOP_UNITS[case.arch] / 2  # bound tok/s ÷ step tok/s = (units/2) · t_matmul / t_step
@@ -342,15 +413,16 @@ def rows_of_case(case: Case, shape: Shape, timings: Timings) -> list[Row]:
             impl=impl,
             seconds=seconds,
             cpu_seconds=timings.cpu[impl],
+            first_step_seconds=timings.first.get(impl),
             tok_s_best=shape.batch / min(seconds),
             tok_s_median=shape.batch / statistics.median(seconds),
             floor_fraction=half_units * paired_ratio(floor, seconds),
             floor_fraction_best=half_units * min(floor) / min(seconds),
         )
-        for peer in ("sae_lens", "sparsify"):
-            if peer in times and peer != impl:
-                setattr(row, f"ratio_to_{peer}", paired_ratio(times[peer], seconds))
-                setattr(row, f"ratio_to_{peer}_best", min(times[peer]) / min(seconds))
+        for peer, label in (("sae_lens", "sae_lens"), ("sparsify", "sparsify"), ("saecore", saecore_label)):
+            if label in times and label != impl and (peer != "saecore" or impl.startswith("saecore")):
+                setattr(row, f"ratio_to_{peer}", paired_ratio(times[label], seconds))
+                setattr(row, f"ratio_to_{peer}_best", min(times[label]) / min(seconds))
         rows.append(row)
     return rows
 
@@ -388,10 +460,10 @@ def _reset_peak_rss() -> bool:
     return True
 
 
-def measure_memory(case: Case, shape: Shape, impl: str, device: torch.device, optimizer: str, steps: int) -> dict:
+def measure_memory(case: Case, shape: Shape, candidate: Candidate, device: torch.device, steps: int) -> dict:
     """Peak memory a training step adds to resident parameters, Adam state and the batch."""
     x, dead = fixed_inputs(case, shape, device)
-    step = TrainingStep(BUILDERS[impl](case, shape, x, dead, False), optimizer)
+    step = TrainingStep(BUILDERS[candidate.impl](case, shape, x, dead, candidate.settings))
     step.allocate_optimizer_state()
     gc.collect()
     if device.type == "cuda":
@@ -415,12 +487,12 @@ def measure_memory(case: Case, shape: Shape, impl: str, device: torch.device, op
     return {"peak_bytes": (peak_kib - baseline_kib) * 1024, "method": method, "baseline_bytes": baseline_kib * 1024}
 
 
-def memory_in_subprocess(args: argparse.Namespace, case: Case, shape: Shape, impl: str) -> dict:
+def memory_in_subprocess(args: argparse.Namespace, case: Case, shape: Shape, candidate: Candidate) -> dict:
     command = [
-        sys.executable, os.path.abspath(__file__), "--memory-child", impl, "--arch", case.arch,
+        sys.executable, os.path.abspath(__file__), "--memory-child", candidate.impl, "--arch", case.arch,
         "--dead-fraction", str(case.dead_fraction), "--d-in", str(shape.d_in), "--d-sae", str(shape.d_sae),
         "--batch", str(shape.batch), "--k", str(shape.k), "--threads", str(args.threads),
-        "--device", args.device, "--optimizer", args.optimizer,
+        "--device", args.device, *candidate.settings.flags(),
     ]
     # Every allocation above 64 KiB gets its own mapping, returned to the OS when freed, so the
     # resident set follows what is live, whatever allocator settings the timed run used.
@@ -444,21 +516,24 @@ def print_table(rows: list[Row], floor: dict[str, float], bounds: dict[str, dict
         f"-> dense bound {floor['dense_bound_tok_s']:.0f} tok/s (10·d_in·d_sae FLOP/token), "
         f"sparse TopK bound {floor['sparse_bound_tok_s']:.0f} tok/s (2·d_in·d_sae)"
     )
-    headers = ("case", "impl", "tok/s best", "tok/s median", "x SAELens", "x sparsify", "of floor", "peak MiB")
-    widths = (16, 9, 11, 12, 13, 13, 13, 9)
+    headers = ("case", "impl", "tok/s best", "tok/s median", "x SAELens", "x sparsify", "x saecore", "of floor",
+               "peak MiB")
+    widths = (16, max(9, *(len(row.impl) for row in rows)), 11, 12, 13, 13, 13, 13, 9)
     print("  ".join(h.ljust(w) if i < 2 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths))))
     shown_bounds = set()
     for row in rows:
         if row.case not in shown_bounds:
             shown_bounds.add(row.case)
             bound = bounds[row.case]
-            print(f"{row.case:<16}  {'bound':<9}  {bound['tok_s_best']:>11.0f}  {bound['tok_s_median']:>12.0f}  "
+            print(f"{row.case:<16}  {'bound':<{widths[1]}}  {bound['tok_s_best']:>11.0f}  "
+                  f"{bound['tok_s_median']:>12.0f}  "
                   f"(matmul {bound['gflops_best']:.1f} GFLOP/s best, {bound['gflops_median']:.1f} median)")
         memory = "" if row.peak_memory_bytes is None else f"{row.peak_memory_bytes / 2**20:.0f}"
         cells = (
             row.case, row.impl, f"{row.tok_s_best:.0f}", f"{row.tok_s_median:.0f}",
             _ratio(row.ratio_to_sae_lens, row.ratio_to_sae_lens_best),
             _ratio(row.ratio_to_sparsify, row.ratio_to_sparsify_best),
+            _ratio(row.ratio_to_saecore, row.ratio_to_saecore_best),
             _ratio(row.floor_fraction, row.floor_fraction_best), memory,
         )
         print("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))))
@@ -535,10 +610,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="also time TopK with this fraction of latents dead (AuxK active), e.g. 0.2")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--optimizer", choices=("default", "foreach", "fused"), default="default",
-                        help="Adam implementation, the same for every library")
-    parser.add_argument("--compile", action="store_true", help="torch.compile saecore's training forward pass")
-    parser.add_argument("--autocast", action="store_true", help="run every forward pass under bfloat16 autocast")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="auto",
+                        help="saecore's Adam (TrainerConfig.optimizer_implementation); the others use torch's default")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile saecore's training forward pass (TrainerConfig.compile_training_step)")
+    parser.add_argument("--autocast", action="store_true",
+                        help="saecore's forward pass under bfloat16 autocast (TrainerConfig.autocast)")
+    parser.add_argument("--variant", action="append", type=parse_variant, default=[], metavar="SPEC",
+                        help="also time saecore with these settings, interleaved with the rest, e.g. 'fused', "
+                        "'compile', 'for_loop+autocast' (repeatable; column 'x saecore' compares with the saecore row)")
+    parser.add_argument("--tune-malloc", action="store_true",
+                        help="apply saecore's glibc malloc tuning (TrainerConfig.tune_malloc) to this whole process, "
+                        "so to every library; compare runs with and without it")
     parser.add_argument("--warmup", type=int, help="untimed steps per implementation (default 2, --large 1)")
     parser.add_argument("--repeats", type=int, help="timed rounds (default 7, --large 3)")
     parser.add_argument("--memory-steps", type=int, default=2, help="steps per memory measurement")
@@ -573,15 +656,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     shape = Shape(args.d_in, args.d_sae, args.batch, args.k)
+    settings = Settings(args.optimizer, args.compile, args.autocast)
     if args.memory_child is not None:
         case = Case(args.arch[0], args.dead_fraction)
-        result = measure_memory(case, shape, args.memory_child, device, args.optimizer, args.memory_steps)
+        candidate = Candidate(args.memory_child, settings)
+        result = measure_memory(case, shape, candidate, device, args.memory_steps)
         print(MEMORY_MARKER + json.dumps(result))
         return
 
     facts = machine_facts(device, args.threads)
     print(f"{facts['cpu']} ({facts['cpu_count']} CPUs), {device}, torch {facts['torch']}, {args.threads} threads, "
           f"load {facts['load_average_at_start']}, {facts['versions']}")
+    if args.tune_malloc:
+        from saecore.training.allocator import tune_malloc
+
+        tuning = tune_malloc(device)
+        facts["malloc_tuning"] = asdict(tuning)
+        print(f"malloc tuning {'applied' if tuning.applied else 'not applied'}: {tuning.reason}")
+    candidates: dict[str, Candidate] = {}
     sync = synchronizer(device)
     rows: list[Row] = []
     all_times: list[dict[str, list[float]]] = []
@@ -590,17 +682,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         x, dead = fixed_inputs(case, shape, device)
         steps: dict[str, Callable[[], None]] = {}
         for impl in args.impl or IMPLEMENTATIONS:
-            if available(impl, case.arch):
-                trainable = BUILDERS[impl](case, shape, x, dead, args.compile)
-                steps[impl] = TrainingStep(trainable, args.optimizer, args.autocast)
+            if not available(impl, case.arch):
+                continue
+            for candidate_settings in [settings, *args.variant] if impl == "saecore" else [Settings()]:
+                candidate = Candidate(impl, candidate_settings)
+                candidates[candidate.label] = candidate
+                steps[candidate.label] = TrainingStep(BUILDERS[impl](case, shape, x, dead, candidate_settings))
         steps[FLOOR] = matmul_floor(shape, device)
         timings = time_interleaved(steps, args.warmup, args.repeats, sync)
         all_times.append(timings.wall)
-        case_rows = rows_of_case(case, shape, timings)
+        case_rows = rows_of_case(case, shape, timings, Candidate("saecore", settings).label)
         bounds[case.label] = case_bound(case, shape, timings.wall[FLOOR])
         rows.extend(case_rows)
         summary = ", ".join(
-            f"{row.impl} {row.tok_s_best:.0f} ({statistics.median(row.cpu_seconds):.2f} CPU s/step)"
+            f"{row.impl} {row.tok_s_best:.0f} ({statistics.median(row.cpu_seconds):.2f} CPU s/step"
+            + (f", first step {row.first_step_seconds:.1f} s)" if row.first_step_seconds is not None else ")")
             for row in case_rows
         )
         print(f"{case.label}: best tok/s {summary}", flush=True)
@@ -613,7 +709,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args.no_memory:
         for row in rows:
             case = Case(row.arch, args.dead_fraction if row.case != row.arch else 0.0)
-            row.memory = memory_in_subprocess(args, case, shape, row.impl)
+            row.memory = memory_in_subprocess(args, case, shape, candidates[row.impl])
             row.peak_memory_bytes = row.memory.get("peak_bytes")
     floor = floor_summary(all_times, shape)
     print_table(rows, floor, bounds, shape)
@@ -623,8 +719,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             "command": [sys.executable, *sys.argv],
             "machine": facts,
             "shape": asdict(shape),
-            "settings": {k: getattr(args, k) for k in ("threads", "device", "optimizer", "compile", "autocast",
-                                                         "warmup", "repeats", "dead_fraction", "memory_steps")},
+            "settings": {
+                **{k: getattr(args, k) for k in ("threads", "device", "optimizer", "compile", "autocast", "tune_malloc",
+                                                 "warmup", "repeats", "dead_fraction", "memory_steps")},
+                "variants": [variant.spec for variant in args.variant],
+            },
             "floor": floor,
             "bounds": bounds,
             "dense_preactivation_bytes": 4 * shape.batch * shape.d_sae,

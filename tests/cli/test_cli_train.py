@@ -135,3 +135,10 @@ def test_a_sweep_file_trains_each_entry(tmp_path: Path) -> None:
     assert [SAE.load_from_disk(tmp_path / "runs" / name).cfg.k for name in ("k4", "k8")] == [4, 8]  # type: ignore[attr-defined]
     extra = saecore_cli("train", "--sweep", str(sweep), "--lr", "0.1")
     assert extra.returncode != 0 and "takes all settings from the file" in extra.stderr
+
+
+def test_output_path_null_trains_without_saving(tmp_path: Path) -> None:
+    result = saecore_cli("train", "--arch", "standard", *SMALL_RUN, "--output-path", "null", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "not saved (output_path=None)" in result.stdout
+    assert not list((tmp_path / "saecore_runs").glob("*/cfg.json"))

@@ -213,8 +213,11 @@ def _run_config(arch: str, source_name: str, source: Any, source_cfg: Any, secti
 
 
 def _default_output_paths(trainer: dict[str, Any], run_name: str) -> None:
-    trainer.setdefault("output_path", str(Path("saecore_runs") / f"{run_name}-{time.strftime('%Y%m%d-%H%M%S')}"))
-    trainer.setdefault("checkpoint_path", str(Path(trainer["output_path"]) / "checkpoints"))
+    """A fresh run folder by default; checkpoints inside it (or in its place with ``--output-path null``)."""
+    run_folder = Path("saecore_runs") / f"{run_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    trainer.setdefault("output_path", str(run_folder))
+    output = trainer["output_path"]
+    trainer.setdefault("checkpoint_path", str(Path(output if output is not None else run_folder) / "checkpoints"))
 
 
 def _train_one(arch: str, source_name: str, source: Any, source_cfg: Any, sections: dict[str, dict[str, Any]]) -> int:
@@ -242,7 +245,8 @@ def _train_together(
     _default_output_paths(given, "sweep")
     trainers = []
     for arch in archs:
-        trainer = {**given, "output_path": str(Path(given["output_path"]) / arch)}
+        output = given["output_path"]
+        trainer = {**given, "output_path": None if output is None else str(Path(output) / arch)}
         apply_presets(arch, source_name, source.d_in, {}, trainer)
         trainers.append(trainer)
     for trainer in trainers[1:]:

@@ -4,9 +4,10 @@ torch computes the same Adam update (with bias correction) three ways: a Python 
 over the parameters (``for_loop``), grouped ``_foreach`` ops over all of them
 (``foreach``), or one fused kernel per device and dtype (``fused``). They differ in
 speed and in float32 rounding only. ``auto`` picks ``fused`` on CUDA (2.7× faster than
-foreach on an H100) and on CPU (about 10× faster than the for-loop torch would pick there
-for a 512 × 4096 SAE's parameters; docs/training_fast_paths.md has the measurements),
-and leaves other devices to torch's own default, which nobody has measured here.
+foreach on an H100) and on CPU, where for a 512 × 4096 SAE the update took 32 ms
+against 128 ms for torch's default for-loop (and for foreach), making whole steps
+1.05–1.08× faster (docs/training_fast_paths.md). Other devices keep torch's own default,
+which nobody has measured here.
 """
 
 from __future__ import annotations
