@@ -6,10 +6,9 @@ from typing import Any
 
 import pytest
 import torch
-from saecore_sae_jumprelu import sparse_decode
-from saecore_sae_jumprelu.sparse_decode import SPARSE_DECODE_MAX_DENSITY, decode_product, decode_through_nonzeros
 
-from saecore import SAE
+from saecore import SAE, sparse_decode
+from saecore.sparse_decode import SPARSE_DECODE_MAX_DENSITY, decode_product, decode_through_nonzeros
 from saecore.testing.architecture_conformance import randomize_parameters
 
 D_IN, D_SAE = 8, 64

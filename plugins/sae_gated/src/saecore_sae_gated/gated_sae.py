@@ -23,8 +23,8 @@ from pydantic import Field
 from torch import nn
 
 from saecore import SAE, SAEConfig, TrainCoefficientConfig, TrainingSAE, TrainingSAEConfig, TrainStepInput
+from saecore.centred_input import centred_input
 from saecore.training_sae import TrainStepOutput, mse_loss
-from saecore_sae_gated.centred_input import centred_input
 
 PER_TOKEN_NORMALIZATIONS = ("constant_norm_rescale", "layer_norm")
 

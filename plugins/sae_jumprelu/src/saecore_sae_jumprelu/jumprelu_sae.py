@@ -25,9 +25,9 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from saecore import SAE, SAEConfig, TrainCoefficientConfig, TrainingSAE, TrainingSAEConfig, TrainStepInput
+from saecore.centred_input import centred_input
+from saecore.sparse_decode import decode_product
 from saecore.training_sae import TrainStepOutput
-from saecore_sae_jumprelu.centred_input import centred_input
-from saecore_sae_jumprelu.sparse_decode import decode_product
 from saecore_sae_jumprelu.ste import JumpReLU, Step
 
 SparsityLossMode = Literal["step", "tanh", "quadratic"]

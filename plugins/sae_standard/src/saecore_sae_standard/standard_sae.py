@@ -13,8 +13,8 @@ from pydantic import Field
 from torch import nn
 
 from saecore import SAE, SAEConfig, TrainCoefficientConfig, TrainingSAE, TrainingSAEConfig, TrainStepInput
-from saecore_sae_standard.centred_input import centred_input
-from saecore_sae_standard.sparse_decode import decode_product
+from saecore.centred_input import centred_input
+from saecore.sparse_decode import decode_product
 
 
 class StandardSAEConfig(SAEConfig):

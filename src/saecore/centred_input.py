@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from saecore import SAE
+from saecore.sae import SAE
 
 
 class _BDecThroughEncoderBias(torch.autograd.Function):
