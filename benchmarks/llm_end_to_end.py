@@ -57,12 +57,12 @@ SAELENS_CASES = ("saelens e2e", "saelens store", "saelens sae step")
 
 
 # -- the shared model and data ------------------------------------------------------------------
-def build_model(d_model: int) -> Any:
-    """A random 2-layer transformer in the installed transformer-lens generation."""
+def build_model(d_model: int, n_layers: int = 2) -> Any:
+    """A random transformer (2 layers unless told) in the installed transformer-lens generation."""
     import torch
 
     torch.manual_seed(0)
-    shape = {"n_layers": 2, "d_model": d_model, "d_head": 64, "n_heads": d_model // 64, "d_mlp": 4 * d_model,
+    shape = {"n_layers": n_layers, "d_model": d_model, "d_head": 64, "n_heads": d_model // 64, "d_mlp": 4 * d_model,
              "n_ctx": CONTEXT, "d_vocab": VOCAB, "act_fn": "gelu"}
     try:
         from transformer_lens import HookedTransformer, HookedTransformerConfig

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -99,3 +101,19 @@ def test_the_prefetcher_keeps_order_raises_errors_and_stops() -> None:
     endless.close()
     assert not any(thread.name == "test-endless" for thread in threading.enumerate())
     assert list(Prefetcher(iter([1, 2]), size=1, name="test-short")) == [1, 2]
+
+
+def test_a_prefetcher_left_open_does_not_abort_the_interpreter_at_exit() -> None:
+    script = (
+        "import torch\n"
+        "from saecore_source_llm.prefetch import Prefetcher\n"
+        "def produce():\n"
+        "    a = torch.randn(384, 384)\n"
+        "    while True:\n"
+        "        yield a @ a\n"
+        "p = Prefetcher(produce(), 2, name='left-open')\n"
+        "next(p)\n"
+    )
+    for _ in range(3):  # without the exit hook the abort came in most runs, not all
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr

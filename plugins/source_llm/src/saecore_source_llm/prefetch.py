@@ -4,18 +4,32 @@ The llm source uses it to run the language model while the trainer's SAE step ru
 torch releases the GIL inside its ops, so on a GPU the two fill different engines and on
 a CPU they share the cores. Items come out in exactly the order the iterator yields
 them, so what the consumer sees does not depend on timing.
+
+A prefetcher nobody closed is closed at interpreter exit: a daemon thread still inside a
+torch op when the interpreter finalizes aborts the process ("terminate called without an
+active exception"), so a script that forgets ``source.close()`` would die with SIGABRT.
 """
 
 from __future__ import annotations
 
+import atexit
 import queue
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
 _POLL_SECONDS = 0.1
+
+_running: weakref.WeakSet[Prefetcher[object]] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_running_prefetchers() -> None:
+    for prefetcher in list(_running):
+        prefetcher.close()
 
 
 class _Failure:
@@ -49,6 +63,7 @@ class Prefetcher(Generic[T]):
     def __next__(self) -> T:
         if not self._started:
             self._started = True
+            _running.add(self)
             self._thread.start()
         item = self._queue.get()
         if isinstance(item, _Failure):
@@ -63,6 +78,7 @@ class Prefetcher(Generic[T]):
             self._drain()
             self._thread.join(_POLL_SECONDS)
         self._drain()
+        _running.discard(self)
 
     def _drain(self) -> None:
         try:
