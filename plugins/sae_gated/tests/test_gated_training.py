@@ -115,9 +115,11 @@ def test_step_output_fields() -> None:
     out = sae.training_forward_pass(step_input(x))
     feats, magnitude_pre = sae.encode_with_hidden_pre(x)
     torch.testing.assert_close(out.feature_acts, feats)
-    torch.testing.assert_close(out.hidden_pre, magnitude_pre)
+    assert out.hidden_pre is None  # not built unless a hook watches it (test_gated_fused_encoder.py)
     torch.testing.assert_close(out.sae_out, sae.decode(feats))
     assert out.sae_in is x
+    sae.hook_sae_acts_pre.add_hook(lambda acts, hook: None)
+    torch.testing.assert_close(sae.training_forward_pass(step_input(x)).hidden_pre, magnitude_pre)
 
 
 @pytest.mark.parametrize("mode", ["none", "constant_norm_rescale"])

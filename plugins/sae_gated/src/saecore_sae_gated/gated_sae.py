@@ -25,6 +25,7 @@ from torch import nn
 from saecore import SAE, SAEConfig, TrainCoefficientConfig, TrainingSAE, TrainingSAEConfig, TrainStepInput
 from saecore.centred_input import centred_input
 from saecore.training_sae import TrainStepOutput, mse_loss
+from saecore_sae_gated.gated_encoder import GatedEncoding
 
 PER_TOKEN_NORMALIZATIONS = ("constant_norm_rescale", "layer_norm")
 
@@ -101,8 +102,13 @@ class GatedSAE(SAE[GatedSAEConfig]):
 class GatedTrainingSAE(TrainingSAE[GatedTrainingSAEConfig]):
     """Training recipe ``gated``: MSE + ``l1_loss`` + ``auxiliary_reconstruction_loss``.
 
-    ``training_forward_pass`` is overridden only to hand the forward's ``π`` to the gate
-    losses, so a step costs one encoder matmul and two decodes (main and auxiliary).
+    ``training_forward_pass`` is overridden to hand the forward's ``ReLU(π)`` to the gate
+    losses, so a step costs one encoder matmul and two decodes (main and auxiliary), and to
+    run the encoder's elementwise part as one autograd node (``GatedEncoding``) that keeps
+    only the two latent-sized tensors the decoders keep anyway. That node never builds the
+    magnitude pre-activation, so ``TrainStepOutput.hidden_pre`` is ``None`` on it; a hook on
+    ``hook_sae_acts_pre`` (which may read or replace that pre-activation) makes the step take
+    the separate ops, and ``hidden_pre`` is then the hooked pre-activation.
     """
 
     b_gate: nn.Parameter
@@ -122,11 +128,20 @@ class GatedTrainingSAE(TrainingSAE[GatedTrainingSAEConfig]):
 
     def training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
         sae_in_centred, b_dec_term = centred_input(self, step_input.sae_in)
-        gate_pre, magnitude_pre = _gate_and_magnitude(self, sae_in_centred, b_dec_term)
-        feature_acts = _gated_acts(self, gate_pre, magnitude_pre)
+        magnitude_pre: torch.Tensor | None = None
+        if self.hook_sae_acts_pre.is_hooked:
+            gate_pre, magnitude_pre = _gate_and_magnitude(self, sae_in_centred, b_dec_term)
+            feature_acts = _gated_acts(self, gate_pre, magnitude_pre)
+            gate_acts = torch.relu(gate_pre)
+        else:
+            gain = self.r_mag.exp()
+            feature_acts, gate_acts = GatedEncoding.apply(
+                sae_in_centred @ self.W_enc, gain, self.b_gate + b_dec_term, self.b_mag + b_dec_term * gain
+            )
+            feature_acts = self.hook_sae_acts_post(feature_acts)
         sae_out = self.decode(feature_acts)
         losses = {"mse_loss": mse_loss(sae_out, step_input.sae_in)}
-        losses.update(self._gate_losses(step_input, gate_pre, sae_in_centred))
+        losses.update(self._gate_losses(step_input, gate_acts, sae_in_centred))
         return TrainStepOutput(
             sae_in=step_input.sae_in,
             sae_out=sae_out,
@@ -153,13 +168,13 @@ class GatedTrainingSAE(TrainingSAE[GatedTrainingSAEConfig]):
         with self._hooks_bypassed():
             sae_in_centred, b_dec_term = centred_input(self, step_input.sae_in)
         self._norm_state = saved_norm_state
-        gate_pre = sae_in_centred @ self.W_enc + (self.b_gate + b_dec_term)
-        return self._gate_losses(step_input, gate_pre, sae_in_centred)
+        gate_acts = torch.relu(sae_in_centred @ self.W_enc + (self.b_gate + b_dec_term))
+        return self._gate_losses(step_input, gate_acts, sae_in_centred)
 
     def _gate_losses(
-        self, step_input: TrainStepInput, gate_pre: torch.Tensor, sae_in_centred: torch.Tensor
+        self, step_input: TrainStepInput, gate_acts: torch.Tensor, sae_in_centred: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        gate_acts = torch.relu(gate_pre)
+        """The L1 and auxiliary reconstruction losses on ``ReLU(π)``."""
         l1 = (gate_acts * self.W_dec.norm(dim=1)).sum(dim=-1).mean()
         via_gate = gate_acts @ self.W_dec + self.b_dec
         target = self._encoder_space_input(step_input.sae_in, sae_in_centred)
