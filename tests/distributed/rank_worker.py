@@ -8,7 +8,10 @@ source) and what this test needs on top:
   polite stop), after writing the time to ``{result_dir}/fault_time``;
 * ``shardable``: the source offers ``shard_for_rank`` (its own stream per rank);
 * ``per_rank_paths``: output and checkpoint paths get a ``_rank{r}`` suffix, so a test
-  can see which ranks wrote anything.
+  can see which ranks wrote anything;
+* ``sweep``: the config is a sweep file's mapping (``SAESweepConfig.from_dict``), run by
+  ``SAESweepRunner``; the result then lists the SAEs this rank trained and the summaries
+  it holds.
 
 Each rank that finishes writes ``{result_dir}/rank{r}.json`` with its summary.
 """
@@ -27,7 +30,13 @@ import torch
 
 from saecore.sources.cached import derive_seed
 from saecore.sources.synthetic import SyntheticSource, SyntheticSourceConfig
-from saecore.training import SAETrainingRunner, SAETrainingRunnerConfig, TrainingInterruptedError
+from saecore.training import (
+    SAESweepConfig,
+    SAESweepRunner,
+    SAETrainingRunner,
+    SAETrainingRunnerConfig,
+    TrainingInterruptedError,
+)
 
 INTERRUPTED_EXIT_CODE = 130
 
@@ -74,6 +83,8 @@ def main(spec_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text())
     rank = int(os.environ["RANK"])
     result_dir = Path(spec["result_dir"])
+    if spec.get("sweep"):
+        return run_sweep(spec, rank, result_dir)
     cfg = SAETrainingRunnerConfig.from_dict(spec["config"])
     if spec.get("per_rank_paths"):
         cfg = cfg.model_copy(update={
@@ -94,6 +105,26 @@ def main(spec_path: str) -> int:
     assert runner.summary is not None
     result = {"explained_variance": runner.summary.explained_variance, "n_tokens": runner.summary.n_tokens,
               "dead_features": runner.summary.dead_features, "finished_at": time.time()}
+    (result_dir / f"rank{rank}.json").write_text(json.dumps(result))
+    return 0
+
+
+def run_sweep(spec: dict[str, Any], rank: int, result_dir: Path) -> int:
+    """This rank's part of a sweep on the scripted source; the result names what it trained."""
+    cfg = SAESweepConfig.from_dict(spec["config"])
+    fault = spec.get("fault")
+    assert isinstance(cfg.first.source, SyntheticSourceConfig)
+    source = ScriptedSource(
+        cfg.first.source, seed=cfg.first.seed, fault=fault if fault is not None and fault["rank"] == rank else None,
+        shardable=bool(spec.get("shardable")), fault_time_file=result_dir / "fault_time",
+    )
+    runner = SAESweepRunner(cfg, source=source)
+    try:
+        trained = runner.run()
+    except TrainingInterruptedError as error:
+        print(f"rank {rank}: {error}", file=sys.stderr)
+        return INTERRUPTED_EXIT_CODE
+    result = {"trained": list(trained), "summaries": list(runner.summaries)}
     (result_dir / f"rank{rank}.json").write_text(json.dumps(result))
     return 0
 

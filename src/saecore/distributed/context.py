@@ -102,6 +102,14 @@ class DistributedContext:
         dist.gather_object(value, gathered, dst=0)
         return gathered
 
+    def all_gather_objects(self, value: Any) -> list[Any]:
+        """Every rank's ``value`` in rank order, on every rank (pickled; for small objects)."""
+        if not self.is_distributed:
+            return [value]
+        gathered: list[Any] = [None] * self.world_size
+        dist.all_gather_object(gathered, value)
+        return gathered
+
     def all_gather_rows(self, tensor: torch.Tensor) -> torch.Tensor:
         """Every rank's ``[n, ...]`` rows, concatenated in rank order, on every rank."""
         if not self.is_distributed:

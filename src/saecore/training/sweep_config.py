@@ -18,7 +18,8 @@ In a file, a sweep is a base run config plus a ``sweep`` list of per-SAE overrid
       - {name: relu, sae: {architecture: standard, l1_coefficient: 5}, lr: 1e-4}
 
 When an entry changes the architecture, the base ``sae`` keys the new architecture does
-not have (``k`` above) are left out rather than refused.
+not have (``k`` above) are left out rather than refused. ``sae_placement``, a key beside
+``sweep``, is a setting of the sweep as a whole (where its SAEs live under torchrun).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -50,6 +51,8 @@ SHARED_FIELDS = (
 )
 SHARED_LOGGER_FIELDS = ("log_to_wandb", "wandb_log_frequency", "eval_every_n_wandb_logs")
 SWEEP_KEY = "sweep"
+PLACEMENT_KEY = "sae_placement"
+SAEPlacement = Literal["replicate", "partition"]
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -79,6 +82,14 @@ class SAESweepConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     members: list[SweepMember] = Field(min_length=1)
+    sae_placement: SAEPlacement = Field(
+        default="replicate",
+        description=(
+            "Under torchrun with W ranks: 'replicate' trains every SAE on every rank, data-parallel; 'partition' "
+            "gives rank r the SAEs r, r+W, r+2W, ... (at least one each), trained on whole global batches that "
+            "the ranks' sources share out and all-gather. One process trains all SAEs either way."
+        ),
+    )
 
     @model_validator(mode="after")
     def _members_agree(self) -> SAESweepConfig:
@@ -102,19 +113,33 @@ class SAESweepConfig(BaseModel):
         """The shared settings (any member's; they agree)."""
         return self.members[0].run
 
+    def members_of_rank(self, rank: int, world_size: int) -> list[int]:
+        """Indices of the members ``rank`` trains: all of them, or its round-robin share under 'partition'."""
+        if self.sae_placement == "replicate" or world_size == 1:
+            return list(range(len(self.members)))
+        n_saes = len(self.members)
+        if n_saes < world_size:
+            raise ConfigError(
+                f"sae_placement='partition' gives each of the {world_size} ranks at least one SAE, but the sweep has "
+                f"{n_saes} SAE{'s' if n_saes != 1 else ''}; run at most {n_saes} ranks (torchrun --nproc_per_node "
+                f"{n_saes}), add SAEs, or set sae_placement='replicate' (every rank trains every SAE)"
+            )
+        return list(range(rank, n_saes, world_size))
+
     def group_checkpoint(self, n_tokens: int) -> Path:
         """Where the sweep's checkpoint after ``n_tokens`` lives: one subfolder per SAE."""
         return Path(self.first.checkpoint_path) / str(n_tokens)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], where: str = "sweep config") -> SAESweepConfig:
-        """A base run config with a ``sweep`` list of per-SAE overrides (see the module docstring)."""
+        """A base run config, a ``sweep`` list of per-SAE overrides, optionally ``sae_placement`` (module docstring)."""
         base = dict(values)
         entries = base.pop(SWEEP_KEY, None)
+        sweep_settings = {PLACEMENT_KEY: base.pop(PLACEMENT_KEY)} if PLACEMENT_KEY in base else {}
         if not isinstance(entries, list) or not entries:
             raise ConfigError(f"{where}: '{SWEEP_KEY}' must be a non-empty list of per-SAE settings with a 'name'")
         members = [_member_from_override(base, entry, where, index) for index, entry in enumerate(entries)]
-        config: SAESweepConfig = validate_model(cls, {"members": members}, where)
+        config: SAESweepConfig = validate_model(cls, {"members": members, **sweep_settings}, where)
         return config
 
 

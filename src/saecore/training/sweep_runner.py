@@ -9,6 +9,13 @@ own runner_cfg.json. Checkpoints go to ``{checkpoint_path}/{n_tokens}/{name}/``;
 
 Each SAE uses the same code as a solo :class:`SAETrainingRunner` for building, saving,
 logging to wandb (one run per SAE) and summarising; only the loop is shared.
+
+Under torchrun, ``sae_placement`` decides where the SAEs live. ``replicate``: every rank
+trains every SAE data-parallel, and rank 0 logs and saves. ``partition``: rank r builds,
+trains, checkpoints, logs and saves only its SAEs (``SAESweepConfig.members_of_rank``),
+each with a single-process trainer on whole global batches
+(``saecore.distributed.partition``); ``run()`` returns this rank's SAEs, and every rank
+gets every SAE's summary.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from saecore.distributed.context import DistributedContext, init_from_env, shutdown
+from saecore.distributed.partition import partition_handout
 from saecore.distributed.sharding import choose_sharding
 from saecore.errors import ConfigError
 from saecore.sources.base import ActivationSource
@@ -92,9 +100,16 @@ class SAESweepRunner:
         finally:
             shutdown(owns_group, together=together)
 
+    @property
+    def partitioned(self) -> bool:
+        """Whether each rank trains only its own SAEs (``sae_placement='partition'`` in a job of several ranks)."""
+        return self.cfg.sae_placement == "partition" and self.distributed.is_distributed
+
     def _run(self) -> dict[str, TrainingSAE[Any]]:
         members = self.cfg.members
-        runners = [SAETrainingRunner(member.run, progress_stream=self.progress_stream) for member in members]
+        own = [members[index] for index in self.cfg.members_of_rank(self.distributed.rank,
+                                                                    self.distributed.world_size)]
+        runners = [SAETrainingRunner(member.run, progress_stream=self.progress_stream) for member in own]
         for runner in runners:
             runner.distributed = self.distributed
         seed = self.cfg.first.seed
@@ -103,23 +118,31 @@ class SAESweepRunner:
         source = self.source if self.source is not None else runners[0].build_source()
         loggers: list[WandbLogger | None] = []
         try:
-            columns = stream_columns(source, members)
+            columns = dict(zip((member.name for member in members), stream_columns(source, members)))
             source.check_batch_size(self.cfg.first.train_batch_size_tokens)
-            saes = []
-            for member, runner, cols in zip(members, runners, columns):
+            for member in members:
+                cols = columns[member.name]
                 width = source.d_in if cols is None else cols.stop - cols.start
                 if member.run.sae.d_in != width:
                     raise ConfigError(f"sweep SAE {member.name!r}: sae.d_in = {member.run.sae.d_in}, but its stream "
                                       f"serves activations of width {width}; set sae.d_in to {width}")
+            saes = []
+            for member, runner in zip(own, runners):
                 seed_everything(seed)
                 saes.append(runner.build_sae(source, member.stream))
-            self.trainer = self._build_trainer(source, runners, saes, columns, loggers)
+            self.trainer = self._build_trainer(source, own, runners, saes, [columns[m.name] for m in own], loggers)
             self._resume_if_asked()
             self.trainer.fit()
-            for runner, sae, trainer, logger in zip(runners, saes, self.trainer.trainers, loggers):
-                run_config = runner.cfg.to_dict()
-                output = runner.save_output(sae, trainer, run_config) if self.distributed.is_main else None
-                self.distributed.barrier()
+            saves_here = self.partitioned or self.distributed.is_main
+            run_configs = [runner.cfg.to_dict() for runner in runners]
+            outputs = [
+                runner.save_output(sae, trainer, run_config) if saves_here else None
+                for runner, sae, trainer, run_config in zip(runners, saes, self.trainer.trainers, run_configs)
+            ]
+            self.distributed.barrier()
+            for runner, sae, trainer, logger, output, run_config in zip(
+                runners, saes, self.trainer.trainers, loggers, outputs, run_configs
+            ):
                 runner.summary = runner.summarise(sae, trainer, source)
                 if logger is not None:
                     runner.log_final(logger, output, sae, run_config)
@@ -134,34 +157,55 @@ class SAESweepRunner:
         for logger in loggers:
             if logger is not None:
                 logger.finish()
-        self.summaries = {member.name: runner.summary for member, runner in zip(members, runners)
-                          if runner.summary is not None}
-        return {member.name: sae for member, sae in zip(members, saes)}
+        self.summaries = self._every_summary(own, runners)
+        return {member.name: sae for member, sae in zip(own, saes)}
+
+    def _every_summary(self, own: list[SweepMember], runners: list[SAETrainingRunner]) -> dict[str, TrainingSummary]:
+        """Every SAE's summary in sweep order; a partitioned sweep gathers them from their ranks."""
+        summaries = {member.name: runner.summary for member, runner in zip(own, runners) if runner.summary is not None}
+        if self.partitioned:
+            for rank_summaries in self.distributed.all_gather_objects(summaries):
+                summaries.update(rank_summaries)
+        return {member.name: summaries[member.name] for member in self.cfg.members if member.name in summaries}
 
     def _build_trainer(
         self,
         source: ActivationSource,
+        own: list[SweepMember],
         runners: list[SAETrainingRunner],
         saes: list[TrainingSAE[Any]],
         columns: list[slice | None],
         loggers: list[WandbLogger | None],
     ) -> SweepTrainer:
+        """This rank's SAEs' trainers on one shared stream.
+
+        Partitioned, each trainer is a single-process one (no DDP: its SAE lives on this
+        rank only) and logs from this rank; the whole job is the sweep's ``group``.
+        """
         first = self.cfg.first
-        handout = choose_sharding(source, self.distributed, first.distributed_sharding, first.train_batch_size_tokens)
+        if self.partitioned:
+            handout = partition_handout(source, self.distributed, first.distributed_sharding,
+                                        first.train_batch_size_tokens)
+            trainer_context = DistributedContext()
+        else:
+            handout = choose_sharding(source, self.distributed, first.distributed_sharding,
+                                      first.train_batch_size_tokens)
+            trainer_context = self.distributed
         shared = SharedBatches(handout, len(runners))
-        several = len(runners) > 1
+        several = len(self.cfg.members) > 1
         trainers = []
-        for index, (member, runner, sae, cols) in enumerate(zip(self.cfg.members, runners, saes, columns)):
+        for index, (member, runner, sae, cols) in enumerate(zip(own, runners, saes, columns)):
             run_config = runner.cfg.to_dict()
-            logger = runner.start_wandb(run_config, alongside_others=several) if self.distributed.is_main else None
+            logs_here = self.partitioned or self.distributed.is_main
+            logger = runner.start_wandb(run_config, alongside_others=several) if logs_here else None
             loggers.append(logger)
             trainers.append(SAETrainer(
                 runner.cfg.trainer_config(), sae, source,
                 logging=runner.cfg.logger, metrics_logger=logger, run_config=run_config,
-                progress_stream=self.progress_stream, distributed=self.distributed,
+                progress_stream=self.progress_stream, distributed=trainer_context,
                 batches=shared.view(index, cols), checkpoint_subfolder=member.name,
             ))
-        return SweepTrainer(trainers, [member.name for member in self.cfg.members], shared)
+        return SweepTrainer(trainers, [member.name for member in own], shared, group=self.distributed)
 
     def _resume_if_asked(self) -> None:
         folder = self.cfg.first.resume_from_checkpoint
@@ -177,6 +221,9 @@ class SAESweepRunner:
         for name, trainer in zip(self.trainer.names, self.trainer.trainers):
             trainer.load_checkpoint(Path(folder) / name)
         steps = {trainer.n_training_steps for trainer in self.trainer.trainers}
+        if self.partitioned:  # every rank's SAEs must have been checkpointed together
+            low, high = self.distributed.min_int(min(steps)), -self.distributed.min_int(-max(steps))
+            steps |= {low, high}
         if len(steps) != 1:
             raise ConfigError(f"resume_from_checkpoint={folder!r}: the SAEs' checkpoints are at different steps "
                               f"({sorted(steps)}); they must come from one sweep checkpoint")

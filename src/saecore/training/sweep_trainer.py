@@ -5,6 +5,11 @@ logger); the sweep owns only what they share: the batch stream (a tee, see
 ``shared_stream``), the input-scale estimate, the stop signal and the checkpoint steps.
 Per global step every SAE takes its step on the same batch, so the source (a language
 model, say) produces each batch once however many SAEs learn from it.
+
+In a sweep partitioned over ranks (``sae_placement="partition"``) each rank runs one of
+these over its own SAEs, whose trainers are single-process ones; ``group`` is then the
+job, and the sweep makes the ranks agree on what the trainers would otherwise decide
+alone: whether the input scale is estimated, and when a signal stops the run.
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from saecore.distributed.context import DistributedContext
 from saecore.training.activation_scaler import estimate_scales
-from saecore.training.errors import TrainingDivergedError, TrainingInterruptedError
+from saecore.training.errors import RankFailedError, TrainingDivergedError, TrainingInterruptedError
 from saecore.training.interruption import StopRequest, stop_on_signals
 from saecore.training.shared_stream import SharedBatches, StreamView
 from saecore.training.trainer import SCALED_MODE, SAETrainer
@@ -22,9 +28,20 @@ from saecore.training_sae import TrainingSAE
 
 
 class SweepTrainer:
-    """Trains ``trainers`` (built on views of ``shared``) together; ``names`` label them in errors."""
+    """Trains ``trainers`` (built on views of ``shared``) together; ``names`` label them in errors.
 
-    def __init__(self, trainers: Sequence[SAETrainer], names: Sequence[str], shared: SharedBatches) -> None:
+    ``group`` is every process taking part in the sweep (default: the trainers' own
+    context, the whole job in a replicated sweep).
+    """
+
+    def __init__(
+        self,
+        trainers: Sequence[SAETrainer],
+        names: Sequence[str],
+        shared: SharedBatches,
+        *,
+        group: DistributedContext | None = None,
+    ) -> None:
         if len(trainers) != len(names) or len(trainers) != shared.n_readers:
             raise ValueError("one name and one shared-stream reader per trainer")
         steps = {trainer.total_steps for trainer in trainers}
@@ -33,6 +50,7 @@ class SweepTrainer:
         self.trainers = list(trainers)
         self.names = list(names)
         self.shared = shared
+        self.group = group if group is not None else self.trainers[0].distributed
 
     @property
     def lead(self) -> SAETrainer:
@@ -42,7 +60,7 @@ class SweepTrainer:
     def fit(self) -> list[TrainingSAE[Any]]:
         """Train every SAE to ``training_tokens``, then evaluate and fold each one's scale in."""
         for index, trainer in enumerate(self.trainers):
-            trainer.begin_fit(show_progress=index == 0)
+            trainer.begin_fit(show_progress=index == 0 and self.group.is_main)
         try:
             with stop_on_signals() as stop:
                 self._estimate_scales()
@@ -58,14 +76,19 @@ class SweepTrainer:
                 with _naming_diverged(name):
                     trainer.end_fit()
         except RuntimeError as error:
-            self.lead.raise_rank_failure(error)
+            self._raise_rank_failure(error)
         finally:
             for trainer in self.trainers:
                 trainer.close_progress()
         return [trainer.sae for trainer in self.trainers]
 
     def _estimate_scales(self) -> None:
-        """One pass over ``n_batches_for_norm_estimate`` batches sets the scale of every SAE that needs one."""
+        """One pass over ``n_batches_for_norm_estimate`` batches sets the scale of every SAE that needs one.
+
+        The pass happens if any SAE of the whole sweep needs it, on every rank: a rank
+        whose own SAEs need no scale still draws (and drops) those batches, so that its
+        stream stays where a single-process sweep's would be.
+        """
         scaled = [
             (trainer.scaler, _columns(trainer))
             for trainer in self.trainers
@@ -73,9 +96,13 @@ class SweepTrainer:
             and trainer.scaler.scaling_factor is None
             and not trainer.is_done
         ]
-        if not scaled:
+        if not self.group.any(bool(scaled)):
             return
         cfg = self.lead.cfg
+        if not scaled:
+            for _ in range(cfg.n_batches_for_norm_estimate):
+                self.shared.handout.global_batch(cfg.train_batch_size_tokens)
+            return
         estimate_scales(scaled, self.shared.handout, n_batches=cfg.n_batches_for_norm_estimate,
                         batch_size=cfg.train_batch_size_tokens)
         for name, trainer in zip(self.names, self.trainers):
@@ -83,10 +110,18 @@ class SweepTrainer:
                 self.lead.write_progress_note(f"{name}: activation scale s = {trainer.scaler.scaling_factor:.6g}")
 
     def _stop_if_asked(self, stop: StopRequest) -> None:
-        """On SIGINT/SIGTERM every SAE checkpoints at the same step, then the sweep stops."""
+        """On SIGINT/SIGTERM every SAE checkpoints at the same step, then the sweep stops.
+
+        One process stops after any step; the ranks of a job agree at log steps, so a
+        signal to one rank stops them all at the same step.
+        """
         lead = self.lead
         is_log_step = lead.n_training_steps % lead.logging.wandb_log_frequency == 0
-        if not lead.should_stop(stop, is_log_step):
+        if self.group.is_distributed:
+            stopping = is_log_step and self.group.any(stop.requested)
+        else:
+            stopping = stop.requested
+        if not stopping:
             return
         for trainer in self.trainers:
             if not trainer.checkpointed_this_step:
@@ -94,6 +129,16 @@ class SweepTrainer:
         assert lead.last_checkpoint is not None
         raise TrainingInterruptedError(stop.signal_name or "a signal to another rank", lead.n_training_steps,
                                        lead.last_checkpoint.parent)
+
+    def _raise_rank_failure(self, error: RuntimeError) -> None:
+        """A failed collective in a job means another rank died or stalled: say where the sweep stopped."""
+        group, lead = self.group, self.lead
+        if not group.is_distributed:
+            raise error
+        checkpoint = lead.last_checkpoint.parent if lead.last_checkpoint is not None else None
+        cause = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise RankFailedError(group.rank, group.world_size, lead.n_training_steps, lead.cfg.distributed_timeout_s,
+                              checkpoint, cause) from error
 
 
 def _columns(trainer: SAETrainer) -> slice:
