@@ -53,9 +53,21 @@ def torchrun(args: list[str], *, nproc: int = 2, cwd: Path | None = None) -> Job
         "--master_addr", "127.0.0.1", "--master_port", str(free_port()), *args,
     ]
     started = time.time()
-    done = subprocess.run(command, env=job_env(), cwd=cwd, capture_output=True, text=True, timeout=JOB_TIMEOUT_S)
+    job = subprocess.Popen(command, env=job_env(), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        output, _ = job.communicate(timeout=JOB_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        # SIGTERM, which torchrun passes on: its ranks run in sessions of their own, so
+        # killing torchrun outright (what subprocess.run's timeout does) leaves them running.
+        job.terminate()
+        try:
+            output, _ = job.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            job.kill()
+            output, _ = job.communicate()
+        output += f"\n[the job was still running after {JOB_TIMEOUT_S} s and was stopped]"
     finished = time.time()
-    return JobResult(done.returncode, done.stdout + done.stderr, finished - started, finished)
+    return JobResult(job.returncode, output, finished - started, finished)
 
 
 def write_spec(folder: Path, config: dict[str, Any], **extra: Any) -> Path:

@@ -70,6 +70,8 @@ class SAETrainingRunner:
             together = True  # every rank agreed to stop at this step
             raise
         finally:
+            if self.trainer is not None:
+                self.trainer.release_data_parallel()
             shutdown(owns_group, together=together)
 
     def _run(self) -> TrainingSAE[Any]:

@@ -98,6 +98,8 @@ class SAESweepRunner:
             together = True  # every rank agreed to stop at this step
             raise
         finally:
+            for trainer in self.trainer.trainers if self.trainer is not None else []:
+                trainer.release_data_parallel()
             shutdown(owns_group, together=together)
 
     @property

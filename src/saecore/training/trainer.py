@@ -24,6 +24,7 @@ checkpoints; the others wait until it has.
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import time
 from collections.abc import Mapping
@@ -197,6 +198,19 @@ class SAETrainer:
     @property
     def is_done(self) -> bool:
         return self.n_training_steps >= self.total_steps
+
+    def release_data_parallel(self) -> None:
+        """Drop the DDP wrapper now, while the process group still exists.
+
+        A DDP reducer holds a reference to the process group. Left to be freed after
+        ``destroy_process_group``, it holds the last one, and freeing it then runs gloo's
+        destructor with the GIL held while gloo's worker thread waits for the GIL to drop a
+        finished job: a rare hang at exit, seen under torchrun. The runners call this before
+        leaving the group; the trainer can still run steps afterwards, on one process.
+        """
+        if self.distributed.is_distributed:
+            self._training_step = self.sae.training_forward_pass
+            gc.collect()  # the wrapper sits in reference cycles; free it before the group goes
 
     def begin_fit(self, *, show_progress: bool = True) -> None:
         """Start the clock and the progress display (``fit`` does this; a sweep calls it per SAE)."""
