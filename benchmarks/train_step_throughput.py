@@ -16,6 +16,12 @@ activation gradient of the decoder, the two weight gradients; no input gradient)
 and a decoder-weight gradient; the shared encoder matmul and its gradient are counted
 once), ``2·d_in·d_sae`` for a sparse TopK step (only the encoder forward is dense).
 
+``--l0 N`` times standard and JumpReLU in a trained-sparsity regime: every
+implementation, SAELens included, starts from the same weights, whose encoder biases put
+each latent's pre-activation above its threshold on ``N·B/d_sae`` of the batch's inputs,
+so about N latents are active per input (dense steps do the same work at any L0; steps
+that exploit sparsity do less).
+
 Peak memory of a step is measured afterwards, one fresh process per (architecture,
 implementation): the growth of the resident set during two steps on CPU (the kernel's
 high-water mark ``VmHWM``, reset once the parameters and Adam state exist),
@@ -24,6 +30,7 @@ an environment with SAELens and eai-sparsify installed beside saecore (``nox -s 
 
     python benchmarks/train_step_throughput.py --dead-fraction 0.2 --json bench.json
     python benchmarks/train_step_throughput.py --large --json bench-large.json
+    python benchmarks/train_step_throughput.py --l0 64 --json bench-l0.json
 """
 
 from __future__ import annotations
@@ -57,6 +64,12 @@ MAX_GRAD_NORM = 1.0
 LEARNING_RATE = 3e-4
 # sparsify's TrainConfig.auxk_alpha default: the weight of its AuxK loss.
 SPARSIFY_AUXK_ALPHA = 1 / 32
+# The architectures --l0 can put in a sparse state (a threshold on one pre-activation per latent).
+L0_ARCHITECTURES = ("standard", "jumprelu")
+# Both libraries' TrainingSAEConfig defaults: decoder rows of this norm, JumpReLU's initial threshold.
+DECODER_INIT_NORM = 0.1
+JUMPRELU_INIT_THRESHOLD = 0.01
+JUMPRELU_BANDWIDTH = 0.05
 # FLOP per token of the cheapest possible step, in units of d_in·d_sae.
 BOUND_FLOP_UNITS = {"standard": 10, "jumprelu": 10, "gated": 16, "topk": 2}
 MEMORY_MARKER = "MEMORY_RESULT "
@@ -73,14 +86,16 @@ class Shape:
 
 @dataclass(frozen=True)
 class Case:
-    """One row group of the table: an architecture, and for TopK how many latents are dead."""
+    """One row group of the table: an architecture, for TopK how many latents are dead, and the L0 to set."""
 
     arch: str
     dead_fraction: float = 0.0
+    l0: int | None = None
 
     @property
     def label(self) -> str:
-        return self.arch if self.dead_fraction == 0 else f"{self.arch} {self.dead_fraction:.0%} dead"
+        label = self.arch if self.dead_fraction == 0 else f"{self.arch} {self.dead_fraction:.0%} dead"
+        return label if self.l0 is None else f"{label} L0 {self.l0}"
 
 
 @dataclass(frozen=True)
@@ -195,6 +210,8 @@ def saecore_trainable(case: Case, shape: Shape, x: torch.Tensor, dead: torch.Ten
         fields["k"] = shape.k
     sae = entry.training_sae_class(entry.training_config_class(**fields))
     sae.train()
+    if case.l0 is not None:
+        load_state(sae, sparse_state(case, shape, x))
     coefficients = {
         name: value.value if isinstance(value, TrainCoefficientConfig) else float(value)
         for name, value in sae.get_coefficients().items()
@@ -231,6 +248,8 @@ def saelens_trainable(case: Case, shape: Shape, x: torch.Tensor, dead: torch.Ten
         fields["k"] = shape.k
     sae = getattr(sae_lens, f"{prefix}TrainingSAE")(getattr(sae_lens, f"{prefix}TrainingSAEConfig")(**fields))
     sae.train()
+    if case.l0 is not None:
+        load_state(sae, sparse_state(case, shape, x))
     coefficients = {
         name: value.value if isinstance(value, TrainCoefficientConfig) else float(value)
         for name, value in sae.get_coefficients().items()
@@ -310,6 +329,48 @@ def fixed_inputs(case: Case, shape: Shape, device: torch.device) -> tuple[torch.
     n_dead = round(case.dead_fraction * shape.d_sae)
     dead[torch.randperm(shape.d_sae, generator=generator)[:n_dead]] = True
     return x, dead.to(device)
+
+
+def sparse_state(case: Case, shape: Shape, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Weights under which about ``case.l0`` latents are active per input of ``x``, for any implementation.
+
+    A seeded random decoder with rows of the default norm, the encoder its transpose, a
+    zero ``b_dec`` (both libraries' initialisation), and per latent ``b_enc = θ − v``, where
+    ``v`` is the pre-activation ``(x W_enc)_i`` that exactly ``l0·B/d_sae`` inputs exceed:
+    ``h_i > θ_i`` on those inputs only, which is ``l0`` active latents per input on average.
+    """
+    assert case.l0 is not None
+    generator = torch.Generator().manual_seed(2)
+    W_dec = torch.randn(shape.d_sae, shape.d_in, generator=generator)
+    W_dec *= DECODER_INIT_NORM / W_dec.norm(dim=1, keepdim=True)
+    W_enc = W_dec.T.contiguous()
+    threshold = torch.full((shape.d_sae,), JUMPRELU_INIT_THRESHOLD if case.arch == "jumprelu" else 0.0)
+    scores = x.cpu().float() @ W_enc
+    n_active = round(case.l0 * shape.batch / shape.d_sae)
+    exceeded = scores.kthvalue(shape.batch - n_active, dim=0).values
+    state = {"W_dec": W_dec, "W_enc": W_enc, "b_dec": torch.zeros(shape.d_in), "b_enc": threshold - exceeded}
+    if case.arch == "jumprelu":
+        state["threshold"] = threshold
+    return state
+
+
+@torch.no_grad()
+def load_state(sae: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    for name, value in state.items():
+        param = getattr(sae, name)
+        param.copy_(value.to(device=param.device, dtype=param.dtype))
+
+
+def sparsity_of_state(case: Case, shape: Shape, x: torch.Tensor) -> dict[str, float]:
+    """The state's L0 on the batch, and for JumpReLU the density of the entries its estimators reach."""
+    state = sparse_state(case, shape, x)
+    hidden_pre = x.cpu().float() @ state["W_enc"] + state["b_enc"]
+    threshold = state.get("threshold", torch.zeros(shape.d_sae))
+    facts = {"l0": float((hidden_pre > threshold).sum(-1).float().mean())}
+    if case.arch == "jumprelu":
+        reached = (hidden_pre - threshold) / JUMPRELU_BANDWIDTH > -0.5
+        facts["ste_support_density"] = float(reached.float().mean())
+    return facts
 
 
 def matmul_floor(shape: Shape, device: torch.device) -> Callable[[], None]:
@@ -491,6 +552,7 @@ def memory_in_subprocess(args: argparse.Namespace, case: Case, shape: Shape, can
     command = [
         sys.executable, os.path.abspath(__file__), "--memory-child", candidate.impl, "--arch", case.arch,
         "--dead-fraction", str(case.dead_fraction), "--d-in", str(shape.d_in), "--d-sae", str(shape.d_sae),
+        *(["--l0", str(case.l0)] if case.l0 is not None else []),
         "--batch", str(shape.batch), "--k", str(shape.k), "--threads", str(args.threads),
         "--device", args.device, *candidate.settings.flags(),
     ]
@@ -608,6 +670,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--impl", action="append", choices=IMPLEMENTATIONS, help="repeat to pick several (default all)")
     parser.add_argument("--dead-fraction", type=float, default=0.0,
                         help="also time TopK with this fraction of latents dead (AuxK active), e.g. 0.2")
+    parser.add_argument("--l0", type=int, help="start standard and JumpReLU (every implementation) from the same "
+                        "weights with about this many active latents per input (default: their initial state)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default="auto",
@@ -641,11 +705,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.repeats = 3 if args.large else 7
     if not 0 <= args.dead_fraction < 1:
         parser.error(f"--dead-fraction {args.dead_fraction}: allowed 0 <= fraction < 1")
+    if args.l0 is not None:
+        if not 0 < args.l0 * args.batch / args.d_sae < args.batch:
+            parser.error(f"--l0 {args.l0}: allowed 0 < l0 < d_sae={args.d_sae}, with l0·batch/d_sae >= 1")
+        if args.arch is None:
+            args.arch = list(L0_ARCHITECTURES)
+        elif not set(args.arch) <= set(L0_ARCHITECTURES):
+            parser.error(f"--l0 applies to {', '.join(L0_ARCHITECTURES)}; got --arch {', '.join(args.arch)}")
     return args
 
 
 def cases_of(args: argparse.Namespace) -> list[Case]:
-    cases = [Case(arch) for arch in (args.arch or ARCHITECTURES)]
+    cases = [Case(arch, l0=args.l0) for arch in (args.arch or ARCHITECTURES)]
     if args.dead_fraction > 0 and any(case.arch == "topk" for case in cases):
         cases.append(Case("topk", args.dead_fraction))
     return cases
@@ -658,7 +729,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     shape = Shape(args.d_in, args.d_sae, args.batch, args.k)
     settings = Settings(args.optimizer, args.compile, args.autocast)
     if args.memory_child is not None:
-        case = Case(args.arch[0], args.dead_fraction)
+        case = Case(args.arch[0], args.dead_fraction, args.l0)
         candidate = Candidate(args.memory_child, settings)
         result = measure_memory(case, shape, candidate, device, args.memory_steps)
         print(MEMORY_MARKER + json.dumps(result))
@@ -678,8 +749,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     rows: list[Row] = []
     all_times: list[dict[str, list[float]]] = []
     bounds: dict[str, dict[str, Any]] = {}
-    for case in cases_of(args):
+    cases = {case.label: case for case in cases_of(args)}
+    sparsity: dict[str, dict[str, float]] = {}
+    for case in cases.values():
         x, dead = fixed_inputs(case, shape, device)
+        if case.l0 is not None:
+            sparsity[case.label] = sparsity_of_state(case, shape, x)
+            print(f"{case.label}: start state {sparsity[case.label]}", flush=True)
         steps: dict[str, Callable[[], None]] = {}
         for impl in args.impl or IMPLEMENTATIONS:
             if not available(impl, case.arch):
@@ -708,8 +784,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         gc.collect()
     if not args.no_memory:
         for row in rows:
-            case = Case(row.arch, args.dead_fraction if row.case != row.arch else 0.0)
-            row.memory = memory_in_subprocess(args, case, shape, candidates[row.impl])
+            row.memory = memory_in_subprocess(args, cases[row.case], shape, candidates[row.impl])
             row.peak_memory_bytes = row.memory.get("peak_bytes")
     floor = floor_summary(all_times, shape)
     print_table(rows, floor, bounds, shape)
@@ -721,11 +796,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             "shape": asdict(shape),
             "settings": {
                 **{k: getattr(args, k) for k in ("threads", "device", "optimizer", "compile", "autocast", "tune_malloc",
-                                                 "warmup", "repeats", "dead_fraction", "memory_steps")},
+                                                 "warmup", "repeats", "dead_fraction", "memory_steps", "l0")},
                 "variants": [variant.spec for variant in args.variant],
             },
             "floor": floor,
             "bounds": bounds,
+            "start_sparsity": sparsity,
             "dense_preactivation_bytes": 4 * shape.batch * shape.d_sae,
             "rows": [asdict(row) for row in rows],
         }

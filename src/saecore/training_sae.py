@@ -65,6 +65,27 @@ def mse_loss(sae_out: torch.Tensor, sae_in: torch.Tensor) -> torch.Tensor:
     return (sae_out - sae_in).pow(2).sum(dim=-1).mean()
 
 
+def training_step_output(
+    step_input: TrainStepInput,
+    sae_out: torch.Tensor,
+    feature_acts: torch.Tensor,
+    hidden_pre: torch.Tensor | None,
+    aux_losses: dict[str, torch.Tensor],
+    firing_counts: torch.Tensor | None = None,
+) -> TrainStepOutput:
+    """A step's output: the MSE first, then the recipe's auxiliary losses, and their sum as ``loss``."""
+    losses = {"mse_loss": mse_loss(sae_out, step_input.sae_in), **aux_losses}
+    return TrainStepOutput(
+        sae_in=step_input.sae_in,
+        sae_out=sae_out,
+        feature_acts=feature_acts,
+        hidden_pre=hidden_pre,
+        loss=torch.stack(list(losses.values())).sum(),
+        losses=losses,
+        firing_counts=firing_counts,
+    )
+
+
 class TrainingSAE(SAE[TC]):
     """An SAE being trained; ``save_inference_model`` writes the inference SAE it becomes."""
 
@@ -108,18 +129,20 @@ class TrainingSAE(SAE[TC]):
 
     def training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
         feature_acts, hidden_pre = self.encode_with_hidden_pre(step_input.sae_in)
+        return self.finish_training_forward_pass(step_input, feature_acts, hidden_pre)
+
+    def finish_training_forward_pass(
+        self, step_input: TrainStepInput, feature_acts: torch.Tensor, hidden_pre: torch.Tensor
+    ) -> TrainStepOutput:
+        """The step from its activations on: decode, MSE, the recipe's auxiliary losses.
+
+        Separate so that a recipe which computes the activations its own way and then
+        finds it cannot take a faster route (``saecore.sparse_training``) finishes the step
+        exactly as the base class does.
+        """
         sae_out = self.decode(feature_acts)
-        losses = {"mse_loss": mse_loss(sae_out, step_input.sae_in)}
-        losses.update(self.calculate_aux_loss(step_input, feature_acts, hidden_pre, sae_out))
-        loss = torch.stack(list(losses.values())).sum()
-        return TrainStepOutput(
-            sae_in=step_input.sae_in,
-            sae_out=sae_out,
-            feature_acts=feature_acts,
-            hidden_pre=hidden_pre,
-            loss=loss,
-            losses=losses,
-        )
+        aux_losses = self.calculate_aux_loss(step_input, feature_acts, hidden_pre, sae_out)
+        return training_step_output(step_input, sae_out, feature_acts, hidden_pre, aux_losses)
 
     # -- saving ----------------------------------------------------------------------------
     def process_state_dict_for_saving_inference(self, state_dict: dict[str, torch.Tensor]) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from safetensors.torch import load_file
 from torch.overrides import TorchFunctionMode
 
 from saecore import SAE, ConfigError, TrainCoefficientConfig, TrainStepInput
+from saecore.testing import reference_normalization
 
 D_IN, D_SAE = 10, 20
 L1 = 0.7
@@ -34,22 +34,11 @@ def step_input(x: torch.Tensor, l1: float = L1) -> TrainStepInput:
     return TrainStepInput(sae_in=x, coefficients={"l1": l1}, dead_neuron_mask=None, n_training_steps=0)
 
 
-def reference_normalize(x: torch.Tensor, mode: str) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
-    if mode == "constant_norm_rescale":
-        scale = (x.shape[-1] ** 0.5) / x.pow(2).sum(-1, keepdim=True).sqrt()
-        return x * scale, lambda y: y / scale
-    if mode == "layer_norm":
-        mu = x.mean(-1, keepdim=True)
-        sd = ((x - mu).pow(2).sum(-1, keepdim=True) / (x.shape[-1] - 1)).sqrt()
-        return (x - mu) / (sd + 1e-5), lambda y: y * sd + mu
-    return x, lambda y: y
-
-
 def reference_losses(
     p: dict[str, torch.Tensor], x: torch.Tensor, l1: float, apply_b_dec: bool, mode: str
 ) -> dict[str, torch.Tensor]:
     """The gated training objective in plain float64 ops (gate un-shared, norms spelled out)."""
-    x_norm, denormalize = reference_normalize(x, mode)
+    x_norm, denormalize = reference_normalization(x, mode)
     x_c = x_norm - p["b_dec"] if apply_b_dec else x_norm
     gate = x_c @ p["W_enc"] + p["b_gate"]
     magnitude = x_c @ (p["W_enc"] * torch.exp(p["r_mag"])) + p["b_mag"]

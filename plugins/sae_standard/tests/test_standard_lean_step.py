@@ -9,40 +9,19 @@ sixth dense product would be autograd differentiating the encoder input again.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from saecore import TrainingSAE
+from saecore.testing import MatmulCounter, reference_normalization
 from saecore.testing.architecture_conformance import randomize_parameters
 from saecore.training_sae import TrainStepInput
 
 BATCH, D_IN, D_SAE = 5, 8, 24
 L1 = 0.7
 NORMS = ["none", "constant_norm_rescale", "layer_norm"]
-
-aten = torch.ops.aten
-PRODUCTS = {aten.mm.default, aten.addmm.default, aten.bmm.default, aten.baddbmm.default,
-            aten.mv.default, aten.addmv.default, aten.dot.default}
-
-
-class ProductCounter(TorchDispatchMode):
-    """The multiply-add count of every matrix product that runs, forward and backward."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.multiply_adds: list[int] = []
-
-    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        if func in PRODUCTS:
-            left, right = [a for a in args if isinstance(a, torch.Tensor)][-2:]
-            columns = right.shape[-1] if right.ndim > 1 else 1
-            self.multiply_adds.append(math.prod(left.shape) * columns)
-        return func(*args, **(kwargs or {}))
-
 
 def make_sae(dtype: torch.dtype = torch.float64, **cfg: Any) -> TrainingSAE[Any]:
     fields = {"architecture": "standard", "d_in": D_IN, "d_sae": D_SAE, "l1_coefficient": L1, **cfg}
@@ -65,15 +44,7 @@ def step(sae: TrainingSAE[Any], x: torch.Tensor) -> torch.Tensor:
 
 def reference_loss(p: dict[str, torch.Tensor], x: torch.Tensor, apply_b_dec: bool, norm: str) -> torch.Tensor:
     """The standard objective in plain float64 ops, normalisation spelled out."""
-    if norm == "constant_norm_rescale":
-        scale = D_IN**0.5 / x.pow(2).sum(-1, keepdim=True).sqrt()
-        x_n, undo = x * scale, (lambda y: y / scale)
-    elif norm == "layer_norm":
-        mu = x.mean(-1, keepdim=True)
-        sd = ((x - mu).pow(2).sum(-1, keepdim=True) / (D_IN - 1)).sqrt()
-        x_n, undo = (x - mu) / (sd + 1e-5), (lambda y: y * sd + mu)
-    else:
-        x_n, undo = x, (lambda y: y)
+    x_n, undo = reference_normalization(x, norm)
     x_c = x_n - p["b_dec"] if apply_b_dec else x_n
     acts = torch.clamp(x_c @ p["W_enc"] + p["b_enc"], min=0)
     recons = undo(acts @ p["W_dec"] + p["b_dec"])
@@ -85,7 +56,7 @@ def reference_loss(p: dict[str, torch.Tensor], x: torch.Tensor, apply_b_dec: boo
 @pytest.mark.parametrize("norm", NORMS)
 def test_step_runs_five_dense_products_and_one_matvec_for_b_dec(apply_b_dec: bool, norm: str) -> None:
     sae = make_sae(torch.float32, apply_b_dec_to_input=apply_b_dec, normalize_activations=norm)
-    with ProductCounter() as counter:
+    with MatmulCounter() as counter:
         step(sae, batch(torch.float32))
     dense = BATCH * D_IN * D_SAE
     expected = [D_IN * D_SAE] * apply_b_dec + [dense] * 5
@@ -97,7 +68,7 @@ def test_under_bfloat16_autocast_the_step_stays_lean_and_close_to_float32() -> N
     plain = make_sae(torch.float32)
     step(plain, x)
     cast = make_sae(torch.float32)
-    with ProductCounter() as counter:
+    with MatmulCounter() as counter:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             loss = cast.training_forward_pass(TrainStepInput(x, {"l1": L1}, None, 0)).loss
         loss.backward()

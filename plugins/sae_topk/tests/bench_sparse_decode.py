@@ -2,10 +2,11 @@
 
 An SAE with ReLU-style activations (standard, JumpReLU) hands ``decode`` a dense
 ``[N, d_sae]`` tensor with ``L0`` nonzeros per row. The dense route is one
-``[N, d_sae] @ [d_sae, d_in]`` matmul; the sparse route (``decode_dense_activations``
-below its density threshold) finds the nonzeros and sums their decoder rows with
-``embedding_bag``. This prints both times per L0 and the crossover density, which is
-what ``SPARSE_DECODE_MAX_DENSITY`` should be on the machine. Not collected by pytest::
+``[N, d_sae] @ [d_sae, d_in]`` matmul; the sparse route (``decode_through_nonzeros``,
+which ``saecore.sparse_decode.decode_product`` takes below its density threshold) finds
+the nonzeros and sums their decoder rows with ``embedding_bag``. This prints both times
+per L0 and the crossover density, which is what ``SPARSE_DECODE_MAX_DENSITY`` should be
+on the machine. Not collected by pytest::
 
     python plugins/sae_topk/tests/bench_sparse_decode.py --threads 2
 """
@@ -17,7 +18,8 @@ import time
 from collections.abc import Callable
 
 import torch
-from saecore_sae_topk import sparse_codes
+
+from saecore.sparse_decode import decode_through_nonzeros
 
 
 def activations(n: int, d_sae: int, l0: int, generator: torch.Generator) -> torch.Tensor:
@@ -53,7 +55,7 @@ def speedups(d_in: int, d_sae: int, n: int, repeats: int, generator: torch.Gener
         f = activations(n, d_sae, l0, generator)
         dense_s, sparse_s = time_pair(
             lambda f=f: f @ W_dec,
-            lambda f=f: sparse_codes.decode_dense_activations(f, W_dec, None),
+            lambda f=f: decode_through_nonzeros(f, W_dec),
             repeats,
         )
         rows.append((l0 / d_sae, dense_s / sparse_s))
@@ -72,8 +74,6 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     generator = torch.Generator().manual_seed(0)
     shapes = [tuple(int(v) for v in s.split(",")) for s in args.shape or ["512,4096", "768,24576"]]
-    # Force the sparse route whatever the density, so both routes are timed at every L0.
-    sparse_codes.SPARSE_DECODE_MAX_DENSITY = 1.0
     print(f"N={args.n} threads={args.threads} torch={torch.__version__}")
     for d_in, d_sae in shapes:
         rows = speedups(d_in, d_sae, args.n, args.repeats, generator)

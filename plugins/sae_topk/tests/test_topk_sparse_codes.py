@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from saecore_sae_topk import sparse_codes
 from saecore_sae_topk.sparse_codes import (
     codes_to_sparse_coo,
     decode_codes,
@@ -13,6 +12,8 @@ from saecore_sae_topk.sparse_codes import (
     scatter_codes,
     sum_rows_by_latent,
 )
+
+from saecore.testing import MatmulCounter
 
 D_IN, D_SAE, K = 8, 32, 3
 
@@ -51,16 +52,8 @@ def test_scatter_decode_and_coo_agree_with_dense(lead: tuple[int, ...]) -> None:
 
 
 @pytest.mark.parametrize("density", ["sparse", "dense"])
-def test_decode_dense_activations_either_route(density: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Below the density threshold the nonzeros are gathered, above it a matmul is used."""
-    gathered: list[int] = []
-    gather = sparse_codes._decode_ragged
-
-    def counting_gather(rows: torch.Tensor, *rest: torch.Tensor | int) -> torch.Tensor:
-        gathered.append(rows.numel())
-        return gather(rows, *rest)
-
-    monkeypatch.setattr(sparse_codes, "_decode_ragged", counting_gather)
+def test_decode_dense_activations_either_route(density: str) -> None:
+    """Below the density threshold the nonzeros are gathered and no matmul runs; above it one matmul does."""
     gen = torch.Generator().manual_seed(2)
     f = torch.randn(2, 4, D_SAE, generator=gen, dtype=torch.float64)
     if density == "sparse":
@@ -68,11 +61,14 @@ def test_decode_dense_activations_either_route(density: str, monkeypatch: pytest
         f[0, 1] = 0  # an all-zero row decodes to zero
     inv_norms = torch.rand(D_SAE, generator=gen, dtype=torch.float64) + 0.5
     W_dec = _W_dec()
-    expected = (f * inv_norms) @ W_dec
-    torch.testing.assert_close(decode_dense_activations(f, W_dec, inv_norms), expected, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(decode_dense_activations(f, W_dec, None), f @ W_dec, rtol=1e-12, atol=1e-12)
-    nonzeros = int(torch.count_nonzero(f))
-    assert gathered == ([nonzeros, nonzeros] if density == "sparse" else [])
+    with MatmulCounter() as counter:
+        scaled = decode_dense_activations(f, W_dec, inv_norms)
+        plain = decode_dense_activations(f, W_dec, None)
+        from_float32 = decode_dense_activations(f.float(), W_dec, None)  # cast to the decoder's dtype
+    assert counter.multiply_adds == ([] if density == "sparse" else [2 * 4 * D_SAE * D_IN] * 3)
+    torch.testing.assert_close(scaled, (f * inv_norms) @ W_dec, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(plain, f @ W_dec, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(from_float32, f.float().double() @ W_dec, rtol=1e-12, atol=1e-12)
 
 
 def test_decode_sparse_activations_three_dimensional() -> None:

@@ -14,12 +14,33 @@ every check::
         source = "vision_toy"
         config = {"image_size": 16}
 
+To prove your training step's cost, count the matrix products it runs, forward and
+backward, with :class:`MatmulCounter` (each recorded as a :class:`MatrixProduct`)::
+
+    from saecore.testing import MatmulCounter
+
+    with MatmulCounter() as counter:
+        sae.training_forward_pass(step_input).loss.backward()
+    assert sorted(counter.multiply_adds) == [batch * d_in * d_sae] * 5
+
+Numerical tests compare against float64 formulas written in the test;
+:func:`reference_normalization` spells out the per-token input normalisations
+(``constant_norm_rescale``, ``layer_norm``) for them.
+
 Fixtures for plugin tests (``saecore_registry``, ``saecore_register``,
 ``saecore_only_plugins``) come from :mod:`saecore.testing.pytest_plugin`, which pytest
 loads through its ``pytest11`` entry point.
 """
 
 from saecore.testing.architecture_conformance import ArchitectureConformance
+from saecore.testing.matmul_count import MatmulCounter, MatrixProduct
+from saecore.testing.reference_normalization import reference_normalization
 from saecore.testing.source_conformance import SourceConformance
 
-__all__ = ["ArchitectureConformance", "SourceConformance"]
+__all__ = [
+    "ArchitectureConformance",
+    "MatmulCounter",
+    "MatrixProduct",
+    "SourceConformance",
+    "reference_normalization",
+]

@@ -24,7 +24,7 @@ from torch import nn
 
 from saecore import SAE, SAEConfig, TrainCoefficientConfig, TrainingSAE, TrainingSAEConfig, TrainStepInput
 from saecore.centred_input import centred_input
-from saecore.training_sae import TrainStepOutput, mse_loss
+from saecore.training_sae import TrainStepOutput, training_step_output
 from saecore_sae_gated.gated_encoder import GatedEncoding
 
 PER_TOKEN_NORMALIZATIONS = ("constant_norm_rescale", "layer_norm")
@@ -140,16 +140,8 @@ class GatedTrainingSAE(TrainingSAE[GatedTrainingSAEConfig]):
             )
             feature_acts = self.hook_sae_acts_post(feature_acts)
         sae_out = self.decode(feature_acts)
-        losses = {"mse_loss": mse_loss(sae_out, step_input.sae_in)}
-        losses.update(self._gate_losses(step_input, gate_acts, sae_in_centred))
-        return TrainStepOutput(
-            sae_in=step_input.sae_in,
-            sae_out=sae_out,
-            feature_acts=feature_acts,
-            hidden_pre=magnitude_pre,
-            loss=torch.stack(list(losses.values())).sum(),
-            losses=losses,
-        )
+        gate_losses = self._gate_losses(step_input, gate_acts, sae_in_centred)
+        return training_step_output(step_input, sae_out, feature_acts, magnitude_pre, gate_losses)
 
     def calculate_aux_loss(
         self,

@@ -14,6 +14,9 @@ Training losses (SAELens v6), each averaged over the batch:
   ``tanh``: ``λ·Σ_i tanh(c·f_i‖W_dec,i‖)`` (Anthropic);
 - ``pre_act_loss`` (when ``pre_act_loss_coefficient`` is set): ``coef·Σ_i ReLU(θ_i − h_i)·dead_i·‖W_dec,i‖``,
   which pulls dead latents' pre-activations up towards their thresholds.
+
+Once a batch's activations are sparse, the step runs over the entries where either
+estimator or the activation itself has a gradient (``saecore.sparse_training``).
 """
 
 from __future__ import annotations
@@ -27,8 +30,17 @@ from torch import nn
 from saecore import SAE, SAEConfig, TrainCoefficientConfig, TrainingSAE, TrainingSAEConfig, TrainStepInput
 from saecore.centred_input import centred_input
 from saecore.sparse_decode import decode_product
+from saecore.sparse_training import (
+    Support,
+    clearly_dense,
+    per_row_sum,
+    sparse_enough,
+    support_preactivations,
+    support_route_possible,
+    support_training_output,
+)
 from saecore.training_sae import TrainStepOutput
-from saecore_sae_jumprelu.ste import JumpReLU, Step
+from saecore_sae_jumprelu.ste import JumpReLU, Step, above
 
 SparsityLossMode = Literal["step", "tanh", "quadratic"]
 
@@ -84,6 +96,20 @@ def _fold_jumprelu_W_dec_norm(sae: SAE[Any]) -> None:
     sae.threshold.data.mul_(norms.to(sae.threshold.dtype))
 
 
+def _estimator_support(hidden_pre: torch.Tensor, threshold: torch.Tensor, bandwidth: float) -> Support:
+    """The entries with ``u = (h − θ)/ε > −½``, ``u`` computed exactly as the estimators compute it.
+
+    One comparison with ``θ − ε`` over the dense tensor finds a superset (``u > −½`` puts
+    ``h`` within ``ε/2`` of ``θ`` or above it, far inside ``θ − ε`` whatever the rounding);
+    ``u`` itself is then computed on those few entries only, instead of two more passes.
+    """
+    d_sae = hidden_pre.shape[-1]
+    flat = hidden_pre.reshape(-1)
+    candidates = (hidden_pre > threshold - bandwidth).reshape(-1).nonzero().squeeze(1)
+    u = (flat[candidates] - threshold[candidates % d_sae]) / bandwidth
+    return Support.at_positions(candidates[u > -0.5], flat.numel() // d_sae, d_sae)
+
+
 class JumpReLUSAE(SAE[JumpReLUSAEConfig]):
     b_enc: nn.Parameter
     threshold: nn.Parameter
@@ -95,8 +121,7 @@ class JumpReLUSAE(SAE[JumpReLUSAEConfig]):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         hidden_pre = self.hook_sae_acts_pre(self.process_sae_in(x) @ self.W_enc + self.b_enc)
-        above = (hidden_pre > self.threshold).to(hidden_pre.dtype)
-        return self.hook_sae_acts_post(torch.relu(hidden_pre) * above)
+        return self.hook_sae_acts_post(torch.relu(hidden_pre) * above(hidden_pre, self.threshold))
 
     def decode(self, feature_acts: torch.Tensor) -> torch.Tensor:
         return self.finish_decode(decode_product(feature_acts, self.W_dec) + self.b_dec)
@@ -133,19 +158,54 @@ class JumpReLUTrainingSAE(TrainingSAE[JumpReLUTrainingSAEConfig]):
         return {"l0": TrainCoefficientConfig(self.cfg.l0_coefficient, self.cfg.l0_warm_up_steps)}
 
     def training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
+        """The dense step, or at low density the same loss through the support only.
+
+        The support is every entry with ``u = (h − θ)/ε > −½``: the active ones (``h > θ``
+        gives ``u > 0``) and the straight-through window ``|u| < ½``, where ``∂L/∂f`` reaches
+        ``θ`` (and ``h`` with ``jumprelu_ste_to_input``) even though ``f = 0``. Elsewhere
+        neither ``h`` nor ``θ`` gets a gradient from the entry.
+        """
         # Projected on .data, not clamped in the graph: a clamp would zero θ's gradient and
         # pin for good any latent whose threshold reaches zero.
         with torch.no_grad():
             self.threshold.data.clamp_(min=0.0)
-        return super().training_forward_pass(step_input)
+        sae_in, feature_acts, hidden_pre = self._encode_for_training(step_input.sae_in)
+        if self._dense_step_needed(step_input) or clearly_dense(feature_acts):
+            return self.finish_training_forward_pass(step_input, feature_acts, hidden_pre)
+        threshold = self.threshold.to(hidden_pre.dtype)
+        bandwidth = self.cfg.jumprelu_bandwidth
+        support = _estimator_support(hidden_pre.detach(), threshold.detach(), bandwidth)
+        if not sparse_enough(support.size, feature_acts):
+            return self.finish_training_forward_pass(step_input, feature_acts, hidden_pre)
+        pre = support_preactivations(self, sae_in, hidden_pre, support)
+        theta = threshold[support.latents]
+        acts = JumpReLU.apply(pre, theta, bandwidth, self.cfg.jumprelu_ste_to_input)
+        per_item = self._per_item_sparsity(acts, pre, theta, support)
+        losses = {"l0_loss": (step_input.coefficients["l0"] * per_item).mean()}
+        if self.cfg.pre_act_loss_coefficient is not None:
+            # No latent is dead here (else the dense step runs): zero, logged as the dense step logs it.
+            losses["pre_act_loss"] = self.cfg.pre_act_loss_coefficient * pre.new_zeros(())
+        firing = support.firing_counts(acts.detach() > 0)
+        return support_training_output(self, step_input, support, acts, feature_acts, hidden_pre, losses, firing)
+
+    def _dense_step_needed(self, step_input: TrainStepInput) -> bool:
+        """The support route does not apply, or the pre-activation loss reaches every dead latent's entries."""
+        if not support_route_possible(self, step_input):
+            return True
+        dead = step_input.dead_neuron_mask
+        return self.cfg.pre_act_loss_coefficient is not None and dead is not None and bool(dead.any())
 
     def encode_with_hidden_pre(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._encode_for_training(x)[1:]
+
+    def _encode_for_training(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(x_c, feature_acts, hidden_pre)``: the encoder input is what the sparse ``∂W_enc`` sums."""
         sae_in, b_dec_term = centred_input(self, x)
         hidden_pre = self.hook_sae_acts_pre(sae_in @ self.W_enc + (self.b_enc + b_dec_term))
         feature_acts = JumpReLU.apply(
             hidden_pre, self.threshold.to(hidden_pre.dtype), self.cfg.jumprelu_bandwidth, self.cfg.jumprelu_ste_to_input
         )
-        return self.hook_sae_acts_post(feature_acts), hidden_pre
+        return sae_in, self.hook_sae_acts_post(feature_acts), hidden_pre
 
     def calculate_aux_loss(
         self,
@@ -165,13 +225,28 @@ class JumpReLUTrainingSAE(TrainingSAE[JumpReLUTrainingSAEConfig]):
         return losses
 
     def _per_item_sparsity(
-        self, feature_acts: torch.Tensor, hidden_pre: torch.Tensor, threshold: torch.Tensor
+        self,
+        feature_acts: torch.Tensor,
+        hidden_pre: torch.Tensor,
+        threshold: torch.Tensor,
+        support: Support | None = None,
     ) -> torch.Tensor:
-        """The sparsity penalty of each input, before the coefficient and the batch mean."""
+        """The sparsity penalty of each input, before the coefficient and the batch mean.
+
+        With ``support``, the three tensors hold the values at its entries (``threshold``
+        gathered per entry) and each input's sum runs over its entries: the terms outside
+        the support are ``tanh(0) = 0`` or ``Step = 0``, with no gradient.
+        """
         cfg = self.cfg
-        if cfg.jumprelu_sparsity_loss_mode == "tanh":
-            return torch.tanh(cfg.jumprelu_tanh_scale * feature_acts * self.W_dec.norm(dim=1)).sum(dim=-1)
-        l0 = Step.apply(hidden_pre, threshold, cfg.jumprelu_bandwidth, cfg.jumprelu_ste_to_input).sum(dim=-1)
+        norms = self.W_dec.norm(dim=1) if cfg.jumprelu_sparsity_loss_mode == "tanh" else None
+
+        def row_sum(terms: torch.Tensor) -> torch.Tensor:
+            return terms.sum(dim=-1) if support is None else per_row_sum(terms, support)
+
+        if norms is not None:
+            latent_norms = norms if support is None else norms[support.latents]
+            return row_sum(torch.tanh(cfg.jumprelu_tanh_scale * feature_acts * latent_norms))
+        l0 = row_sum(Step.apply(hidden_pre, threshold, cfg.jumprelu_bandwidth, cfg.jumprelu_ste_to_input))
         if cfg.jumprelu_sparsity_loss_mode == "quadratic":
             assert cfg.target_l0 is not None  # enforced by the config validator
             return (2 / cfg.target_l0) * (l0 - cfg.target_l0).pow(2)

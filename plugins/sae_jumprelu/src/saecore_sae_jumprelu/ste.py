@@ -11,6 +11,12 @@ Both depend on ``h`` only through ``h − θ``, so with ``ste_to_input`` the est
 term is also passed to ``h`` with the opposite sign (Anthropic's setup, which lets the
 sparsity penalty train the encoder). Sums run over every leading (batch) dimension,
 since ``θ`` has one entry per latent.
+
+The masks are written by the comparisons straight into tensors of ``h``'s dtype. A
+boolean mask costs a cast to float, a full extra pass over ``[B, d_sae]``, every time it
+enters a product (explicitly with ``.to`` or inside the multiplication's kernel), and
+``torch.where`` on CPU is several times slower than a product when the mask is random
+(it branches). The values are those of the cast masks: exactly 0 and 1.
 """
 
 from __future__ import annotations
@@ -20,13 +26,24 @@ from typing import Any
 import torch
 
 
-def rectangle(u: torch.Tensor) -> torch.Tensor:
-    """``1[|u| < ½]`` in ``u``'s dtype: the kernel of both estimators."""
-    return ((u > -0.5) & (u < 0.5)).to(u.dtype)
+def above(hidden_pre: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+    """``1[h > θ]`` in ``h``'s dtype."""
+    return torch.gt(hidden_pre, threshold, out=torch.empty_like(hidden_pre))
+
+
+def rectangle(hidden_pre: torch.Tensor, threshold: torch.Tensor, bandwidth: float) -> torch.Tensor:
+    """``rect((h − θ)/ε) = 1[|h − θ|/ε < ½]`` in ``h``'s dtype: where both estimators act."""
+    u = (hidden_pre - threshold).div_(bandwidth).abs_()
+    return torch.lt(u, 0.5, out=u)
 
 
 def _sum_to_threshold(per_element: torch.Tensor) -> torch.Tensor:
-    return per_element.reshape(-1, per_element.shape[-1]).sum(dim=0)
+    """Sum over the leading dimensions; a 1-D input (one row, or a support's entries) already matches ``θ``.
+
+    ``flatten`` rather than ``reshape(-1, n)``: a support with no entries is ``[0]``, and
+    ``reshape(-1, 0)`` is ambiguous.
+    """
+    return per_element if per_element.dim() == 1 else per_element.flatten(0, -2).sum(dim=0)
 
 
 class JumpReLU(torch.autograd.Function):
@@ -39,7 +56,7 @@ class JumpReLU(torch.autograd.Function):
         ctx.save_for_backward(hidden_pre, threshold)
         ctx.bandwidth = bandwidth
         ctx.ste_to_input = ste_to_input
-        return hidden_pre * (hidden_pre > threshold)
+        return hidden_pre * above(hidden_pre, threshold)
 
     @staticmethod
     def backward(  # type: ignore[override]
@@ -47,10 +64,10 @@ class JumpReLU(torch.autograd.Function):
     ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:
         hidden_pre, threshold = ctx.saved_tensors
         bandwidth: float = ctx.bandwidth
-        ste = (threshold / bandwidth) * rectangle((hidden_pre - threshold) / bandwidth) * grad_output
+        ste = (threshold / bandwidth) * rectangle(hidden_pre, threshold, bandwidth) * grad_output
         grad_hidden_pre = None
         if ctx.needs_input_grad[0]:
-            grad_hidden_pre = (hidden_pre > threshold) * grad_output
+            grad_hidden_pre = above(hidden_pre, threshold) * grad_output
             if ctx.ste_to_input:
                 grad_hidden_pre = grad_hidden_pre + ste
         grad_threshold = -_sum_to_threshold(ste) if ctx.needs_input_grad[1] else None
@@ -67,7 +84,7 @@ class Step(torch.autograd.Function):
         ctx.save_for_backward(hidden_pre, threshold)
         ctx.bandwidth = bandwidth
         ctx.ste_to_input = ste_to_input
-        return (hidden_pre > threshold).to(hidden_pre.dtype)
+        return above(hidden_pre, threshold)
 
     @staticmethod
     def backward(  # type: ignore[override]
@@ -75,7 +92,7 @@ class Step(torch.autograd.Function):
     ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:
         hidden_pre, threshold = ctx.saved_tensors
         bandwidth: float = ctx.bandwidth
-        ste = rectangle((hidden_pre - threshold) / bandwidth) * grad_output / bandwidth
+        ste = rectangle(hidden_pre, threshold, bandwidth) * grad_output / bandwidth
         grad_hidden_pre = ste if ctx.ste_to_input and ctx.needs_input_grad[0] else None
         grad_threshold = -_sum_to_threshold(ste) if ctx.needs_input_grad[1] else None
         return grad_hidden_pre, grad_threshold, None, None

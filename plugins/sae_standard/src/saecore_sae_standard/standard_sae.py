@@ -1,7 +1,8 @@
 """Standard SAE: ``f = ReLU((x - b_dec) W_enc + b_enc)``, ``x̂ = f W_dec + b_dec``.
 
 Training adds ``l1_coefficient · mean_b ‖f ⊙ ‖W_dec,i‖‖_p`` (the norm itself, not its
-p-th power), so the penalty cannot be dodged by shrinking decoder rows.
+p-th power), so the penalty cannot be dodged by shrinking decoder rows. Once a batch's
+activations are sparse, the step runs over their nonzeros (``saecore.sparse_training``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,16 @@ from torch import nn
 from saecore import SAE, SAEConfig, TrainCoefficientConfig, TrainingSAE, TrainingSAEConfig, TrainStepInput
 from saecore.centred_input import centred_input
 from saecore.sparse_decode import decode_product
+from saecore.sparse_training import (
+    Support,
+    clearly_dense,
+    per_row_sum,
+    sparse_enough,
+    support_preactivations,
+    support_route_possible,
+    support_training_output,
+)
+from saecore.training_sae import TrainStepOutput
 
 
 class StandardSAEConfig(SAEConfig):
@@ -59,9 +70,32 @@ class StandardTrainingSAE(TrainingSAE[StandardTrainingSAEConfig]):
         return {"l1": TrainCoefficientConfig(self.cfg.l1_coefficient, self.cfg.l1_warm_up_steps)}
 
     def encode_with_hidden_pre(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._encode_for_training(x)[1:]
+
+    def _encode_for_training(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(x_c, feature_acts, hidden_pre)``: the encoder input is what the sparse ``∂W_enc`` sums."""
         sae_in, b_dec_term = centred_input(self, x)
         hidden_pre = self.hook_sae_acts_pre(sae_in @ self.W_enc + (self.b_enc + b_dec_term))
-        return self.hook_sae_acts_post(torch.relu(hidden_pre)), hidden_pre
+        return sae_in, self.hook_sae_acts_post(torch.relu(hidden_pre)), hidden_pre
+
+    def training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
+        """The dense step, or at low density the same loss through the active entries only."""
+        sae_in, feature_acts, hidden_pre = self._encode_for_training(step_input.sae_in)
+        if not support_route_possible(self, step_input) or clearly_dense(feature_acts):
+            return self.finish_training_forward_pass(step_input, feature_acts, hidden_pre)
+        support = Support.of_nonzeros(feature_acts)
+        if not sparse_enough(support.size, feature_acts):
+            return self.finish_training_forward_pass(step_input, feature_acts, hidden_pre)
+        # At an active entry ReLU(h) = h with slope 1, so the activations are h there.
+        acts = support_preactivations(self, sae_in, hidden_pre, support)
+        weighted = acts * self.W_dec.norm(dim=1)[support.latents]
+        p = self.cfg.lp_norm
+        # The entries are positive: their p-norm per row needs no absolute value.
+        per_row = per_row_sum(weighted, support) if p == 1 else per_row_sum(weighted.pow(p), support).pow(1 / p)
+        l1_loss = step_input.coefficients["l1"] * per_row.mean()
+        return support_training_output(
+            self, step_input, support, acts, feature_acts, hidden_pre, {"l1_loss": l1_loss}, support.firing_counts()
+        )
 
     def calculate_aux_loss(
         self,

@@ -13,11 +13,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-# A dense activation tensor is decoded through its nonzeros only when at most this
-# fraction of its entries is nonzero; above it a BLAS matmul is faster than gathering.
-# Measured on CPU (tests/bench_sparse_decode.py, N=4096): the routes cost the same near
-# density 1/6 at d_in=512, d_sae=4096 and near 1/12 at d_in=768, d_sae=24576.
-SPARSE_DECODE_MAX_DENSITY = 1 / 16
+from saecore.sparse_decode import decode_product, sum_decoder_rows
+from saecore.sparse_decode import sum_rows_by_latent as core_sum_rows_by_latent
 
 
 def select_topk(hidden_pre: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -31,20 +28,12 @@ def sum_rows_by_latent(
 ) -> torch.Tensor:
     """``out[j] = Σ_{e: latents[e]=j} weights[e] · rows[e // m]`` for ``latents`` of shape ``[N, m]``.
 
-    The transpose of decoding: the gradient of the decoder (or encoder) rows a code
-    used. Sorting the entries by latent turns the scatter-add into ``d_sae`` contiguous
-    bags, which ``embedding_bag`` sums without materialising ``[N·m, d_in]`` products
-    (several times faster than ``embedding_bag``'s own weight gradient on CPU).
+    The transpose of decoding, for codes with ``m`` entries per row
+    (``saecore.sparse_decode.sum_rows_by_latent``, which sorts the entries by latent).
     """
-    per_row = latents.shape[-1]
     flat_latents = latents.reshape(-1)
-    order = torch.argsort(flat_latents)
-    counts = torch.bincount(flat_latents, minlength=d_sae)
-    offsets = counts.cumsum(0) - counts
-    source_rows = torch.div(order, per_row, rounding_mode="floor")
-    return F.embedding_bag(
-        source_rows, rows, offsets, per_sample_weights=weights.reshape(-1)[order].to(rows.dtype), mode="sum"
-    )
+    entry_rows = torch.arange(flat_latents.numel(), device=latents.device) // latents.shape[-1]
+    return core_sum_rows_by_latent(weights.reshape(-1), flat_latents, entry_rows, rows, d_sae)
 
 
 class _DecodeCodes(torch.autograd.Function):
@@ -104,37 +93,16 @@ def codes_to_sparse_coo(values: torch.Tensor, indices: torch.Tensor, d_sae: int)
     )
 
 
-def _decode_ragged(
-    rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, n_rows: int, W_dec: torch.Tensor
-) -> torch.Tensor:
-    """Decode entries given as (row, col, value) triples sorted by row; empty rows decode to 0."""
-    offsets = torch.searchsorted(rows, torch.arange(n_rows, device=rows.device))
-    return F.embedding_bag(cols, W_dec, offsets, per_sample_weights=values.to(W_dec.dtype), mode="sum")
-
-
 def decode_dense_activations(
     feature_acts: torch.Tensor, W_dec: torch.Tensor, inv_norms: torch.Tensor | None
 ) -> torch.Tensor:
-    """``(feature_acts ⊙ inv_norms) @ W_dec`` for activations a user hands to ``decode``.
+    """``(feature_acts ⊙ inv_norms) @ W_dec`` for dense activations a user hands to ``decode``.
 
-    Mostly zero inputs (anything a TopK encoder produced) are decoded through their
-    nonzeros. A gradient with respect to the activations needs the dense product, since
-    it is nonzero at the zero entries too.
+    Anything a TopK encoder produced is mostly zero, so the core's decode goes through
+    its nonzeros. The activations are cast to ``W_dec``'s dtype first: TopK's ``decode``
+    takes any float dtype, and the nonzero route needs the decoder's.
     """
-    d_sae = feature_acts.shape[-1]
-    wants_act_grad = feature_acts.requires_grad and torch.is_grad_enabled()
-    flat = feature_acts.reshape(-1, d_sae)
-    if wants_act_grad or int(torch.count_nonzero(flat)) > SPARSE_DECODE_MAX_DENSITY * flat.numel():
-        weights = W_dec if inv_norms is None else W_dec * inv_norms.unsqueeze(1)
-        return feature_acts.to(W_dec.dtype) @ weights
-    positions = flat.reshape(-1).nonzero().squeeze(1)
-    rows = torch.div(positions, d_sae, rounding_mode="floor")
-    cols = positions - rows * d_sae
-    values = flat.reshape(-1)[positions]
-    if inv_norms is not None:
-        values = values * inv_norms[cols]
-    decoded = _decode_ragged(rows, cols, values, flat.shape[0], W_dec)
-    return decoded.reshape(*feature_acts.shape[:-1], W_dec.shape[-1])
+    return decode_product(feature_acts.to(W_dec.dtype), W_dec, inv_norms)
 
 
 def decode_sparse_activations(
@@ -152,5 +120,5 @@ def decode_sparse_activations(
         rows = rows * size + coords[dim]
     if inv_norms is not None:
         values = values * inv_norms[cols]
-    decoded = _decode_ragged(rows, cols, values, math.prod(lead), W_dec)
+    decoded = sum_decoder_rows(rows, cols, values, math.prod(lead), W_dec)
     return decoded.reshape(*lead, W_dec.shape[-1])
