@@ -16,11 +16,11 @@ activation gradient of the decoder, the two weight gradients; no input gradient)
 and a decoder-weight gradient; the shared encoder matmul and its gradient are counted
 once), ``2·d_in·d_sae`` for a sparse TopK step (only the encoder forward is dense).
 
-``--l0 N`` times standard and JumpReLU in a trained-sparsity regime: every
+``--l0 N`` times standard, JumpReLU and gated in a trained-sparsity regime: every
 implementation, SAELens included, starts from the same weights, whose encoder biases put
-each latent's pre-activation above its threshold on ``N·B/d_sae`` of the batch's inputs,
-so about N latents are active per input (dense steps do the same work at any L0; steps
-that exploit sparsity do less).
+each latent's pre-activation (gated: its gate's) above its threshold on ``N·B/d_sae`` of
+the batch's inputs, so about N latents are active per input (dense steps do the same work
+at any L0; steps that exploit sparsity do less).
 
 Peak memory of a step is measured afterwards, one fresh process per (architecture,
 implementation): the growth of the resident set during two steps on CPU (the kernel's
@@ -65,7 +65,7 @@ LEARNING_RATE = 3e-4
 # sparsify's TrainConfig.auxk_alpha default: the weight of its AuxK loss.
 SPARSIFY_AUXK_ALPHA = 1 / 32
 # The architectures --l0 can put in a sparse state (a threshold on one pre-activation per latent).
-L0_ARCHITECTURES = ("standard", "jumprelu")
+L0_ARCHITECTURES = ("standard", "jumprelu", "gated")
 # Both libraries' TrainingSAEConfig defaults: decoder rows of this norm, JumpReLU's initial threshold.
 DECODER_INIT_NORM = 0.1
 JUMPRELU_INIT_THRESHOLD = 0.01
@@ -338,6 +338,8 @@ def sparse_state(case: Case, shape: Shape, x: torch.Tensor) -> dict[str, torch.T
     zero ``b_dec`` (both libraries' initialisation), and per latent ``b_enc = θ − v``, where
     ``v`` is the pre-activation ``(x W_enc)_i`` that exactly ``l0·B/d_sae`` inputs exceed:
     ``h_i > θ_i`` on those inputs only, which is ``l0`` active latents per input on average.
+    Gated takes that bias as ``b_gate`` (threshold 0) and as ``b_mag`` too: with ``r_mag = 0``
+    the magnitude equals ``π``, positive wherever the gate is open.
     """
     assert case.l0 is not None
     generator = torch.Generator().manual_seed(2)
@@ -348,7 +350,12 @@ def sparse_state(case: Case, shape: Shape, x: torch.Tensor) -> dict[str, torch.T
     scores = x.cpu().float() @ W_enc
     n_active = round(case.l0 * shape.batch / shape.d_sae)
     exceeded = scores.kthvalue(shape.batch - n_active, dim=0).values
-    state = {"W_dec": W_dec, "W_enc": W_enc, "b_dec": torch.zeros(shape.d_in), "b_enc": threshold - exceeded}
+    bias = threshold - exceeded
+    state = {"W_dec": W_dec, "W_enc": W_enc, "b_dec": torch.zeros(shape.d_in)}
+    if case.arch == "gated":
+        state.update(b_gate=bias, b_mag=bias.clone(), r_mag=torch.zeros(shape.d_sae))
+    else:
+        state["b_enc"] = bias
     if case.arch == "jumprelu":
         state["threshold"] = threshold
     return state
@@ -364,7 +371,7 @@ def load_state(sae: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
 def sparsity_of_state(case: Case, shape: Shape, x: torch.Tensor) -> dict[str, float]:
     """The state's L0 on the batch, and for JumpReLU the density of the entries its estimators reach."""
     state = sparse_state(case, shape, x)
-    hidden_pre = x.cpu().float() @ state["W_enc"] + state["b_enc"]
+    hidden_pre = x.cpu().float() @ state["W_enc"] + state["b_gate" if case.arch == "gated" else "b_enc"]
     threshold = state.get("threshold", torch.zeros(shape.d_sae))
     facts = {"l0": float((hidden_pre > threshold).sum(-1).float().mean())}
     if case.arch == "jumprelu":
@@ -670,8 +677,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--impl", action="append", choices=IMPLEMENTATIONS, help="repeat to pick several (default all)")
     parser.add_argument("--dead-fraction", type=float, default=0.0,
                         help="also time TopK with this fraction of latents dead (AuxK active), e.g. 0.2")
-    parser.add_argument("--l0", type=int, help="start standard and JumpReLU (every implementation) from the same "
-                        "weights with about this many active latents per input (default: their initial state)")
+    parser.add_argument("--l0", type=int, help="start standard, JumpReLU and gated (every implementation) from the "
+                        "same weights with about this many active latents per input (default: their initial state)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default="auto",

@@ -18,6 +18,10 @@ each ``nnz · d_in`` multiply-adds instead of ``B · d_sae · d_in``, and nothin
 ``nnz × d_in`` is materialised. The penalties (L1, L0 through the step's STE, tanh) are
 elementwise, so they are plain autograd on the ``nnz`` values.
 
+A gated step has eight dense products (two decodes, of ``f`` and of ``ReLU(π)``), all but
+the encoder confined to the gate's support ``π > 0``; its two paths add their own biases to
+one encoder product, which ``support_encoder_products`` gives at the support's entries.
+
 A step takes this route only when its own batch is sparse: the architecture computes the
 dense pre-activations and activations as always (so the encoder product is shared),
 lists the support, and when it is denser than ``SPARSE_TRAINING_MAX_DENSITY`` finishes
@@ -167,7 +171,7 @@ class _SupportPreactivations(torch.autograd.Function):
     def forward(  # type: ignore[override]
         ctx: Any,
         W_enc: torch.Tensor,
-        b_enc: torch.Tensor,
+        b_enc: torch.Tensor | None,
         b_dec: torch.Tensor,
         hidden_pre: torch.Tensor,
         sae_in: torch.Tensor,
@@ -206,6 +210,19 @@ def support_preactivations(
     """
     return _SupportPreactivations.apply(
         sae.W_enc, sae.b_enc, sae.b_dec, hidden_pre.detach(), sae_in.detach(), support, sae.cfg.apply_b_dec_to_input
+    )
+
+
+def support_encoder_products(
+    sae: TrainingSAE[Any], sae_in: torch.Tensor, products: torch.Tensor, support: Support
+) -> torch.Tensor:
+    """``products = x_c W_enc`` (no bias) at ``support``'s entries ``[nnz]``, differentiable in ``W_enc`` and ``b_dec``.
+
+    For architectures whose encoder product feeds several paths, each with its own bias
+    (gated: gate and magnitude), which the caller adds at the support's entries itself.
+    """
+    return _SupportPreactivations.apply(
+        sae.W_enc, None, sae.b_dec, products.detach(), sae_in.detach(), support, sae.cfg.apply_b_dec_to_input
     )
 
 

@@ -12,6 +12,11 @@ reuses it as ``(x_c W_enc) ⊙ e^{r_mag}``: one encoder matmul per forward inste
 The gate is a hard step and gets no gradient through ``f``; training gives it one through
 ``ReLU(π)``: an L1 penalty on ``ReLU(π)`` weighted by decoder row norms, and an auxiliary
 reconstruction ``ReLU(π) W_dec + b_dec`` of the input (the decoder is not detached).
+
+Both decodes, and every gradient past the encoder product, touch only the gate's support
+``π > 0``: ``f`` and ``ReLU(π)`` vanish off it, and so do their gradients. When a batch's
+support is sparse enough the step runs over it (``saecore.sparse_training``): the encoder
+product stays the one dense product, the rest costs ``nnz · d_in`` each.
 """
 
 from __future__ import annotations
@@ -24,6 +29,15 @@ from torch import nn
 
 from saecore import SAE, SAEConfig, TrainCoefficientConfig, TrainingSAE, TrainingSAEConfig, TrainStepInput
 from saecore.centred_input import centred_input
+from saecore.sparse_training import (
+    Support,
+    clearly_dense,
+    decode_support,
+    per_row_sum,
+    sparse_enough,
+    support_encoder_products,
+    support_route_possible,
+)
 from saecore.training_sae import TrainStepOutput, training_step_output
 from saecore_sae_gated.gated_encoder import GatedEncoding
 
@@ -108,7 +122,8 @@ class GatedTrainingSAE(TrainingSAE[GatedTrainingSAEConfig]):
     only the two latent-sized tensors the decoders keep anyway. That node never builds the
     magnitude pre-activation, so ``TrainStepOutput.hidden_pre`` is ``None`` on it; a hook on
     ``hook_sae_acts_pre`` (which may read or replace that pre-activation) makes the step take
-    the separate ops, and ``hidden_pre`` is then the hooked pre-activation.
+    the separate ops, and ``hidden_pre`` is then the hooked pre-activation. At low gate
+    density (``saecore.sparse_training``) only the encoder product stays dense.
     """
 
     b_gate: nn.Parameter
@@ -127,6 +142,7 @@ class GatedTrainingSAE(TrainingSAE[GatedTrainingSAEConfig]):
         return _gated_acts(self, gate_pre, magnitude_pre), magnitude_pre
 
     def training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
+        """The dense step, or at low density the same loss through the gate's support only."""
         sae_in_centred, b_dec_term = centred_input(self, step_input.sae_in)
         magnitude_pre: torch.Tensor | None = None
         if self.hook_sae_acts_pre.is_hooked:
@@ -135,13 +151,50 @@ class GatedTrainingSAE(TrainingSAE[GatedTrainingSAEConfig]):
             gate_acts = torch.relu(gate_pre)
         else:
             gain = self.r_mag.exp()
+            shared = sae_in_centred @ self.W_enc
             feature_acts, gate_acts = GatedEncoding.apply(
-                sae_in_centred @ self.W_enc, gain, self.b_gate + b_dec_term, self.b_mag + b_dec_term * gain
+                shared, gain, self.b_gate + b_dec_term, self.b_mag + b_dec_term * gain
             )
             feature_acts = self.hook_sae_acts_post(feature_acts)
+            support = self._sparse_gate_support(step_input, gate_acts)
+            if support is not None:
+                return self._support_step(step_input, sae_in_centred, shared, feature_acts, support)
         sae_out = self.decode(feature_acts)
         gate_losses = self._gate_losses(step_input, gate_acts, sae_in_centred)
         return training_step_output(step_input, sae_out, feature_acts, magnitude_pre, gate_losses)
+
+    def _sparse_gate_support(self, step_input: TrainStepInput, gate_acts: torch.Tensor) -> Support | None:
+        """The entries with ``π > 0``, when the support route applies and they are few enough; else ``None``."""
+        if not support_route_possible(self, step_input) or clearly_dense(gate_acts):
+            return None
+        support = Support.of_nonzeros(gate_acts)
+        return support if sparse_enough(support.size, gate_acts) else None
+
+    def _support_step(
+        self,
+        step_input: TrainStepInput,
+        sae_in_centred: torch.Tensor,
+        shared: torch.Tensor,
+        feature_acts: torch.Tensor,
+        support: Support,
+    ) -> TrainStepOutput:
+        """The step's losses from the gate's support, where ``ReLU(π) = π`` and the gate is open.
+
+        The values at the support are the dense step's, computed by the same operations;
+        the dense activations are returned detached (the trainer only reads them).
+        """
+        latents = support.latents
+        products = support_encoder_products(self, sae_in_centred, shared, support)
+        gate_values = products + self.b_gate[latents]
+        magnitudes = torch.relu(products * self.r_mag.exp()[latents] + self.b_mag[latents])
+        lead = step_input.sae_in.shape[:-1]
+        decoded = decode_support(magnitudes, support, self.W_dec).reshape(*lead, self.cfg.d_in)
+        sae_out = self.finish_decode(decoded + self.b_dec)
+        via_gate = decode_support(gate_values, support, self.W_dec).reshape(*lead, self.cfg.d_in) + self.b_dec
+        l1_per_row = per_row_sum(gate_values * self.W_dec.norm(dim=1)[latents], support)
+        gate_losses = self._named_gate_losses(step_input, l1_per_row, via_gate, sae_in_centred)
+        firing = support.firing_counts(magnitudes.detach() > 0)
+        return training_step_output(step_input, sae_out, feature_acts.detach(), None, gate_losses, firing)
 
     def calculate_aux_loss(
         self,
@@ -167,11 +220,21 @@ class GatedTrainingSAE(TrainingSAE[GatedTrainingSAEConfig]):
         self, step_input: TrainStepInput, gate_acts: torch.Tensor, sae_in_centred: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         """The L1 and auxiliary reconstruction losses on ``ReLU(π)``."""
-        l1 = (gate_acts * self.W_dec.norm(dim=1)).sum(dim=-1).mean()
+        l1_per_row = (gate_acts * self.W_dec.norm(dim=1)).sum(dim=-1)
         via_gate = gate_acts @ self.W_dec + self.b_dec
+        return self._named_gate_losses(step_input, l1_per_row, via_gate, sae_in_centred)
+
+    def _named_gate_losses(
+        self,
+        step_input: TrainStepInput,
+        l1_per_row: torch.Tensor,
+        via_gate: torch.Tensor,
+        sae_in_centred: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """The gate losses from each row's weighted L1 and the auxiliary reconstruction ``ReLU(π) W_dec + b_dec``."""
         target = self._encoder_space_input(step_input.sae_in, sae_in_centred)
         return {
-            "l1_loss": step_input.coefficients["l1"] * l1,
+            "l1_loss": step_input.coefficients["l1"] * l1_per_row.mean(),
             "auxiliary_reconstruction_loss": (via_gate - target).pow(2).sum(dim=-1).mean(),
         }
 
