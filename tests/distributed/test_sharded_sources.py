@@ -18,29 +18,12 @@ from distributed_helpers import max_weight_difference, start_ranks, synthetic_co
 from rank_worker import INTERRUPTED_EXIT_CODE, ScriptedSource
 
 from saecore.errors import ConfigError
-from saecore.sources.base import ActivationSource
 from saecore.sources.synthetic import SyntheticSourceConfig
+from saecore.testing import RanksInOneProcess
 from saecore.training import SAETrainer, SAETrainingRunner, SAETrainingRunnerConfig
 from saecore.training.checkpoint import SOURCE_STATE_FILENAME
 
 WORLD_SIZE = 2
-
-
-class ConcatenatedShards(ActivationSource):
-    """One process's view of a 2-rank job: each batch is rank 0's share, then rank 1's."""
-
-    def __init__(self, cfg: SyntheticSourceConfig, seed: int) -> None:
-        super().__init__(cfg, seed=seed)
-        self.shards = [ScriptedSource(cfg, seed=seed, shardable=True) for _ in range(WORLD_SIZE)]
-        for rank, shard in enumerate(self.shards):
-            assert shard.shard_for_rank(rank, WORLD_SIZE)
-
-    @property
-    def d_in(self) -> int:
-        return self.shards[0].d_in
-
-    def next_batch(self, batch_size: int) -> torch.Tensor:
-        return torch.cat([shard.next_batch(batch_size // WORLD_SIZE) for shard in self.shards])
 
 
 def _run(spec: Path) -> list[int]:
@@ -69,7 +52,10 @@ def test_sharded_run_is_the_concatenated_single_process_run_and_resumes_per_rank
 
     reference = SAETrainingRunnerConfig.from_dict({**config, "output_path": str(tmp_path / "reference")})
     assert isinstance(reference.source, SyntheticSourceConfig)
-    SAETrainingRunner(reference, source=ConcatenatedShards(reference.source, reference.seed)).run()
+    one_process = RanksInOneProcess(
+        lambda: ScriptedSource(reference.source, seed=reference.seed, shardable=True), WORLD_SIZE
+    )
+    SAETrainingRunner(reference, source=one_process).run()
     differences = max_weight_difference(tmp_path / "output", tmp_path / "reference")
     assert max(differences.values()) <= 1e-5, differences
 

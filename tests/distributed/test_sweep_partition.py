@@ -23,31 +23,14 @@ from rank_worker import INTERRUPTED_EXIT_CODE, ScriptedSource
 
 from saecore.cli.main import main as saecore_main
 from saecore.errors import ConfigError
-from saecore.sources.base import ActivationSource
 from saecore.sources.synthetic import SyntheticSourceConfig
+from saecore.testing import RanksInOneProcess
 from saecore.training import SAESweepConfig, SAESweepRunner
 from saecore.training.checkpoint import SOURCE_STATE_FILENAME
 
 WORLD_SIZE = 2
 B = 32
 NAMES = ("a", "b", "c")
-
-
-class ConcatenatedShards(ActivationSource):
-    """One process's view of the 2-rank job: each batch is rank 0's share, then rank 1's."""
-
-    def __init__(self, cfg: SyntheticSourceConfig, seed: int) -> None:
-        super().__init__(cfg, seed=seed)
-        self.shards = [ScriptedSource(cfg, seed=seed, shardable=True) for _ in range(WORLD_SIZE)]
-        for rank, shard in enumerate(self.shards):
-            assert shard.shard_for_rank(rank, WORLD_SIZE)
-
-    @property
-    def d_in(self) -> int:
-        return self.shards[0].d_in
-
-    def next_batch(self, batch_size: int) -> torch.Tensor:
-        return torch.cat([shard.next_batch(batch_size // WORLD_SIZE) for shard in self.shards])
 
 
 def _sweep(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
@@ -116,7 +99,10 @@ def test_gathered_shards_match_one_process_and_a_sigterm_to_one_rank_resumes_exa
     reference = SAESweepConfig.from_dict(_sweep(tmp_path / "reference"))
     source_cfg = reference.first.source
     assert isinstance(source_cfg, SyntheticSourceConfig)
-    SAESweepRunner(reference, source=ConcatenatedShards(source_cfg, reference.first.seed)).run()
+    one_process = RanksInOneProcess(
+        lambda: ScriptedSource(source_cfg, seed=reference.first.seed, shardable=True), WORLD_SIZE
+    )
+    SAESweepRunner(reference, source=one_process).run()
     _assert_same_saes(tmp_path / "output", tmp_path / "reference" / "output")
 
 

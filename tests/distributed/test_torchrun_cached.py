@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 from distributed_helpers import max_weight_difference, torchrun
 
-from saecore.sources.base import ActivationSource
 from saecore.sources.cached import CachedActivationsWriter, CachedSource, CachedSourceConfig, read_cache_info
 from saecore.sources.synthetic import SyntheticSource, SyntheticSourceConfig
+from saecore.testing import RanksInOneProcess
 from saecore.training import SAETrainingRunner, SAETrainingRunnerConfig
 from saecore.training.checkpoint import SOURCE_STATE_FILENAME
 
@@ -39,26 +39,6 @@ def write_cache(folder: Path) -> Path:
             writer.append(source.next_batch(SHARD_ROWS))
     assert len(read_cache_info(folder).shards) == N_SHARDS
     return folder
-
-
-class RanksInOneProcess(ActivationSource):
-    """One process's view of the 2-rank job: each batch is rank 0's share of the cache, then rank 1's."""
-
-    def __init__(self, cfg: CachedSourceConfig, seed: int) -> None:
-        super().__init__(cfg, seed=seed)
-        self.ranks = [CachedSource(cfg, seed=seed) for _ in range(WORLD_SIZE)]
-        for rank, source in enumerate(self.ranks):
-            assert source.shard_for_rank(rank, WORLD_SIZE)
-
-    @property
-    def d_in(self) -> int:
-        return self.ranks[0].d_in
-
-    def next_batch(self, batch_size: int) -> torch.Tensor:
-        return torch.cat([source.next_batch(batch_size // WORLD_SIZE) for source in self.ranks])
-
-    def sae_metadata(self) -> dict[str, object]:
-        return self.ranks[0].sae_metadata()
 
 
 def train_flags(cache: Path, folder: Path) -> list[str]:
@@ -93,7 +73,10 @@ def test_two_ranks_on_their_own_shard_files_train_the_concatenated_run_and_resum
          "n_checkpoints": 0}
     )
     assert isinstance(reference.source, CachedSourceConfig)
-    SAETrainingRunner(reference, source=RanksInOneProcess(reference.source, reference.seed)).run()
+    one_process = RanksInOneProcess(
+        lambda: CachedSource(reference.source, seed=reference.seed), WORLD_SIZE
+    )
+    SAETrainingRunner(reference, source=one_process).run()
     differences = max_weight_difference(parallel / "output", tmp_path / "reference")
     assert max(differences.values()) <= TOLERANCE, differences
     metadata = json.loads((parallel / "output" / "cfg.json").read_text())["metadata"]

@@ -30,7 +30,7 @@ import torch
 from saecore_source_llm import LLMSource, LLMSourceConfig
 from safetensors.torch import load_file
 
-from saecore.sources.base import ActivationSource
+from saecore.testing import RanksInOneProcess
 from saecore.training import SAETrainingRunner, SAETrainingRunnerConfig
 from saecore.training.checkpoint import SOURCE_STATE_FILENAME
 
@@ -130,30 +130,6 @@ def checkpoint(job: Job) -> Path:
     return job.checkpoints / str(STEPS // 2 * BATCH)
 
 
-class RanksInOneProcess(ActivationSource):
-    """One process's view of the 2-rank job: each batch is rank 0's share of the documents, then rank 1's."""
-
-    def __init__(self, cfg: LLMSourceConfig, seed: int) -> None:
-        super().__init__(cfg, seed=seed)
-        self.ranks = [LLMSource(cfg, seed=seed) for _ in range(WORLD_SIZE)]
-        for rank, source in enumerate(self.ranks):
-            assert source.shard_for_rank(rank, WORLD_SIZE)
-
-    @property
-    def d_in(self) -> int:
-        return self.ranks[0].d_in
-
-    def next_batch(self, batch_size: int) -> torch.Tensor:
-        return torch.cat([source.next_batch(batch_size // WORLD_SIZE) for source in self.ranks])
-
-    def sae_metadata(self) -> dict[str, Any]:
-        return self.ranks[0].sae_metadata()
-
-    def close(self) -> None:
-        for source in self.ranks:
-            source.close()
-
-
 @pytest.fixture
 def one_thread() -> Iterator[None]:
     """The ranks run with one thread each; so does the in-process reference, for the same float rounding."""
@@ -203,7 +179,7 @@ def test_each_rank_runs_its_own_documents_and_together_they_train_the_concatenat
          "n_checkpoints": 0}
     )
     assert isinstance(reference.source, LLMSourceConfig)
-    source = RanksInOneProcess(reference.source, reference.seed)
+    source = RanksInOneProcess(lambda: LLMSource(reference.source, seed=reference.seed), WORLD_SIZE)
     try:
         SAETrainingRunner(reference, source=source).run()
     finally:

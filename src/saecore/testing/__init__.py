@@ -27,6 +27,10 @@ Numerical tests compare against float64 formulas written in the test;
 :func:`reference_normalization` spells out the per-token input normalisations
 (``constant_norm_rescale``, ``layer_norm``) for them.
 
+:class:`RanksInOneProcess` serves, in one process, the batches a data-parallel job over a
+self-sharding source trains on, so a source's ``shard_for_rank`` can be checked against a
+single-process run.
+
 Fixtures for plugin tests (``saecore_registry``, ``saecore_register``,
 ``saecore_only_plugins``) come from :mod:`saecore.testing.pytest_plugin`, which pytest
 loads through its ``pytest11`` entry point.
@@ -34,6 +38,7 @@ loads through its ``pytest11`` entry point.
 
 from saecore.testing.architecture_conformance import ArchitectureConformance
 from saecore.testing.matmul_count import MatmulCounter, MatrixProduct
+from saecore.testing.ranks_in_one_process import RanksInOneProcess
 from saecore.testing.reference_normalization import reference_normalization
 from saecore.testing.source_conformance import SourceConformance
 
@@ -41,6 +46,7 @@ __all__ = [
     "ArchitectureConformance",
     "MatmulCounter",
     "MatrixProduct",
+    "RanksInOneProcess",
     "SourceConformance",
     "reference_normalization",
 ]
