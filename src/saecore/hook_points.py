@@ -30,7 +30,7 @@ class HookPoint(nn.Module):
     @property
     def is_hooked(self) -> bool:
         """Whether a hook is attached: fused code that bypasses a hook point's value checks this."""
-        return bool(self._forward_hooks)
+        return bool(self._forward_hooks or self._forward_pre_hooks)
 
     def add_hook(self, fn: HookFn) -> torch.utils.hooks.RemovableHandle:
         """Call ``fn(activation, hook=self)`` on every pass; a returned tensor replaces it."""

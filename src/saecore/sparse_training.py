@@ -83,11 +83,7 @@ def support_route_possible(sae: TrainingSAE[Any], step_input: TrainStepInput) ->
         return False
     if torch.is_autocast_enabled("cpu"):
         return False
-    for name in _DENSE_HOOK_POINTS:
-        point = getattr(sae, name)
-        if point._forward_hooks or point._forward_pre_hooks:
-            return False
-    return True
+    return not any(getattr(sae, name).is_hooked for name in _DENSE_HOOK_POINTS)
 
 
 def clearly_dense(feature_acts: torch.Tensor) -> bool:

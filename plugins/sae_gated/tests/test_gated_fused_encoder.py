@@ -100,3 +100,17 @@ def test_an_observing_hook_on_the_features_sees_them_on_the_fused_path() -> None
     assert len(seen) == 1
     torch.testing.assert_close(seen[0], out.feature_acts.detach(), rtol=0, atol=0)
     assert latent_sized_tensors_kept_for_backward(sae, x) == 2
+
+
+def test_a_pre_hook_on_the_magnitude_pre_activation_is_honoured_too() -> None:
+    sae = make_training_sae()
+    sae.hook_sae_acts_pre.register_forward_pre_hook(lambda module, args: (args[0] * 2,))
+    x = torch.randn(BATCH, D_IN, dtype=torch.float64)
+    p = {name: param.detach() for name, param in sae.named_parameters()}
+    x_c = x - p["b_dec"]
+    gate = x_c @ p["W_enc"] + p["b_gate"]
+    doubled = 2 * (x_c @ (p["W_enc"] * torch.exp(p["r_mag"])) + p["b_mag"])
+
+    out = sae.training_forward_pass(step_input(x))
+
+    torch.testing.assert_close(out.feature_acts, (gate > 0).double() * doubled.clamp(min=0), rtol=1e-10, atol=1e-12)
