@@ -81,6 +81,8 @@ def test_json_config_and_python_dash_m_are_equivalent(tmp_path: Path) -> None:
         (["--arch", "nosuch"], "unknown training recipe 'nosuch'"),
         (["--arch", "topk", "--source", "llm"], "pip install saecore-source-llm"),
         (["--arch", "topk", "--training-tokens", "100", "--train-batch-size-tokens", "4096"], "training_tokens"),
+        (["--arch", "topk", "--sae-placement", "partition"], "only 'topk' is trained; give several --arch"),
+        (["--arch", "topk", "--arch", "standard", "--sae-placement", "scatter"], "invalid choice: 'scatter'"),
     ],
 )
 def test_bad_input_is_one_line_naming_the_field(args: list[str], message: str, tmp_path: Path) -> None:

@@ -121,6 +121,31 @@ def test_a_source_that_cannot_shard_is_drawn_whole_on_every_rank_through_the_cli
     _assert_same_saes(tmp_path / "output", tmp_path / "reference" / "output")
 
 
+def _cli_config(tmp_path: Path) -> dict[str, Any]:
+    """``saecore train --config`` settings for TopK and standard trained together on the synthetic source."""
+    run = synthetic_config(tmp_path, {})
+    source = run.pop("source")
+    del source["name"], run["sae"]
+    return {**run, "arch": ["topk", "standard"], "source": "synthetic", "source_config": source,
+            "sae": {"d_sae": 32, "k": 3, "l1_coefficient": 0.3}}
+
+
+def test_the_sae_placement_flag_partitions_several_archs_trained_together(tmp_path: Path) -> None:
+    """Bitwise equal to one process, which replicating (DDP averages half-batch gradients) is not."""
+    config_file, reference_file = tmp_path / "run.json", tmp_path / "reference.json"
+    config_file.write_text(json.dumps(_cli_config(tmp_path)))
+    reference_file.write_text(json.dumps(_cli_config(tmp_path / "reference")))
+
+    job = torchrun(["-m", "saecore", "train", "--config", str(config_file), "--sae-placement", "partition"],
+                   cwd=tmp_path)
+    assert job.returncode == 0, job.output
+    assert "== topk" in job.output and "== standard" in job.output, job.output
+    assert saecore_main(["train", "--config", str(reference_file)]) == 0
+    for arch in ("topk", "standard"):
+        differences = max_weight_difference(tmp_path / "output" / arch, tmp_path / "reference" / "output" / arch)
+        assert max(differences.values()) == 0.0, (arch, differences)
+
+
 def test_a_killed_rank_fails_the_other_rank_at_its_next_gather(tmp_path: Path) -> None:
     config = _sweep(tmp_path, distributed_timeout_s=4.0)
     spec = write_spec(tmp_path / "crashed", config, sweep=True, shardable=True,

@@ -14,7 +14,8 @@ nested form; flags override it::
 Several ``--arch`` (or ``arch: [topk, standard]``) train one SAE per architecture
 together on one stream (a sweep: the source runs once per batch for all of them); an
 SAE flag applies to every chosen architecture that has the field, and each SAE is saved
-to ``{output_path}/{arch}``. ``--sweep FILE`` runs a sweep file (see
+to ``{output_path}/{arch}``; under torchrun ``--sae-placement partition`` gives each rank
+its own SAEs instead of training every SAE on every rank. ``--sweep FILE`` runs a sweep file (see
 ``saecore.training.sweep_config``) with per-SAE settings.
 """
 
@@ -36,7 +37,8 @@ from saecore.errors import ConfigError
 from saecore.registry import get_registry
 from saecore.training.errors import TrainingInterruptedError
 
-FILE_SECTIONS = {"arch", "source", "sae", "source_config", "logger"}
+FILE_SECTIONS = {"arch", "source", "sae", "source_config", "logger", "sae_placement"}
+PLACEMENTS = ("replicate", "partition")
 
 
 def add_parser(commands: Any, name: str) -> None:
@@ -85,6 +87,10 @@ def build_parser(archs: list[str], source: str) -> tuple[argparse.ArgumentParser
     parser.add_argument("--source", default=source, help=f"activation source; installed: {sources}")
     parser.add_argument("--config", default=None, help="YAML or JSON file of settings; flags override it")
     parser.add_argument("--sweep", default=None, help="a sweep file: SAEs with per-SAE settings on one source")
+    parser.add_argument("--sae-placement", choices=PLACEMENTS, default=None,
+                        help="several --arch under torchrun: 'replicate' trains every SAE on every rank "
+                             "(data-parallel); 'partition' gives each rank its own SAEs on all-gathered batches "
+                             "(default: replicate)")
     table = FlagTable()
     for arch, recipe in recipes_used.items():
         table.add_section(parser, f"sae:{arch}", f"SAE options ({arch}, from {recipe.training_config_class.__name__})",
@@ -119,8 +125,15 @@ def collect_settings(argv: list[str]) -> tuple[list[str], str, dict[str, dict[st
         parser.print_help()
         return archs, source, {}, True
     args = parser.parse_args(argv)
-    sections: dict[str, dict[str, Any]] = {"source_config": {}, "trainer": {}, "logger": {}}
+    sections: dict[str, dict[str, Any]] = {"source_config": {}, "trainer": {}, "logger": {}, "sweep": {}}
     sections.update({f"sae:{arch}": {} for arch in archs})
+    placement = args.sae_placement or file_data.get("sae_placement")
+    if placement is not None:
+        if len(archs) == 1:
+            where = "--sae-placement" if args.sae_placement else f"{pre.config}: sae_placement"
+            raise ConfigError(f"{where} places several SAEs over the ranks, but only {archs[0]!r} is trained; "
+                              "give several --arch or use a sweep file")
+        sections["sweep"]["sae_placement"] = placement
     for key, value in file_data.items():
         if key in ("sae", "source_config", "logger"):
             if not isinstance(value, dict):
@@ -257,7 +270,8 @@ def _train_together(
         SweepMember(name=arch, run=_run_config(arch, source_name, source, source_cfg, sections, trainer))
         for arch, trainer in zip(archs, trainers)
     ]
-    runner = SAESweepRunner(validate_model(SAESweepConfig, {"members": members}, "sweep"), source=source)
+    sweep = validate_model(SAESweepConfig, {"members": members, **sections["sweep"]}, "sweep")
+    runner = SAESweepRunner(sweep, source=source)
     runner.run()
     if runner.is_main_process:
         _print_summaries(runner.summaries)

@@ -14,6 +14,7 @@ The group's timeout is what turns a dead or stalled peer into an error instead o
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,6 +26,18 @@ import torch.distributed as dist
 from saecore.errors import ConfigError
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+# torch modules whose functions take ``group=group.WORLD`` as a default, evaluated when the
+# module is imported. Imported after the group is joined, they keep the default group alive
+# for the rest of the interpreter: ``destroy_process_group`` then frees nothing, and gloo's
+# worker threads live on into interpreter shutdown, where one that drops its last tensor
+# must take the GIL and the process aborts ("terminate called without an active
+# exception"). torch.optim.Adam imports the first two lazily, through torch._dynamo.
+MODULES_BINDING_THE_DEFAULT_GROUP = (
+    "torch.distributed.nn.functional",
+    "torch.distributed.fsdp.sharded_grad_scaler",
+    "torch.distributed.optim.zero_redundancy_optimizer",
+)
 
 
 @dataclass(frozen=True)
@@ -176,6 +189,8 @@ def init_from_env(device: str, timeout_s: float) -> tuple[DistributedContext, bo
             f"WORLD_SIZE={os.environ['WORLD_SIZE']} asks for a distributed run, but {', '.join(missing)} "
             "is not set; launch with torchrun (python -m torch.distributed.run), which sets them all"
         )
+    for module in MODULES_BINDING_THE_DEFAULT_GROUP:  # while their defaults can still bind only None
+        importlib.import_module(module)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = torch.device(device).type == "cuda"
     if use_cuda:
