@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 from saecore_sae_topk.sparse_codes import (
+    CodeEntries,
     codes_to_sparse_coo,
     decode_codes,
     decode_dense_activations,
     decode_sparse_activations,
     scatter_codes,
-    sum_rows_by_latent,
 )
 
 from saecore.testing import MatmulCounter
@@ -83,7 +83,7 @@ def test_decode_sparse_activations_three_dimensional() -> None:
     )
 
 
-def test_sum_rows_by_latent_is_the_transposed_sparse_product() -> None:
+def test_summing_rows_by_latent_is_the_transposed_sparse_product() -> None:
     """out[j] = Σ_n G[n, j] · rows[n], with G the sparse [N, d_sae] matrix the code describes."""
     values, indices = _codes(6, seed=5)
     aux_values, aux_indices = _codes(6, seed=6)
@@ -91,4 +91,7 @@ def test_sum_rows_by_latent_is_the_transposed_sparse_product() -> None:
     latents = torch.cat([indices, aux_indices], dim=1)  # a latent may appear twice in a row
     rows = torch.randn(6, D_IN, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
     G = _dense(values, indices) + _dense(aux_values, aux_indices)
-    torch.testing.assert_close(sum_rows_by_latent(weights, latents, rows, D_SAE), G.T @ rows, rtol=1e-12, atol=1e-12)
+    entries = CodeEntries(latents, D_SAE)
+    torch.testing.assert_close(entries.sum_rows(weights, rows), G.T @ rows, rtol=1e-12, atol=1e-12)
+    other_rows = torch.randn(6, D_IN, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    torch.testing.assert_close(entries.sum_rows(weights, other_rows), G.T @ other_rows, rtol=1e-12, atol=1e-12)

@@ -7,7 +7,7 @@ import json
 import pytest
 import topk_reference as ref
 import torch
-from saecore_sae_topk import auxk
+from saecore_sae_topk import auxk, sparse_codes
 from saecore_sae_topk.topk_sae import TopKSAE
 from saecore_sae_topk.topk_training_sae import TopKTrainingSAE
 from topk_helpers import leaf_copies, training_sae
@@ -79,6 +79,22 @@ def test_sparse_step_matches_reference(
     o = RefOptions(k=K, rescale=rescale, apply_b_dec_to_input=apply_b_dec, aux_coefficient=0.7)
     sae = training_sae(ref.random_params(D_IN, D_SAE, seed=3), o)
     _check_step_against_reference(sae, o, seed=3, dead=_dead_mask(DEAD_CASES[dead_case]))
+
+
+def test_both_weight_gradients_share_one_sort_of_the_code_entries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The decoder's and the encoder's gradients sum by latent over the same entries: one sort serves both."""
+    sorted_entries: list[int] = []
+    real_latent_runs = sparse_codes.latent_runs
+
+    def counted(latents: torch.Tensor, d_sae: int) -> tuple[torch.Tensor, torch.Tensor]:
+        sorted_entries.append(latents.numel())
+        return real_latent_runs(latents, d_sae)
+
+    monkeypatch.setattr(sparse_codes, "latent_runs", counted)
+    o = RefOptions(k=K, rescale=True)
+    sae = training_sae(ref.random_params(D_IN, D_SAE, seed=5), o)
+    _check_step_against_reference(sae, o, seed=5, dead=None)
+    assert sorted_entries == [BATCH * K]
 
 
 @pytest.mark.parametrize("dead_case", ["none", "many"])

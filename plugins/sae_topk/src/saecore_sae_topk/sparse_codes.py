@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from saecore.sparse_decode import decode_product, sum_decoder_rows
+from saecore.sparse_decode import decode_product, latent_runs, sum_decoder_rows
 from saecore.sparse_decode import sum_rows_by_latent as core_sum_rows_by_latent
 
 
@@ -23,25 +23,41 @@ def select_topk(hidden_pre: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.T
     return values, indices
 
 
-def sum_rows_by_latent(
-    weights: torch.Tensor, latents: torch.Tensor, rows: torch.Tensor, d_sae: int
-) -> torch.Tensor:
-    """``out[j] = Σ_{e: latents[e]=j} weights[e] · rows[e // m]`` for ``latents`` of shape ``[N, m]``.
+class CodeEntries:
+    """The entries of codes ``latents [N, m]``, sorted by latent once for every backward that sums by latent.
 
-    The transpose of decoding, for codes with ``m`` entries per row
-    (``saecore.sparse_decode.sum_rows_by_latent``, which sorts the entries by latent).
+    A training step sums rows by latent twice over the same codes (the decoder's and the
+    encoder's weight gradients); sharing one object between them sorts the entries once.
     """
-    flat_latents = latents.reshape(-1)
-    entry_rows = torch.arange(flat_latents.numel(), device=latents.device) // latents.shape[-1]
-    return core_sum_rows_by_latent(weights.reshape(-1), flat_latents, entry_rows, rows, d_sae)
+
+    def __init__(self, latents: torch.Tensor, d_sae: int) -> None:
+        self.latents = latents
+        self.d_sae = d_sae
+        self._runs: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._entry_rows: torch.Tensor | None = None
+
+    def sum_rows(self, weights: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """``out[j] = Σ_{e: latents[e]=j} weights[e] · rows[e // m]``, shape ``[d_sae, rows.shape[1]]``.
+
+        The transpose of decoding (``saecore.sparse_decode.sum_rows_by_latent``).
+        """
+        flat_latents = self.latents.reshape(-1)
+        if self._runs is None or self._entry_rows is None:
+            self._runs = latent_runs(flat_latents, self.d_sae)
+            self._entry_rows = torch.arange(flat_latents.numel(), device=flat_latents.device) // self.latents.shape[-1]
+        return core_sum_rows_by_latent(weights.reshape(-1), flat_latents, self._entry_rows, rows, self.d_sae,
+                                       self._runs)
 
 
 class _DecodeCodes(torch.autograd.Function):
     """``embedding_bag`` decoding with a sorted, per-latent backward for ``W_dec``."""
 
     @staticmethod
-    def forward(ctx: Any, values: torch.Tensor, indices: torch.Tensor, W_dec: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        ctx: Any, values: torch.Tensor, indices: torch.Tensor, W_dec: torch.Tensor, entries: CodeEntries
+    ) -> torch.Tensor:
         ctx.save_for_backward(values, indices, W_dec)
+        ctx.entries = entries
         return F.embedding_bag(indices, W_dec, per_sample_weights=values, mode="sum")
 
     @staticmethod
@@ -56,14 +72,22 @@ class _DecodeCodes(torch.autograd.Function):
                 out = F.embedding_bag(indices, W_dec.detach(), per_sample_weights=leaf, mode="sum")
             (grad_values,) = torch.autograd.grad(out, leaf, grad)
         if ctx.needs_input_grad[2]:
-            grad_W_dec = sum_rows_by_latent(values, indices, grad, W_dec.shape[0])
-        return grad_values, None, grad_W_dec
+            grad_W_dec = ctx.entries.sum_rows(values, grad)
+        return grad_values, None, grad_W_dec, None
 
 
-def decode_codes(values: torch.Tensor, indices: torch.Tensor, W_dec: torch.Tensor) -> torch.Tensor:
-    """``Σ_j values[..., j] · W_dec[indices[..., j]]``, shape ``[..., d_in]``; no bias."""
+def decode_codes(
+    values: torch.Tensor, indices: torch.Tensor, W_dec: torch.Tensor, entries: CodeEntries | None = None
+) -> torch.Tensor:
+    """``Σ_j values[..., j] · W_dec[indices[..., j]]``, shape ``[..., d_in]``; no bias.
+
+    ``entries`` (of these ``indices``) lets the decoder's gradient share its sort with another backward.
+    """
     k = indices.shape[-1]
-    summed = _DecodeCodes.apply(values.reshape(-1, k).to(W_dec.dtype), indices.reshape(-1, k), W_dec)
+    flat_indices = indices.reshape(-1, k)
+    if entries is None:
+        entries = CodeEntries(flat_indices, W_dec.shape[0])
+    summed = _DecodeCodes.apply(values.reshape(-1, k).to(W_dec.dtype), flat_indices, W_dec, entries)
     return summed.reshape(*indices.shape[:-1], W_dec.shape[-1])
 
 

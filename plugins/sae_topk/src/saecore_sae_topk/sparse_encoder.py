@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from saecore_sae_topk.sparse_codes import sum_rows_by_latent
+from saecore_sae_topk.sparse_codes import CodeEntries
 
 
 @torch.no_grad()
@@ -56,9 +56,11 @@ class _SelectedPreactivations(torch.autograd.Function):
         latents: torch.Tensor,
         norms: torch.Tensor | None,
         subtract_b_dec: bool,
+        entries: CodeEntries,
     ) -> torch.Tensor:
         ctx.save_for_backward(sae_in, W_enc, latents)
         ctx.subtract_b_dec = subtract_b_dec
+        ctx.entries = entries
         return scores.clone() if norms is None else scores / norms[latents]
 
     @staticmethod
@@ -69,12 +71,13 @@ class _SelectedPreactivations(torch.autograd.Function):
         grad_b_enc = grad.new_zeros(d_sae).index_add_(0, latents.reshape(-1), grad.reshape(-1))
         grad_W_enc = None
         if ctx.needs_input_grad[1]:
-            grad_W_enc = sum_rows_by_latent(grad, latents, sae_in, d_sae).T.contiguous()
+            grad_W_enc = ctx.entries.sum_rows(grad, sae_in).T.contiguous()
         grad_b_dec = None
         if ctx.subtract_b_dec and ctx.needs_input_grad[3]:
             # Σ_n ∂L/∂sae_in[n] = W_enc · Σ_n ∂L/∂h[n] = W_enc · grad_b_enc, and sae_in = x − b_dec.
             grad_b_dec = -(W_enc @ grad_b_enc)
-        return None, grad_W_enc, grad_b_enc if ctx.needs_input_grad[2] else None, grad_b_dec, None, None, None, None
+        return (None, grad_W_enc, grad_b_enc if ctx.needs_input_grad[2] else None, grad_b_dec,
+                None, None, None, None, None)
 
 
 def selected_preactivations(
@@ -86,11 +89,15 @@ def selected_preactivations(
     latents: torch.Tensor,
     norms: torch.Tensor | None,
     subtract_b_dec: bool,
+    entries: CodeEntries | None = None,
 ) -> torch.Tensor:
     """The unscaled pre-activations ``h`` at ``latents [N, m]``, with a sparse backward.
 
     ``scores`` are the ranking scores ``h'`` at those latents (from ``encoder_scores``),
     ``norms`` the decoder norms they were scaled by (or None), and ``sae_in`` the
-    encoder input ``x − b_dec``.
+    encoder input ``x − b_dec``. ``entries`` (of these ``latents``) lets the encoder's gradient share
+    its sort with the decoder's.
     """
-    return _SelectedPreactivations.apply(sae_in, W_enc, b_enc, b_dec, scores, latents, norms, subtract_b_dec)
+    if entries is None:
+        entries = CodeEntries(latents, W_enc.shape[1])
+    return _SelectedPreactivations.apply(sae_in, W_enc, b_enc, b_dec, scores, latents, norms, subtract_b_dec, entries)

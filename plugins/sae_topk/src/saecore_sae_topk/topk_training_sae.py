@@ -27,7 +27,13 @@ from saecore import ConfigError, TrainingSAE, TrainStepInput, TrainStepOutput
 from saecore.training_sae import mse_loss
 from saecore_sae_topk.auxk import auxk_reconstruction
 from saecore_sae_topk.config import TopKTrainingSAEConfig
-from saecore_sae_topk.sparse_codes import codes_to_sparse_coo, decode_codes, scatter_codes, select_topk
+from saecore_sae_topk.sparse_codes import (
+    CodeEntries,
+    codes_to_sparse_coo,
+    decode_codes,
+    scatter_codes,
+    select_topk,
+)
 from saecore_sae_topk.sparse_encoder import encoder_scores, selected_preactivations
 from saecore_sae_topk.topk_sae import TopKBase, has_hooks
 
@@ -117,9 +123,10 @@ class TopKTrainingSAE(TopKBase[TopKTrainingSAEConfig], TrainingSAE[TopKTrainingS
         params = (self.W_enc, self.b_enc, self.b_dec)
         centred, hidden_pre = encoder_scores(x, *params, norms, cfg.apply_b_dec_to_input)
         scores, indices = select_topk(hidden_pre, cfg.k)
-        values = selected_preactivations(centred, *params, scores, indices, norms, cfg.apply_b_dec_to_input)
+        entries = CodeEntries(indices, cfg.d_sae)  # one sort by latent for both weight gradients
+        values = selected_preactivations(centred, *params, scores, indices, norms, cfg.apply_b_dec_to_input, entries)
         acts = values.relu()
-        sae_out = self.finish_decode(decode_codes(acts, indices, self.W_dec) + self.b_dec)
+        sae_out = self.finish_decode(decode_codes(acts, indices, self.W_dec, entries) + self.b_dec)
         mse = mse_loss(sae_out, sae_in)
         if plan is None:
             aux = sae_out.new_tensor(0.0)
