@@ -7,11 +7,12 @@ import json
 import pytest
 import topk_reference as ref
 import torch
-from saecore_sae_topk import auxk, sparse_codes
+from saecore_sae_topk import auxk, sparse_codes, sparse_encoder
 from saecore_sae_topk.topk_sae import TopKSAE
 from saecore_sae_topk.topk_training_sae import TopKTrainingSAE
 from topk_helpers import leaf_copies, training_sae
 from topk_reference import RefOptions
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from saecore import SAE, ConfigError, TrainStepInput, TrainStepOutput
 
@@ -95,6 +96,36 @@ def test_both_weight_gradients_share_one_sort_of_the_code_entries(monkeypatch: p
     sae = training_sae(ref.random_params(D_IN, D_SAE, seed=5), o)
     _check_step_against_reference(sae, o, seed=5, dead=None)
     assert sorted_entries == [BATCH * K]
+
+
+class _ScaledEncoderCopies(TorchDispatchMode):
+    """Records the shape of every elementwise product shaped like (columns of) ``W_enc``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shapes: list[tuple[int, ...]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        result = func(*args, **(kwargs or {}))
+        if func is torch.ops.aten.mul.Tensor and result.dim() == 2 and result.shape[0] == D_IN:
+            self.shapes.append(tuple(result.shape))
+        return result
+
+
+@pytest.mark.parametrize("block_columns", [16, 24])
+def test_the_rescaled_encoder_runs_in_column_blocks_without_a_scaled_copy_of_w_enc(
+    block_columns: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blocks of 16 divide d_sae = 64; blocks of 24 leave a last block of 16."""
+    monkeypatch.setattr(sparse_encoder, "SCALED_ENCODER_BLOCK_COLUMNS", block_columns)
+    o = RefOptions(k=K, rescale=True, aux_coefficient=0.7)
+    sae = training_sae(ref.random_params(D_IN, D_SAE, seed=6), o)
+    with _ScaledEncoderCopies() as copies:
+        _step(sae, _batch(6), None)
+    expected_blocks = [(D_IN, min(block_columns, D_SAE - start)) for start in range(0, D_SAE, block_columns)]
+    assert copies.shapes == expected_blocks  # one block of W_enc · n at a time, never all of it
+    sae.zero_grad()
+    _check_step_against_reference(sae, o, seed=6, dead=_dead_mask(DEAD_CASES["many"]))
 
 
 @pytest.mark.parametrize("dead_case", ["none", "many"])
