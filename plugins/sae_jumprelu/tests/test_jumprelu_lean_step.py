@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import torch
 from saecore_sae_jumprelu.jumprelu_sae import JumpReLUTrainingSAE, JumpReLUTrainingSAEConfig
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from saecore.testing import MatmulCounter, reference_normalization
 from saecore.training_sae import TrainStepInput
@@ -78,6 +79,32 @@ def test_step_runs_five_dense_products_and_one_matvec_for_b_dec(apply_b_dec: boo
         step(sae, batch(torch.float32))
     expected = [D_IN * D_SAE] * apply_b_dec + [BATCH * D_IN * D_SAE] * 5
     assert sorted(counter.multiply_adds) == expected
+
+
+class _MaskCounter(TorchDispatchMode):
+    """Counts the comparisons that form a ``[B, d_sae]`` mask: ``1[h > θ]`` (gt) and the window (lt)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts = {"gt": 0, "lt": 0}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        result = func(*args, **(kwargs or {}))
+        name = func.overloadpacket.__name__
+        if name in self.counts and isinstance(result, torch.Tensor) and result.numel() == BATCH * D_SAE:
+            self.counts[name] += 1
+        return result
+
+
+@pytest.mark.parametrize("ste_to_input", [False, True])
+def test_the_dense_step_forms_each_estimator_mask_once_per_pass(ste_to_input: bool) -> None:
+    """The activations and the L0 penalty share their masks: 1[h > θ] once forward and once
+    backward, the window once (as two estimators, 3 and 2)."""
+    sae = make_sae("float32", jumprelu_ste_to_input=ste_to_input)
+    with _MaskCounter() as masks, MatmulCounter() as counter:
+        step(sae, batch(torch.float32))
+    assert counter.multiply_adds.count(BATCH * D_IN * D_SAE) == 5  # the dense step, not the support route
+    assert masks.counts == {"gt": 2, "lt": 1}
 
 
 def test_under_bfloat16_autocast_the_step_stays_lean_and_close_to_float32() -> None:

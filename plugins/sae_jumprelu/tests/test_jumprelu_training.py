@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import torch
 from saecore_sae_jumprelu.jumprelu_sae import JumpReLUSAE, JumpReLUTrainingSAE, JumpReLUTrainingSAEConfig
-from saecore_sae_jumprelu.ste import JumpReLU, Step
+from saecore_sae_jumprelu.ste import JumpReLU, JumpReLUWithL0, Step
 from safetensors.torch import load_file
 
 from saecore import SAE, TrainCoefficientConfig, TrainStepInput
@@ -133,6 +133,36 @@ def test_step_function_forward_and_gradients(ste_to_input: bool, shape: tuple[in
         torch.testing.assert_close(h.grad, ste)
     else:
         assert h.grad is None
+    assert theta.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("uses", ["both", "activations", "l0"])
+@pytest.mark.parametrize("ste_to_input", [False, True])
+@pytest.mark.parametrize("shape", [(6, 8), (2, 3, 8)])
+def test_jumprelu_with_l0_is_jumprelu_and_the_row_sum_of_step(
+    uses: str, ste_to_input: bool, shape: tuple[int, ...]
+) -> None:
+    """Against the float64 references of the two estimators applied separately, with either output unused."""
+    generator = torch.Generator().manual_seed(3)
+    h = torch.randn(shape, generator=generator, dtype=torch.float64).requires_grad_(True)
+    theta = (torch.rand(shape[-1], generator=generator, dtype=torch.float64) * 0.5).requires_grad_(True)
+    g_acts = torch.randn(shape, generator=generator, dtype=torch.float64) * (uses != "l0")
+    g_l0 = torch.randn(shape[:-1], generator=generator, dtype=torch.float64) * (uses != "activations")
+    acts, l0 = JumpReLUWithL0.apply(h, theta, BANDWIDTH, ste_to_input)
+    used = {"both": [(acts, g_acts), (l0, g_l0)], "activations": [(acts, g_acts)], "l0": [(l0, g_l0)]}[uses]
+    sum((out * g).sum() for out, g in used).backward()
+
+    h_ref, theta_ref = h.detach().clone().requires_grad_(True), theta.detach().clone().requires_grad_(True)
+    expected_acts = reference_jumprelu(h_ref, theta_ref, BANDWIDTH, ste_to_input)
+    expected_l0 = reference_step(h_ref, theta_ref, BANDWIDTH, ste_to_input).sum(-1)
+    ((expected_acts * g_acts).sum() + (expected_l0 * g_l0).sum()).backward()
+    torch.testing.assert_close(acts.detach(), expected_acts.detach())
+    torch.testing.assert_close(l0.detach(), expected_l0.detach())
+    torch.testing.assert_close(theta.grad, theta_ref.grad)
+    if uses == "l0" and not ste_to_input:
+        assert h.grad is None
+    else:
+        torch.testing.assert_close(h.grad, h_ref.grad)
     assert theta.grad.abs().sum() > 0
 
 

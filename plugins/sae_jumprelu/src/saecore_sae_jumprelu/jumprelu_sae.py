@@ -39,8 +39,8 @@ from saecore.sparse_training import (
     support_route_possible,
     support_training_output,
 )
-from saecore.training_sae import TrainStepOutput
-from saecore_sae_jumprelu.ste import JumpReLU, Step, above
+from saecore.training_sae import TrainStepOutput, training_step_output
+from saecore_sae_jumprelu.ste import JumpReLU, JumpReLUWithL0, Step, above
 
 SparsityLossMode = Literal["step", "tanh", "quadratic"]
 
@@ -169,14 +169,14 @@ class JumpReLUTrainingSAE(TrainingSAE[JumpReLUTrainingSAEConfig]):
         # pin for good any latent whose threshold reaches zero.
         with torch.no_grad():
             self.threshold.data.clamp_(min=0.0)
-        sae_in, feature_acts, hidden_pre = self._encode_for_training(step_input.sae_in)
+        sae_in, feature_acts, hidden_pre, l0_per_row = self._encode_for_training(step_input.sae_in)
         if self._dense_step_needed(step_input) or clearly_dense(feature_acts):
-            return self.finish_training_forward_pass(step_input, feature_acts, hidden_pre)
+            return self._finish_dense_step(step_input, feature_acts, hidden_pre, l0_per_row)
         threshold = self.threshold.to(hidden_pre.dtype)
         bandwidth = self.cfg.jumprelu_bandwidth
         support = _estimator_support(hidden_pre.detach(), threshold.detach(), bandwidth)
         if not sparse_enough(support.size, feature_acts):
-            return self.finish_training_forward_pass(step_input, feature_acts, hidden_pre)
+            return self._finish_dense_step(step_input, feature_acts, hidden_pre, l0_per_row)
         pre = support_preactivations(self, sae_in, hidden_pre, support)
         theta = threshold[support.latents]
         acts = JumpReLU.apply(pre, theta, bandwidth, self.cfg.jumprelu_ste_to_input)
@@ -196,16 +196,41 @@ class JumpReLUTrainingSAE(TrainingSAE[JumpReLUTrainingSAEConfig]):
         return self.cfg.pre_act_loss_coefficient is not None and dead is not None and bool(dead.any())
 
     def encode_with_hidden_pre(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._encode_for_training(x)[1:]
+        _, feature_acts, hidden_pre, _ = self._encode_for_training(x)
+        return feature_acts, hidden_pre
 
-    def _encode_for_training(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(x_c, feature_acts, hidden_pre)``: the encoder input is what the sparse ``∂W_enc`` sums."""
+    def _encode_for_training(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``(x_c, feature_acts, hidden_pre, L0 per row)``: the encoder input is what the sparse ``∂W_enc`` sums.
+
+        The L0 (``Σ_i Step(h_i, θ_i)``, what the ``step`` and ``quadratic`` penalties take)
+        comes from the same masks as the activations (:class:`JumpReLUWithL0`); None for
+        ``tanh``, which penalises the activations themselves.
+        """
         sae_in, b_dec_term = centred_input(self, x)
         hidden_pre = self.hook_sae_acts_pre(sae_in @ self.W_enc + (self.b_enc + b_dec_term))
-        feature_acts = JumpReLU.apply(
-            hidden_pre, self.threshold.to(hidden_pre.dtype), self.cfg.jumprelu_bandwidth, self.cfg.jumprelu_ste_to_input
-        )
-        return sae_in, self.hook_sae_acts_post(feature_acts), hidden_pre
+        threshold, bandwidth = self.threshold.to(hidden_pre.dtype), self.cfg.jumprelu_bandwidth
+        l0_per_row: torch.Tensor | None = None
+        if self.cfg.jumprelu_sparsity_loss_mode == "tanh":
+            feature_acts = JumpReLU.apply(hidden_pre, threshold, bandwidth, self.cfg.jumprelu_ste_to_input)
+        else:
+            feature_acts, l0_per_row = JumpReLUWithL0.apply(
+                hidden_pre, threshold, bandwidth, self.cfg.jumprelu_ste_to_input
+            )
+        return sae_in, self.hook_sae_acts_post(feature_acts), hidden_pre, l0_per_row
+
+    def _finish_dense_step(
+        self,
+        step_input: TrainStepInput,
+        feature_acts: torch.Tensor,
+        hidden_pre: torch.Tensor,
+        l0_per_row: torch.Tensor | None,
+    ) -> TrainStepOutput:
+        """``finish_training_forward_pass``, with the L0 the activations' masks already gave."""
+        sae_out = self.decode(feature_acts)
+        aux_losses = self._aux_losses(step_input, feature_acts, hidden_pre, l0_per_row)
+        return training_step_output(step_input, sae_out, feature_acts, hidden_pre, aux_losses)
 
     def calculate_aux_loss(
         self,
@@ -214,8 +239,17 @@ class JumpReLUTrainingSAE(TrainingSAE[JumpReLUTrainingSAEConfig]):
         hidden_pre: torch.Tensor,
         sae_out: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
+        return self._aux_losses(step_input, feature_acts, hidden_pre, None)
+
+    def _aux_losses(
+        self,
+        step_input: TrainStepInput,
+        feature_acts: torch.Tensor,
+        hidden_pre: torch.Tensor,
+        l0_per_row: torch.Tensor | None,
+    ) -> dict[str, torch.Tensor]:
         threshold = self.threshold.to(hidden_pre.dtype)
-        per_item = self._per_item_sparsity(feature_acts, hidden_pre, threshold)
+        per_item = self._per_item_sparsity(feature_acts, hidden_pre, threshold, l0_per_row=l0_per_row)
         losses = {"l0_loss": (step_input.coefficients["l0"] * per_item).mean()}
         coefficient = self.cfg.pre_act_loss_coefficient
         if coefficient is not None:
@@ -230,12 +264,14 @@ class JumpReLUTrainingSAE(TrainingSAE[JumpReLUTrainingSAEConfig]):
         hidden_pre: torch.Tensor,
         threshold: torch.Tensor,
         support: Support | None = None,
+        l0_per_row: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The sparsity penalty of each input, before the coefficient and the batch mean.
 
         With ``support``, the three tensors hold the values at its entries (``threshold``
         gathered per entry) and each input's sum runs over its entries: the terms outside
-        the support are ``tanh(0) = 0`` or ``Step = 0``, with no gradient.
+        the support are ``tanh(0) = 0`` or ``Step = 0``, with no gradient. ``l0_per_row``
+        is that L0 already computed with the activations (dense step only).
         """
         cfg = self.cfg
         norms = self.W_dec.norm(dim=1) if cfg.jumprelu_sparsity_loss_mode == "tanh" else None
@@ -246,7 +282,9 @@ class JumpReLUTrainingSAE(TrainingSAE[JumpReLUTrainingSAEConfig]):
         if norms is not None:
             latent_norms = norms if support is None else norms[support.latents]
             return row_sum(torch.tanh(cfg.jumprelu_tanh_scale * feature_acts * latent_norms))
-        l0 = row_sum(Step.apply(hidden_pre, threshold, cfg.jumprelu_bandwidth, cfg.jumprelu_ste_to_input))
+        l0 = l0_per_row if l0_per_row is not None else row_sum(
+            Step.apply(hidden_pre, threshold, cfg.jumprelu_bandwidth, cfg.jumprelu_ste_to_input)
+        )
         if cfg.jumprelu_sparsity_loss_mode == "quadratic":
             assert cfg.target_l0 is not None  # enforced by the config validator
             return (2 / cfg.target_l0) * (l0 - cfg.target_l0).pow(2)

@@ -96,3 +96,71 @@ class Step(torch.autograd.Function):
         grad_hidden_pre = ste if ctx.ste_to_input and ctx.needs_input_grad[0] else None
         grad_threshold = -_sum_to_threshold(ste) if ctx.needs_input_grad[1] else None
         return grad_hidden_pre, grad_threshold, None, None
+
+
+class JumpReLUWithL0(torch.autograd.Function):
+    """``(JumpReLU(h, θ), Σ_i Step(h_i, θ_i))``: the activations and each row's L0 from one set of masks.
+
+    The dense step applies both estimators to the same ``h`` and ``θ``. As two functions
+    they form ``1[h > θ]`` three times and the window ``rect((h − θ)/ε)`` twice, each a
+    pass over ``[B, d_sae]``; here the backward receives both outputs' gradients at once
+    and forms each mask once. Step's gradient is constant along a row (the row sum
+    broadcasts it), so its part of ``∂θ`` is one product ``windowᵀ · ∂L/∂L0``. The
+    gradients are those of :class:`JumpReLU` and :class:`Step` applied separately.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, hidden_pre: torch.Tensor, threshold: torch.Tensor, bandwidth: float, ste_to_input: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx.save_for_backward(hidden_pre, threshold)
+        ctx.bandwidth = bandwidth
+        ctx.ste_to_input = ste_to_input
+        ctx.set_materialize_grads(False)
+        mask = above(hidden_pre, threshold)
+        return hidden_pre * mask, mask.sum(dim=-1)
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: Any, grad_acts: torch.Tensor | None, grad_l0: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:
+        hidden_pre, threshold = ctx.saved_tensors
+        bandwidth: float = ctx.bandwidth
+        window = rectangle(hidden_pre, threshold, bandwidth)
+        if ctx.ste_to_input:
+            return _with_estimator_to_input(hidden_pre, threshold, bandwidth, window, grad_acts, grad_l0, ctx)
+        rows = window.reshape(-1, window.shape[-1])
+        grad_threshold = None
+        if ctx.needs_input_grad[1]:
+            grad_threshold = torch.zeros_like(threshold)
+            if grad_l0 is not None:
+                grad_threshold -= rows.T.mv(grad_l0.reshape(-1).to(rows.dtype)) / bandwidth
+            if grad_acts is not None:
+                grad_threshold -= (threshold / bandwidth) * rows.mul_(grad_acts.reshape(rows.shape)).sum(dim=0)
+        grad_hidden_pre = None
+        if ctx.needs_input_grad[0] and grad_acts is not None:
+            grad_hidden_pre = above(hidden_pre, threshold).mul_(grad_acts)
+        return grad_hidden_pre, grad_threshold, None, None
+
+
+def _with_estimator_to_input(
+    hidden_pre: torch.Tensor,
+    threshold: torch.Tensor,
+    bandwidth: float,
+    window: torch.Tensor,
+    grad_acts: torch.Tensor | None,
+    grad_l0: torch.Tensor | None,
+    ctx: Any,
+) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:
+    """``ste_to_input``: both estimators' per-entry terms also reach ``h``, so they are formed in full."""
+    per_entry = torch.zeros_like(hidden_pre)
+    if grad_acts is not None:
+        per_entry += (threshold / bandwidth) * grad_acts
+    if grad_l0 is not None:
+        per_entry += grad_l0.unsqueeze(-1) / bandwidth
+    estimator = window.mul_(per_entry)
+    grad_hidden_pre = None
+    if ctx.needs_input_grad[0]:
+        grad_hidden_pre = estimator if grad_acts is None else above(hidden_pre, threshold) * grad_acts + estimator
+    grad_threshold = -_sum_to_threshold(estimator) if ctx.needs_input_grad[1] else None
+    return grad_hidden_pre, grad_threshold, None, None
