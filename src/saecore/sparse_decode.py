@@ -35,6 +35,26 @@ def sum_decoder_rows(
     return F.embedding_bag(latents, W_dec, starts, per_sample_weights=weights.to(W_dec.dtype), mode="sum")
 
 
+# embedding_bag's mode code for "sum".
+_EMBEDDING_BAG_SUM = 0
+
+
+def decoder_row_dots(
+    grad: torch.Tensor, W_dec: torch.Tensor, latents: torch.Tensor, starts: torch.Tensor, rows: torch.Tensor
+) -> torch.Tensor:
+    """``out[e] = grad[rows[e]] · W_dec[latents[e]]``: the gradient of a sparse decode w.r.t. each entry's value.
+
+    The entries are sorted by row (``rows``), and ``starts`` says where each row's begin,
+    as :func:`sum_decoder_rows` takes them. embedding_bag's own kernel for its
+    per-sample-weight gradient is this sampled product, and it forms no gathered copies.
+    It is called directly rather than through autograd, which would first run the decoder
+    forward again to build a graph.
+    """
+    return torch.ops.aten._embedding_bag_per_sample_weights_backward(
+        grad.contiguous(), W_dec, latents, starts, rows, _EMBEDDING_BAG_SUM
+    )
+
+
 def latent_runs(latents: torch.Tensor, d_sae: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(order, starts)``: the entries sorted by latent, and where each latent's run begins.
 

@@ -53,7 +53,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from saecore.sparse_decode import latent_runs, sum_rows_by_latent
+from saecore.sparse_decode import decoder_row_dots, latent_runs, sum_rows_by_latent
 from saecore.training_sae import TrainingSAE, TrainStepInput, TrainStepOutput, training_step_output
 
 SPARSE_TRAINING_MAX_DENSITY = 1 / 16
@@ -61,8 +61,6 @@ SPARSE_TRAINING_MAX_DENSITY = 1 / 16
 # Hook points whose hooks see (and may replace) the dense [N, d_sae] tensors that the
 # support route reads without going through them again.
 _DENSE_HOOK_POINTS = ("hook_sae_acts_pre", "hook_sae_acts_post")
-# embedding_bag's mode code for "sum".
-_EMBEDDING_BAG_SUM = 0
 # Rows counted by the cheap first density test (``clearly_dense``).
 _SAMPLE_ROWS = 256
 
@@ -240,13 +238,7 @@ class _SupportDecode(torch.autograd.Function):
         support: Support = ctx.support
         grad_values = grad_W_dec = None
         if ctx.needs_input_grad[0]:
-            # ∂L/∂values[e] = ∂L/∂x̂_row(e) · W_dec[latent(e)]: embedding_bag's own kernel for
-            # its per-sample-weight gradient is that sampled product, without gathered copies
-            # (``offset2bag`` is each entry's row). Called directly, not through autograd,
-            # which would first run the decoder forward again to build a graph.
-            grad_values = torch.ops.aten._embedding_bag_per_sample_weights_backward(
-                grad.contiguous(), W_dec, support.latents, support.starts, support.rows, _EMBEDDING_BAG_SUM
-            )
+            grad_values = decoder_row_dots(grad, W_dec, support.latents, support.starts, support.rows)
         if ctx.needs_input_grad[1]:
             grad_W_dec = support.sum_rows_by_latent(values, grad)
         return grad_values, grad_W_dec, None

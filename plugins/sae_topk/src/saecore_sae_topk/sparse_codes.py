@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from saecore.sparse_decode import decode_product, latent_runs, sum_decoder_rows
+from saecore.sparse_decode import decode_product, decoder_row_dots, latent_runs, sum_decoder_rows
 from saecore.sparse_decode import sum_rows_by_latent as core_sum_rows_by_latent
 
 
@@ -24,7 +24,7 @@ def select_topk(hidden_pre: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.T
 
 
 class CodeEntries:
-    """The entries of codes ``latents [N, m]``, sorted by latent once for every backward that sums by latent.
+    """The entries of codes ``latents [N, m]``: their rows, and their order by latent, each formed once.
 
     A training step sums rows by latent twice over the same codes (the decoder's and the
     encoder's weight gradients); sharing one object between them sorts the entries once.
@@ -36,17 +36,31 @@ class CodeEntries:
         self._runs: tuple[torch.Tensor, torch.Tensor] | None = None
         self._entry_rows: torch.Tensor | None = None
 
+    @property
+    def entry_rows(self) -> torch.Tensor:
+        """The row of each flat entry (``e // m``)."""
+        if self._entry_rows is None:
+            n_entries, per_row = self.latents.numel(), self.latents.shape[-1]
+            self._entry_rows = torch.arange(n_entries, device=self.latents.device) // per_row
+        return self._entry_rows
+
     def sum_rows(self, weights: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """``out[j] = Σ_{e: latents[e]=j} weights[e] · rows[e // m]``, shape ``[d_sae, rows.shape[1]]``.
 
         The transpose of decoding (``saecore.sparse_decode.sum_rows_by_latent``).
         """
         flat_latents = self.latents.reshape(-1)
-        if self._runs is None or self._entry_rows is None:
+        if self._runs is None:
             self._runs = latent_runs(flat_latents, self.d_sae)
-            self._entry_rows = torch.arange(flat_latents.numel(), device=flat_latents.device) // self.latents.shape[-1]
-        return core_sum_rows_by_latent(weights.reshape(-1), flat_latents, self._entry_rows, rows, self.d_sae,
+        return core_sum_rows_by_latent(weights.reshape(-1), flat_latents, self.entry_rows, rows, self.d_sae,
                                        self._runs)
+
+    def row_dots(self, grad: torch.Tensor, W_dec: torch.Tensor) -> torch.Tensor:
+        """``out[n, j] = grad[n] · W_dec[latents[n, j]]``: decoding's gradient w.r.t. each value, ``[N, m]``."""
+        per_row = self.latents.shape[-1]
+        starts = torch.arange(0, self.latents.numel(), per_row, device=self.latents.device)
+        dots = decoder_row_dots(grad, W_dec, self.latents.reshape(-1), starts, self.entry_rows)
+        return dots.reshape(self.latents.shape)
 
 
 class _DecodeCodes(torch.autograd.Function):
@@ -56,21 +70,16 @@ class _DecodeCodes(torch.autograd.Function):
     def forward(  # type: ignore[override]
         ctx: Any, values: torch.Tensor, indices: torch.Tensor, W_dec: torch.Tensor, entries: CodeEntries
     ) -> torch.Tensor:
-        ctx.save_for_backward(values, indices, W_dec)
-        ctx.entries = entries
+        ctx.save_for_backward(values, W_dec)
+        ctx.entries = entries  # holds the indices
         return F.embedding_bag(indices, W_dec, per_sample_weights=values, mode="sum")
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
-        values, indices, W_dec = ctx.saved_tensors
+        values, W_dec = ctx.saved_tensors
         grad_values = grad_W_dec = None
         if ctx.needs_input_grad[0]:
-            # d out[n] / d values[n, j] = W_dec[indices[n, j]]: embedding_bag's own kernel
-            # for that gradient is the fastest dot-product-by-gather available.
-            with torch.enable_grad():
-                leaf = values.detach().requires_grad_(True)
-                out = F.embedding_bag(indices, W_dec.detach(), per_sample_weights=leaf, mode="sum")
-            (grad_values,) = torch.autograd.grad(out, leaf, grad)
+            grad_values = ctx.entries.row_dots(grad, W_dec)
         if ctx.needs_input_grad[2]:
             grad_W_dec = ctx.entries.sum_rows(values, grad)
         return grad_values, None, grad_W_dec, None
