@@ -85,7 +85,7 @@ def test_decode_sparse_activations_three_dimensional() -> None:
 
 def test_row_dots_are_the_decoders_gradient_with_respect_to_each_value() -> None:
     """d out[n] / d values[n, j] = W_dec[indices[n, j]], so ∂L/∂values[n, j] = grad[n] · W_dec[indices[n, j]]."""
-    values, indices = _codes(6, seed=9)
+    _, indices = _codes(6, seed=9)
     W_dec = torch.randn(D_SAE, D_IN, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
     grad = torch.randn(6, D_IN, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
     expected = torch.einsum("nd,nkd->nk", grad, W_dec[indices])
