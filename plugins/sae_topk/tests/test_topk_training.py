@@ -98,6 +98,23 @@ def test_both_weight_gradients_share_one_sort_of_the_code_entries(monkeypatch: p
     assert sorted_entries == [BATCH * K]
 
 
+def test_the_auxk_gather_route_also_sorts_its_entries_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The main code and the AuxK code are each sorted once for their two weight gradients."""
+    sorted_entries: list[int] = []
+    real_latent_runs = sparse_codes.latent_runs
+
+    def counted(latents: torch.Tensor, d_sae: int) -> tuple[torch.Tensor, torch.Tensor]:
+        sorted_entries.append(latents.numel())
+        return real_latent_runs(latents, d_sae)
+
+    monkeypatch.setattr(sparse_codes, "latent_runs", counted)
+    monkeypatch.setattr(auxk, "DENSE_BLOCK_MAX_DEAD_PER_KEPT", 0)
+    o = RefOptions(k=K, rescale=True, aux_coefficient=0.7)
+    sae = training_sae(ref.random_params(D_IN, D_SAE, seed=5), o)
+    _check_step_against_reference(sae, o, seed=5, dead=_dead_mask(DEAD_CASES["many"]))
+    assert sorted(sorted_entries) == sorted([BATCH * K, BATCH * (D_IN // 2)])
+
+
 class _ScaledEncoderCopies(TorchDispatchMode):
     """Records the shape of every elementwise product shaped like (columns of) ``W_enc``."""
 

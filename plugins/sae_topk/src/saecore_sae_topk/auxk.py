@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from saecore_sae_topk.sparse_codes import decode_codes, select_topk
+from saecore_sae_topk.sparse_codes import CodeEntries, decode_codes, select_topk
 from saecore_sae_topk.sparse_encoder import selected_preactivations
 
 # Use the dense dead-latent block while it holds at most this many latents per AuxK
@@ -54,8 +54,9 @@ def auxk_reconstruction(
         kept = torch.zeros_like(hidden_dead, dtype=torch.bool).scatter_(1, positions, True)
         return (hidden_dead * kept) @ W_dec.index_select(0, dead_latents)
     latents = dead_latents[positions]
-    values = selected_preactivations(sae_in, W_enc, b_enc, b_dec, scores, latents, norms, subtract_b_dec)
-    return decode_codes(values, latents, W_dec)
+    entries = CodeEntries(latents, W_dec.shape[0])  # one sort by latent for both weight gradients
+    values = selected_preactivations(sae_in, W_enc, b_enc, b_dec, scores, latents, norms, subtract_b_dec, entries)
+    return decode_codes(values, latents, W_dec, entries)
 
 
 class _DeadBlockPreactivations(torch.autograd.Function):
