@@ -146,7 +146,8 @@ def collect_settings(argv: list[str]) -> tuple[list[str], str, dict[str, dict[st
         elif key not in FILE_SECTIONS:
             if key not in table.targets:
                 raise ConfigError(f"{pre.config}: unknown setting {key!r}; allowed top-level keys: arch, source, sae, "
-                                  f"source_config, logger, and trainer fields ({', '.join(sorted(_trainer_fields()))})")
+                                  f"source_config, logger, sae_placement, and trainer fields "
+                                  f"({', '.join(sorted(_trainer_fields()))})")
             sections["trainer"][key] = value
     for section, values in table.values_by_section(args).items():
         sections[section].update(values)
