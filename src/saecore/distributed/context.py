@@ -32,7 +32,8 @@ TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 # for the rest of the interpreter: ``destroy_process_group`` then frees nothing, and gloo's
 # worker threads live on into interpreter shutdown, where one that drops its last tensor
 # must take the GIL and the process aborts ("terminate called without an active
-# exception"). torch.optim.Adam imports the first two lazily, through torch._dynamo.
+# exception"). torch.optim.Adam imports the first lazily, through torch._dynamo; the others
+# are the rest of torch's modules with such a default (FSDP's grad scaler, ZeRO).
 MODULES_BINDING_THE_DEFAULT_GROUP = (
     "torch.distributed.nn.functional",
     "torch.distributed.fsdp.sharded_grad_scaler",
