@@ -26,7 +26,8 @@ torch.optim.Adam([torch.nn.Parameter(torch.zeros(3))])  # imports torch._dynamo,
 context.sum_(torch.ones(2))
 shutdown(owned, together=True)
 threads = sorted(open(f"/proc/self/task/{task}/comm").read().strip() for task in os.listdir("/proc/self/task"))
-print(f"rank {context.rank} threads after shutdown: {threads}")
+with open(f"rank{context.rank}.txt", "w") as report:  # a file each: the ranks' stdout lines interleave
+    report.write(f"rank {context.rank} threads after shutdown: {threads}")
 """
 
 
@@ -36,6 +37,6 @@ def test_no_gloo_thread_outlives_shutdown(tmp_path: Path) -> None:
     script.write_text(RANK_SCRIPT)
     job = torchrun([str(script)], cwd=tmp_path)
     assert job.returncode == 0, job.output
-    reports = [line for line in job.output.splitlines() if "threads after shutdown" in line]
+    reports = [path.read_text() for path in sorted(tmp_path.glob("rank*.txt"))]
     assert len(reports) == 2, job.output
     assert not any("gloo" in report for report in reports), reports
