@@ -15,12 +15,13 @@ import torch.nn.functional as F
 
 from saecore.sparse_decode import decode_product, decoder_row_dots, latent_runs, sum_decoder_rows
 from saecore.sparse_decode import sum_rows_by_latent as core_sum_rows_by_latent
+from saecore_sae_topk.code_dots import code_dots, code_dots_applies
+from saecore_sae_topk.row_topk import row_topk
 
 
 def select_topk(hidden_pre: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The k largest entries of the last dimension (unsorted: order does not matter to a sum)."""
-    values, indices = hidden_pre.topk(k, dim=-1, sorted=False)
-    return values, indices
+    return row_topk(hidden_pre, k)
 
 
 class CodeEntries:
@@ -57,6 +58,8 @@ class CodeEntries:
 
     def row_dots(self, grad: torch.Tensor, W_dec: torch.Tensor) -> torch.Tensor:
         """``out[n, j] = grad[n] · W_dec[latents[n, j]]``: decoding's gradient w.r.t. each value, ``[N, m]``."""
+        if code_dots_applies(grad, W_dec, self.latents):
+            return code_dots(grad, W_dec, self.latents)
         per_row = self.latents.shape[-1]
         starts = torch.arange(0, self.latents.numel(), per_row, device=self.latents.device)
         dots = decoder_row_dots(grad, W_dec, self.latents.reshape(-1), starts, self.entry_rows)
