@@ -16,6 +16,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include "_instruction_set.h"
 #include "_parallel_rows.h"
 
 #if defined(__GNUC__)
@@ -65,7 +66,7 @@ CODE_DOTS_ALWAYS_INLINE bool dot_rows_body(const Job& job, int64_t first, int64_
 
 bool dot_rows_generic(const Job& job, int64_t first, int64_t last) { return dot_rows_body(job, first, last); }
 
-#if defined(__GNUC__) && defined(__x86_64__)
+#if SAECORE_KERNELS_X86
 __attribute__((target("avx2,fma"))) bool dot_rows_avx2(const Job& job, int64_t first, int64_t last) {
   return dot_rows_body(job, first, last);
 }
@@ -77,10 +78,10 @@ __attribute__((target("avx512f"))) bool dot_rows_avx512(const Job& job, int64_t 
 using DotRowsFn = bool (*)(const Job&, int64_t, int64_t);
 
 DotRowsFn pick_dot_rows() {
-#if defined(__GNUC__) && defined(__x86_64__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return dot_rows_avx512;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return dot_rows_avx2;
+#if SAECORE_KERNELS_X86
+  const InstructionSet set = pick_instruction_set();
+  if (set == InstructionSet::avx512) return dot_rows_avx512;
+  if (set == InstructionSet::avx2) return dot_rows_avx2;
 #endif
   return dot_rows_generic;
 }

@@ -41,12 +41,7 @@
 #define ROW_TOPK_ALWAYS_INLINE inline
 #endif
 
-#if defined(__GNUC__) && defined(__x86_64__)
-#include <immintrin.h>
-#define ROW_TOPK_X86 1
-#else
-#define ROW_TOPK_X86 0
-#endif
+#include "_instruction_set.h"
 
 namespace {
 
@@ -65,7 +60,7 @@ int64_t keep_at_least_scalar(const float* row, int64_t n, float t, int32_t* out)
   return count;
 }
 
-#if ROW_TOPK_X86
+#if SAECORE_KERNELS_X86
 __attribute__((target("avx2"))) int64_t keep_at_least_avx2(const float* row, int64_t n, float t, int32_t* out) {
   const __m256 threshold = _mm256_set1_ps(t);
   int64_t count = 0, j = 0;
@@ -138,7 +133,7 @@ void group_maxima_generic(const float* row, int64_t n, int64_t G, float* maxima)
 }
 bool all_finite_generic(const float* row, int64_t n) { return all_finite_body(row, n); }
 
-#if ROW_TOPK_X86
+#if SAECORE_KERNELS_X86
 __attribute__((target("avx2"))) void group_maxima_avx2(const float* row, int64_t n, int64_t G, float* maxima) {
   group_maxima_body(row, n, G, maxima);
 }
@@ -161,11 +156,12 @@ struct Kernels {
   FiniteFn finite;
 };
 
+const InstructionSet kInstructionSet = pick_instruction_set();
+
 Kernels pick_kernels() {
-#if ROW_TOPK_X86
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return {keep_at_least_avx512, group_maxima_avx512, all_finite_avx512};
-  if (__builtin_cpu_supports("avx2")) return {keep_at_least_avx2, group_maxima_avx2, all_finite_avx2};
+#if SAECORE_KERNELS_X86
+  if (kInstructionSet == InstructionSet::avx512) return {keep_at_least_avx512, group_maxima_avx512, all_finite_avx512};
+  if (kInstructionSet == InstructionSet::avx2) return {keep_at_least_avx2, group_maxima_avx2, all_finite_avx2};
 #endif
   return {keep_at_least_scalar, group_maxima_generic, all_finite_generic};
 }
@@ -342,16 +338,7 @@ PyObject* select_topk(PyObject*, PyObject* args) {
   Py_RETURN_NONE;
 }
 
-const char* isa_name() {
-  if (kKernels.keep == keep_at_least_scalar) return "generic";
-#if ROW_TOPK_X86
-  if (kKernels.keep == keep_at_least_avx512) return "avx512f";
-  if (kKernels.keep == keep_at_least_avx2) return "avx2";
-#endif
-  return "generic";
-}
-
-PyObject* instruction_set(PyObject*, PyObject*) { return PyUnicode_FromString(isa_name()); }
+PyObject* instruction_set(PyObject*, PyObject*) { return PyUnicode_FromString(instruction_set_name(kInstructionSet)); }
 
 PyMethodDef kMethods[] = {
     {"select_topk", select_topk, METH_VARARGS,

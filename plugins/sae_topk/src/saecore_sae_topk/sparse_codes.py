@@ -45,16 +45,20 @@ class CodeEntries:
             self._entry_rows = torch.arange(n_entries, device=self.latents.device) // per_row
         return self._entry_rows
 
+    @property
+    def runs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(order, starts)``: the entries sorted by latent, and where each latent's run begins."""
+        if self._runs is None:
+            self._runs = latent_runs(self.latents.reshape(-1), self.d_sae)
+        return self._runs
+
     def sum_rows(self, weights: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """``out[j] = Σ_{e: latents[e]=j} weights[e] · rows[e // m]``, shape ``[d_sae, rows.shape[1]]``.
 
         The transpose of decoding (``saecore.sparse_decode.sum_rows_by_latent``).
         """
-        flat_latents = self.latents.reshape(-1)
-        if self._runs is None:
-            self._runs = latent_runs(flat_latents, self.d_sae)
-        return core_sum_rows_by_latent(weights.reshape(-1), flat_latents, self.entry_rows, rows, self.d_sae,
-                                       self._runs)
+        return core_sum_rows_by_latent(weights.reshape(-1), self.latents.reshape(-1), self.entry_rows, rows,
+                                       self.d_sae, self.runs)
 
     def row_dots(self, grad: torch.Tensor, W_dec: torch.Tensor) -> torch.Tensor:
         """``out[n, j] = grad[n] · W_dec[latents[n, j]]``: decoding's gradient w.r.t. each value, ``[N, m]``."""
