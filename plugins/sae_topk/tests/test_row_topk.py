@@ -31,7 +31,9 @@ def check_against_reference(scores: torch.Tensor, k: int, values: torch.Tensor, 
     [
         ((512, 4096), 32),  # the benchmark's row: 64 groups of 64
         ((64, 1000), 7),  # n not a multiple of the 16 groups
-        ((16, 128), 32),  # the smallest rows that still use groups: two elements each
+        ((16, 512), 32),  # the shortest rows that still use groups: eight entries each
+        ((16, 511), 32),  # one entry fewer: the bucket route
+        ((64, 4915), 384),  # AuxK's shape with 20% of 24576 dead: buckets
         ((64, 819), 256),  # AuxK's shape with 20% dead: the bucket route
         ((37, 300), 1),
         ((3, 5), 5),  # k = n
