@@ -9,6 +9,9 @@ keeps a loose ``torch>=2.1`` so GPU users bring their own build.
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import nox
 
 nox.options.default_venv_backend = "venv"
@@ -47,6 +50,20 @@ def architecture(session: nox.Session, plugin: str) -> None:
     """The core plus one architecture plugin, alone."""
     install_core(session, plugin)
     session.run("pytest", f"plugins/{plugin}/tests", "-q", env=TEST_ENV)
+
+
+@nox.session(python="3.11")
+def topk_without_compiler(session: nox.Session) -> None:
+    """saecore-sae-topk where no C++ compiler works: it installs without its kernels, and its tests pass."""
+    install_core(session)
+    # A copy without build/: an in-tree build left by another session would hold compiled objects.
+    source = Path(session.create_tmp()) / "sae_topk"
+    shutil.rmtree(source, ignore_errors=True)
+    shutil.copytree("plugins/sae_topk", source, ignore=shutil.ignore_patterns("build", "*.so", "*.egg-info"))
+    session.install(str(source), env={"CC": "false", "CXX": "false"})
+    session.run("python", "-c", "from saecore_sae_topk import native_kernels as k; "
+                "assert k.ROW_TOPK is None and k.CODE_DOTS is None, 'the kernels were built'")
+    session.run("pytest", "plugins/sae_topk/tests", "-q", env={**TEST_ENV, "SAECORE_ALLOW_NO_TOPK_KERNEL": "1"})
 
 
 @nox.session(python="3.11")
