@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -191,3 +192,23 @@ def test_no_host_sync_between_logging_steps(tmp_path: Path) -> None:
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert trainer.n_training_steps == 6
+
+
+def test_the_trainer_lets_go_of_the_pre_activations_before_backward(tmp_path: Path) -> None:
+    """A sparse step keeps no graph reference to its [B, d_sae] pre-activations: only the output holds them."""
+    trainer = SAETrainer(_trainer_config(tmp_path), _sae(), ToySource(ToySourceConfig()))
+    forward_pass = trainer._training_step
+    freed_at_backward: list[bool] = []
+
+    def step_holding_pre_activations_outside_the_graph(step_input: TrainStepInput) -> TrainStepOutput:
+        output = forward_pass(step_input)
+        assert output.hidden_pre is not None
+        output.hidden_pre = output.hidden_pre.detach().clone()
+        pre_activations = weakref.ref(output.hidden_pre)
+        output.loss.register_hook(lambda grad: freed_at_backward.append(pre_activations() is None))
+        return output
+
+    trainer._training_step = step_holding_pre_activations_outside_the_graph
+    outputs = [trainer._train_step() for _ in range(2)]
+    assert freed_at_backward == [True, True]
+    assert all(output.hidden_pre is None for output in outputs)
