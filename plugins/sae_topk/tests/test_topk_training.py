@@ -82,32 +82,32 @@ def test_sparse_step_matches_reference(
     _check_step_against_reference(sae, o, seed=3, dead=_dead_mask(DEAD_CASES[dead_case]))
 
 
-def test_both_weight_gradients_share_one_sort_of_the_code_entries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The decoder's and the encoder's gradients sum by latent over the same entries: one sort serves both."""
-    sorted_entries: list[int] = []
+@pytest.fixture
+def sorted_entries(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The entry count of every sort by latent (``latent_runs``) the plugin makes from here on."""
+    counts: list[int] = []
     real_latent_runs = sparse_codes.latent_runs
 
     def counted(latents: torch.Tensor, d_sae: int) -> tuple[torch.Tensor, torch.Tensor]:
-        sorted_entries.append(latents.numel())
+        counts.append(latents.numel())
         return real_latent_runs(latents, d_sae)
 
     monkeypatch.setattr(sparse_codes, "latent_runs", counted)
+    return counts
+
+
+def test_both_weight_gradients_share_one_sort_of_the_code_entries(sorted_entries: list[int]) -> None:
+    """The decoder's and the encoder's gradients sum by latent over the same entries: one sort serves both."""
     o = RefOptions(k=K, rescale=True)
     sae = training_sae(ref.random_params(D_IN, D_SAE, seed=5), o)
     _check_step_against_reference(sae, o, seed=5, dead=None)
     assert sorted_entries == [BATCH * K]
 
 
-def test_the_auxk_gather_route_also_sorts_its_entries_once(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_auxk_gather_route_also_sorts_its_entries_once(
+    sorted_entries: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The main code and the AuxK code are each sorted once for their two weight gradients."""
-    sorted_entries: list[int] = []
-    real_latent_runs = sparse_codes.latent_runs
-
-    def counted(latents: torch.Tensor, d_sae: int) -> tuple[torch.Tensor, torch.Tensor]:
-        sorted_entries.append(latents.numel())
-        return real_latent_runs(latents, d_sae)
-
-    monkeypatch.setattr(sparse_codes, "latent_runs", counted)
     monkeypatch.setattr(auxk, "DENSE_BLOCK_MAX_DEAD_PER_KEPT", 0)
     o = RefOptions(k=K, rescale=True, aux_coefficient=0.7)
     sae = training_sae(ref.random_params(D_IN, D_SAE, seed=5), o)

@@ -14,6 +14,14 @@
 #define SAECORE_KERNELS_X86 0
 #endif
 
+// Bodies written once and inlined into one wrapper per instruction set, where the compiler
+// vectorises them for that set.
+#if defined(__GNUC__)
+#define SAECORE_KERNELS_ALWAYS_INLINE __attribute__((always_inline)) inline
+#else
+#define SAECORE_KERNELS_ALWAYS_INLINE inline
+#endif
+
 enum class InstructionSet { generic, avx2, avx512 };
 
 inline InstructionSet pick_instruction_set() {

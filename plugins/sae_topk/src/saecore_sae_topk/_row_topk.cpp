@@ -34,15 +34,8 @@
 #include <new>
 #include <vector>
 
-#include "_parallel_rows.h"
-
-#if defined(__GNUC__)
-#define ROW_TOPK_ALWAYS_INLINE __attribute__((always_inline)) inline
-#else
-#define ROW_TOPK_ALWAYS_INLINE inline
-#endif
-
 #include "_instruction_set.h"
+#include "_parallel_rows.h"
 
 namespace {
 
@@ -106,7 +99,7 @@ __attribute__((target("avx512f"))) int64_t keep_at_least_avx512(const float* row
 
 // maxima[g] = max of row[j] over j ≡ g (mod G), for G <= n. Inlined into one wrapper per
 // instruction set, where the compiler vectorises its loops.
-ROW_TOPK_ALWAYS_INLINE void group_maxima_body(const float* row, int64_t n, int64_t G, float* maxima) {
+SAECORE_KERNELS_ALWAYS_INLINE void group_maxima_body(const float* row, int64_t n, int64_t G, float* maxima) {
   for (int64_t g = 0; g < G; ++g) maxima[g] = row[g];
   int64_t start = G;
   for (; start + G <= n; start += G) {
@@ -119,7 +112,7 @@ ROW_TOPK_ALWAYS_INLINE void group_maxima_body(const float* row, int64_t n, int64
 }
 
 // False when the row holds a NaN or an infinity (all exponent bits set): thresholds cannot rank those.
-ROW_TOPK_ALWAYS_INLINE bool all_finite_body(const float* row, int64_t n) {
+SAECORE_KERNELS_ALWAYS_INLINE bool all_finite_body(const float* row, int64_t n) {
   uint32_t largest_exponent = 0;
   for (int64_t j = 0; j < n; ++j) {
     uint32_t bits;
