@@ -1,8 +1,8 @@
 """saecore: train, load and evaluate sparse autoencoders, with every architecture a plugin.
 
 Core names are imported directly. The core's generic runner is
-``saecore.training.SAETrainingRunner``; the top-level name ``SAETrainingRunner`` is
-left to the LLM plugin, where it is SAELens's deprecated alias of the LM runner.
+``saecore.training.TrainingRunner``; the top-level name ``SAETrainingRunner`` means what
+it means in SAELens: the LLM plugin's deprecated alias of ``LanguageModelSAETrainingRunner``.
 
 Classes that plugins provide (``TopKSAE``, ``StandardTrainingSAEConfig``, ...) are
 resolved lazily through the registry on first access; when the plugin is missing, the
@@ -33,9 +33,9 @@ from saecore.training import (
     SAESweepConfig,
     SAESweepRunner,
     SAETrainer,
-    SAETrainingRunnerConfig,
     SweepMember,
     TrainerConfig,
+    TrainingRunnerConfig,
 )
 from saecore.training_sae import TrainCoefficientConfig, TrainingSAE, TrainStepInput, TrainStepOutput
 from saecore.version import __version__
@@ -54,7 +54,6 @@ __all__ = [
     "SAESweepConfig",
     "SAESweepRunner",
     "SAETrainer",
-    "SAETrainingRunnerConfig",
     "SaecoreError",
     "SourceConfig",
     "SweepMember",
@@ -62,6 +61,7 @@ __all__ = [
     "TrainStepInput",
     "TrainStepOutput",
     "TrainerConfig",
+    "TrainingRunnerConfig",
     "TrainingSAE",
     "TrainingSAEConfig",
     "UnknownNameError",

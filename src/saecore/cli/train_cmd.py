@@ -216,13 +216,13 @@ def run_from_argv(argv: list[str]) -> int:
 def _run_config(arch: str, source_name: str, source: Any, source_cfg: Any, sections: dict[str, dict[str, Any]],
                 trainer: dict[str, Any]) -> Any:
     """One architecture's validated runner config; ``trainer`` gains the architecture's presets."""
-    from saecore.training import LoggingConfig, SAETrainingRunnerConfig
+    from saecore.training import LoggingConfig, TrainingRunnerConfig
 
     recipe = get_registry().training_recipe(arch)
     sae_values = apply_presets(arch, source_name, source.d_in, sections[f"sae:{arch}"], trainer)
     sae_cfg = validate_model(recipe.training_config_class, sae_values, f"SAE options for {arch!r}")
     logger = validate_model(LoggingConfig, sections["logger"], "logging options")
-    return validate_model(SAETrainingRunnerConfig, {**trainer, "sae": sae_cfg, "source": source_cfg, "logger": logger},
+    return validate_model(TrainingRunnerConfig, {**trainer, "sae": sae_cfg, "source": source_cfg, "logger": logger},
                           "trainer options")
 
 
@@ -235,12 +235,12 @@ def _default_output_paths(trainer: dict[str, Any], run_name: str) -> None:
 
 
 def _train_one(arch: str, source_name: str, source: Any, source_cfg: Any, sections: dict[str, dict[str, Any]]) -> int:
-    from saecore.training import SAETrainingRunner
+    from saecore.training import TrainingRunner
 
     trainer = sections["trainer"]
     _default_output_paths(trainer, arch)
     cfg = _run_config(arch, source_name, source, source_cfg, sections, trainer)
-    runner = SAETrainingRunner(cfg, source=source)
+    runner = TrainingRunner(cfg, source=source)
     runner.run()
     if runner.is_main_process:
         assert runner.summary is not None

@@ -26,14 +26,14 @@ from saecore.sources.base import ActivationSource
 from saecore.training.checkpoint import RUNNER_CFG_FILENAME
 from saecore.training.errors import TrainingInterruptedError
 from saecore.training.rng import seed_everything
-from saecore.training.runner_config import SAETrainingRunnerConfig, registered_source_name
+from saecore.training.runner_config import TrainingRunnerConfig, registered_source_name
 from saecore.training.summary import TrainingSummary
 from saecore.training.trainer import SAETrainer
 from saecore.training.wandb_logger import WandbLogger
 from saecore.training_sae import TrainingSAE
 
 
-class SAETrainingRunner:
+class TrainingRunner:
     """Train the SAE ``cfg.sae`` describes on ``source`` (default: built from ``cfg.source``).
 
     A source passed in is used as is and left open; one the runner builds is closed at
@@ -42,7 +42,7 @@ class SAETrainingRunner:
 
     def __init__(
         self,
-        cfg: SAETrainingRunnerConfig,
+        cfg: TrainingRunnerConfig,
         source: ActivationSource | None = None,
         *,
         progress_stream: TextIO | None = None,

@@ -7,7 +7,7 @@ together with :class:`SweepTrainer`, and writes each to its own ``output_path`` 
 own runner_cfg.json. Checkpoints go to ``{checkpoint_path}/{n_tokens}/{name}/``;
 ``resume_from_checkpoint`` names the ``{checkpoint_path}/{n_tokens}`` folder.
 
-Each SAE uses the same code as a solo :class:`SAETrainingRunner` for building, saving,
+Each SAE uses the same code as a solo :class:`TrainingRunner` for building, saving,
 logging to wandb (one run per SAE) and summarising; only the loop is shared.
 
 Under torchrun, ``sae_placement`` decides where the SAEs live. ``replicate``: every rank
@@ -30,7 +30,7 @@ from saecore.errors import ConfigError
 from saecore.sources.base import ActivationSource
 from saecore.training.errors import TrainingInterruptedError
 from saecore.training.rng import seed_everything
-from saecore.training.runner import SAETrainingRunner
+from saecore.training.runner import TrainingRunner
 from saecore.training.shared_stream import SharedBatches
 from saecore.training.summary import TrainingSummary
 from saecore.training.sweep_config import SAESweepConfig, SweepMember
@@ -111,7 +111,7 @@ class SAESweepRunner:
         members = self.cfg.members
         own = [members[index] for index in self.cfg.members_of_rank(self.distributed.rank,
                                                                     self.distributed.world_size)]
-        runners = [SAETrainingRunner(member.run, progress_stream=self.progress_stream) for member in own]
+        runners = [TrainingRunner(member.run, progress_stream=self.progress_stream) for member in own]
         for runner in runners:
             runner.distributed = self.distributed
         seed = self.cfg.first.seed
@@ -162,7 +162,7 @@ class SAESweepRunner:
         self.summaries = self._every_summary(own, runners)
         return {member.name: sae for member, sae in zip(own, saes)}
 
-    def _every_summary(self, own: list[SweepMember], runners: list[SAETrainingRunner]) -> dict[str, TrainingSummary]:
+    def _every_summary(self, own: list[SweepMember], runners: list[TrainingRunner]) -> dict[str, TrainingSummary]:
         """Every SAE's summary in sweep order; a partitioned sweep gathers them from their ranks."""
         summaries = {member.name: runner.summary for member, runner in zip(own, runners) if runner.summary is not None}
         if self.partitioned:
@@ -174,7 +174,7 @@ class SAESweepRunner:
         self,
         source: ActivationSource,
         own: list[SweepMember],
-        runners: list[SAETrainingRunner],
+        runners: list[TrainingRunner],
         saes: list[TrainingSAE[Any]],
         columns: list[slice | None],
         loggers: list[WandbLogger | None],
