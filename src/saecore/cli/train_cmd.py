@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from saecore.config.validation import validate_model
 from saecore.errors import ConfigError
 from saecore.registry import get_registry
 from saecore.training.errors import TrainingInterruptedError
+from saecore.training.run_folders import default_run_folder
 
 FILE_SECTIONS = {"arch", "source", "sae", "source_config", "logger", "sae_placement"}
 PLACEMENTS = ("replicate", "partition")
@@ -207,7 +208,8 @@ def run_from_argv(argv: list[str]) -> int:
             return _train_one(archs[0], source_name, source, source_cfg, sections)
         return _train_together(archs, source_name, source, source_cfg, sections)
     except TrainingInterruptedError as error:
-        print(f"saecore: {error}", file=sys.stderr)
+        flag = f"--resume-from-checkpoint {shlex.quote(str(error.checkpoint))}"
+        print(f"saecore: {error.describe(f'the same command and {flag}')}", file=sys.stderr)
         return 130
     finally:
         source.close()
@@ -228,7 +230,7 @@ def _run_config(arch: str, source_name: str, source: Any, source_cfg: Any, secti
 
 def _default_output_paths(trainer: dict[str, Any], run_name: str) -> None:
     """A fresh run folder by default; checkpoints inside it (or in its place with ``--output-path null``)."""
-    run_folder = Path("saecore_runs") / f"{run_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_folder = default_run_folder(run_name)
     trainer.setdefault("output_path", str(run_folder))
     output = trainer["output_path"]
     trainer.setdefault("checkpoint_path", str(Path(output if output is not None else run_folder) / "checkpoints"))
@@ -291,7 +293,7 @@ def _run_sweep_file(path: str, argv: list[str]) -> int:
     try:
         runner.run()
     except TrainingInterruptedError as error:
-        print(f"saecore: {error}", file=sys.stderr)
+        print(f"saecore: {error.describe(f'resume_from_checkpoint: {error.checkpoint} in {path}')}", file=sys.stderr)
         return 130
     if runner.is_main_process:
         _print_summaries(runner.summaries)
