@@ -182,6 +182,11 @@ def test_a_second_lock_on_a_folder_names_the_holder_and_a_dead_holder_s_lock_is_
     first.release()
     assert not folder.exists(), "a folder the lock made and nothing filled is removed"
 
+    nested = RunFolderLock(tmp_path / "made" / "for" / "run", "output_path")
+    (tmp_path / "made" / "kept.txt").write_text("x")
+    nested.release()
+    assert sorted(p.name for p in (tmp_path / "made").iterdir()) == ["kept.txt"], "parents it made go too, if empty"
+
     folder.mkdir()
     (folder / LOCK_FILENAME).write_text("999999\n")  # left by a killed run: no process holds the lock
     taken = RunFolderLock(folder, "output_path")

@@ -35,14 +35,19 @@ class RunFolderBusyError(SaecoreError):
 class RunFolderLock:
     """The exclusive claim on ``folder`` (created if missing); ``release()`` gives it up.
 
-    A folder this lock created and that holds nothing else when released is removed,
-    so a run that fails before writing leaves no empty folders behind.
+    The folders this lock created (``folder`` and any missing parents) that hold nothing
+    else when it is released are removed, so a run that fails before writing leaves no
+    empty folders behind.
     """
 
     def __init__(self, folder: Path, what: str) -> None:
         self.folder = folder
         self.what = what
-        self.created = not folder.exists()
+        self.created: list[Path] = []
+        for path in (folder, *folder.parents):
+            if path.exists():
+                break
+            self.created.append(path)
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / LOCK_FILENAME
         self._fd = self._acquire()
@@ -76,6 +81,8 @@ class RunFolderLock:
             self.path.unlink()
         os.close(self._fd)
         self._fd = -1
-        if self.created:
-            with contextlib.suppress(OSError):
-                self.folder.rmdir()  # only succeeds when empty
+        for path in self.created:  # innermost first; rmdir only removes an empty folder
+            try:
+                path.rmdir()
+            except OSError:
+                return
