@@ -10,6 +10,7 @@ from saecore.config.metadata import SAEMetadata
 from saecore.config.validation import describe_validation_error, validate_model
 from saecore.dtypes import canonical_dtype_name
 from saecore.errors import ConfigError
+from saecore.registry import get_registry
 
 NormalizeActivations = Literal[
     "none", "expected_average_only_in", "constant_norm_rescale", "layer_norm", "covariance_whitening"
@@ -81,8 +82,6 @@ class SAEConfig(BaseModel):
         extra keys; nothing read is dropped). Outside of reading files, unknown fields
         are rejected by the model itself.
         """
-        from saecore.registry import get_registry
-
         target = cls
         if "architecture" in config_dict and (cls is SAEConfig or not cls.ARCHITECTURE):
             target = get_registry().architecture(config_dict["architecture"]).config_class
@@ -124,14 +123,10 @@ class TrainingSAEConfig(SAEConfig):
     @classmethod
     def inference_config_class(cls) -> type[SAEConfig]:
         """The inference config this recipe saves as; by default the same-named architecture."""
-        from saecore.registry import get_registry
-
         return get_registry().architecture(cls.architecture()).config_class
 
     @classmethod
     def from_dict(cls, config_dict: dict[str, Any], where: str = "training SAE config") -> TrainingSAEConfig:
-        from saecore.registry import get_registry
-
         target: type[TrainingSAEConfig] = cls
         if "architecture" in config_dict and not cls.ARCHITECTURE:
             target = get_registry().training_recipe(config_dict["architecture"]).training_config_class
