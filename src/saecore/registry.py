@@ -31,13 +31,13 @@ from saecore.plugin_manager import (
     register_plugin,
 )
 
-SAE_CONFIG = "saecore.config.sae_config.SAEConfig"
-TRAINING_SAE_CONFIG = "saecore.config.sae_config.TrainingSAEConfig"
-SAE = "saecore.sae.SAE"
-TRAINING_SAE = "saecore.training_sae.TrainingSAE"
-ACTIVATION_SOURCE = "saecore.sources.base.ActivationSource"
-SOURCE_CONFIG = "saecore.sources.base.SourceConfig"
-SAE_CONVERTER = "saecore.io.converters.SAEConverter"
+SAE_CONFIG_CONTRACT = "saecore.config.sae_config.SAEConfig"
+TRAINING_SAE_CONFIG_CONTRACT = "saecore.config.sae_config.TrainingSAEConfig"
+SAE_CONTRACT = "saecore.sae.SAE"
+TRAINING_SAE_CONTRACT = "saecore.training_sae.TrainingSAE"
+ACTIVATION_SOURCE_CONTRACT = "saecore.sources.base.ActivationSource"
+SOURCE_CONFIG_CONTRACT = "saecore.sources.base.SourceConfig"
+SAE_CONVERTER_CONTRACT = "saecore.io.converters.SAEConverter"
 
 
 @dataclass(frozen=True)
@@ -168,8 +168,8 @@ class _Builder:
     def architecture(self, provider: PluginInfo) -> Callable[..., None]:
         def register(name: str, sae_class: type, config_class: type) -> None:
             self._claim(self.registry.architectures, name, "architecture", provider)
-            _require_subclass(sae_class, SAE, f"architecture {name!r}: sae_class")
-            _require_subclass(config_class, SAE_CONFIG, f"architecture {name!r}: config_class")
+            _require_subclass(sae_class, SAE_CONTRACT, f"architecture {name!r}: sae_class")
+            _require_subclass(config_class, SAE_CONFIG_CONTRACT, f"architecture {name!r}: config_class")
             _require_architecture_name(config_class, name)
             self.registry.architectures[name] = ArchitectureEntry(name, sae_class, config_class, provider)
 
@@ -178,8 +178,9 @@ class _Builder:
     def training_recipe(self, provider: PluginInfo) -> Callable[..., None]:
         def register(name: str, training_sae_class: type, training_config_class: type) -> None:
             self._claim(self.registry.training_recipes, name, "training recipe", provider)
-            _require_subclass(training_sae_class, TRAINING_SAE, f"training recipe {name!r}: training_sae_class")
-            _require_subclass(training_config_class, TRAINING_SAE_CONFIG,
+            _require_subclass(training_sae_class, TRAINING_SAE_CONTRACT,
+                              f"training recipe {name!r}: training_sae_class")
+            _require_subclass(training_config_class, TRAINING_SAE_CONFIG_CONTRACT,
                               f"training recipe {name!r}: training_config_class")
             _require_architecture_name(training_config_class, name)
             self.registry.training_recipes[name] = TrainingRecipeEntry(
@@ -190,8 +191,8 @@ class _Builder:
     def source(self, provider: PluginInfo) -> Callable[..., None]:
         def register(name: str, source_class: type, config_class: type) -> None:
             self._claim(self.registry.sources, name, "activation source", provider)
-            _require_subclass(source_class, ACTIVATION_SOURCE, f"source {name!r}: source_class")
-            _require_subclass(config_class, SOURCE_CONFIG, f"source {name!r}: config_class")
+            _require_subclass(source_class, ACTIVATION_SOURCE_CONTRACT, f"source {name!r}: source_class")
+            _require_subclass(config_class, SOURCE_CONFIG_CONTRACT, f"source {name!r}: config_class")
             self.registry.sources[name] = SourceEntry(name, source_class, config_class, provider)
 
         return register
@@ -206,7 +207,7 @@ class _Builder:
     def converter(self, provider: PluginInfo) -> Callable[..., None]:
         def register(name: str, converter: Any) -> None:
             self._claim(self.registry.converters, name, "converter", provider)
-            if not is_subclass_of(type(converter), SAE_CONVERTER):
+            if not is_subclass_of(type(converter), SAE_CONVERTER_CONTRACT):
                 raise PluginLoadError(f"converter {name!r} must be an SAEConverter instance, got {converter!r}")
             self.registry.converters[name] = ConverterEntry(name, converter, provider)
 

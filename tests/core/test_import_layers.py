@@ -66,14 +66,18 @@ def test_type_checking_imports_cover_every_lazy_name() -> None:
 
 def test_registry_names_the_contract_classes_it_checks() -> None:
     contracts = {
-        registry.SAE: SAE, registry.TRAINING_SAE: TrainingSAE, registry.SAE_CONFIG: SAEConfig,
-        registry.TRAINING_SAE_CONFIG: TrainingSAEConfig, registry.ACTIVATION_SOURCE: ActivationSource,
-        registry.SOURCE_CONFIG: SourceConfig, registry.SAE_CONVERTER: SAEConverter,
+        registry.SAE_CONTRACT: SAE,
+        registry.TRAINING_SAE_CONTRACT: TrainingSAE,
+        registry.SAE_CONFIG_CONTRACT: SAEConfig,
+        registry.TRAINING_SAE_CONFIG_CONTRACT: TrainingSAEConfig,
+        registry.ACTIVATION_SOURCE_CONTRACT: ActivationSource,
+        registry.SOURCE_CONFIG_CONTRACT: SourceConfig,
+        registry.SAE_CONVERTER_CONTRACT: SAEConverter,
     }
     for qualified_name, cls in contracts.items():
         assert qualified_name == f"{cls.__module__}.{cls.__qualname__}"
         assert registry.is_subclass_of(cls, qualified_name)
-    assert not registry.is_subclass_of(object, registry.SAE)
+    assert not registry.is_subclass_of(object, registry.SAE_CONTRACT)
 
 
 def _installed_plugin_packages() -> list[str]:
