@@ -13,80 +13,23 @@ The nonzero route is taken only when the activations want no gradient: theirs is
 nonzero at their zero entries too, which needs the dense product. ``embedding_bag``
 differentiates the decoder rows and the weights it sums, so gradients for ``W_dec``
 and for a per-latent scale come through either route.
+
+A training step that already holds its support (:class:`~saecore.sparse.support.Support`)
+decodes through :func:`decode_support`, whose backward also runs over the support only.
 """
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
+from saecore.sparse.rows import sum_decoder_rows
+from saecore.sparse.support import Support
+
 SPARSE_DECODE_MAX_DENSITY = 1 / 16
-
-
-def sum_decoder_rows(
-    rows: torch.Tensor, latents: torch.Tensor, weights: torch.Tensor, n_rows: int, W_dec: torch.Tensor
-) -> torch.Tensor:
-    """``out[r] = Σ_{e: rows[e] = r} weights[e] · W_dec[latents[e]]``, shape ``[n_rows, d_in]``.
-
-    The entries must be sorted by ``rows``, so that each output row's are one contiguous
-    bag; a row with no entry decodes to zero. Any sparse layout reduces to this.
-    """
-    starts = torch.searchsorted(rows, torch.arange(n_rows, device=rows.device))
-    return F.embedding_bag(latents, W_dec, starts, per_sample_weights=weights.to(W_dec.dtype), mode="sum")
-
-
-# embedding_bag's mode code for "sum".
-_EMBEDDING_BAG_SUM = 0
-
-
-def decoder_row_dots(
-    grad: torch.Tensor, W_dec: torch.Tensor, latents: torch.Tensor, starts: torch.Tensor, rows: torch.Tensor
-) -> torch.Tensor:
-    """``out[e] = grad[rows[e]] · W_dec[latents[e]]``: the gradient of a sparse decode w.r.t. each entry's value.
-
-    The entries are sorted by row (``rows``), and ``starts`` says where each row's begin,
-    as :func:`sum_decoder_rows` takes them. embedding_bag's own kernel for its
-    per-sample-weight gradient is this sampled product, and it forms no gathered copies.
-    It is called directly rather than through autograd, which would first run the decoder
-    forward again to build a graph.
-    """
-    return torch.ops.aten._embedding_bag_per_sample_weights_backward(
-        grad.contiguous(), W_dec, latents, starts, rows, _EMBEDDING_BAG_SUM
-    )
-
-
-def latent_runs(latents: torch.Tensor, d_sae: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(order, starts)``: the entries sorted by latent, and where each latent's run begins.
-
-    A stable sort: on CPU it is a radix sort for integer keys, several times faster than
-    ``argsort``'s comparison sort, and its order (so each latent's summation order) does
-    not depend on the thread count.
-    """
-    order = torch.sort(latents, stable=True).indices
-    counts = torch.bincount(latents, minlength=d_sae)
-    return order, counts.cumsum(0) - counts
-
-
-def sum_rows_by_latent(
-    weights: torch.Tensor,
-    latents: torch.Tensor,
-    source_rows: torch.Tensor,
-    rows: torch.Tensor,
-    d_sae: int,
-    runs: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> torch.Tensor:
-    """``out[i] = Σ_{e: latents[e] = i} weights[e] · rows[source_rows[e]]``, shape ``[d_sae, rows.shape[1]]``.
-
-    The transpose of :func:`sum_decoder_rows`: the gradient of the decoder (or encoder)
-    rows that sparse codes used. With the entries sorted by latent (``runs``, from
-    :func:`latent_runs`, computed here if not given) each latent's sum is one contiguous
-    bag of ``embedding_bag``: no ``[entries, d_in]`` products are formed, and it is
-    several times faster than ``index_add_`` of gathered rows on CPU.
-    """
-    order, starts = runs if runs is not None else latent_runs(latents, d_sae)
-    return F.embedding_bag(
-        source_rows[order], rows, starts, per_sample_weights=weights[order].to(rows.dtype), mode="sum"
-    )
 
 
 def decode_through_nonzeros(
@@ -129,3 +72,53 @@ def decode_product(
     if latent_scale is not None:
         W_dec = W_dec * latent_scale.unsqueeze(-1)
     return feature_acts @ W_dec
+
+
+def decode_sparse_coo(
+    feature_acts: torch.Tensor, W_dec: torch.Tensor, latent_scale: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``(feature_acts ⊙ latent_scale) @ W_dec`` for a sparse COO tensor ``[..., d_sae]``, dense ``[..., d_in]``."""
+    coalesced = feature_acts.coalesce()
+    coords = coalesced.indices()
+    values = coalesced.values()
+    lead = feature_acts.shape[:-1]
+    latents = coords[-1]
+    # Row-major flat row number; coalesced COO is sorted by it, as embedding_bag needs.
+    rows = torch.zeros_like(latents)
+    for dim, size in enumerate(lead):
+        rows = rows * size + coords[dim]
+    if latent_scale is not None:
+        values = values * latent_scale[latents]
+    decoded = sum_decoder_rows(rows, latents, values, math.prod(lead), W_dec)
+    return decoded.reshape(*lead, W_dec.shape[-1])
+
+
+class _SupportDecode(torch.autograd.Function):
+    """``Σ_e values[e] · W_dec[latent(e)]`` per row; backward over the support only."""
+
+    @staticmethod
+    def forward(ctx: Any, values: torch.Tensor, W_dec: torch.Tensor, support: Support) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(values, W_dec)
+        ctx.support = support
+        return F.embedding_bag(support.latents, W_dec, support.starts, per_sample_weights=values, mode="sum")
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        values, W_dec = ctx.saved_tensors
+        support: Support = ctx.support
+        grad_values = grad_W_dec = None
+        if ctx.needs_input_grad[0]:
+            grad_values = support.row_dots(grad, W_dec)
+        if ctx.needs_input_grad[1]:
+            grad_W_dec = support.sum_rows_by_latent(values, grad)
+        return grad_values, grad_W_dec, None
+
+
+def decode_support(values: torch.Tensor, support: Support, W_dec: torch.Tensor) -> torch.Tensor:
+    """``f W_dec`` (no bias) for activations ``f`` given by their ``values`` at ``support``, ``[N, d_in]``.
+
+    ``values`` is ``[nnz]``, or for a support of codes (:meth:`Support.of_codes`) the codes'
+    ``[N, m]`` values. Its backward runs over the support only, and shares the support's
+    order by latent with every other backward that sums rows over it.
+    """
+    return _SupportDecode.apply(values.reshape(-1).to(W_dec.dtype), W_dec, support)

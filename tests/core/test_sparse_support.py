@@ -13,16 +13,10 @@ import pytest
 import torch
 
 from saecore import TrainingSAE
-from saecore.sparse_training import (
-    SPARSE_TRAINING_MAX_DENSITY,
-    Support,
-    clearly_dense,
-    decode_support,
-    per_row_sum,
-    sparse_enough,
-    support_preactivations,
-    support_route_possible,
-)
+from saecore.sparse.decode import decode_support
+from saecore.sparse.encoder import support_preactivations
+from saecore.sparse.route import SPARSE_TRAINING_MAX_DENSITY, clearly_dense, sparse_enough, support_route_possible
+from saecore.sparse.support import Support, per_row_sum
 from saecore.training_sae import TrainStepInput
 
 BATCH, D_IN, D_SAE = 64, 16, 96
