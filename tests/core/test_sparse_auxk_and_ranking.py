@@ -17,19 +17,13 @@ from saecore.sparse import (
     ranking_scores,
 )
 
+from .sparse_helpers import generator, random_standard_sae
+
 D_IN, D_SAE, BATCH = 8, 20, 6
 
 
-def generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
 def make_sae() -> TrainingSAE[Any]:
-    sae = TrainingSAE.from_dict({"architecture": "standard", "d_in": D_IN, "d_sae": D_SAE, "dtype": "float64"})
-    with torch.no_grad():
-        for index, param in enumerate(sae.parameters()):
-            param.copy_(torch.randn(param.shape, generator=generator(index), dtype=torch.float64))
-    return sae
+    return random_standard_sae(D_IN, D_SAE, 0, dtype="float64")
 
 
 def test_the_plan_scales_by_the_dead_fraction_of_half_d_in() -> None:

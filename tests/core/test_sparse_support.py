@@ -25,11 +25,9 @@ from saecore.sparse.route import (
 from saecore.sparse.support import Support, per_row_sum
 from saecore.training_sae import TrainStepInput
 
+from .sparse_helpers import generator, random_standard_sae
+
 BATCH, D_IN, D_SAE = 64, 16, 96
-
-
-def generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def sparse_pattern(seed: int = 0, density: float = 0.04) -> torch.Tensor:
@@ -40,11 +38,7 @@ def sparse_pattern(seed: int = 0, density: float = 0.04) -> torch.Tensor:
 
 
 def make_sae(**cfg: Any) -> TrainingSAE[Any]:
-    sae = TrainingSAE.from_dict({"architecture": "standard", "d_in": D_IN, "d_sae": D_SAE, **cfg}).double()
-    with torch.no_grad():
-        for index, param in enumerate(sae.parameters()):
-            param.copy_(torch.randn(param.shape, generator=generator(10 + index), dtype=torch.float64))
-    return sae
+    return random_standard_sae(D_IN, D_SAE, 10, **cfg)
 
 
 def test_support_lists_entries_row_major_with_row_starts_and_latent_order() -> None:

@@ -22,16 +22,8 @@ from __future__ import annotations
 import torch
 
 from saecore import ConfigError, TrainingSAE, TrainStepInput, TrainStepOutput
-from saecore.sparse import (
-    AUX_LOSS_NAME,
-    AuxKPlan,
-    auxk_error,
-    auxk_fast_reconstruction,
-    auxk_loss,
-    auxk_plan,
-    fold_decoder_norms_for_saving,
-    preactivations_at_support,
-)
+from saecore.sparse import fold_decoder_norms_for_saving, preactivations_at_support
+from saecore.sparse.auxk import AUX_LOSS_NAME, AuxKPlan, auxk_error, auxk_fast_reconstruction, auxk_loss, auxk_plan
 from saecore.training_sae import mse_loss
 from saecore_sae_topk.config import TopKTrainingSAEConfig
 from saecore_sae_topk.sparse_codes import (
