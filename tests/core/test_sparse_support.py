@@ -215,3 +215,9 @@ def test_a_code_row_dots_kernel_is_tried_first_and_may_decline() -> None:
     assert kernel_calls == [(2, 2)]
     fixed = Support.of_codes(codes, 4, lambda g, w, latents: torch.full(latents.shape, 7.0, dtype=torch.float64))
     assert fixed.row_dots(grad, W_dec).tolist() == [7.0] * 4
+
+
+def test_a_support_without_rows_or_codes_says_what_it_needs() -> None:
+    support = Support(torch.tensor([0, 2]), n_rows=2, d_sae=4)
+    with pytest.raises(ValueError, match=r"Support\.of_codes"):
+        _ = support.rows

@@ -31,7 +31,12 @@ from saecore.sparse.auxk import (
 )
 from saecore.sparse.decode import SPARSE_DECODE_MAX_DENSITY, decode_product, decode_sparse_coo, decode_support
 from saecore.sparse.encoder import preactivations_at_support, support_encoder_products, support_preactivations
-from saecore.sparse.ranking import check_fold_keeps_selection, fold_decoder_norms_for_saving, ranking_scores
+from saecore.sparse.ranking import (
+    check_fold_keeps_selection,
+    fold_decoder_norms_for_saving,
+    inverse_decoder_norms,
+    ranking_scores,
+)
 from saecore.sparse.route import SPARSE_TRAINING_MAX_DENSITY, sparse_route_support, support_route_possible
 from saecore.sparse.step import support_training_output
 from saecore.sparse.support import Support, per_row_sum
@@ -51,6 +56,7 @@ __all__ = [
     "decode_sparse_coo",
     "decode_support",
     "fold_decoder_norms_for_saving",
+    "inverse_decoder_norms",
     "per_row_sum",
     "preactivations_at_support",
     "ranking_scores",

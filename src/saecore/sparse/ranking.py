@@ -25,6 +25,11 @@ def ranking_scores(sae: SAE[Any], x: torch.Tensor, rescale_by_decoder_norm: bool
     return hidden_pre
 
 
+def inverse_decoder_norms(sae: SAE[Any], rescale_by_decoder_norm: bool) -> torch.Tensor | None:
+    """``1/‖W_dec,i‖`` (unclamped, as in SAELens), the decode's per-latent scale when rescaling; else None."""
+    return 1 / sae.W_dec.norm(dim=-1) if rescale_by_decoder_norm else None
+
+
 def check_fold_keeps_selection(sae: SAE[Any], rescale_by_decoder_norm: bool) -> None:
     """Raise :class:`~saecore.errors.UnsafeFoldError` unless folding the decoder norms keeps the selection."""
     if not rescale_by_decoder_norm:

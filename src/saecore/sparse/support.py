@@ -86,16 +86,14 @@ class Support:
     def rows(self) -> torch.Tensor:
         """The row of each entry."""
         if self._rows is None:
-            per_row = 1 if self._codes is None else self._codes.shape[-1]
-            self._rows = torch.arange(self.size, device=self.latents.device) // per_row
+            self._rows = torch.arange(self.size, device=self.latents.device) // self._code_width()
         return self._rows
 
     @property
     def starts(self) -> torch.Tensor:
         """Where each row's entries begin, ``[N]``."""
         if self._starts is None:
-            per_row = 1 if self._codes is None else self._codes.shape[-1]
-            self._starts = torch.arange(0, self.size, per_row, device=self.latents.device)
+            self._starts = torch.arange(0, self.size, self._code_width(), device=self.latents.device)
         return self._starts
 
     @property
@@ -104,6 +102,11 @@ class Support:
         if self._positions is None:
             self._positions = self.rows * self.d_sae + self.latents
         return self._positions
+
+    def _code_width(self) -> int:
+        if self._codes is None:
+            raise ValueError("a Support needs its rows and starts, or codes to derive them from (Support.of_codes)")
+        return self._codes.shape[-1]
 
     def firing_counts(self, active: torch.Tensor | None = None) -> torch.Tensor:
         """Per latent, how many rows it fired on: all entries, or those where ``active`` holds."""

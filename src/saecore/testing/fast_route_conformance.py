@@ -9,7 +9,7 @@ route ran with only the encoder product dense.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 
@@ -20,6 +20,12 @@ D_IN = 16
 D_SAE = 96
 BATCH = 64
 N_DEAD = 12
+
+
+class _RouteRun(NamedTuple):
+    output: TrainStepOutput
+    grads: dict[str, torch.Tensor | None]
+    products: list[int]
 
 
 def _dense(tensor: torch.Tensor) -> torch.Tensor:
@@ -69,13 +75,12 @@ class FastRouteConformance:
         return TrainStepInput(batch, coefficients, dead_mask, n_training_steps=0)
 
     @staticmethod
-    def _run(step: Any, sae: TrainingSAE[Any], step_input: TrainStepInput) -> tuple[TrainStepOutput, dict[str, Any]]:
+    def _run(step: Any, sae: TrainingSAE[Any], step_input: TrainStepInput) -> _RouteRun:
         sae.zero_grad(set_to_none=True)
         with MatmulCounter() as counter:
             output = step(step_input)
             output.loss.backward()
-        grads = {name: param.grad for name, param in sae.named_parameters()}
-        return output, {"grads": grads, "products": counter.multiply_adds}
+        return _RouteRun(output, {name: param.grad for name, param in sae.named_parameters()}, counter.multiply_adds)
 
     def test_fast_route_matches_the_dense_step(self) -> None:
         self.check_fast_route_against_dense_step(dead=False)
@@ -87,10 +92,11 @@ class FastRouteConformance:
         """Both routes on one SAE and batch (with some latents counted dead when ``dead``)."""
         sae = self.make_sae()
         step_input = self.step_input(sae, dead)
-        fast, fast_run = self._run(sae.training_forward_pass, sae, step_input)
-        dense, dense_run = self._run(lambda s: TrainingSAE.training_forward_pass(sae, s), sae, step_input)
+        fast_run = self._run(sae.training_forward_pass, sae, step_input)
+        dense_run = self._run(lambda s: TrainingSAE.training_forward_pass(sae, s), sae, step_input)
+        fast, dense = fast_run.output, dense_run.output
 
-        full_products = [n for n in fast_run["products"] if n == BATCH * D_IN * D_SAE]
+        full_products = [n for n in fast_run.products if n == BATCH * D_IN * D_SAE]
         assert len(full_products) == 1, (
             f"the fast route ran {len(full_products)} products of batch × d_in × d_sae, not only the encoder's: "
             "it did not take the support route (is the batch at most 1/16 dense? see sparsify)"
@@ -105,8 +111,8 @@ class FastRouteConformance:
         torch.testing.assert_close(fast.sae_out, dense.sae_out, **close)
         torch.testing.assert_close(_dense(fast.feature_acts), _dense(dense.feature_acts), **close)
         torch.testing.assert_close(fast.latent_firing_counts(), dense.latent_firing_counts())
-        for name, dense_grad in dense_run["grads"].items():
-            fast_grad = fast_run["grads"][name]
+        for name, dense_grad in dense_run.grads.items():
+            fast_grad = fast_run.grads[name]
             if dense_grad is None:
                 assert fast_grad is None or not fast_grad.any(), f"{name}: the fast route gave a gradient, dense none"
                 continue

@@ -26,6 +26,7 @@ from saecore.sparse import (
     auxk_plan,
     check_fold_keeps_selection,
     fold_decoder_norms_for_saving,
+    inverse_decoder_norms,
     ranking_scores,
 )
 from saecore_sae_batchtopk.batch_topk import batch_topk, updated_threshold
@@ -99,7 +100,7 @@ class BatchTopKTrainingSAE(TrainingSAE[C]):
 
     def inverse_decoder_norms(self) -> torch.Tensor | None:
         """``1/‖W_dec,i‖``, the decode's per-latent scale when rescaling; else None."""
-        return 1 / self.W_dec.norm(dim=-1) if self.cfg.rescale_acts_by_decoder_norm else None
+        return inverse_decoder_norms(self, self.cfg.rescale_acts_by_decoder_norm)
 
     # -- folding and saving ----------------------------------------------------------------
     @torch.no_grad()

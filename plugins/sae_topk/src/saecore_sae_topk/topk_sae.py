@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from saecore import SAE
-from saecore.sparse import check_fold_keeps_selection, ranking_scores
+from saecore.sparse import check_fold_keeps_selection, inverse_decoder_norms, ranking_scores
 from saecore_sae_topk.config import TopKSAEConfig, TopKTrainingSAEConfig
 from saecore_sae_topk.sparse_codes import (
     decode_codes,
@@ -42,9 +42,7 @@ class TopKBase(SAE[C]):
 
     def inverse_decoder_norms(self) -> torch.Tensor | None:
         """``1/‖W_dec,i‖`` when activations are rescaled (unclamped, as in SAELens), else None."""
-        if not self.cfg.rescale_acts_by_decoder_norm:
-            return None
-        return 1 / self.W_dec.norm(dim=-1)
+        return inverse_decoder_norms(self, self.cfg.rescale_acts_by_decoder_norm)
 
     def decode(self, feature_acts: torch.Tensor) -> torch.Tensor:
         """Decode dense or sparse-COO activations ``[..., d_sae]``, reading only their nonzeros."""
