@@ -186,6 +186,11 @@ def test_the_route_sequence_gives_the_support_only_when_possible_and_sparse_enou
     everything = Support.of_nonzeros(torch.ones(BATCH, D_SAE))
     assert sparse_route_support(sae, step, sparse, lambda: everything) is None
     assert sparse_route_support(sae, step, sparse, lambda: support) is support
+    assert sparse_route_support(sae, step, sparse, lambda: None) is None  # the architecture wants the dense step
+    asked: list[bool] = []
+    with torch.no_grad():  # the route is impossible: the architecture's own listing is never asked for
+        assert sparse_route_support(sae, step, sparse, lambda: asked.append(True) or support) is None
+    assert asked == []
 
 
 def test_a_support_of_codes_is_the_support_of_their_entries() -> None:

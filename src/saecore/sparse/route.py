@@ -111,16 +111,18 @@ def sparse_route_support(
     sae: TrainingSAE[Any],
     step_input: TrainStepInput,
     activations: torch.Tensor,
-    find_support: Callable[[], Support] | None = None,
+    find_support: Callable[[], Support | None] | None = None,
 ) -> Support | None:
     """The support the step runs over, or None when it must finish densely.
 
     ``activations`` are the step's dense activations (whose density decides);
     ``find_support`` lists the entries the step needs, by default the nonzeros of
     ``activations``; an architecture whose gradient reaches more entries (JumpReLU's
-    straight-through window) gives its own.
+    straight-through window) gives its own, which may return None when this step needs
+    the dense route for a reason of its own. It is called only once the route is possible,
+    so its own tests never stall an accelerator.
     """
     if not support_route_possible(sae, step_input) or clearly_dense(activations):
         return None
     support = Support.of_nonzeros(activations) if find_support is None else find_support()
-    return support if sparse_enough(support.size, activations) else None
+    return support if support is not None and sparse_enough(support.size, activations) else None

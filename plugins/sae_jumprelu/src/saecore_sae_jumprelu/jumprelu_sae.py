@@ -170,12 +170,11 @@ class JumpReLUTrainingSAE(TrainingSAE[JumpReLUTrainingSAEConfig]):
         sae_in, feature_acts, hidden_pre, l0_per_row = self._encode_for_training(step_input.sae_in)
         threshold = self.threshold.to(hidden_pre.dtype)
         bandwidth = self.cfg.jumprelu_bandwidth
-        support = None
-        if not self._pre_act_loss_reaches_dead_latents(step_input):
-            support = sparse_route_support(
-                self, step_input, feature_acts,
-                lambda: _estimator_support(hidden_pre.detach(), threshold.detach(), bandwidth),
-            )
+        support = sparse_route_support(
+            self, step_input, feature_acts,
+            lambda: None if self._pre_act_loss_reaches_dead_latents(step_input)
+            else _estimator_support(hidden_pre.detach(), threshold.detach(), bandwidth),
+        )
         if support is None:
             return self._finish_dense_step(step_input, feature_acts, hidden_pre, l0_per_row)
         pre = support_preactivations(self, sae_in, hidden_pre, support)
