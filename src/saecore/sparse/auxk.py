@@ -38,11 +38,8 @@ TopKSelector = Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
 """``(scores [..., n], k) -> (values, indices)``: the k largest of each row, in any order."""
 
 # Use the dense dead-latent block while it holds at most this many latents per AuxK
-# latent kept. Measured on the 2-core CPU (whole TopK training steps, 20% of latents dead,
-# the routes interleaved, quiet machine): the gathered route took 1.24× the dense block's
-# time at 3.2 dead latents per kept one (d_in 512, d_sae 4096), 0.97× at 6.4 (d_sae 8192)
-# and 0.76–0.82× at 12.8 (d_in 512, d_sae 16384, and d_in 768, d_sae 24576); with glibc
-# malloc tuned as the trainer does, 1.23×, 1.00× and 0.80× (best of runs).
+# latent kept: on CPU the two routes cost the same near 6.4 dead latents per kept one, and the
+# gathered route wins above it (docs/benchmarks.md, "AuxK's route").
 DENSE_BLOCK_MAX_DEAD_PER_KEPT = 6
 
 
