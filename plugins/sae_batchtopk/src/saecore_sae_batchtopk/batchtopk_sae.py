@@ -20,10 +20,8 @@ import torch
 from torch import nn
 
 from saecore import TrainingSAE, TrainStepInput, TrainStepOutput
-from saecore.sparse import (
-    AUX_LOSS_NAME,
-    auxk_loss,
-    auxk_plan,
+from saecore.sparse.auxk import AUX_LOSS_NAME, auxk_loss, auxk_plan
+from saecore.sparse.ranking import (
     check_fold_keeps_selection,
     fold_decoder_norms_for_saving,
     inverse_decoder_norms,
