@@ -93,3 +93,11 @@ def test_seed_is_validated_before_the_source_uses_it(capsys: pytest.CaptureFixtu
 
 def test_unknown_architecture_names_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
     assert error_line(capsys, "train", "--arch", "nope").startswith("--arch nope: unknown training recipe 'nope'")
+
+
+@pytest.mark.parametrize(("value", "expected"), [(str(2**70), "less than or equal to 1048576"), ("true", "valid integer")])
+def test_synthetic_source_sizes_are_bounded_whole_numbers(
+    capsys: pytest.CaptureFixture[str], value: str, expected: str
+) -> None:
+    message = error_line(capsys, "train", "--arch", "topk", "--n-features", value)
+    assert message.startswith(f"source 'synthetic': field 'n_features' = '{value}'") and expected in message
