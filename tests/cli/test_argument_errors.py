@@ -95,7 +95,9 @@ def test_unknown_architecture_names_the_flag(capsys: pytest.CaptureFixture[str])
     assert error_line(capsys, "train", "--arch", "nope").startswith("--arch nope: unknown training recipe 'nope'")
 
 
-@pytest.mark.parametrize(("value", "expected"), [(str(2**70), "less than or equal to 1048576"), ("true", "valid integer")])
+@pytest.mark.parametrize(
+    ("value", "expected"), [(str(2**70), "less than or equal to 1048576"), ("true", "valid integer")]
+)
 def test_synthetic_source_sizes_are_bounded_whole_numbers(
     capsys: pytest.CaptureFixture[str], value: str, expected: str
 ) -> None:
