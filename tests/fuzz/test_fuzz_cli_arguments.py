@@ -6,7 +6,6 @@ it builds a source; nothing is trained.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -58,10 +57,10 @@ def _validate(argv: list[str]) -> None:
 
 
 @given(tokens=TOKENS, config=CONFIG_TEXTS | st.none())
-def test_fuzzed_train_command_line(tokens: list[str], config: str | None) -> None:
+def test_fuzzed_train_command_line(tmp_path: Path, tokens: list[str], config: str | None) -> None:
     argv = ["--arch", "topk", *tokens]
     if config is not None:
-        path = Path(tempfile.mkdtemp(prefix="fuzz-cli-")) / "run.yaml"
+        path = tmp_path / "run.yaml"
         path.write_text(config)
         argv += ["--config", str(path)]
     try:
