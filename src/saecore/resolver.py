@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from saecore.config.sae_config import SAEConfig
+from saecore.config.validation import architecture_name
 from saecore.dtypes import canonical_dtype_name
 from saecore.errors import ConfigError, SAEFileError, UnknownNameError
 from saecore.io.converters import folder_locator
@@ -56,13 +57,17 @@ def build_sae(
     training: bool = False,
 ) -> Any:
     """Instantiate the class named by cfg_dict["architecture"] and load ``state_dict`` into it."""
-    cfg_dict = normalize_cfg_dict(cfg_dict)
+    try:
+        cfg_dict = normalize_cfg_dict(cfg_dict, cfg_source)
+        architecture = architecture_name(cfg_dict["architecture"], cfg_source) if "architecture" in cfg_dict else None
+    except ConfigError as error:
+        raise SAEFileError(str(error)) from None
     if dtype is not None:
         cfg_dict["dtype"] = canonical_dtype_name(dtype, field="dtype argument")
-    if "architecture" not in cfg_dict:
+    if architecture is None:
         raise SAEFileError(f"{cfg_source}: missing required key 'architecture'")
     try:
-        sae_class, config_class = classes_named(cfg_dict["architecture"], training=training)
+        sae_class, config_class = classes_named(architecture, training=training)
     except UnknownNameError as error:
         raise UnknownNameError(f"{cfg_source}: {error}") from None
     try:

@@ -52,6 +52,8 @@ def read_cfg_json(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise SAEFileError(f"{path}: not valid JSON ({error})") from None
+    except RecursionError:
+        raise SAEFileError(f"{path}: JSON nested too deeply to read (cfg.json is a flat object of settings)") from None
     if not isinstance(data, dict):
         raise SAEFileError(f"{path}: expected a JSON object, found {type(data).__name__}")
     return data
@@ -66,16 +68,23 @@ def read_safetensors(path: Path, device: str = "cpu") -> dict[str, torch.Tensor]
         raise SAEFileError(f"{path}: corrupt or truncated safetensors file ({error})") from None
 
 
-def read_sparsity_file(path: Path) -> torch.Tensor:
+def read_sparsity_file(path: Path, d_sae: Any = None) -> torch.Tensor:
+    """The log10 firing frequency of each latent: a float tensor of shape [d_sae] (``d_sae`` from cfg.json)."""
     tensors = read_safetensors(path)
     if SPARSITY_KEY not in tensors:
         raise SAEFileError(f"{path}: has no tensor named {SPARSITY_KEY!r} (found {sorted(tensors)})")
-    return tensors[SPARSITY_KEY]
+    sparsity = tensors[SPARSITY_KEY]
+    expected = [d_sae] if isinstance(d_sae, int) else ["d_sae"]
+    if sparsity.dim() != 1 or (isinstance(d_sae, int) and sparsity.shape[0] != d_sae):
+        raise SAEFileError(f"{path}: tensor {SPARSITY_KEY!r} has shape {list(sparsity.shape)}; expected {expected}")
+    if not sparsity.is_floating_point():
+        raise SAEFileError(f"{path}: tensor {SPARSITY_KEY!r} has dtype {sparsity.dtype}; expected a float dtype")
+    return sparsity
 
 
-def normalize_cfg_dict(cfg_dict: dict[str, Any]) -> dict[str, Any]:
+def normalize_cfg_dict(cfg_dict: dict[str, Any], where: str = "cfg.json") -> dict[str, Any]:
     """Upgrade pre-6.0 configs; v6 configs pass through unchanged."""
-    return upgrade_pre_v6_config(cfg_dict) if is_pre_v6_config(cfg_dict) else dict(cfg_dict)
+    return upgrade_pre_v6_config(cfg_dict, where) if is_pre_v6_config(cfg_dict) else dict(cfg_dict)
 
 
 def drop_identity_scaling_factor(state_dict: dict[str, torch.Tensor], source: str) -> None:
