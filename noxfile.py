@@ -33,8 +33,16 @@ def install_core(session: nox.Session, *plugins: str, extra: str = "test") -> No
 
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
+    """ruff, the import-linter layer contracts, and the module-level import-cycle check.
+
+    import-linter reads the source without importing it, so the package is found through
+    ``PYTHONPATH`` and its dependencies (torch, ...) are not installed here.
+    """
+    session.install("ruff", "import-linter", "pytest")
     session.run("ruff", "check", ".")
+    source = {"PYTHONPATH": "src"}
+    session.run("lint-imports", "--no-cache", env=source)
+    session.run("python", "-m", "pytest", "--noconftest", "-q", "tests/lint/test_import_cycles.py", env=source)
 
 
 @nox.session(python="3.11")
@@ -74,6 +82,13 @@ def everything(session: nox.Session) -> None:
     session.run("pytest", "tests", *[f"plugins/{p}/tests" for p in plugins], "-q",
                 "--ignore=tests/core_alone", "--ignore=tests/saelens_compat", env=TEST_ENV)
     session.run("saecore", "train", "--arch", "topk", env=TEST_ENV)
+
+
+@nox.session(python="3.11")
+def fuzz(session: nox.Session) -> None:
+    """The property-based fuzz tests (cfg.json, safetensors, checkpoints, CLI) with many more examples."""
+    install_core(session, "sae_standard", "sae_topk")
+    session.run("pytest", "tests/fuzz", "-q", env={**TEST_ENV, "HYPOTHESIS_PROFILE": "long"})
 
 
 @nox.session(python="3.11")
@@ -147,3 +162,13 @@ def bench(session: nox.Session) -> None:
     args = session.posargs or ["--dead-fraction", "0.2"]
     session.run("python", "benchmarks/train_step_throughput.py", *args,
                 env={**TEST_ENV, "SPARSIFY_DISABLE_TRITON": "1"})
+
+
+@nox.session(python="3.11", default=False)
+def bench_llm(session: nox.Session) -> None:
+    """Training on a language model end to end, beside SAELens 6's runner (not a test; run on a quiet machine)."""
+    session.install(TORCH)
+    # SAELens 6 requires transformer-lens 3.x, so the benchmark's model is a HookedTransformer, as SAELens runs it.
+    session.install(TORCH, "sae-lens>=6,<7", "transformer-lens<4", ".",
+                    "./plugins/sae_standard", "./plugins/source_llm")
+    session.run("python", "benchmarks/llm_end_to_end.py", *session.posargs, env=TEST_ENV)

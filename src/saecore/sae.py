@@ -12,14 +12,16 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 from torch import nn
 
+from saecore import resolver
 from saecore.config.sae_config import SAEConfig
 from saecore.dtypes import canonical_dtype_name, dtype_from_name
 from saecore.hook_points import HookedModule, HookPoint
+from saecore.io.sae_files import save_sae_files
 
 C = TypeVar("C", bound=SAEConfig)
 S = TypeVar("S", bound="SAE[Any]")
@@ -35,6 +37,22 @@ HOOK_POINT_NAMES = (
 LAYER_NORM_EPS = 1e-5
 
 
+@torch.no_grad()
+def fold_decoder_norms(W_enc: torch.Tensor, b_enc: torch.Tensor | None, W_dec: torch.Tensor) -> torch.Tensor:
+    """Unit decoder rows, in place: ``W_dec,i /= n_i``, ``W_enc[:, i] *= n_i``, ``b_enc,i *= n_i``; returns ``n``.
+
+    ``n_i = ‖W_dec,i‖`` (at least 1e-8). Scaling latent ``i``'s encoder side by what its
+    decoder row loses keeps every ReLU-like SAE's output. One computation for folding a
+    live SAE and for folding the tensors a training SAE saves.
+    """
+    norms = W_dec.norm(dim=-1).clamp(min=1e-8)
+    W_dec.div_(norms.unsqueeze(1))
+    W_enc.mul_(norms.unsqueeze(0))
+    if b_enc is not None:
+        b_enc.mul_(norms)
+    return norms
+
+
 class SAE(HookedModule, Generic[C]):
     """A sparse autoencoder for inference: ``forward(x) = decode(encode(x))``.
 
@@ -45,6 +63,10 @@ class SAE(HookedModule, Generic[C]):
     W_enc: nn.Parameter
     W_dec: nn.Parameter
     b_dec: nn.Parameter
+
+    # Which registry table ``load_from_disk`` builds from: inference architectures here,
+    # training recipes on ``TrainingSAE``.
+    _builds_training_recipe: ClassVar[bool] = False
 
     def __init__(self, cfg: C, use_error_term: bool = False) -> None:
         super().__init__()
@@ -184,13 +206,9 @@ class SAE(HookedModule, Generic[C]):
 
     @torch.no_grad()
     def fold_and_get_W_dec_norm(self) -> torch.Tensor:
-        norms = self.get_W_dec_norm()
-        self.W_dec.data.div_(norms.unsqueeze(1))
-        self.W_enc.data.mul_(norms.unsqueeze(0))
         b_enc = getattr(self, "b_enc", None)
-        if isinstance(b_enc, nn.Parameter):
-            b_enc.data.mul_(norms)
-        return norms
+        return fold_decoder_norms(self.W_enc.data, b_enc.data if isinstance(b_enc, nn.Parameter) else None,
+                                  self.W_dec.data)
 
     @torch.no_grad()
     def fold_activation_norm_scaling_factor(self, scaling_factor: float) -> None:
@@ -220,8 +238,6 @@ class SAE(HookedModule, Generic[C]):
 
     def save_model(self, path: str | Path, sparsity: torch.Tensor | None = None) -> tuple[Path, Path]:
         """Write cfg.json and sae_weights.safetensors (and sparsity) atomically; return their paths."""
-        from saecore.io.sae_files import save_sae_files
-
         state_dict = {k: v.detach().clone() for k, v in self.state_dict().items()}
         self.process_state_dict_for_saving(state_dict)
         return save_sae_files(Path(path), self.cfg.to_dict(), state_dict, sparsity)
@@ -229,11 +245,7 @@ class SAE(HookedModule, Generic[C]):
     @classmethod
     def from_dict(cls, config_dict: dict[str, Any], use_error_term: bool = False) -> SAE[Any]:
         """Build (with fresh weights) the SAE class named by ``config_dict["architecture"]``."""
-        from saecore.registry import get_registry
-
-        entry = get_registry().architecture(config_dict.get("architecture", ""))
-        cfg = entry.config_class.from_dict(config_dict)
-        return entry.sae_class(cfg, use_error_term=use_error_term)
+        return resolver.sae_from_dict(config_dict, use_error_term=use_error_term)
 
     @classmethod
     def load_from_disk(
@@ -249,12 +261,9 @@ class SAE(HookedModule, Generic[C]):
         ``converter`` names the format (``sae_lens``: cfg.json + sae_weights.safetensors;
         plugins add others).
         """
-        from saecore.io.sae_files import load_sae_folder
-        from saecore.training_sae import TrainingSAE
-
-        return load_sae_folder(
+        return resolver.load_sae_folder(
             Path(path), device=device, dtype=dtype, fold_W_dec_norm=fold_W_dec_norm,
-            training=issubclass(cls, TrainingSAE), converter=converter,
+            training=cls._builds_training_recipe, converter=converter,
         )[0]
 
     @classmethod
@@ -296,9 +305,7 @@ class SAE(HookedModule, Generic[C]):
 
         ``converter`` overrides the format the release declares (default: SAELens's).
         """
-        from saecore.io.hub import load_pretrained
-
-        return load_pretrained(
+        return resolver.load_pretrained(
             release, sae_id, device=device, dtype=dtype, force_download=force_download,
             fold_W_dec_norm=fold_W_dec_norm, revision=revision, converter=converter,
         )

@@ -1,8 +1,8 @@
 """The SAELens v6 folder format: cfg.json + sae_weights.safetensors (+ sparsity.safetensors).
 
-Loading never unpickles (safetensors only), builds the SAE on the meta device and
-assigns the tensors read from disk, so memory holds one copy of the weights. Every
-failure names the file that caused it.
+Reading never unpickles (safetensors only); every failure names the file that caused
+it. ``saecore.resolver.build_sae`` builds the SAE on the meta device and assigns the
+tensors read here, so memory holds one copy of the weights.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from saecore.dtypes import canonical_dtype_name
-from saecore.errors import ConfigError, SAEFileError, UnknownNameError
+from saecore.errors import SAEFileError
 from saecore.io.atomic import write_atomically, write_text_atomically
 from saecore.io.format import SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME, SPARSITY_FILENAME, SPARSITY_KEY
 from saecore.io.legacy_config import is_pre_v6_config, upgrade_pre_v6_config
@@ -53,6 +52,8 @@ def read_cfg_json(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise SAEFileError(f"{path}: not valid JSON ({error})") from None
+    except RecursionError:
+        raise SAEFileError(f"{path}: JSON nested too deeply to read (cfg.json is a flat object of settings)") from None
     if not isinstance(data, dict):
         raise SAEFileError(f"{path}: expected a JSON object, found {type(data).__name__}")
     return data
@@ -67,66 +68,26 @@ def read_safetensors(path: Path, device: str = "cpu") -> dict[str, torch.Tensor]
         raise SAEFileError(f"{path}: corrupt or truncated safetensors file ({error})") from None
 
 
-def read_sparsity_file(path: Path) -> torch.Tensor:
+def read_sparsity_file(path: Path, d_sae: Any = None) -> torch.Tensor:
+    """The log10 firing frequency of each latent: a float tensor of shape [d_sae] (``d_sae`` from cfg.json)."""
     tensors = read_safetensors(path)
     if SPARSITY_KEY not in tensors:
         raise SAEFileError(f"{path}: has no tensor named {SPARSITY_KEY!r} (found {sorted(tensors)})")
-    return tensors[SPARSITY_KEY]
+    sparsity = tensors[SPARSITY_KEY]
+    expected = [d_sae] if isinstance(d_sae, int) else ["d_sae"]
+    if sparsity.dim() != 1 or (isinstance(d_sae, int) and sparsity.shape[0] != d_sae):
+        raise SAEFileError(f"{path}: tensor {SPARSITY_KEY!r} has shape {list(sparsity.shape)}; expected {expected}")
+    if not sparsity.is_floating_point():
+        raise SAEFileError(f"{path}: tensor {SPARSITY_KEY!r} has dtype {sparsity.dtype}; expected a float dtype")
+    return sparsity
 
 
-def normalize_cfg_dict(cfg_dict: dict[str, Any]) -> dict[str, Any]:
+def normalize_cfg_dict(cfg_dict: dict[str, Any], where: str = "cfg.json") -> dict[str, Any]:
     """Upgrade pre-6.0 configs; v6 configs pass through unchanged."""
-    return upgrade_pre_v6_config(cfg_dict) if is_pre_v6_config(cfg_dict) else dict(cfg_dict)
+    return upgrade_pre_v6_config(cfg_dict, where) if is_pre_v6_config(cfg_dict) else dict(cfg_dict)
 
 
-def build_sae(
-    cfg_dict: dict[str, Any],
-    state_dict: dict[str, torch.Tensor],
-    *,
-    device: str,
-    dtype: str | None,
-    cfg_source: str,
-    weights_source: str,
-    training: bool = False,
-) -> Any:
-    """Instantiate the class named by cfg_dict["architecture"] and load ``state_dict`` into it.
-
-    With ``training`` the training recipe of that name is built instead (resuming or
-    fine-tuning from a checkpoint), as SAELens's ``TrainingSAE.load_from_disk`` does.
-    """
-    from saecore.config.sae_config import SAEConfig
-    from saecore.registry import get_registry
-
-    cfg_dict = normalize_cfg_dict(cfg_dict)
-    if dtype is not None:
-        cfg_dict["dtype"] = canonical_dtype_name(dtype, field="dtype argument")
-    if "architecture" not in cfg_dict:
-        raise SAEFileError(f"{cfg_source}: missing required key 'architecture'")
-    registry = get_registry()
-    try:
-        if training:
-            recipe = registry.training_recipe(cfg_dict["architecture"])
-            sae_class, config_class = recipe.training_sae_class, recipe.training_config_class
-        else:
-            entry = registry.architecture(cfg_dict["architecture"])
-            sae_class, config_class = entry.sae_class, entry.config_class
-    except UnknownNameError as error:
-        raise UnknownNameError(f"{cfg_source}: {error}") from None
-    try:
-        cfg = config_class.from_dict({**cfg_dict, "device": "meta"}, where=cfg_source)
-    except ConfigError as error:
-        raise SAEFileError(str(error)) from None
-    assert isinstance(cfg, SAEConfig)
-    sae = sae_class(cfg)
-    _drop_identity_scaling_factor(state_dict, weights_source)
-    sae.process_state_dict_for_loading(state_dict)
-    _check_tensors_match(sae.state_dict(), state_dict, cfg_dict, weights_source)
-    sae.load_state_dict(state_dict, assign=True)
-    sae.cfg.device = device
-    return sae.to(device=device, dtype=sae.dtype)
-
-
-def _drop_identity_scaling_factor(state_dict: dict[str, torch.Tensor], source: str) -> None:
+def drop_identity_scaling_factor(state_dict: dict[str, torch.Tensor], source: str) -> None:
     """SAELens 3-5 stored a finetuning ``scaling_factor``; all ones it is a no-op and is dropped."""
     factor = state_dict.get("scaling_factor")
     if factor is None:
@@ -137,7 +98,7 @@ def _drop_identity_scaling_factor(state_dict: dict[str, torch.Tensor], source: s
     del state_dict["scaling_factor"]
 
 
-def _check_tensors_match(
+def check_tensors_match(
     expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], cfg_dict: dict[str, Any], source: str
 ) -> None:
     missing = sorted(set(expected) - set(found))
@@ -157,26 +118,3 @@ def _check_tensors_match(
                 f"{source}: tensor {name!r} has shape {list(found[name].shape)} but cfg.json "
                 f"(d_in={cfg_dict.get('d_in')}, d_sae={cfg_dict.get('d_sae')}) needs {list(tensor.shape)}"
             )
-
-
-def load_sae_folder(
-    folder: Path,
-    *,
-    device: str = "cpu",
-    dtype: str | None = None,
-    fold_W_dec_norm: bool = False,
-    training: bool = False,
-    converter: str = "sae_lens",
-) -> tuple[Any, dict[str, Any], torch.Tensor | None]:
-    """Load an SAE folder in the named format; return ``(sae, cfg_dict, log_sparsity or None)``."""
-    from saecore.io.converters import folder_locator
-    from saecore.registry import get_registry
-
-    if not folder.is_dir():
-        raise SAEFileError(f"{folder}: no such SAE folder")
-    converted = get_registry().converter(converter).convert(folder_locator(folder))
-    sae = build_sae(converted.cfg_dict, converted.state_dict, device=device, dtype=dtype,
-                    cfg_source=converted.cfg_source, weights_source=converted.weights_source, training=training)
-    if fold_W_dec_norm:
-        sae.fold_W_dec_norm()
-    return sae, sae.cfg.to_dict(), converted.sparsity
