@@ -15,6 +15,7 @@ from typing import Any
 
 from saecore.config.metadata import SAEMetadata
 from saecore.config.sae_config import SAEConfig, TrainingSAEConfig
+from saecore.config.training_presets import TrainingPresets
 from saecore.errors import (
     ConfigError,
     DuplicateNameError,
@@ -62,6 +63,7 @@ __all__ = [
     "TrainStepInput",
     "TrainStepOutput",
     "TrainerConfig",
+    "TrainingPresets",
     "TrainingSAE",
     "TrainingSAEConfig",
     "UnknownNameError",

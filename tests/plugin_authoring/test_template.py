@@ -68,6 +68,19 @@ def test_trains_with_the_generated_plugin(
     assert cfg["architecture"] == architecture
 
 
+def test_generated_recipe_brings_its_own_synthetic_presets(venv_python: Path) -> None:
+    """The template's recipe declares presets; the installed core applies them with no edit of its own."""
+    script = (
+        "import json; from saecore.cli.train_presets import apply_presets; trainer = {}; "
+        f"sae = apply_presets({ARCH!r}, 'synthetic', 16, {{}}, trainer); print(json.dumps([sae, trainer]))"
+    )
+    result = run(venv_python, "-c", script)
+    assert result.returncode == 0, result.stderr
+    sae, trainer = json.loads(result.stdout)
+    assert sae == {"d_in": 16, "d_sae": 128, "l1_coefficient": 0.5}
+    assert trainer == {"lr": 1e-2, "training_tokens": 1_000_000}
+
+
 @pytest.mark.parametrize("kind", ["architecture", "source"])
 def test_generated_package_passes_its_own_tests(venv_python: Path, packages: dict[str, Path], kind: str) -> None:
     result = run(venv_python, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=packages[kind])
