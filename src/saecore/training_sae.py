@@ -42,7 +42,7 @@ class TrainStepOutput:
 
     ``firing_counts`` (how many inputs of the batch each latent fired on) may be given
     by sparse recipes that never build dense activations; otherwise the trainer counts
-    ``feature_acts > 0``.
+    ``feature_acts != 0`` (a signed architecture fires in both directions).
     """
 
     sae_in: torch.Tensor
@@ -57,7 +57,7 @@ class TrainStepOutput:
     def latent_firing_counts(self) -> torch.Tensor:
         if self.firing_counts is not None:
             return self.firing_counts
-        return (self.feature_acts > 0).reshape(-1, self.feature_acts.shape[-1]).sum(0)
+        return (self.feature_acts != 0).reshape(-1, self.feature_acts.shape[-1]).sum(0)
 
 
 def mse_loss(sae_out: torch.Tensor, sae_in: torch.Tensor) -> torch.Tensor:

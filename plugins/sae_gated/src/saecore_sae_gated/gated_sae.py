@@ -206,7 +206,7 @@ class GatedTrainingSAE(TrainingSAE[GatedTrainingSAEConfig]):
         via_gate = decode_support(gate_values, support, self.W_dec).reshape(*lead, self.cfg.d_in) + self.b_dec
         l1_per_row = per_row_sum(gate_values * self.W_dec.norm(dim=1)[latents], support)
         gate_losses = self._named_gate_losses(step_input, l1_per_row, via_gate, sae_in_centred)
-        firing = support.firing_counts(magnitudes.detach() > 0)
+        firing = support.firing_counts(magnitudes.detach() != 0)
         return training_step_output(step_input, sae_out, feature_acts.detach(), None, gate_losses, firing)
 
     def calculate_aux_loss(

@@ -198,7 +198,7 @@ class JumpReLUTrainingSAE(TrainingSAE[JumpReLUTrainingSAEConfig]):
         if self.cfg.pre_act_loss_coefficient is not None:
             # No latent is dead here (else the dense step runs): zero, logged as the dense step logs it.
             losses["pre_act_loss"] = self.cfg.pre_act_loss_coefficient * pre.new_zeros(())
-        firing = support.firing_counts(acts.detach() > 0)
+        firing = support.firing_counts(acts.detach() != 0)
         return support_training_output(self, step_input, support, acts, feature_acts, hidden_pre, losses, firing)
 
     def _dense_step_needed(self, step_input: TrainStepInput) -> bool:
