@@ -20,20 +20,20 @@ def test_an_outside_recipe_gets_its_declared_synthetic_presets() -> None:
     trainer: dict[str, Any] = {}
     sae = apply_presets(SIGNED_TOPK, "synthetic", 16, {}, trainer)
     assert sae == {"d_in": 16, "d_sae": 128, "k": 8}
-    assert trainer == {"lr": 2e-3, "training_tokens": 1_000_000}
+    assert trainer == {"lr": 2e-3, "training_tokens": 1_000_000, "tune_malloc": True}
 
 
 def test_user_settings_win_over_presets() -> None:
-    trainer: dict[str, Any] = {"lr": 1e-4}
+    trainer: dict[str, Any] = {"lr": 1e-4, "tune_malloc": False}
     sae = apply_presets(SIGNED_TOPK, "synthetic", 16, {"k": 3, "d_sae": 64}, trainer)
     assert sae == {"d_in": 16, "d_sae": 64, "k": 3}
-    assert trainer == {"lr": 1e-4, "training_tokens": 1_000_000}
+    assert trainer == {"lr": 1e-4, "training_tokens": 1_000_000, "tune_malloc": False}
 
 
-def test_other_sources_get_only_the_width() -> None:
+def test_other_sources_get_only_the_width_and_the_command_defaults() -> None:
     trainer: dict[str, Any] = {}
     assert apply_presets(SIGNED_TOPK, "llm", 16, {}, trainer) == {"d_in": 16, "d_sae": 128}
-    assert trainer == {}
+    assert trainer == {"tune_malloc": True}
 
 
 @pytest.mark.parametrize(
@@ -54,7 +54,7 @@ def test_first_party_quick_start_settings(arch: str, sae: dict[str, Any], traine
     pytest.importorskip(f"saecore_sae_{arch}")
     trainer_values: dict[str, Any] = {}
     assert apply_presets(arch, "synthetic", 16, {}, trainer_values) == {"d_in": 16, "d_sae": 128, **sae}
-    assert trainer_values == {"training_tokens": 1_000_000, **trainer}
+    assert trainer_values == {"training_tokens": 1_000_000, "tune_malloc": True, **trainer}
 
 
 def test_a_preset_may_depend_on_the_width_the_user_chose() -> None:

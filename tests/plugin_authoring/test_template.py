@@ -78,7 +78,7 @@ def test_generated_recipe_brings_its_own_synthetic_presets(venv_python: Path) ->
     assert result.returncode == 0, result.stderr
     sae, trainer = json.loads(result.stdout)
     assert sae == {"d_in": 16, "d_sae": 128, "l1_coefficient": 0.5}
-    assert trainer == {"lr": 1e-2, "training_tokens": 1_000_000}
+    assert trainer == {"lr": 1e-2, "training_tokens": 1_000_000, "tune_malloc": True}
 
 
 @pytest.mark.parametrize("kind", ["architecture", "source"])

@@ -1,6 +1,7 @@
 """Defaults for ``saecore train --arch NAME`` when the user gives no SAE width or coefficients.
 
-The core fills in a width from the input size whatever the source. On the built-in
+The core fills in a width from the input size whatever the source, and turns on the
+trainer's process-wide ``tune_malloc`` (off in the Python API). On the built-in
 synthetic source it also asks the recipe's training config class for its
 ``synthetic_data_presets`` (each recipe knows its own fields; see
 ``saecore.config.training_presets``), and gives a learning rate and token budget to
@@ -15,12 +16,16 @@ from saecore.registry import get_registry
 
 DEFAULT_WIDTH_MULTIPLE = 8
 GENERIC_SYNTHETIC_TRAINER_PRESET: dict[str, Any] = {"lr": 5e-3, "training_tokens": 1_000_000}
+# Process-wide settings a library leaves off and the command, which owns its process, turns on.
+CLI_TRAINER_DEFAULTS: dict[str, Any] = {"tune_malloc": True}
 
 
 def apply_presets(
     arch: str, source: str, d_in: int, sae_values: dict[str, Any], trainer_values: dict[str, Any]
 ) -> dict[str, Any]:
     """Return the SAE settings with presets filled in; ``trainer_values`` is updated in place."""
+    for key, value in CLI_TRAINER_DEFAULTS.items():
+        trainer_values.setdefault(key, value)
     values: dict[str, Any] = {"d_in": d_in, "d_sae": d_in * DEFAULT_WIDTH_MULTIPLE}
     if source == "synthetic":
         config_class = get_registry().training_recipe(arch).training_config_class
