@@ -3,7 +3,8 @@
 The checks exercise the public contract only (``SAE.from_dict``, ``save_model``,
 ``load_from_disk``, ``fold_W_dec_norm``, ``.to``, ``training_forward_pass``,
 ``save_inference_model``), so a plugin that passes them works with the loader, the
-trainer and the CLI.
+trainer and the CLI. What the kit cannot guess, the subclass declares: parameters that
+must be non-negative, and operations the architecture deliberately refuses.
 """
 
 from __future__ import annotations
