@@ -11,9 +11,10 @@ from typing import Any, ClassVar
 
 import pytest
 import torch
-from fixtures.signed_topk import SIGNED_TOPK, SignedTopKPlugin, SignedTopKRefusesToFold, SignedTopKSAE
+from fixtures.signed_topk import SIGNED_TOPK, SignedTopKPlugin, SignedTopKSAE
 
 from saecore import SAE
+from saecore.errors import UnsafeFoldError
 from saecore.testing import ArchitectureConformance
 
 
@@ -26,7 +27,7 @@ class TestSignedTopKConformance(ArchitectureConformance):
     architecture = SIGNED_TOPK
     training_recipe = SIGNED_TOPK
     config_overrides: ClassVar[dict[str, Any]] = {"k": 4}
-    refused_operations: ClassVar[dict[str, type[Exception]]] = {"fold_W_dec_norm": SignedTopKRefusesToFold}
+    refused_operations: ClassVar[dict[str, type[Exception]]] = {"fold_W_dec_norm": UnsafeFoldError}
 
 
 class Undeclared(ArchitectureConformance):
@@ -35,7 +36,7 @@ class Undeclared(ArchitectureConformance):
 
 
 def test_an_undeclared_refusal_fails_the_fold_check() -> None:
-    with pytest.raises(SignedTopKRefusesToFold):
+    with pytest.raises(UnsafeFoldError):
         Undeclared().test_fold_W_dec_norm_keeps_outputs()
 
 
@@ -43,7 +44,7 @@ def test_a_declared_refusal_must_leave_the_sae_unchanged(monkeypatch: pytest.Mon
     def scale_then_refuse(sae: SAE[Any]) -> None:
         with torch.no_grad():
             sae.W_dec.mul_(2)
-        raise SignedTopKRefusesToFold("refused, but after changing W_dec")
+        raise UnsafeFoldError("refused, but after changing W_dec")
 
     monkeypatch.setattr(SignedTopKSAE, "fold_W_dec_norm", scale_then_refuse)
     with pytest.raises(AssertionError, match="a refusal must leave the SAE as it was"):

@@ -4,6 +4,7 @@ A TopK SAE ranking by plain ``h`` refuses ``fold_W_dec_norm`` (folding would cha
 k latents are kept), and declares it; with rescaling on, folding keeps its outputs.
 """
 
+from saecore.errors import UnsafeFoldError
 from saecore.testing import ArchitectureConformance
 
 
@@ -16,5 +17,4 @@ class TestConformance(ArchitectureConformance):
 class TestConformanceRankingByPlainScores(ArchitectureConformance):
     architecture = "topk"
     config_overrides = {"k": 4}  # noqa: RUF012 (read as a class attribute)
-    # The plugin raises UnsafeFoldError, a NotImplementedError as in SAELens, which callers written for SAELens catch.
-    refused_operations = {"fold_W_dec_norm": NotImplementedError}  # noqa: RUF012 (read as a class attribute)
+    refused_operations = {"fold_W_dec_norm": UnsafeFoldError}  # noqa: RUF012 (read as a class attribute)
