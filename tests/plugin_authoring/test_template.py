@@ -81,6 +81,14 @@ def test_generated_recipe_brings_its_own_synthetic_presets(venv_python: Path) ->
     assert trainer == {"lr": 1e-2, "training_tokens": 1_000_000, "tune_malloc": True}
 
 
+def test_generated_recipe_takes_the_fast_sparse_route(venv_python: Path, packages: dict[str, Path]) -> None:
+    """Its step runs through saecore.sparse once the activations are sparse, checked against its dense step."""
+    result = run(venv_python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_fast_route.py",
+                 cwd=packages["architecture"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().splitlines()[-1].startswith("2 passed"), result.stdout
+
+
 @pytest.mark.parametrize("kind", ["architecture", "source"])
 def test_generated_package_passes_its_own_tests(venv_python: Path, packages: dict[str, Path], kind: str) -> None:
     result = run(venv_python, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=packages[kind])
