@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from saecore.config.metadata import SAEMetadata
 from saecore.config.sae_config import SAEConfig, TrainingSAEConfig
+from saecore.config.training_presets import TrainingPresets
 from saecore.errors import (
     ConfigError,
     DuplicateNameError,
@@ -109,6 +110,7 @@ __all__ = [
     "TrainStepInput",
     "TrainStepOutput",
     "TrainerConfig",
+    "TrainingPresets",
     "TrainingSAE",
     "TrainingSAEConfig",
     "UnknownNameError",
