@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from saecore.config.metadata import SAEMetadata
 from saecore.config.sae_config import SAEConfig, TrainingSAEConfig
+from saecore.config.training_presets import TrainingPresets
 from saecore.errors import (
     ConfigError,
     DuplicateNameError,
@@ -108,6 +109,7 @@ __all__ = [
     "TrainStepInput",
     "TrainStepOutput",
     "TrainerConfig",
+    "TrainingPresets",
     "TrainingRunnerConfig",
     "TrainingSAE",
     "TrainingSAEConfig",
