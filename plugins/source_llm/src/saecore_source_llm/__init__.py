@@ -11,6 +11,7 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
+    "HookedSAETransformer": "saecore_source_llm.hooked_sae_transformer",
     "LLMSource": "saecore_source_llm.source",
     "LLMSourceConfig": "saecore_source_llm.config",
     "LanguageModelSAERunnerConfig": "saecore_source_llm.runner",
