@@ -6,6 +6,9 @@ that computes the SAE by hand in float64 (saelens_compat_support's formulas).
 
 from __future__ import annotations
 
+import copy
+import io
+import pickle
 from typing import Any
 
 import pytest
@@ -111,3 +114,15 @@ def test_saecore_sae_in_saelens_hooked_sae_transformer(case: Case, use_error_ter
         sae.use_error_term = False
         torch.testing.assert_close(hooked, expected_logits, rtol=1e-9, atol=1e-9)
     assert not any(point.is_hooked for point in sae.hook_points())
+
+
+def test_transformer_lens_counts_saecore_hook_points_and_they_still_pickle() -> None:
+    sae = saecore.SAE.from_dict(Case("standard").config_dict())
+    point = sae.hook_sae_acts_post
+    assert isinstance(point, transformer_lens.hook_points.HookPoint) and type(point) is saecore.HookPoint
+    buffer = io.BytesIO()
+    torch.save(sae, buffer)
+    buffer.seek(0)
+    for clone in (pickle.loads(pickle.dumps(sae)), copy.deepcopy(sae), torch.load(buffer, weights_only=False)):
+        assert type(clone.hook_sae_acts_post) is saecore.HookPoint
+        assert clone.hook_dict["hook_sae_acts_post"] is clone.hook_sae_acts_post
