@@ -48,20 +48,32 @@ def describe_sae(sae: SAE[Any]) -> str:
 class SpliceSite(nn.Module):
     """Stands where a hook point was and runs the SAE on the activation passing through.
 
-    Its children are the SAE's hook points, so the model names them ``<hook>.hook_sae_*``.
+    Its children are the SAE's hook points, so the model names them ``<hook>.hook_sae_*``; the SAE
+    itself and the hook point it replaces are kept outside the module tree.
     """
 
     def __init__(self, sae: SAE[Any], hook_point: nn.Module, hook_name: str, use_error_term: bool) -> None:
         super().__init__()
-        self.__dict__["sae"] = sae
-        self.__dict__["replaced"] = hook_point
+        self.__dict__["_sae"] = sae
+        self.__dict__["_replaced"] = hook_point
         self.hook_name = hook_name
         self.use_error_term = use_error_term
         for name, point in sae.hook_dict.items():
             self.add_module(name, point)
 
+    @property
+    def sae(self) -> SAE[Any]:
+        sae: SAE[Any] = self.__dict__["_sae"]
+        return sae
+
+    @property
+    def replaced(self) -> nn.Module:
+        """The model's own hook point, put back when the SAE is detached."""
+        replaced: nn.Module = self.__dict__["_replaced"]
+        return replaced
+
     def forward(self, activation: torch.Tensor) -> torch.Tensor:
-        sae: SAE[Any] = self.__dict__["sae"]
+        sae = self.sae
         width = activation.shape[-2] * activation.shape[-1] if sae.reshape_hook_z else activation.shape[-1]
         if width != sae.cfg.d_in:
             raise ValueError(f"{self.hook_name} has width {width} but the SAE attached there "
@@ -83,7 +95,7 @@ class HookedSAETransformer(HookedTransformer):
     @property
     def acts_to_saes(self) -> dict[str, SAE[Any]]:
         """The attached SAEs by hook name."""
-        return {name: site.__dict__["sae"] for name, site in self._splice_sites.items()}
+        return {name: site.sae for name, site in self._splice_sites.items()}
 
     def add_sae(self, sae: SAE[Any], use_error_term: bool | None = None) -> None:
         """Attach ``sae`` at ``sae.cfg.metadata.hook_name`` until ``reset_saes``.
@@ -95,8 +107,8 @@ class HookedSAETransformer(HookedTransformer):
         if not hook_name:
             raise ValueError(f"{describe_sae(sae)} has no cfg.metadata.hook_name; set it to the hook to attach at")
         current = self._splice_sites.get(hook_name)
-        if current is not None and current.__dict__["sae"] is not sae:
-            raise ValueError(f"{hook_name} already holds {describe_sae(current.__dict__['sae'])}; call "
+        if current is not None and current.sae is not sae:
+            raise ValueError(f"{hook_name} already holds {describe_sae(current.sae)}; call "
                              f"reset_saes({hook_name!r}) before adding {describe_sae(sae)}")
         if current is None and hook_name not in self.hook_dict:
             close = difflib.get_close_matches(hook_name, list(self.hook_dict), n=3)
@@ -126,12 +138,11 @@ class HookedSAETransformer(HookedTransformer):
         parent = self.get_submodule(parent_name) if parent_name else self
         setattr(parent, child_name, module)
 
-    def _detach(self, hook_name: str) -> SpliceSite:
+    def _detach(self, hook_name: str) -> None:
         site = self._splice_sites.pop(hook_name)
-        self._replace_module(hook_name, site.__dict__["replaced"])
-        site.__dict__["sae"].name_hook_points()
+        self._replace_module(hook_name, site.replaced)
+        site.sae.name_hook_points()
         self.setup()
-        return site
 
     def reset_saes(self, act_names: str | Sequence[str] | None = None) -> None:
         """Detach the SAEs at ``act_names`` (every attached SAE when None)."""
