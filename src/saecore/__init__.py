@@ -1,20 +1,24 @@
 """saecore: train, load and evaluate sparse autoencoders, with every architecture a plugin.
 
-Core names are imported directly. The core's generic runner is
+Core names are imported directly, except the trainer's (``SAETrainer``, ``TrainerConfig``,
+the runner configs, ...), which are imported on first access so that ``import saecore``
+does not load the training loop. The core's generic runner is
 ``saecore.training.SAETrainingRunner``; the top-level name ``SAETrainingRunner`` is
 left to the LLM plugin, where it is SAELens's deprecated alias of the LM runner.
 
 Classes that plugins provide (``TopKSAE``, ``StandardTrainingSAEConfig``, ...) are
 resolved lazily through the registry on first access; when the plugin is missing, the
-ImportError names the package to install.
+ImportError names the package to install. The ``TYPE_CHECKING`` imports below let a
+type checker resolve those names; at run time the core never imports a plugin.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from saecore.config.metadata import SAEMetadata
 from saecore.config.sae_config import SAEConfig, TrainingSAEConfig
+from saecore.config.training_presets import TrainingPresets
 from saecore.errors import (
     ConfigError,
     DuplicateNameError,
@@ -25,20 +29,64 @@ from saecore.errors import (
 )
 from saecore.hook_points import HookPoint
 from saecore.hookspecs import hookimpl
+from saecore.known_plugins import CLASS_PACKAGES
+from saecore.lazy_exports import lazy_exports
 from saecore.registry import get_registry
 from saecore.sae import SAE
 from saecore.sources.base import ActivationSource, SourceConfig
-from saecore.training import (
-    LoggingConfig,
-    SAESweepConfig,
-    SAESweepRunner,
-    SAETrainer,
-    SAETrainingRunnerConfig,
-    SweepMember,
-    TrainerConfig,
-)
 from saecore.training_sae import TrainCoefficientConfig, TrainingSAE, TrainStepInput, TrainStepOutput
 from saecore.version import __version__
+
+if TYPE_CHECKING:
+    from saecore_sae_batchtopk import BatchTopKTrainingSAE as BatchTopKTrainingSAE
+    from saecore_sae_batchtopk import BatchTopKTrainingSAEConfig as BatchTopKTrainingSAEConfig
+    from saecore_sae_gated import GatedSAE as GatedSAE
+    from saecore_sae_gated import GatedSAEConfig as GatedSAEConfig
+    from saecore_sae_gated import GatedTrainingSAE as GatedTrainingSAE
+    from saecore_sae_gated import GatedTrainingSAEConfig as GatedTrainingSAEConfig
+    from saecore_sae_jumprelu import JumpReLUSAE as JumpReLUSAE
+    from saecore_sae_jumprelu import JumpReLUSAEConfig as JumpReLUSAEConfig
+    from saecore_sae_jumprelu import JumpReLUTrainingSAE as JumpReLUTrainingSAE
+    from saecore_sae_jumprelu import JumpReLUTrainingSAEConfig as JumpReLUTrainingSAEConfig
+    from saecore_sae_matryoshka_batchtopk import MatryoshkaBatchTopKTrainingSAE as MatryoshkaBatchTopKTrainingSAE
+    from saecore_sae_matryoshka_batchtopk import (
+        MatryoshkaBatchTopKTrainingSAEConfig as MatryoshkaBatchTopKTrainingSAEConfig,
+    )
+    from saecore_sae_standard import StandardSAE as StandardSAE
+    from saecore_sae_standard import StandardSAEConfig as StandardSAEConfig
+    from saecore_sae_standard import StandardTrainingSAE as StandardTrainingSAE
+    from saecore_sae_standard import StandardTrainingSAEConfig as StandardTrainingSAEConfig
+    from saecore_sae_topk import TopKSAE as TopKSAE
+    from saecore_sae_topk import TopKSAEConfig as TopKSAEConfig
+    from saecore_sae_topk import TopKTrainingSAE as TopKTrainingSAE
+    from saecore_sae_topk import TopKTrainingSAEConfig as TopKTrainingSAEConfig
+    from saecore_source_llm import LanguageModelSAERunnerConfig as LanguageModelSAERunnerConfig
+    from saecore_source_llm import LanguageModelSAETrainingRunner as LanguageModelSAETrainingRunner
+    from saecore_source_llm import LLMSource as LLMSource
+    from saecore_source_llm import LLMSourceConfig as LLMSourceConfig
+    from saecore_source_llm import SAETrainingRunner as SAETrainingRunner
+
+    from saecore.training import LoggingConfig as LoggingConfig
+    from saecore.training import SAESweepConfig as SAESweepConfig
+    from saecore.training import SAESweepRunner as SAESweepRunner
+    from saecore.training import SAETrainer as SAETrainer
+    from saecore.training import SAETrainingRunnerConfig as SAETrainingRunnerConfig
+    from saecore.training import SweepMember as SweepMember
+    from saecore.training import TrainerConfig as TrainerConfig
+
+_TRAINING_EXPORTS = {
+    name: "saecore.training"
+    for name in (
+        "LoggingConfig",
+        "SAESweepConfig",
+        "SAESweepRunner",
+        "SAETrainer",
+        "SAETrainingRunnerConfig",
+        "SweepMember",
+        "TrainerConfig",
+    )
+}
+_training_attribute, _module_dir = lazy_exports(__name__, _TRAINING_EXPORTS)
 
 __all__ = [
     "SAE",
@@ -62,6 +110,7 @@ __all__ = [
     "TrainStepInput",
     "TrainStepOutput",
     "TrainerConfig",
+    "TrainingPresets",
     "TrainingSAE",
     "TrainingSAEConfig",
     "UnknownNameError",
@@ -74,8 +123,8 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name.startswith("_"):
         raise AttributeError(name)
-    from saecore.known_plugins import CLASS_PACKAGES
-
+    if name in _TRAINING_EXPORTS:
+        return _training_attribute(name)
     exported = get_registry().exported_classes()
     if name in exported:
         return exported[name]
@@ -87,3 +136,8 @@ def __getattr__(name: str) -> Any:
             name=name,
         )
     raise AttributeError(f"module 'saecore' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The module's names, the trainer's lazy names and every class an installed plugin provides."""
+    return sorted({*_module_dir(), *get_registry().exported_classes()})

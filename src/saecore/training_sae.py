@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import torch
 
+from saecore import resolver
 from saecore.config.sae_config import TrainingSAEConfig
+from saecore.io.sae_files import save_sae_files
 from saecore.sae import SAE
 
 TC = TypeVar("TC", bound=TrainingSAEConfig)
@@ -42,8 +44,13 @@ class TrainStepOutput:
 
     ``firing_counts`` (how many inputs of the batch each latent fired on) may be given
     by sparse recipes that never build dense activations; otherwise the trainer counts
-    ``feature_acts > 0``.
+    ``feature_acts != 0`` (a signed architecture fires in both directions).
+
+    ``FORWARD_ONLY_FIELDS`` names the tensors that nothing reads once the forward pass
+    has returned. A recipe that returns a subclass with more of them adds their names.
     """
+
+    FORWARD_ONLY_FIELDS: ClassVar[tuple[str, ...]] = ("hidden_pre",)
 
     sae_in: torch.Tensor
     sae_out: torch.Tensor
@@ -54,10 +61,20 @@ class TrainStepOutput:
     metrics: dict[str, Any] = field(default_factory=dict)
     firing_counts: torch.Tensor | None = None
 
+    def release_forward_only_fields(self) -> None:
+        """Drop the ``FORWARD_ONLY_FIELDS``, so only the autograd graph still holds them.
+
+        A dense step's graph keeps its pre-activations for backward anyway; a sparse step's
+        graph keeps only the selected entries, so there this frees ``[B, d_sae]`` tensors
+        before the gradients are allocated.
+        """
+        for name in self.FORWARD_ONLY_FIELDS:
+            setattr(self, name, None)
+
     def latent_firing_counts(self) -> torch.Tensor:
         if self.firing_counts is not None:
             return self.firing_counts
-        return (self.feature_acts > 0).reshape(-1, self.feature_acts.shape[-1]).sum(0)
+        return (self.feature_acts != 0).reshape(-1, self.feature_acts.shape[-1]).sum(0)
 
 
 def mse_loss(sae_out: torch.Tensor, sae_in: torch.Tensor) -> torch.Tensor:
@@ -88,6 +105,8 @@ def training_step_output(
 
 class TrainingSAE(SAE[TC]):
     """An SAE being trained; ``save_inference_model`` writes the inference SAE it becomes."""
+
+    _builds_training_recipe: ClassVar[bool] = True
 
     def __init__(self, cfg: TC, use_error_term: bool = False) -> None:
         super().__init__(cfg, use_error_term=use_error_term)
@@ -151,8 +170,6 @@ class TrainingSAE(SAE[TC]):
 
     def save_inference_model(self, path: str | Path, sparsity: torch.Tensor | None = None) -> tuple[Path, Path]:
         """Save as the inference SAE this recipe produces, loadable without the training plugin."""
-        from saecore.io.sae_files import save_sae_files
-
         state_dict = {k: v.detach().clone() for k, v in self.state_dict().items()}
         self.process_state_dict_for_saving_inference(state_dict)
         return save_sae_files(Path(path), self.cfg.to_inference_dict(), state_dict, sparsity)
@@ -160,8 +177,4 @@ class TrainingSAE(SAE[TC]):
     @classmethod
     def from_dict(cls, config_dict: dict[str, Any], use_error_term: bool = False) -> TrainingSAE[Any]:
         """Build the training SAE of the recipe named by ``config_dict["architecture"]``."""
-        from saecore.registry import get_registry
-
-        entry = get_registry().training_recipe(config_dict.get("architecture", ""))
-        cfg = entry.training_config_class.from_dict(config_dict)
-        return entry.training_sae_class(cfg, use_error_term=use_error_term)
+        return resolver.sae_from_dict(config_dict, use_error_term=use_error_term, training=True)
