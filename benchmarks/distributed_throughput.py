@@ -70,11 +70,11 @@ def sae_values(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_worker(args: argparse.Namespace, sharding: str) -> None:
     """One rank: train; every rank writes its CPU time, rank 0 also the trainer's numbers, under ``args.worker``."""
-    from saecore.training import SAETrainingRunner, SAETrainingRunnerConfig
+    from saecore.training import TrainingRunner, TrainingRunnerConfig
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    cfg = SAETrainingRunnerConfig.from_dict({
+    cfg = TrainingRunnerConfig.from_dict({
         "sae": sae_values(args),
         "source": {"name": "synthetic", "d_in": args.d_in, "n_features": 2 * args.d_in},
         "training_tokens": args.steps * args.batch,
@@ -87,7 +87,7 @@ def run_worker(args: argparse.Namespace, sharding: str) -> None:
     })
     assert isinstance(cfg.source, SyntheticSourceConfig)
     source_class = ShardedSyntheticSource if sharding == "source" else SyntheticSource
-    runner = SAETrainingRunner(cfg, source=source_class(cfg.source, seed=cfg.seed, device=cfg.device))
+    runner = TrainingRunner(cfg, source=source_class(cfg.source, seed=cfg.seed, device=cfg.device))
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # its first use imports torch._dynamo: not training work
     cpu_started = time.process_time()
     runner.run()

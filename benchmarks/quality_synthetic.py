@@ -25,8 +25,8 @@ import torch
 from saecore.cli.train_presets import apply_presets
 from saecore.registry import get_registry
 from saecore.sources.synthetic import SyntheticSourceConfig
-from saecore.training.runner import SAETrainingRunner
-from saecore.training.runner_config import SAETrainingRunnerConfig
+from saecore.training.runner import TrainingRunner
+from saecore.training.runner_config import TrainingRunnerConfig
 
 ARCHITECTURES = ("standard", "gated", "jumprelu", "topk", "batchtopk", "matryoshka_batchtopk")
 COLUMNS = (
@@ -49,14 +49,14 @@ def train_one(arch: str, seed: int, device: str, training_tokens: int | None) ->
         trainer_values["training_tokens"] = training_tokens
     sae_values = apply_presets(arch, "synthetic", source_cfg.d_in, {}, trainer_values)
     recipe = get_registry().training_recipe(arch)
-    cfg = SAETrainingRunnerConfig(
+    cfg = TrainingRunnerConfig(
         sae=recipe.training_config_class(**sae_values),
         source=source_cfg,
         output_path=None,
         verbose=False,
         **trainer_values,
     )
-    runner = SAETrainingRunner(cfg)
+    runner = TrainingRunner(cfg)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         runner.run()

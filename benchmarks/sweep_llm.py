@@ -60,12 +60,12 @@ def sweep(d_model: int, n_layers: int, d_sae: int, settings: list[tuple[int, flo
           prefetch: bool) -> dict[str, float]:
     from saecore_source_llm import LLMSource
 
-    from saecore import SAESweepConfig, SAESweepRunner, SAETrainingRunnerConfig, SweepMember, TopKTrainingSAEConfig
+    from saecore import SAESweepConfig, SAESweepRunner, SweepMember, TopKTrainingSAEConfig, TrainingRunnerConfig
     from saecore.training.trainer import SAETrainer
 
     source_cfg = source_config(d_model, n_layers, steps, prefetch)
     members = [
-        SweepMember(name=f"topk-k{k}-lr{lr:g}", run=SAETrainingRunnerConfig(
+        SweepMember(name=f"topk-k{k}-lr{lr:g}", run=TrainingRunnerConfig(
             sae=TopKTrainingSAEConfig(d_in=d_model, d_sae=d_sae, k=k), source=source_cfg, lr=lr,
             training_tokens=steps * BATCH, train_batch_size_tokens=BATCH, n_eval_batches=1,
             output_path=None, verbose=False, tune_malloc=True,

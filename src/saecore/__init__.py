@@ -3,8 +3,8 @@
 Core names are imported directly, except the trainer's (``SAETrainer``, ``TrainerConfig``,
 the runner configs, ...), which are imported on first access so that ``import saecore``
 does not load the training loop. The core's generic runner is
-``saecore.training.SAETrainingRunner``; the top-level name ``SAETrainingRunner`` is
-left to the LLM plugin, where it is SAELens's deprecated alias of the LM runner.
+``saecore.training.TrainingRunner``; the top-level name ``SAETrainingRunner`` means what
+it means in SAELens: the LLM plugin's deprecated alias of ``LanguageModelSAETrainingRunner``.
 
 Classes that plugins provide (``TopKSAE``, ``StandardTrainingSAEConfig``, ...) are
 resolved lazily through the registry on first access; when the plugin is missing, the
@@ -71,9 +71,9 @@ if TYPE_CHECKING:
     from saecore.training import SAESweepConfig as SAESweepConfig
     from saecore.training import SAESweepRunner as SAESweepRunner
     from saecore.training import SAETrainer as SAETrainer
-    from saecore.training import SAETrainingRunnerConfig as SAETrainingRunnerConfig
     from saecore.training import SweepMember as SweepMember
     from saecore.training import TrainerConfig as TrainerConfig
+    from saecore.training import TrainingRunnerConfig as TrainingRunnerConfig
 
 _TRAINING_EXPORTS = {
     name: "saecore.training"
@@ -82,9 +82,9 @@ _TRAINING_EXPORTS = {
         "SAESweepConfig",
         "SAESweepRunner",
         "SAETrainer",
-        "SAETrainingRunnerConfig",
         "SweepMember",
         "TrainerConfig",
+        "TrainingRunnerConfig",
     )
 }
 _training_attribute, _module_dir = lazy_exports(__name__, _TRAINING_EXPORTS)
@@ -103,7 +103,6 @@ __all__ = [
     "SAESweepConfig",
     "SAESweepRunner",
     "SAETrainer",
-    "SAETrainingRunnerConfig",
     "SaecoreError",
     "SourceConfig",
     "SweepMember",
@@ -112,6 +111,7 @@ __all__ = [
     "TrainStepOutput",
     "TrainerConfig",
     "TrainingPresets",
+    "TrainingRunnerConfig",
     "TrainingSAE",
     "TrainingSAEConfig",
     "UnknownNameError",

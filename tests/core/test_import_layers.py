@@ -27,8 +27,8 @@ from saecore.sae import SAE
 from saecore.sources.base import ActivationSource, SourceConfig
 from saecore.training_sae import TrainingSAE
 
-TRAINING_NAMES = ("LoggingConfig", "SAESweepConfig", "SAESweepRunner", "SAETrainer", "SAETrainingRunnerConfig",
-                  "SweepMember", "TrainerConfig")
+TRAINING_NAMES = ("LoggingConfig", "SAESweepConfig", "SAESweepRunner", "SAETrainer", "SweepMember", "TrainerConfig",
+                  "TrainingRunnerConfig")
 HEAVY_PACKAGES = ("saecore.training", "saecore.distributed", "saecore.cli")
 
 

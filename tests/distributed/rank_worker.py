@@ -1,6 +1,6 @@
 """One rank of a test job: ``python rank_worker.py SPEC.json`` (under torchrun, or with RANK etc. set).
 
-The spec holds a runner config (``SAETrainingRunnerConfig.to_dict()`` form, synthetic
+The spec holds a runner config (``TrainingRunnerConfig.to_dict()`` form, synthetic
 source) and what this test needs on top:
 
 * ``fault``: ``{"rank": r, "batch": n, "signal": "SIGKILL" | "SIGSTOP" | "SIGTERM"}``:
@@ -33,9 +33,9 @@ from saecore.sources.synthetic import SyntheticSource, SyntheticSourceConfig
 from saecore.training import (
     SAESweepConfig,
     SAESweepRunner,
-    SAETrainingRunner,
-    SAETrainingRunnerConfig,
     TrainingInterruptedError,
+    TrainingRunner,
+    TrainingRunnerConfig,
 )
 
 INTERRUPTED_EXIT_CODE = 130
@@ -85,7 +85,7 @@ def main(spec_path: str) -> int:
     result_dir = Path(spec["result_dir"])
     if spec.get("sweep"):
         return run_sweep(spec, rank, result_dir)
-    cfg = SAETrainingRunnerConfig.from_dict(spec["config"])
+    cfg = TrainingRunnerConfig.from_dict(spec["config"])
     if spec.get("per_rank_paths"):
         cfg = cfg.model_copy(update={
             "output_path": f"{cfg.output_path}_rank{rank}", "checkpoint_path": f"{cfg.checkpoint_path}_rank{rank}",
@@ -96,7 +96,7 @@ def main(spec_path: str) -> int:
         cfg.source, seed=cfg.seed, fault=fault if fault is not None and fault["rank"] == rank else None,
         shardable=bool(spec.get("shardable")), fault_time_file=result_dir / "fault_time",
     )
-    runner = SAETrainingRunner(cfg, source=source)
+    runner = TrainingRunner(cfg, source=source)
     try:
         runner.run()
     except TrainingInterruptedError as error:

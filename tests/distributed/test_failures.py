@@ -22,7 +22,7 @@ from distributed_helpers import (
     write_spec,
 )
 
-from saecore.training import SAETrainingRunner, SAETrainingRunnerConfig
+from saecore.training import TrainingRunner, TrainingRunnerConfig
 
 TIMEOUT_S = 4.0
 SLACK_S = 10.0  # process exit and teardown on a loaded 2-core machine
@@ -53,16 +53,16 @@ def test_a_killed_rank_fails_the_job_and_the_job_resumes_from_the_last_checkpoin
     assert [rank.returncode for rank in ranks] == [0, 0], errors
     assert json.loads((resumed / "rank0.json").read_text())["n_tokens"] == 40 * 32
 
-    reference = SAETrainingRunnerConfig.from_dict({**config, "output_path": str(tmp_path / "reference"),
+    reference = TrainingRunnerConfig.from_dict({**config, "output_path": str(tmp_path / "reference"),
                                                    "checkpoint_path": str(tmp_path / "reference_checkpoints")})
-    SAETrainingRunner(reference).run()
+    TrainingRunner(reference).run()
     differences = max_weight_difference(tmp_path / "output", tmp_path / "reference")
     assert max(differences.values()) <= 1e-5, differences
 
     # With slice sharding every rank's state is the same, so one process can finish the job too.
-    alone = SAETrainingRunnerConfig.from_dict({**config, "output_path": str(tmp_path / "alone"),
+    alone = TrainingRunnerConfig.from_dict({**config, "output_path": str(tmp_path / "alone"),
                                                "resume_from_checkpoint": str(checkpoint)})
-    SAETrainingRunner(alone).run()
+    TrainingRunner(alone).run()
     differences = max_weight_difference(tmp_path / "alone", tmp_path / "reference")
     assert max(differences.values()) <= 1e-5, differences
 

@@ -20,7 +20,7 @@ from rank_worker import INTERRUPTED_EXIT_CODE, ScriptedSource
 from saecore.errors import ConfigError
 from saecore.sources.synthetic import SyntheticSourceConfig
 from saecore.testing import RanksInOneProcess
-from saecore.training import SAETrainer, SAETrainingRunner, SAETrainingRunnerConfig
+from saecore.training import SAETrainer, TrainingRunner, TrainingRunnerConfig
 from saecore.training.checkpoint import SOURCE_STATE_FILENAME
 
 WORLD_SIZE = 2
@@ -50,22 +50,22 @@ def test_sharded_run_is_the_concatenated_single_process_run_and_resumes_per_rank
     resumed = write_spec(tmp_path / "resumed", {**config, "resume_from_checkpoint": str(checkpoint)}, shardable=True)
     assert _run(resumed) == [0, 0]
 
-    reference = SAETrainingRunnerConfig.from_dict({**config, "output_path": str(tmp_path / "reference")})
+    reference = TrainingRunnerConfig.from_dict({**config, "output_path": str(tmp_path / "reference")})
     assert isinstance(reference.source, SyntheticSourceConfig)
     one_process = RanksInOneProcess(
         lambda: ScriptedSource(reference.source, seed=reference.seed, shardable=True), WORLD_SIZE
     )
-    SAETrainingRunner(reference, source=one_process).run()
+    TrainingRunner(reference, source=one_process).run()
     differences = max_weight_difference(tmp_path / "output", tmp_path / "reference")
     assert max(differences.values()) <= 1e-5, differences
 
     with pytest.raises(ConfigError, match="resume it with 2 ranks"):
-        runner_cfg = SAETrainingRunnerConfig.from_dict(config)
+        runner_cfg = TrainingRunnerConfig.from_dict(config)
         trainer = SAETrainer(runner_cfg.trainer_config(), _topk(runner_cfg), ScriptedSource(reference.source, seed=1))
         trainer.load_checkpoint(checkpoint)
 
 
-def _topk(cfg: SAETrainingRunnerConfig) -> Any:
+def _topk(cfg: TrainingRunnerConfig) -> Any:
     from saecore.registry import get_registry
 
     return get_registry().training_recipe("topk").training_sae_class(cfg.sae)

@@ -18,7 +18,7 @@ from distributed_helpers import max_weight_difference, torchrun
 from saecore.sources.cached import CachedActivationsWriter, CachedSource, CachedSourceConfig, read_cache_info
 from saecore.sources.synthetic import SyntheticSource, SyntheticSourceConfig
 from saecore.testing import RanksInOneProcess
-from saecore.training import SAETrainingRunner, SAETrainingRunnerConfig
+from saecore.training import TrainingRunner, TrainingRunnerConfig
 from saecore.training.checkpoint import SOURCE_STATE_FILENAME
 
 WORLD_SIZE = 2
@@ -68,7 +68,7 @@ def test_two_ranks_on_their_own_shard_files_train_the_concatenated_run_and_resum
     assert read == [list(range(rank, N_SHARDS, WORLD_SIZE)) for rank in range(WORLD_SIZE)]
 
     saved = json.loads((parallel / "output" / "runner_cfg.json").read_text())
-    reference = SAETrainingRunnerConfig.from_dict(
+    reference = TrainingRunnerConfig.from_dict(
         {**saved, "output_path": str(tmp_path / "reference"), "checkpoint_path": str(tmp_path / "unused"),
          "n_checkpoints": 0}
     )
@@ -76,7 +76,7 @@ def test_two_ranks_on_their_own_shard_files_train_the_concatenated_run_and_resum
     one_process = RanksInOneProcess(
         lambda: CachedSource(reference.source, seed=reference.seed), WORLD_SIZE
     )
-    SAETrainingRunner(reference, source=one_process).run()
+    TrainingRunner(reference, source=one_process).run()
     differences = max_weight_difference(parallel / "output", tmp_path / "reference")
     assert max(differences.values()) <= TOLERANCE, differences
     metadata = json.loads((parallel / "output" / "cfg.json").read_text())["metadata"]

@@ -200,19 +200,19 @@ def capture_conv_activations(n_images: int) -> torch.Tensor:
 
 
 def test_an_sae_trains_on_activations_hooked_from_a_vision_cnn(tmp_path: object) -> None:
-    from saecore.training.runner import SAETrainingRunner
-    from saecore.training.runner_config import SAETrainingRunnerConfig
+    from saecore.training.runner import TrainingRunner
+    from saecore.training.runner_config import TrainingRunnerConfig
 
     acts = capture_conv_activations(n_images=64)
     assert acts.shape == (64 * 8 * 8, 16)
     recipe = get_registry().training_recipe("standard")
-    cfg = SAETrainingRunnerConfig(
+    cfg = TrainingRunnerConfig(
         sae=recipe.training_config_class(d_in=16, d_sae=32, l1_coefficient=0.01),
         source=TensorSourceConfig(data=acts, metadata={"model_name": "tiny-cnn", "hook_name": "conv2"}),
         training_tokens=256 * 60, train_batch_size_tokens=256, lr=3e-3,
         n_batches_for_norm_estimate=2, n_eval_batches=2, output_path=str(tmp_path), verbose=False,
     )
-    runner = SAETrainingRunner(cfg)
+    runner = TrainingRunner(cfg)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         sae = runner.run()

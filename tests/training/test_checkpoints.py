@@ -17,10 +17,10 @@ from training_helpers import NoisyTrainingSAEConfig, ToySource, ToySourceConfig,
 from saecore.errors import ConfigError
 from saecore.training import (
     SAETrainer,
-    SAETrainingRunner,
-    SAETrainingRunnerConfig,
     TrainingDivergedError,
     TrainingInterruptedError,
+    TrainingRunner,
+    TrainingRunnerConfig,
 )
 from saecore.training.checkpoint import serialize_weights_only
 from saecore.training.trainer import checkpoint_steps
@@ -28,7 +28,7 @@ from saecore.training.trainer import checkpoint_steps
 B = 32
 
 
-def _resume_config(tmp_path: Path, **overrides: Any) -> SAETrainingRunnerConfig:
+def _resume_config(tmp_path: Path, **overrides: Any) -> TrainingRunnerConfig:
     """A run exercising everything a resume must restore.
 
     The input scale, LR and coefficient warm-ups, cosine decay, and (through the noisy
@@ -68,7 +68,7 @@ def test_checkpoint_steps_are_evenly_spaced() -> None:
 
 def test_checkpoint_folders_contents_and_weights_only_loading(tmp_path: Path) -> None:
     cfg = _resume_config(tmp_path, n_checkpoints=3, save_final_checkpoint=True)
-    SAETrainingRunner(cfg).run()
+    TrainingRunner(cfg).run()
 
     root = tmp_path / "checkpoints"
     assert sorted(p.name for p in root.iterdir()) == ["320", "640", "960", f"final_{40 * B}"]
@@ -90,13 +90,13 @@ def test_checkpoint_folders_contents_and_weights_only_loading(tmp_path: Path) ->
     saved_cfg = json.loads((middle / "cfg.json").read_text())
     assert saved_cfg["architecture"] == "noisy_test_recipe"
     assert saved_cfg["normalize_activations"] == "expected_average_only_in"
-    assert SAETrainingRunnerConfig.from_dict(json.loads((middle / "runner_cfg.json").read_text())) == cfg
+    assert TrainingRunnerConfig.from_dict(json.loads((middle / "runner_cfg.json").read_text())) == cfg
     assert not [p for p in root.iterdir() if p.name.startswith(".")], "no staging folders left behind"
 
 
 @pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
 def test_signal_writes_a_checkpoint_and_resume_is_bitwise_identical(tmp_path: Path, signal_number: int) -> None:
-    SAETrainingRunner(_resume_config(tmp_path / "straight")).run()
+    TrainingRunner(_resume_config(tmp_path / "straight")).run()
 
     interrupted_cfg = _resume_config(tmp_path / "interrupted")
     source = ToySource(interrupted_cfg.source, seed=interrupted_cfg.seed)
@@ -110,7 +110,7 @@ def test_signal_writes_a_checkpoint_and_resume_is_bitwise_identical(tmp_path: Pa
     source.on_batch = send_signal
     handlers_before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     with pytest.raises(TrainingInterruptedError) as info:
-        SAETrainingRunner(interrupted_cfg, source=source).run()
+        TrainingRunner(interrupted_cfg, source=source).run()
     assert {s: signal.getsignal(s) for s in handlers_before} == handlers_before
     checkpoint = tmp_path / "interrupted" / "checkpoints" / str(17 * B)
     assert info.value.checkpoint == checkpoint
@@ -119,24 +119,24 @@ def test_signal_writes_a_checkpoint_and_resume_is_bitwise_identical(tmp_path: Pa
     assert not (tmp_path / "interrupted" / "output").exists()
 
     resumed_cfg = _resume_config(tmp_path / "interrupted", resume_from_checkpoint=checkpoint)
-    SAETrainingRunner(resumed_cfg).run()
+    TrainingRunner(resumed_cfg).run()
     _assert_same_output(tmp_path / "straight" / "output", tmp_path / "interrupted" / "output")
 
 
 def test_resume_from_a_periodic_checkpoint_matches_the_uninterrupted_run(tmp_path: Path) -> None:
-    SAETrainingRunner(_resume_config(tmp_path / "a", n_checkpoints=3)).run()
+    TrainingRunner(_resume_config(tmp_path / "a", n_checkpoints=3)).run()
     checkpoint = tmp_path / "a" / "checkpoints" / str(30 * B)
-    SAETrainingRunner(_resume_config(tmp_path / "b", n_checkpoints=3, resume_from_checkpoint=checkpoint)).run()
+    TrainingRunner(_resume_config(tmp_path / "b", n_checkpoints=3, resume_from_checkpoint=checkpoint)).run()
     _assert_same_output(tmp_path / "a" / "output", tmp_path / "b" / "output")
 
 
 def test_resuming_a_different_sae_is_refused(tmp_path: Path) -> None:
-    SAETrainingRunner(make_config(tmp_path / "a", n_checkpoints=1)).run()
+    TrainingRunner(make_config(tmp_path / "a", n_checkpoints=1)).run()
     checkpoint = tmp_path / "a" / "checkpoints" / str(20 * B)
     other = make_config(tmp_path / "b", sae=StandardTrainingSAEConfig(d_in=8, d_sae=32),
                         resume_from_checkpoint=checkpoint)
     with pytest.raises(ConfigError, match=r"sae\.d_sae is 16 but this run's is 32"):
-        SAETrainingRunner(other).run()
+        TrainingRunner(other).run()
 
 
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
@@ -149,7 +149,7 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path: Pa
 
     source.on_batch = poison
     with pytest.raises(TrainingDivergedError) as info:
-        SAETrainingRunner(cfg, source=source).run()
+        TrainingRunner(cfg, source=source).run()
 
     good = tmp_path / "checkpoints" / str(10 * B)
     assert info.value.step == bad_from_batch

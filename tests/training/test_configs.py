@@ -1,4 +1,4 @@
-"""TrainerConfig, LoggingConfig and SAETrainingRunnerConfig: defaults, validation, dict round trip."""
+"""TrainerConfig, LoggingConfig and TrainingRunnerConfig: defaults, validation, dict round trip."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from training_helpers import TOY_SOURCE_NAME, ToySourceConfig, make_config
 
 from saecore.errors import ConfigError, UnknownNameError
 from saecore.sources.base import SourceConfig
-from saecore.training import LoggingConfig, SAETrainingRunnerConfig, TrainerConfig
+from saecore.training import LoggingConfig, TrainerConfig, TrainingRunnerConfig
 from saecore.training.runner_config import jsonable_fields
 
 
@@ -60,7 +60,7 @@ def test_runner_config_round_trips_through_a_dict(tmp_path: Path) -> None:
     data = cfg.to_dict()
     assert data["sae"]["architecture"] == "standard"
     assert data["source"] == {"name": TOY_SOURCE_NAME, **ToySourceConfig().model_dump()}
-    rebuilt = SAETrainingRunnerConfig.from_dict(data)
+    rebuilt = TrainingRunnerConfig.from_dict(data)
     assert rebuilt == cfg
     assert isinstance(rebuilt.sae, StandardTrainingSAEConfig)
     assert rebuilt.trainer_config() == TrainerConfig(**{k: getattr(cfg, k) for k in TrainerConfig.model_fields})
@@ -68,26 +68,26 @@ def test_runner_config_round_trips_through_a_dict(tmp_path: Path) -> None:
 
 def test_sae_dict_needs_a_known_architecture_and_known_fields() -> None:
     with pytest.raises(ConfigError, match="needs 'architecture'"):
-        SAETrainingRunnerConfig.from_dict({"sae": {"d_in": 8, "d_sae": 16}, "source": {"name": TOY_SOURCE_NAME}})
+        TrainingRunnerConfig.from_dict({"sae": {"d_in": 8, "d_sae": 16}, "source": {"name": TOY_SOURCE_NAME}})
     with pytest.raises(ConfigError, match="unknown field 'bogus'"):
-        SAETrainingRunnerConfig.from_dict({
+        TrainingRunnerConfig.from_dict({
             "sae": {"architecture": "standard", "d_in": 8, "d_sae": 16, "bogus": 1},
             "source": {"name": TOY_SOURCE_NAME},
         })
     with pytest.raises(ConfigError, match="d_sae"):
-        SAETrainingRunnerConfig.from_dict(
+        TrainingRunnerConfig.from_dict(
             {"sae": {"architecture": "standard", "d_in": 8, "d_sae": -1}, "source": {"name": TOY_SOURCE_NAME}}
         )
     with pytest.raises(UnknownNameError, match="no_such_recipe"):
-        SAETrainingRunnerConfig.from_dict({"sae": {"architecture": "no_such_recipe", "d_in": 8, "d_sae": 16}})
+        TrainingRunnerConfig.from_dict({"sae": {"architecture": "no_such_recipe", "d_in": 8, "d_sae": 16}})
 
 
 def test_source_dict_needs_a_registered_name() -> None:
     sae = {"architecture": "standard", "d_in": 8, "d_sae": 16}
     with pytest.raises(ConfigError, match="needs 'name'"):
-        SAETrainingRunnerConfig.from_dict({"sae": sae, "source": {"d_in": 8}})
+        TrainingRunnerConfig.from_dict({"sae": sae, "source": {"d_in": 8}})
     with pytest.raises(UnknownNameError, match="no_such_source"):
-        SAETrainingRunnerConfig.from_dict({"sae": sae, "source": {"name": "no_such_source"}})
+        TrainingRunnerConfig.from_dict({"sae": sae, "source": {"name": "no_such_source"}})
 
 
 def test_in_memory_tensors_are_recorded_by_placeholder(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 from saecore_sae_standard.standard_sae import StandardTrainingSAEConfig
 from training_helpers import make_config
 
-from saecore.training import LoggingConfig, SAETrainingRunner
+from saecore.training import LoggingConfig, TrainingRunner
 from saecore.training.progress import Progress
 
 
@@ -63,7 +63,7 @@ def test_disabled_progress_prints_nothing() -> None:
 def test_runner_reports_progress_to_a_log_stream(tmp_path: Path) -> None:
     stream = io.StringIO()
     cfg = make_config(tmp_path, verbose=True, logger=LoggingConfig(wandb_log_frequency=4), n_checkpoints=1)
-    SAETrainingRunner(cfg, progress_stream=stream).run()
+    TrainingRunner(cfg, progress_stream=stream).run()
     lines = stream.getvalue().splitlines()
     assert "\r" not in stream.getvalue()
     assert any(line.startswith("step 40/40 | 1,280/1,280 tokens (100%) | loss ") for line in lines)
@@ -73,6 +73,6 @@ def test_runner_reports_progress_to_a_log_stream(tmp_path: Path) -> None:
 def test_runner_is_silent_when_not_verbose(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     sae = StandardTrainingSAEConfig(d_in=8, d_sae=16, normalize_activations="expected_average_only_in")
     cfg = make_config(tmp_path, n_checkpoints=1, sae=sae)
-    SAETrainingRunner(cfg).run()
+    TrainingRunner(cfg).run()
     captured = capfd.readouterr()
     assert (captured.out, captured.err) == ("", "")

@@ -14,13 +14,13 @@ from training_helpers import ToySource, ToySourceConfig, make_config
 
 from saecore import SAE
 from saecore.errors import ConfigError
-from saecore.training import SAETrainingRunner, SAETrainingRunnerConfig
+from saecore.training import TrainingRunner, TrainingRunnerConfig
 
 
 def test_run_writes_a_loadable_inference_sae_with_metadata(tmp_path: Path) -> None:
     cfg = make_config(tmp_path)
     sae_cfg_before = cfg.sae.model_dump()
-    runner = SAETrainingRunner(cfg)
+    runner = TrainingRunner(cfg)
     trained = runner.run()
 
     output = tmp_path / "output"
@@ -39,7 +39,7 @@ def test_run_writes_a_loadable_inference_sae_with_metadata(tmp_path: Path) -> No
     sparsity = load_file(str(output / "sparsity.safetensors"))["sparsity"]
     assert sparsity.shape == (16,)
     assert float((10**sparsity.double() - 1e-10).sum()) == pytest.approx(metadata["l0"], rel=1e-4)
-    assert SAETrainingRunnerConfig.from_dict(json.loads((output / "runner_cfg.json").read_text())) == cfg
+    assert TrainingRunnerConfig.from_dict(json.loads((output / "runner_cfg.json").read_text())) == cfg
 
     loaded = SAE.load_from_disk(output)
     assert isinstance(loaded, StandardSAE)
@@ -50,7 +50,7 @@ def test_run_writes_a_loadable_inference_sae_with_metadata(tmp_path: Path) -> No
 
 
 def test_summary_reports_the_final_evaluation(tmp_path: Path) -> None:
-    runner = SAETrainingRunner(make_config(tmp_path))
+    runner = TrainingRunner(make_config(tmp_path))
     sae = runner.run()
     summary = runner.summary
     assert summary is not None and runner.trainer is not None and runner.trainer.final_metrics is not None
@@ -66,7 +66,7 @@ def test_summary_reports_the_final_evaluation(tmp_path: Path) -> None:
 
 def test_ground_truth_recovery_is_summarised_when_the_source_knows_the_features(tmp_path: Path) -> None:
     pytest.importorskip("saecore.evals.ground_truth")
-    runner = SAETrainingRunner(make_config(tmp_path, source=ToySourceConfig(expose_ground_truth=True)))
+    runner = TrainingRunner(make_config(tmp_path, source=ToySourceConfig(expose_ground_truth=True)))
     runner.run()
     assert runner.summary is not None and runner.summary.ground_truth is not None
     assert 0.0 <= runner.summary.ground_truth.fraction_recovered <= 1.0
@@ -74,9 +74,9 @@ def test_ground_truth_recovery_is_summarised_when_the_source_knows_the_features(
 
 
 def test_same_seed_same_sae_other_seed_other_sae(tmp_path: Path) -> None:
-    first = SAETrainingRunner(make_config(tmp_path / "a", seed=3)).run()
-    again = SAETrainingRunner(make_config(tmp_path / "b", seed=3)).run()
-    other = SAETrainingRunner(make_config(tmp_path / "c", seed=4)).run()
+    first = TrainingRunner(make_config(tmp_path / "a", seed=3)).run()
+    again = TrainingRunner(make_config(tmp_path / "b", seed=3)).run()
+    other = TrainingRunner(make_config(tmp_path / "c", seed=4)).run()
     assert torch.equal(first.W_dec, again.W_dec)
     assert not torch.equal(first.W_dec, other.W_dec)
 
@@ -84,24 +84,24 @@ def test_same_seed_same_sae_other_seed_other_sae(tmp_path: Path) -> None:
 def test_width_mismatch_names_sae_d_in(tmp_path: Path) -> None:
     cfg = make_config(tmp_path, source=ToySourceConfig(d_in=12))
     with pytest.raises(ConfigError, match=r"sae\.d_in = 8, but the source \(ToySource\) serves .* width 12"):
-        SAETrainingRunner(cfg).run()
+        TrainingRunner(cfg).run()
 
 
 def test_batches_the_source_cannot_serve_are_refused_before_training(tmp_path: Path) -> None:
     cfg = make_config(tmp_path, source=ToySourceConfig(max_batch_size=16))
     with pytest.raises(ConfigError, match="train_batch_size_tokens=32"):
-        SAETrainingRunner(cfg).run()
+        TrainingRunner(cfg).run()
     assert not (tmp_path / "output").exists()
 
 
 def test_a_built_source_is_closed_and_a_given_one_is_not(tmp_path: Path) -> None:
     cfg = make_config(tmp_path, output_path=None)
     given = ToySource(cfg.source, seed=cfg.seed)
-    SAETrainingRunner(cfg, source=given).run()
+    TrainingRunner(cfg, source=given).run()
     assert not given.closed
     assert not (tmp_path / "output").exists()
 
-    runner = SAETrainingRunner(cfg)
+    runner = TrainingRunner(cfg)
     runner.run()
     assert runner.trainer is not None
     built = runner.trainer.source
@@ -110,7 +110,7 @@ def test_a_built_source_is_closed_and_a_given_one_is_not(tmp_path: Path) -> None
 
 def test_user_metadata_wins_over_the_source_s(tmp_path: Path) -> None:
     sae = StandardTrainingSAEConfig(d_in=8, d_sae=16, metadata={"hook_name": "my.hook", "neuronpedia_id": "x/y"})
-    SAETrainingRunner(make_config(tmp_path, sae=sae)).run()
+    TrainingRunner(make_config(tmp_path, sae=sae)).run()
     metadata = json.loads((tmp_path / "output" / "cfg.json").read_text())["metadata"]
     assert (metadata["hook_name"], metadata["neuronpedia_id"], metadata["dataset_path"]) == (
         "my.hook", "x/y", "toy-dataset"
@@ -140,7 +140,7 @@ def test_source_specific_evaluations_reach_the_summary(tmp_path: Path) -> None:
                                       normalize_activations="expected_average_only_in"),
     )
     source = _EvaluatingToySource(ToySourceConfig())
-    runner = SAETrainingRunner(cfg, source=source)
+    runner = TrainingRunner(cfg, source=source)
     sae = runner.run()
     assert runner.summary is not None
     value = runner.summary.source_metrics["toy_downstream_error"]
@@ -151,3 +151,13 @@ def test_source_specific_evaluations_reach_the_summary(tmp_path: Path) -> None:
     assert "toy_downstream_error" in runner.summary.format()
     # the final evaluation runs after the input scale is folded into the weights
     assert source.calls == [None]
+
+
+def test_the_core_runner_has_its_own_name_and_leaves_saelens_names_to_saelens_meanings() -> None:
+    import saecore
+    import saecore.training
+
+    assert saecore.training.TrainingRunner is TrainingRunner
+    assert not hasattr(saecore.training, "SAETrainingRunner")
+    assert "SAETrainingRunner" not in saecore.__all__ and "SAETrainingRunnerConfig" not in saecore.__all__
+    assert saecore.TrainingRunnerConfig is TrainingRunnerConfig

@@ -18,7 +18,7 @@ from training_helpers import ToySourceConfig, make_config
 
 from saecore import TrainingSAE
 from saecore.registry import add_in_process_plugin, remove_in_process_plugin
-from saecore.training import SAETrainingRunner
+from saecore.training import TrainingRunner
 from saecore.training_sae import TrainStepInput
 
 K = 4
@@ -43,7 +43,7 @@ def test_saved_l0_and_sparsity_agree_with_the_summary(tmp_path: Path) -> None:
     # The offset keeps every input nonzero, so no pre-activation is exactly 0 and every input keeps k latents.
     sae = SignedTopKTrainingSAEConfig(d_in=8, d_sae=32, k=K)
     cfg = make_config(tmp_path, sae=sae, source=ToySourceConfig(offset=0.5), feature_sampling_window=40)
-    runner = SAETrainingRunner(cfg)
+    runner = TrainingRunner(cfg)
     runner.run()
     assert runner.summary is not None
     assert runner.summary.l0 == pytest.approx(K)

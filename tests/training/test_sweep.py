@@ -21,18 +21,18 @@ from saecore.sources.base import DEFAULT_STREAM
 from saecore.training import (
     SAESweepConfig,
     SAESweepRunner,
-    SAETrainingRunner,
-    SAETrainingRunnerConfig,
     SweepMember,
     TrainingDivergedError,
     TrainingInterruptedError,
+    TrainingRunner,
+    TrainingRunnerConfig,
 )
 from saecore.training.shared_stream import SharedBatches
 
 B = 32
 
 
-def _run(tmp_path: Path, name: str, **overrides: Any) -> SAETrainingRunnerConfig:
+def _run(tmp_path: Path, name: str, **overrides: Any) -> TrainingRunnerConfig:
     """One SAE's config: input scale, LR warm-up and cosine decay, coefficient warm-up, checkpoints shared."""
     values: dict[str, Any] = {
         "sae": StandardTrainingSAEConfig(d_in=8, d_sae=16, l1_coefficient=0.05, l1_warm_up_steps=10,
@@ -85,7 +85,7 @@ def test_each_sae_of_a_sweep_ends_with_the_weights_of_its_solo_run(tmp_path: Pat
     for member in members:
         solo = member.run.model_copy(update={"output_path": str(tmp_path / "solo" / member.name),
                                              "checkpoint_path": str(tmp_path / "solo" / "checkpoints")})
-        SAETrainingRunner(solo).run()
+        TrainingRunner(solo).run()
         _assert_same_output(tmp_path / "solo" / member.name, Path(member.run.output_path or ""))
         runner_cfg = json.loads((Path(member.run.output_path or "") / "runner_cfg.json").read_text())
         assert runner_cfg == member.run.to_dict()
@@ -94,7 +94,7 @@ def test_each_sae_of_a_sweep_ends_with_the_weights_of_its_solo_run(tmp_path: Pat
 def test_the_source_serves_each_batch_once_for_all_saes(tmp_path: Path) -> None:
     cfg = _run(tmp_path, "one")
     alone = ToySource(cfg.source, seed=cfg.seed)
-    SAETrainingRunner(cfg, source=alone).run()
+    TrainingRunner(cfg, source=alone).run()
     shared = ToySource(cfg.source, seed=cfg.seed)
     SAESweepRunner(SAESweepConfig(members=_members(tmp_path / "sweep")), source=shared).run()
     assert shared.n_batches == alone.n_batches == 3 + 40 + 2  # norm estimate, steps, final evaluation
@@ -201,7 +201,7 @@ def test_saes_on_different_streams_each_see_their_own_columns(tmp_path: Path) ->
         alone_cfg = TwoStreamSourceConfig(keep=member.stream)
         solo = member.run.model_copy(update={"source": alone_cfg, "output_path": str(tmp_path / "solo" / member.name),
                                              "checkpoint_path": str(tmp_path / "solo" / "checkpoints")})
-        SAETrainingRunner(solo, source=TwoStreamSource(alone_cfg, seed=42)).run()
+        TrainingRunner(solo, source=TwoStreamSource(alone_cfg, seed=42)).run()
         out = Path(member.run.output_path or "")
         for name, tensor in _weights(out).items():
             assert torch.equal(tensor, _weights(tmp_path / "solo" / member.name)[name]), (member.name, name)

@@ -18,7 +18,7 @@ import pytest
 from training_helpers import make_config
 
 from saecore.errors import ConfigError
-from saecore.training import LoggingConfig, SAETrainingRunner
+from saecore.training import LoggingConfig, TrainingRunner
 
 BLOCK_SIZE = 32 * 1024
 FILE_HEADER_SIZE = 7  # b":W&B", a 2-byte magic, a 1-byte version
@@ -97,7 +97,7 @@ def offline_wandb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_metrics_evals_and_the_model_reach_the_offline_run(tmp_path: Path, offline_wandb: Path) -> None:
     logger = LoggingConfig(log_to_wandb=True, wandb_project="saecore-tests", wandb_log_frequency=5,
                            eval_every_n_wandb_logs=2)
-    SAETrainingRunner(make_config(tmp_path, logger=logger)).run()
+    TrainingRunner(make_config(tmp_path, logger=logger)).run()
 
     run_files = list(offline_wandb.glob("wandb/offline-run-*/run-*.wandb"))
     assert len(run_files) == 1
@@ -134,6 +134,6 @@ def test_metrics_evals_and_the_model_reach_the_offline_run(tmp_path: Path, offli
 
 def test_wandb_is_never_imported_unless_asked_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "wandb", None)  # any import of wandb now fails
-    SAETrainingRunner(make_config(tmp_path / "plain")).run()
+    TrainingRunner(make_config(tmp_path / "plain")).run()
     with pytest.raises(ConfigError, match=r"pip install 'saecore\[wandb\]'"):
-        SAETrainingRunner(make_config(tmp_path / "wandb", logger=LoggingConfig(log_to_wandb=True))).run()
+        TrainingRunner(make_config(tmp_path / "wandb", logger=LoggingConfig(log_to_wandb=True))).run()

@@ -15,7 +15,7 @@ from saecore_sae_standard.standard_sae import StandardSAEConfig, StandardTrainin
 from saecore import hookimpl
 from saecore.errors import ConfigError
 from saecore.sources.base import ActivationSource, SourceConfig
-from saecore.training import SAETrainingRunnerConfig
+from saecore.training import TrainingRunnerConfig
 
 TOY_SOURCE_NAME = "toy_test_source"
 NOISY_RECIPE_NAME = "noisy_test_recipe"
@@ -116,7 +116,7 @@ class ToySourcePlugin:
         register(NOISY_RECIPE_NAME, NoisyTrainingSAE, NoisyTrainingSAEConfig)
 
 
-def make_config(tmp_path: Path, **overrides: Any) -> SAETrainingRunnerConfig:
+def make_config(tmp_path: Path, **overrides: Any) -> TrainingRunnerConfig:
     """A run of 40 steps of 32 tokens on the toy source, writing under ``tmp_path``."""
     values: dict[str, Any] = {
         "sae": StandardTrainingSAEConfig(d_in=8, d_sae=16, l1_coefficient=0.05),
@@ -133,4 +133,4 @@ def make_config(tmp_path: Path, **overrides: Any) -> SAETrainingRunnerConfig:
         "verbose": False,
     }
     values.update(overrides)
-    return SAETrainingRunnerConfig(**values)
+    return TrainingRunnerConfig(**values)

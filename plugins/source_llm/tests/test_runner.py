@@ -16,7 +16,7 @@ from saecore_source_llm import (
     SAETrainingRunner,
 )
 
-from saecore.training import LoggingConfig, SAETrainingRunnerConfig
+from saecore.training import LoggingConfig, TrainingRunnerConfig
 
 # migrating-to-v6.md's example, with only its import line changed (sae_lens -> saecore).
 SEED_EXAMPLE = '''
@@ -65,7 +65,7 @@ def test_the_migration_guide_example_constructs_and_maps_onto_the_core_runner() 
     cfg = namespace["cfg"]
     assert type(cfg) is LanguageModelSAERunnerConfig
     runner_cfg = cfg.to_runner_config()
-    assert isinstance(runner_cfg, SAETrainingRunnerConfig)
+    assert isinstance(runner_cfg, TrainingRunnerConfig)
     source = runner_cfg.source
     assert isinstance(source, LLMSourceConfig)
     assert (source.model_name, source.hook_name, source.dataset_path) == (
@@ -131,7 +131,7 @@ def test_the_seed_makes_runs_repeatable(hf_model: Any, text_dir: Path, tmp_path:
     first = train(7, "a")
     assert torch.equal(first, train(7, "b"))
     assert not torch.equal(first, train(8, "c"))
-    saved = SAETrainingRunnerConfig.from_dict(json.loads((tmp_path / "a" / "runner_cfg.json").read_text()))
+    saved = TrainingRunnerConfig.from_dict(json.loads((tmp_path / "a" / "runner_cfg.json").read_text()))
     assert saved.source.model is None and saved.source.hook_name == "transformer.h.1"  # the object is not saved
 
 

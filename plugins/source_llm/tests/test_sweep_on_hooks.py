@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from saecore_source_llm import LLMSource, LLMSourceConfig
 
-from saecore import SAE, SAESweepConfig, SAESweepRunner, SAETrainingRunnerConfig, SweepMember, TopKTrainingSAEConfig
+from saecore import SAE, SAESweepConfig, SAESweepRunner, SweepMember, TopKTrainingSAEConfig, TrainingRunnerConfig
 
 DEEP = "transformer.h.1"
 EARLY = "transformer.h.0.attn.c_attn"  # width 96
@@ -57,7 +57,7 @@ def test_an_sae_per_hook_trains_from_one_forward_pass_and_evaluates_at_its_hook(
 ) -> None:
     source_cfg = _source_config(hf_model, text_dir)
     members = [
-        SweepMember(name=name, stream=hook, run=SAETrainingRunnerConfig(
+        SweepMember(name=name, stream=hook, run=TrainingRunnerConfig(
             sae=TopKTrainingSAEConfig(d_in=width, d_sae=2 * width, k=4), source=source_cfg, training_tokens=640,
             train_batch_size_tokens=64, n_eval_batches=1, output_path=str(tmp_path / name),
             checkpoint_path=str(tmp_path / "checkpoints"), verbose=False,

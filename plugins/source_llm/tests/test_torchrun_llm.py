@@ -31,7 +31,7 @@ from saecore_source_llm import LLMSource, LLMSourceConfig
 from safetensors.torch import load_file
 
 from saecore.testing import RanksInOneProcess
-from saecore.training import SAETrainingRunner, SAETrainingRunnerConfig
+from saecore.training import TrainingRunner, TrainingRunnerConfig
 from saecore.training.checkpoint import SOURCE_STATE_FILENAME
 
 WORLD_SIZE = 2
@@ -174,14 +174,14 @@ def test_each_rank_runs_its_own_documents_and_together_they_train_the_concatenat
     assert not documents[0] & documents[1]
 
     saved = json.loads((job.sae / "runner_cfg.json").read_text())
-    reference = SAETrainingRunnerConfig.from_dict(
+    reference = TrainingRunnerConfig.from_dict(
         {**saved, "output_path": str(tmp_path / "reference"), "checkpoint_path": str(tmp_path / "unused"),
          "n_checkpoints": 0}
     )
     assert isinstance(reference.source, LLMSourceConfig)
     source = RanksInOneProcess(lambda: LLMSource(reference.source, seed=reference.seed), WORLD_SIZE)
     try:
-        SAETrainingRunner(reference, source=source).run()
+        TrainingRunner(reference, source=source).run()
     finally:
         source.close()
     assert max_weight_difference(job.sae, tmp_path / "reference") <= TOLERANCE

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import shlex
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from saecore.config.validation import validate_model
 from saecore.errors import ConfigError, UnknownNameError
 from saecore.registry import get_registry
 from saecore.training.errors import TrainingInterruptedError
+from saecore.training.run_folders import default_run_folder
 
 FILE_SECTIONS = {"arch", "source", "sae", "source_config", "logger", "sae_placement"}
 PLACEMENTS = ("replicate", "partition")
@@ -214,7 +215,8 @@ def run_from_argv(argv: list[str]) -> int:
             return _train_one(archs[0], source_name, source, source_cfg, sections)
         return _train_together(archs, source_name, source, source_cfg, sections)
     except TrainingInterruptedError as error:
-        print(f"saecore: {error}", file=sys.stderr)
+        flag = f"--resume-from-checkpoint {shlex.quote(str(error.checkpoint))}"
+        print(f"saecore: {error.describe(f'the same command and {flag}')}", file=sys.stderr)
         return 130
     finally:
         source.close()
@@ -223,31 +225,31 @@ def run_from_argv(argv: list[str]) -> int:
 def _run_config(arch: str, source_name: str, source: Any, source_cfg: Any, sections: dict[str, dict[str, Any]],
                 trainer: dict[str, Any]) -> Any:
     """One architecture's validated runner config; ``trainer`` gains the architecture's presets."""
-    from saecore.training import LoggingConfig, SAETrainingRunnerConfig
+    from saecore.training import LoggingConfig, TrainingRunnerConfig
 
     recipe = get_registry().training_recipe(arch)
     sae_values = apply_presets(arch, source_name, source.d_in, sections[f"sae:{arch}"], trainer)
     sae_cfg = validate_model(recipe.training_config_class, sae_values, f"SAE options for {arch!r}")
     logger = validate_model(LoggingConfig, sections["logger"], "logging options")
-    return validate_model(SAETrainingRunnerConfig, {**trainer, "sae": sae_cfg, "source": source_cfg, "logger": logger},
+    return validate_model(TrainingRunnerConfig, {**trainer, "sae": sae_cfg, "source": source_cfg, "logger": logger},
                           "trainer options")
 
 
 def _default_output_paths(trainer: dict[str, Any], run_name: str) -> None:
     """A fresh run folder by default; checkpoints inside it (or in its place with ``--output-path null``)."""
-    run_folder = Path("saecore_runs") / f"{run_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_folder = default_run_folder(run_name)
     trainer.setdefault("output_path", str(run_folder))
     output = trainer["output_path"]
     trainer.setdefault("checkpoint_path", str(Path(output if output is not None else run_folder) / "checkpoints"))
 
 
 def _train_one(arch: str, source_name: str, source: Any, source_cfg: Any, sections: dict[str, dict[str, Any]]) -> int:
-    from saecore.training import SAETrainingRunner
+    from saecore.training import TrainingRunner
 
     trainer = sections["trainer"]
     _default_output_paths(trainer, arch)
     cfg = _run_config(arch, source_name, source, source_cfg, sections, trainer)
-    runner = SAETrainingRunner(cfg, source=source)
+    runner = TrainingRunner(cfg, source=source)
     runner.run()
     if runner.is_main_process:
         assert runner.summary is not None
@@ -298,7 +300,7 @@ def _run_sweep_file(path: str, argv: list[str]) -> int:
     try:
         runner.run()
     except TrainingInterruptedError as error:
-        print(f"saecore: {error}", file=sys.stderr)
+        print(f"saecore: {error.describe(f'resume_from_checkpoint: {error.checkpoint} in {path}')}", file=sys.stderr)
         return 130
     if runner.is_main_process:
         _print_summaries(runner.summaries)

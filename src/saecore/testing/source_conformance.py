@@ -5,7 +5,7 @@ batches of ``[n, d_in]`` floats on the source's device, the same batches for the
 seed, a ``state_dict`` that resumes exactly after a checkpoint round trip, and a
 ``check_batch_size`` that refuses what it cannot serve. These checks hold a source to
 them through the registry, the way ``saecore train --source NAME`` builds it, and end
-by training a small standard SAE on it with :class:`saecore.training.SAETrainingRunner`.
+by training a small standard SAE on it with :class:`saecore.training.TrainingRunner`.
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ class SourceConformance:
         import pytest
 
         from saecore.sae import SAE
-        from saecore.training import SAETrainingRunner, SAETrainingRunnerConfig
+        from saecore.training import TrainingRunner, TrainingRunnerConfig
         from saecore.training.rng import seed_everything
 
         registry = get_registry()
@@ -192,13 +192,13 @@ class SourceConformance:
             "d_in": source.d_in, "d_sae": 2 * source.d_in, "l1_coefficient": 1e-3,
             "normalize_activations": "expected_average_only_in", "device": self.device,
         })
-        cfg = SAETrainingRunnerConfig(
+        cfg = TrainingRunnerConfig(
             sae=sae_cfg, source=source.cfg, device=self.device, seed=0, lr=self.training_lr,
             train_batch_size_tokens=self.batch_size, training_tokens=self.batch_size * self.training_steps,
             n_batches_for_norm_estimate=2, n_eval_batches=1, output_path=str(tmp_path / "sae"),
             checkpoint_path=str(tmp_path / "checkpoints"), verbose=False,
         )
-        trained = SAETrainingRunner(cfg, source=source).run()
+        trained = TrainingRunner(cfg, source=source).run()
         seed_everything(cfg.seed)
         untrained = recipe.training_sae_class(sae_cfg.model_copy(deep=True))
 

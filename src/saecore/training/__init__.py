@@ -1,14 +1,14 @@
 """Training: the architecture-agnostic trainer, its configs and the runner.
 
-``SAETrainingRunner(SAETrainingRunnerConfig(sae=..., source=...)).run()`` is the whole
+``TrainingRunner(TrainingRunnerConfig(sae=..., source=...)).run()`` is the whole
 pipeline; ``SAETrainer`` is the loop alone, for callers that build their own SAE and
 source. ``SAESweepRunner(SAESweepConfig(...)).run()`` trains several SAEs on one source.
 """
 
 from saecore.training.errors import RankFailedError, TrainingDivergedError, TrainingInterruptedError
 from saecore.training.logging_config import LoggingConfig
-from saecore.training.runner import SAETrainingRunner
-from saecore.training.runner_config import SAETrainingRunnerConfig
+from saecore.training.runner import TrainingRunner
+from saecore.training.runner_config import TrainingRunnerConfig
 from saecore.training.summary import TrainingSummary
 from saecore.training.sweep_config import SAESweepConfig, SweepMember
 from saecore.training.sweep_runner import SAESweepRunner
@@ -21,11 +21,11 @@ __all__ = [
     "SAESweepConfig",
     "SAESweepRunner",
     "SAETrainer",
-    "SAETrainingRunner",
-    "SAETrainingRunnerConfig",
     "SweepMember",
     "TrainerConfig",
     "TrainingDivergedError",
     "TrainingInterruptedError",
+    "TrainingRunner",
+    "TrainingRunnerConfig",
     "TrainingSummary",
 ]

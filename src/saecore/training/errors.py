@@ -35,10 +35,12 @@ class TrainingInterruptedError(SaecoreError):
         self.signal_name = signal_name
         self.step = step
         self.checkpoint = checkpoint
-        super().__init__(
-            f"training stopped by {signal_name} after step {step}; checkpoint written to {checkpoint}. "
-            f"Resume with resume_from_checkpoint={str(checkpoint)!r}"
-        )
+        super().__init__(self.describe(f"resume_from_checkpoint={str(checkpoint)!r}"))
+
+    def describe(self, resume: str) -> str:
+        """The message with ``resume`` saying how to continue (the Python keyword here; a flag on the command line)."""
+        return (f"training stopped by {self.signal_name} after step {self.step}; checkpoint written to "
+                f"{self.checkpoint}. Resume with {resume}")
 
 
 class RankFailedError(SaecoreError):

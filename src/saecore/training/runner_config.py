@@ -2,7 +2,7 @@
 
 Shaped like SAELens's runner config so that code reads the same::
 
-    SAETrainingRunnerConfig(
+    TrainingRunnerConfig(
         sae=TopKTrainingSAEConfig(d_in=64, d_sae=512, k=8),
         source=SyntheticSourceConfig(d_in=64),
         logger=LoggingConfig(log_to_wandb=True),
@@ -50,11 +50,11 @@ def registered_source_name(source_cfg: SourceConfig) -> str:
     raise ConfigError(
         f"source: {type(source_cfg).__name__} is not the config class of any registered source "
         f"(registered: {', '.join(sorted(sources)) or 'none'}); register it through the "
-        "saecore_register_sources hook, or pass the source object to SAETrainingRunner(cfg, source=...)"
+        "saecore_register_sources hook, or pass the source object to TrainingRunner(cfg, source=...)"
     )
 
 
-class SAETrainingRunnerConfig(TrainerConfig):
+class TrainingRunnerConfig(TrainerConfig):
     """Everything one training run needs; ``to_dict()`` is what runner_cfg.json holds."""
 
     sae: SerializeAsAny[TrainingSAEConfig] = Field(description="The training recipe's config (picks the recipe).")
@@ -108,9 +108,9 @@ class SAETrainingRunnerConfig(TrainerConfig):
         return result
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> SAETrainingRunnerConfig:
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainingRunnerConfig:
         """Build from a dict (runner_cfg.json, a YAML file), raising ConfigError naming the field."""
-        config: SAETrainingRunnerConfig = validate_model(cls, dict(values), "training config")
+        config: TrainingRunnerConfig = validate_model(cls, dict(values), "training config")
         return config
 
 

@@ -24,12 +24,18 @@ class TrainingSummary:
     output_path: str | None
     ground_truth: GroundTruthRecovery | None = None
     source_metrics: dict[str, float] = field(default_factory=dict)
+    tokens_this_run: int | None = None
+    """Tokens trained in this process (fewer than ``n_tokens`` after resuming); None: all of them."""
 
     def format(self) -> str:
         """The multi-line summary the CLI prints."""
         dead_share = 100 * self.dead_features / self.d_sae if self.d_sae else 0.0
+        this_run = self.n_tokens if self.tokens_this_run is None else self.tokens_this_run
+        speed = f"Trained on {this_run:,} tokens in {self.seconds:.1f} s ({self.tokens_per_second:,.0f} tokens/s)"
+        if this_run != self.n_tokens:
+            speed += f", resumed at {self.n_tokens - this_run:,}: {self.n_tokens:,} tokens in all"
         lines = [
-            f"Trained on {self.n_tokens:,} tokens in {self.seconds:.1f} s ({self.tokens_per_second:,.0f} tokens/s)",
+            speed,
             f"  L0                   {self.l0:.2f}",
             f"  explained variance   {self.explained_variance:.4f}",
             f"  MSE                  {self.mse:.6g}",

@@ -1,6 +1,6 @@
 """A sweep: several SAEs trained together on one activation stream.
 
-Each SAE of a sweep has a complete :class:`SAETrainingRunnerConfig`, so it may differ
+Each SAE of a sweep has a complete :class:`TrainingRunnerConfig`, so it may differ
 from the others in architecture, width, coefficients, learning rate and schedule, and
 its output folder holds an ordinary saved SAE with its own runner_cfg.json. What decides
 which batches are drawn, and when, must be the same for all of them, because they read
@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from saecore.config.validation import validate_model
 from saecore.errors import ConfigError
-from saecore.training.runner_config import SAETrainingRunnerConfig, jsonable_fields
+from saecore.training.runner_config import TrainingRunnerConfig, jsonable_fields
 
 SHARED_FIELDS = (
     "training_tokens",
@@ -66,7 +66,7 @@ class SweepMember(BaseModel):
         default=None,
         description="The source stream (hook) this SAE reads; None when the source serves a single stream.",
     )
-    run: SAETrainingRunnerConfig
+    run: TrainingRunnerConfig
 
     @field_validator("name")
     @classmethod
@@ -109,7 +109,7 @@ class SAESweepConfig(BaseModel):
         return self
 
     @property
-    def first(self) -> SAETrainingRunnerConfig:
+    def first(self) -> TrainingRunnerConfig:
         """The shared settings (any member's; they agree)."""
         return self.members[0].run
 
@@ -143,7 +143,7 @@ class SAESweepConfig(BaseModel):
         return config
 
 
-def _source_identity(run: SAETrainingRunnerConfig) -> tuple[str, dict[str, Any]]:
+def _source_identity(run: TrainingRunnerConfig) -> tuple[str, dict[str, Any]]:
     return type(run.source).__name__, jsonable_fields(run.source)
 
 
@@ -171,7 +171,7 @@ def _member_from_override(base: Mapping[str, Any], entry: Any, where: str, index
     if not (override.get("logger") or {}).get("run_name"):
         logger["run_name"] = f"{logger['run_name']}-{name}" if logger.get("run_name") else str(name)
     merged["logger"] = logger
-    run = SAETrainingRunnerConfig.from_dict(merged)
+    run = TrainingRunnerConfig.from_dict(merged)
     return SweepMember(name=name, stream=stream, run=run)
 
 

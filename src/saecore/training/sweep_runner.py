@@ -7,8 +7,17 @@ together with :class:`SweepTrainer`, and writes each to its own ``output_path`` 
 own runner_cfg.json. Checkpoints go to ``{checkpoint_path}/{n_tokens}/{name}/``;
 ``resume_from_checkpoint`` names the ``{checkpoint_path}/{n_tokens}`` folder.
 
-Each SAE uses the same code as a solo :class:`SAETrainingRunner` for building, saving,
-logging to wandb (one run per SAE) and summarising; only the loop is shared.
+A :class:`TrainingRunner` is a sweep of one (``single=True``): its checkpoints go
+straight to ``{checkpoint_path}/{n_tokens}/`` and its messages name no SAE. Each SAE is
+built, saved, logged to wandb (one run per SAE) and summarised by its
+:class:`~saecore.training.member_run.MemberRun`; the loop is shared.
+
+Before the first step (before the source is even built) the run claims its folders:
+every output folder and the checkpoint folder are created, checked to be writable, and
+locked for this run (``run_lock``), and unfinished checkpoint writes left there by killed
+runs are removed; once the SAEs exist, the free space their saves need is checked. Any
+failure there ends the run at once, naming the path. The folders are released when the
+run ends, however it ends.
 
 Under torchrun, ``sae_placement`` decides where the SAEs live. ``replicate``: every rank
 trains every SAE data-parallel, and rank 0 logs and saves. ``partition``: rank r builds,
@@ -20,17 +29,29 @@ gets every SAE's summary.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from saecore.distributed.context import DistributedContext, init_from_env, shutdown
 from saecore.distributed.partition import partition_handout
 from saecore.distributed.sharding import choose_sharding
-from saecore.errors import ConfigError
+from saecore.errors import ConfigError, SaecoreError
 from saecore.sources.base import ActivationSource
 from saecore.training.errors import TrainingInterruptedError
+from saecore.training.member_run import MemberRun, OutputNotSavedError
 from saecore.training.rng import seed_everything
-from saecore.training.runner import SAETrainingRunner
+from saecore.training.run_folders import (
+    ADAM_COPIES,
+    METADATA_BYTES,
+    claim_folders,
+    is_stale_write,
+    release_folders,
+    remove_stale_writes,
+    require_free_space,
+    state_bytes,
+)
+from saecore.training.run_lock import RunFolderLock
 from saecore.training.shared_stream import SharedBatches
 from saecore.training.summary import TrainingSummary
 from saecore.training.sweep_config import SAESweepConfig, SweepMember
@@ -66,18 +87,30 @@ def stream_columns(source: ActivationSource, members: list[SweepMember]) -> list
     return columns
 
 
+T = TypeVar("T")
+
+
 class SAESweepRunner:
     """Train every SAE of ``cfg`` on ``source`` (default: built from the shared ``source`` config).
 
-    After ``run()``, ``summaries`` maps each SAE's name to its final numbers.
+    After ``run()``, ``summaries`` maps each SAE's name to its final numbers. ``single``
+    makes this the run of one SAE (see the module docstring).
     """
 
     def __init__(
-        self, cfg: SAESweepConfig, source: ActivationSource | None = None, *, progress_stream: TextIO | None = None
+        self,
+        cfg: SAESweepConfig,
+        source: ActivationSource | None = None,
+        *,
+        progress_stream: TextIO | None = None,
+        single: bool = False,
     ) -> None:
+        if single and len(cfg.members) != 1:
+            raise ValueError(f"a single run trains one SAE, but the config has {len(cfg.members)}")
         self.cfg = cfg
         self.source = source
         self.progress_stream = progress_stream
+        self.single = single
         self.summaries: dict[str, TrainingSummary] = {}
         self.trainer: SweepTrainer | None = None
         self.distributed = DistributedContext()
@@ -91,7 +124,7 @@ class SAESweepRunner:
         self.distributed, owns_group = init_from_env(first.device, first.distributed_timeout_s)
         together = False
         try:
-            result = self._run()
+            result = self._run_in_claimed_folders()
             together = True
             return result
         except TrainingInterruptedError:
@@ -107,47 +140,102 @@ class SAESweepRunner:
         """Whether each rank trains only its own SAEs (``sae_placement='partition'`` in a job of several ranks)."""
         return self.cfg.sae_placement == "partition" and self.distributed.is_distributed
 
+    @property
+    def saves_here(self) -> bool:
+        """Whether this process writes its SAEs (rank 0, or every rank of a partitioned sweep)."""
+        return self.partitioned or self.distributed.is_main
+
+    # -- folders -------------------------------------------------------------------------
+    def _run_in_claimed_folders(self) -> dict[str, TrainingSAE[Any]]:
+        locks = self._agreed(self._claim_folders, self.distributed.is_main) or []
+        try:
+            return self._run()
+        finally:
+            release_folders(locks)
+
+    def _claim_folders(self) -> list[RunFolderLock]:
+        """Lock every output folder and the checkpoint folder; clear killed runs' unfinished checkpoint writes."""
+        first = self.cfg.first
+        outputs = [(Path(m.run.output_path), "output_path") for m in self.cfg.members if m.run.output_path is not None]
+        checkpoints = Path(first.checkpoint_path)
+        locks = claim_folders([*outputs, (checkpoints, "checkpoint_path")])
+        remove_stale_writes(checkpoints)
+        resume = first.resume_from_checkpoint
+        if resume is not None and is_stale_write(Path(resume)):
+            release_folders(locks)
+            raise ConfigError(f"resume_from_checkpoint={resume!r} is an unfinished checkpoint write (its run was "
+                              f"killed while writing it); resume from a complete checkpoint folder in {checkpoints}")
+        return locks
+
+    def _check_room(self, runs: list[MemberRun], saes: list[TrainingSAE[Any]]) -> None:
+        """Fail before the first step when a save this run will make cannot fit on its disk."""
+        for run, sae in zip(runs, saes):
+            if run.cfg.output_path is not None:
+                self._require_room(Path(run.cfg.output_path), run.output_bytes(sae), "output_path")
+        first = self.cfg.first
+        if first.n_checkpoints > 0 or first.save_final_checkpoint:
+            needed = sum(ADAM_COPIES * state_bytes(sae) for sae in saes) + METADATA_BYTES
+            self._require_room(Path(first.checkpoint_path), needed, "checkpoint_path")
+
+    @staticmethod
+    def _require_room(folder: Path, needed: int, what: str) -> None:
+        try:
+            require_free_space(folder, needed, "the trained SAE" if what == "output_path" else "a checkpoint")
+        except OSError as error:
+            raise ConfigError(f"{what}={str(folder)!r}: {error.strerror}; free space there or choose another "
+                              "folder") from None
+
+    def _agreed(self, action: Callable[[], T], acts_here: bool) -> T | None:
+        """``action()`` where ``acts_here``; if it fails on any rank, every rank raises (none waits on the others)."""
+        result: T | None = None
+        error: SaecoreError | None = None
+        if acts_here:
+            try:
+                result = action()
+            except SaecoreError as failure:
+                error = failure
+        if self.distributed.is_distributed:
+            elsewhere = next((m for m in self.distributed.all_gather_objects(str(error) if error else None) if m), None)
+            if error is None and elsewhere is not None:
+                raise SaecoreError(elsewhere)
+        if error is not None:
+            raise error
+        return result
+
+    # -- the run -------------------------------------------------------------------------
     def _run(self) -> dict[str, TrainingSAE[Any]]:
         members = self.cfg.members
         own = [members[index] for index in self.cfg.members_of_rank(self.distributed.rank,
                                                                     self.distributed.world_size)]
-        runners = [SAETrainingRunner(member.run, progress_stream=self.progress_stream) for member in own]
-        for runner in runners:
-            runner.distributed = self.distributed
+        runs = [MemberRun(member.run, self.distributed) for member in own]
         seed = self.cfg.first.seed
         seed_everything(seed)
         owns_source = self.source is None
-        source = self.source if self.source is not None else runners[0].build_source()
+        source = self.source if self.source is not None else runs[0].build_source()
         loggers: list[WandbLogger | None] = []
         try:
             columns = dict(zip((member.name for member in members), stream_columns(source, members)))
-            source.check_batch_size(self.cfg.first.train_batch_size_tokens)
-            for member in members:
-                cols = columns[member.name]
-                width = source.d_in if cols is None else cols.stop - cols.start
-                if member.run.sae.d_in != width:
-                    raise ConfigError(f"sweep SAE {member.name!r}: sae.d_in = {member.run.sae.d_in}, but its stream "
-                                      f"serves activations of width {width}; set sae.d_in to {width}")
+            self._check_widths(source, columns)
             saes = []
-            for member, runner in zip(own, runners):
+            for member, run in zip(own, runs):
                 seed_everything(seed)
-                saes.append(runner.build_sae(source, member.stream))
-            self.trainer = self._build_trainer(source, own, runners, saes, [columns[m.name] for m in own], loggers)
+                saes.append(run.build_sae(source, member.stream))
+            self._agreed(lambda: self._check_room(runs, saes), self.saves_here)
+            self.trainer = self._build_trainer(source, own, runs, saes, [columns[m.name] for m in own], loggers)
             self._resume_if_asked()
             self.trainer.fit()
-            saves_here = self.partitioned or self.distributed.is_main
-            run_configs = [runner.cfg.to_dict() for runner in runners]
-            outputs = [
-                runner.save_output(sae, trainer, run_config) if saves_here else None
-                for runner, sae, trainer, run_config in zip(runners, saes, self.trainer.trainers, run_configs)
-            ]
+            run_configs = [run.cfg.to_dict() for run in runs]
+            outputs, save_errors = self._save_outputs(runs, saes, run_configs)
             self.distributed.barrier()
-            for runner, sae, trainer, logger, output, run_config in zip(
-                runners, saes, self.trainer.trainers, loggers, outputs, run_configs
+            for run, sae, trainer, logger, output, run_config in zip(
+                runs, saes, self.trainer.trainers, loggers, outputs, run_configs
             ):
-                runner.summary = runner.summarise(sae, trainer, source)
+                run.summary = run.summarise(sae, trainer, source)
                 if logger is not None:
-                    runner.log_final(logger, output, sae, run_config)
+                    run.log_final(logger, output, sae, run_config)
+            self.summaries = self._every_summary(own, runs)
+            if save_errors:
+                raise save_errors[0] if len(save_errors) == 1 else SaecoreError("; ".join(map(str, save_errors)))
         except BaseException:
             for logger in loggers:
                 if logger is not None:
@@ -159,12 +247,43 @@ class SAESweepRunner:
         for logger in loggers:
             if logger is not None:
                 logger.finish()
-        self.summaries = self._every_summary(own, runners)
         return {member.name: sae for member, sae in zip(own, saes)}
 
-    def _every_summary(self, own: list[SweepMember], runners: list[SAETrainingRunner]) -> dict[str, TrainingSummary]:
+    def _check_widths(self, source: ActivationSource, columns: dict[str, slice | None]) -> None:
+        first = self.cfg.first
+        if self.single and first.sae.d_in != source.d_in:
+            raise ConfigError(
+                f"sae.d_in = {first.sae.d_in}, but the source ({type(source).__name__}) serves activations "
+                f"of width {source.d_in}; set sae.d_in to {source.d_in}"
+            )
+        source.check_batch_size(first.train_batch_size_tokens)
+        for member in self.cfg.members:
+            cols = columns[member.name]
+            width = source.d_in if cols is None else cols.stop - cols.start
+            if member.run.sae.d_in != width:
+                raise ConfigError(f"sweep SAE {member.name!r}: sae.d_in = {member.run.sae.d_in}, but its stream "
+                                  f"serves activations of width {width}; set sae.d_in to {width}")
+
+    def _save_outputs(
+        self, runs: list[MemberRun], saes: list[TrainingSAE[Any]], run_configs: list[dict[str, Any]]
+    ) -> tuple[list[Path | None], list[OutputNotSavedError]]:
+        """Save every SAE this process writes; one that cannot be saved does not stop the others'."""
+        assert self.trainer is not None
+        outputs: list[Path | None] = []
+        errors: list[OutputNotSavedError] = []
+        for run, sae, trainer, run_config in zip(runs, saes, self.trainer.trainers, run_configs):
+            output = None
+            if self.saves_here:
+                try:
+                    output = run.save_output(sae, trainer, run_config)
+                except OutputNotSavedError as error:
+                    errors.append(error)
+            outputs.append(output)
+        return outputs, errors
+
+    def _every_summary(self, own: list[SweepMember], runs: list[MemberRun]) -> dict[str, TrainingSummary]:
         """Every SAE's summary in sweep order; a partitioned sweep gathers them from their ranks."""
-        summaries = {member.name: runner.summary for member, runner in zip(own, runners) if runner.summary is not None}
+        summaries = {member.name: run.summary for member, run in zip(own, runs) if run.summary is not None}
         if self.partitioned:
             for rank_summaries in self.distributed.all_gather_objects(summaries):
                 summaries.update(rank_summaries)
@@ -174,7 +293,7 @@ class SAESweepRunner:
         self,
         source: ActivationSource,
         own: list[SweepMember],
-        runners: list[SAETrainingRunner],
+        runs: list[MemberRun],
         saes: list[TrainingSAE[Any]],
         columns: list[slice | None],
         loggers: list[WandbLogger | None],
@@ -193,19 +312,19 @@ class SAESweepRunner:
             handout = choose_sharding(source, self.distributed, first.distributed_sharding,
                                       first.train_batch_size_tokens)
             trainer_context = self.distributed
-        shared = SharedBatches(handout, len(runners))
+        shared = SharedBatches(handout, len(runs))
         several = len(self.cfg.members) > 1
         trainers = []
-        for index, (member, runner, sae, cols) in enumerate(zip(own, runners, saes, columns)):
-            run_config = runner.cfg.to_dict()
+        for index, (member, run, sae, cols) in enumerate(zip(own, runs, saes, columns)):
+            run_config = run.cfg.to_dict()
             logs_here = self.partitioned or self.distributed.is_main
-            logger = runner.start_wandb(run_config, alongside_others=several) if logs_here else None
+            logger = run.start_wandb(run_config, alongside_others=several) if logs_here else None
             loggers.append(logger)
             trainers.append(SAETrainer(
-                runner.cfg.trainer_config(), sae, source,
-                logging=runner.cfg.logger, metrics_logger=logger, run_config=run_config,
+                run.cfg.trainer_config(), sae, source,
+                logging=run.cfg.logger, metrics_logger=logger, run_config=run_config,
                 progress_stream=self.progress_stream, distributed=trainer_context,
-                batches=shared.view(index, cols), checkpoint_subfolder=member.name,
+                batches=shared.view(index, cols), checkpoint_subfolder=None if self.single else member.name,
             ))
         return SweepTrainer(trainers, [member.name for member in own], shared, group=self.distributed)
 
@@ -214,6 +333,9 @@ class SAESweepRunner:
         if folder is None:
             return
         assert self.trainer is not None
+        if self.single:
+            self.trainer.lead.load_checkpoint(folder)
+            return
         missing = [name for name in self.trainer.names if not (Path(folder) / name).is_dir()]
         if missing:
             raise ConfigError(

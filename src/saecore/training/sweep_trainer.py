@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from saecore.distributed.context import DistributedContext
@@ -53,6 +54,16 @@ class SweepTrainer:
         self.group = group if group is not None else self.trainers[0].distributed
 
     @property
+    def single(self) -> bool:
+        """A run of one SAE, checkpointed straight into ``{checkpoint_path}/{n_tokens}`` (no per-SAE subfolder)."""
+        return self.lead.checkpoint_subfolder is None
+
+    def run_checkpoint(self) -> Path | None:
+        """The folder to resume the whole run from: the lead's last checkpoint, or the sweep folder holding it."""
+        last = self.lead.last_checkpoint
+        return last if last is None or self.single else last.parent
+
+    @property
     def lead(self) -> SAETrainer:
         """The first SAE's trainer: its progress line is shown, its step count is the sweep's."""
         return self.trainers[0]
@@ -69,11 +80,11 @@ class SweepTrainer:
                 never = StopRequest()
                 while not self.lead.is_done:
                     for name, trainer in zip(self.names, self.trainers):
-                        with _naming_diverged(name):
+                        with self._naming_diverged(name):
                             trainer.run_step(never)
                     self._stop_if_asked(stop)
             for name, trainer in zip(self.names, self.trainers):
-                with _naming_diverged(name):
+                with self._naming_diverged(name):
                     trainer.end_fit()
         except RuntimeError as error:
             self._raise_rank_failure(error)
@@ -107,7 +118,10 @@ class SweepTrainer:
                         batch_size=cfg.train_batch_size_tokens)
         for name, trainer in zip(self.names, self.trainers):
             if trainer.scaler.scaling_factor is not None and trainer.sae.cfg.normalize_activations == SCALED_MODE:
-                self.lead.write_progress_note(f"{name}: activation scale s = {trainer.scaler.scaling_factor:.6g}")
+                which = "" if self.single else f"{name}: "
+                self.lead.write_progress_note(f"{which}activation scale s = sqrt(d_in) / mean norm = "
+                                              f"{trainer.scaler.scaling_factor:.6g} (from "
+                                              f"{cfg.n_batches_for_norm_estimate} batches)")
 
     def _stop_if_asked(self, stop: StopRequest) -> None:
         """On SIGINT/SIGTERM every SAE checkpoints at the same step, then the sweep stops.
@@ -126,16 +140,28 @@ class SweepTrainer:
         for trainer in self.trainers:
             if not trainer.checkpointed_this_step:
                 trainer.save_checkpoint()
-        assert lead.last_checkpoint is not None
+        checkpoint = self.run_checkpoint()
+        assert checkpoint is not None
         raise TrainingInterruptedError(stop.signal_name or "a signal to another rank", lead.n_training_steps,
-                                       lead.last_checkpoint.parent)
+                                       checkpoint)
+
+    @contextlib.contextmanager
+    def _naming_diverged(self, name: str) -> Iterator[None]:
+        """Re-raise a member's divergence naming the SAE, pointing at the sweep's checkpoint folder."""
+        try:
+            yield
+        except TrainingDivergedError as error:
+            if self.single:
+                raise
+            checkpoint = error.last_checkpoint.parent if error.last_checkpoint is not None else None
+            raise TrainingDivergedError(error.step, checkpoint, which=f" of the sweep's SAE {name!r}") from None
 
     def _raise_rank_failure(self, error: RuntimeError) -> None:
         """A failed collective in a job means another rank died or stalled: say where the sweep stopped."""
         group, lead = self.group, self.lead
         if not group.is_distributed:
             raise error
-        checkpoint = lead.last_checkpoint.parent if lead.last_checkpoint is not None else None
+        checkpoint = self.run_checkpoint()
         cause = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise RankFailedError(group.rank, group.world_size, lead.n_training_steps, lead.cfg.distributed_timeout_s,
                               checkpoint, cause) from error
@@ -146,13 +172,3 @@ def _columns(trainer: SAETrainer) -> slice:
     if isinstance(batches, StreamView) and batches.columns is not None:
         return batches.columns
     return slice(None)
-
-
-@contextlib.contextmanager
-def _naming_diverged(name: str) -> Iterator[None]:
-    """Re-raise a member's divergence naming the SAE, pointing at the sweep's checkpoint folder."""
-    try:
-        yield
-    except TrainingDivergedError as error:
-        checkpoint = error.last_checkpoint.parent if error.last_checkpoint is not None else None
-        raise TrainingDivergedError(error.step, checkpoint, which=f" of the sweep's SAE {name!r}") from None

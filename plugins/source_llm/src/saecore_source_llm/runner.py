@@ -3,7 +3,7 @@
 ``LanguageModelSAERunnerConfig`` keeps SAELens's flat shape (``sae=...``,
 ``logger=LoggingConfig(...)``, ``model_name``, ``hook_name``, ``dataset_path``, trainer
 fields ...), so SAELens training scripts run with only their import line changed. It maps
-onto the core's ``SAETrainingRunnerConfig`` with ``source=LLMSourceConfig(...)``, and
+onto the core's ``TrainingRunnerConfig`` with ``source=LLMSourceConfig(...)``, and
 ``LanguageModelSAETrainingRunner`` runs that with the core runner: the seed reaches every
 RNG (torch, random, numpy, and the source's shuffle).
 
@@ -24,8 +24,7 @@ from saecore.config.sae_config import TrainingSAEConfig
 from saecore.config.validation import describe_validation_error, validate_model
 from saecore.dtypes import canonical_dtype_name
 from saecore.errors import ConfigError
-from saecore.training import LoggingConfig, SAETrainingRunnerConfig, TrainerConfig, TrainingSummary
-from saecore.training import SAETrainingRunner as CoreTrainingRunner
+from saecore.training import LoggingConfig, TrainerConfig, TrainingRunner, TrainingRunnerConfig, TrainingSummary
 from saecore.training_sae import TrainingSAE
 from saecore_source_llm.config import LanguageModelFields, LLMSourceConfig
 
@@ -86,10 +85,10 @@ class LanguageModelSAERunnerConfig(TrainerConfig, LanguageModelFields):
             values["dataset"] = dataset
         return LLMSourceConfig(**values)
 
-    def to_runner_config(self, *, model: Any = None, dataset: Any = None) -> SAETrainingRunnerConfig:
+    def to_runner_config(self, *, model: Any = None, dataset: Any = None) -> TrainingRunnerConfig:
         """The core runner's config for this run."""
         trainer = {name: getattr(self, name) for name in TrainerConfig.model_fields if name in self.model_fields_set}
-        return SAETrainingRunnerConfig(sae=self.sae_config(), source=self.source_config(model=model, dataset=dataset),
+        return TrainingRunnerConfig(sae=self.sae_config(), source=self.source_config(model=model, dataset=dataset),
                                        logger=self.logger, **trainer)
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,7 +115,7 @@ class LanguageModelSAETrainingRunner:
     ) -> None:
         self.cfg = cfg
         self.runner_cfg = cfg.to_runner_config(model=override_model, dataset=override_dataset)
-        self.runner = CoreTrainingRunner(self.runner_cfg)
+        self.runner = TrainingRunner(self.runner_cfg)
 
     def run(self) -> TrainingSAE[Any]:
         """Train, write the SAE to ``output_path``, and return the trained SAE."""
