@@ -93,5 +93,10 @@ def test_plugin_packages_export_their_public_classes(module_name: str) -> None:
     assert package.__all__ == expected
     assert set(expected) <= set(dir(package))
     for name in expected:
-        cls = getattr(package, name)
+        try:
+            cls = getattr(package, name)
+        except ImportError as error:
+            # HookedSAETransformer is built on TransformerLens 3; with 4.x installed its import says what to install.
+            assert name == "HookedSAETransformer" and "transformer-lens<4" in str(error)
+            continue
         assert cls.__name__ == name and cls.__module__.startswith(module_name + ".")
