@@ -74,7 +74,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name.startswith("_"):
         raise AttributeError(name)
-    from saecore.known_plugins import CLASS_PACKAGES
+    from saecore.known_plugins import CLASS_PACKAGES, install_hint
 
     exported = get_registry().exported_classes()
     if name in exported:
@@ -83,7 +83,7 @@ def __getattr__(name: str) -> Any:
         package = CLASS_PACKAGES[name]
         raise ImportError(
             f"cannot import name {name!r} from 'saecore': it is provided by the plugin package "
-            f"{package}, which is not installed: pip install {package}",
+            f"{package}, which is not installed: {install_hint(package)}",
             name=name,
         )
     raise AttributeError(f"module 'saecore' has no attribute {name!r}")

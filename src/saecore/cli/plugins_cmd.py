@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from saecore.known_plugins import install_hint
 from saecore.registry import TABLES as KINDS
 from saecore.registry import get_registry
 
@@ -60,5 +61,5 @@ def run(args: argparse.Namespace) -> int:
     for line in [headers, ["-" * w for w in widths], *table]:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip())
     if not registry.architectures:
-        print("\nNo SAE architecture is installed. Install one, e.g.: pip install saecore-sae-topk")
+        print(f"\nNo SAE architecture is installed. Install one, e.g.: {install_hint('saecore-sae-topk')}")
     return 0
