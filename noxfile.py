@@ -147,3 +147,13 @@ def bench(session: nox.Session) -> None:
     args = session.posargs or ["--dead-fraction", "0.2"]
     session.run("python", "benchmarks/train_step_throughput.py", *args,
                 env={**TEST_ENV, "SPARSIFY_DISABLE_TRITON": "1"})
+
+
+@nox.session(python="3.11", default=False)
+def bench_llm(session: nox.Session) -> None:
+    """Training on a language model end to end, beside SAELens 6's runner (not a test; run on a quiet machine)."""
+    session.install(TORCH)
+    # SAELens 6 requires transformer-lens 3.x, so the benchmark's model is a HookedTransformer, as SAELens runs it.
+    session.install(TORCH, "sae-lens>=6,<7", "transformer-lens<4", ".",
+                    "./plugins/sae_standard", "./plugins/source_llm")
+    session.run("python", "benchmarks/llm_end_to_end.py", *session.posargs, env=TEST_ENV)

@@ -12,7 +12,7 @@ fresh process (so peak RSS belongs to that case alone):
   background thread while the SAE trains);
 * ``store``: the source alone, ``source.next_batch(4096)`` after the buffer is filled;
 * ``sae step``: the trainer alone, on batches already in memory;
-* with SAELens importable (``/work/venv-saelens`` with ``pip install -e plugins/source_llm``):
+* with SAELens importable in the same environment (``nox -s bench_llm`` builds one):
   SAELens 6's runner, its ``ActivationsStore`` and its trainer alone, on the same model,
   data and settings.
 
@@ -24,7 +24,8 @@ which a busy shared machine disturbs far less than wall time) and ``peak RSS MB`
 
 ::
 
-    python benchmarks/llm_end_to_end.py [--d-model 128 --d-model 512] [--steps 12] [--repeat 3] [--json out.json]
+    nox -s bench_llm -- [--d-model 128 --d-model 512] [--steps 12] [--repeat 3] [--json out.json]
+    python benchmarks/llm_end_to_end.py [...]      # in an environment that already has saecore-source-llm
 
 The model is a transformer-lens 3.x ``HookedTransformer`` where installed (what SAELens
 runs), else a transformer-lens 4 ``TransformerBridge`` built with ``boot_native``.

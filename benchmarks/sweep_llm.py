@@ -15,9 +15,8 @@ model's share of the time is that of a larger language model. Each case is an
 ``wall s`` is the training loop: from the start of ``run()`` (source built, buffer
 filled) to the end of the last step, before the final evaluations (the spliced CE/KL
 evaluation runs once per SAE, on the model, and is reported separately as ``run s``).
-``ratio`` is the N-SAE loop wall time over the 1-SAE one (issue 5's goal: below 1.3 for
-four SAEs when the model dominates); training N SAEs one after another would cost
-about N. With ``--repeat`` the cases run interleaved and medians are shown.
+``ratio`` is the N-SAE loop wall time over the 1-SAE one; training N SAEs one after
+another would cost about N. With ``--repeat`` the cases run interleaved and medians are shown.
 ``--prefetch`` runs the model in the source's background thread
 (``prefetch_llm_batches=True``) in every case, so the SAE steps overlap the forward
 passes.

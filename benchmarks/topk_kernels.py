@@ -3,7 +3,8 @@
 Times, side by side in one process on the same inputs:
 
 - ``row_topk`` (``_row_topk``) against ``torch.topk`` at the training step's shapes: the
-  main selection at both sizes of issue #5 and AuxK's selection among 20% dead latents;
+  main selection at both sizes of ``train_step_throughput.py`` (default and ``--large``) and
+  AuxK's selection among 20% dead latents;
 - ``code_dots`` (``_code_dots``) against ``embedding_bag``'s per-sample-weight backward;
 - the top-k right after a matmul, which is where the training step runs it: torch's
   OpenMP workers are still spinning then, so the kernel's threading matters. It is timed

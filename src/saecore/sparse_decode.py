@@ -4,10 +4,9 @@ A trained SAE fires a few dozen latents of thousands per input, so most of the d
 ``[N, d_sae] @ [d_sae, d_in]`` decode multiplies zeros. Summing only the decoder rows
 of the nonzero activations (one ``embedding_bag``) does ``d_sae / L0`` times less work,
 but gathering rows is slower per multiply-add than a BLAS matmul, so it pays only when
-the activations are sparse enough. Measured on CPU (N = 4096; the benchmark in the TopK
-plugin, ``plugins/sae_topk/tests/bench_sparse_decode.py``), the two routes cost the same
-near density 1/6 at ``d_in = 512, d_sae = 4096`` and near 1/12 at ``d_in = 768,
-d_sae = 24576``; 1/16 leaves a margin.
+the activations are sparse enough. ``SPARSE_DECODE_MAX_DENSITY`` (1/16) lies below the
+CPU crossover at SAE sizes (docs/benchmarks.md, "Inference decode"; the benchmark is
+``plugins/sae_topk/tests/bench_sparse_decode.py``).
 
 The nonzero route is taken only when the activations want no gradient: theirs is
 nonzero at their zero entries too, which needs the dense product. ``embedding_bag``

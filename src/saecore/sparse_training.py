@@ -25,24 +25,14 @@ one encoder product, which ``support_encoder_products`` gives at the support's e
 A step takes this route only when its own batch is sparse: the architecture computes the
 dense pre-activations and activations as always (so the encoder product is shared),
 lists the support, and when it is denser than ``SPARSE_TRAINING_MAX_DENSITY`` finishes
-the step densely (the graph it already holds), exactly as before. A sample of rows
+the step densely (the graph it already holds), as a dense step does. A sample of rows
 (``clearly_dense``) spares a dense batch the listing. Both routes give the same loss and
 gradients up to float rounding.
 
-The crossover was measured on the 2-core development CPU: forward and backward of one
-step, d_in 512, d_sae 4096, batch 4096, fp32, 2 threads, glibc malloc tuned as the
-trainer tunes it, the routes forced in turn. On a quiet machine the dense step took
-510–530 ms at every density. The support route's times, by support density, were:
-
-- standard: 153 ms at 1/64, 257 ms at 1/16, 338 ms at 1/10, 483 ms at 1/6;
-- JumpReLU: 200 ms at 0.029, 360 ms at 0.10, 494 ms at 0.15, 559 ms at 0.18.
-
-The two routes cost the same near density 1/6. With the machine loaded by other jobs
-(load 2.5–4), the crossover moved to about 1/11 for JumpReLU and 1/7 for standard, and
-up to density 1/16 the support route was still 1.6–1.8× faster. So 1/16 leaves a margin.
-Gated, whose support route does two decodes and their gradients, crosses over earlier,
-near 1/12 (whole steps on a quiet machine: 0.87× the dense step's time at 1/16, 1.07× at
-1/10), so the same limit serves it too.
+``SPARSE_TRAINING_MAX_DENSITY`` (1/16) lies below the density where the support route
+stops paying on CPU, for every architecture that takes it, loaded machine or quiet;
+gated's route, with two decodes and their gradients, stops paying earliest. The
+crossovers are in docs/benchmarks.md ("The support route").
 """
 
 from __future__ import annotations

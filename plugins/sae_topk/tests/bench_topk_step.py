@@ -2,8 +2,8 @@
 
 Compares saecore's sparse step (on a logging step, which builds dense ``feature_acts``,
 and on the other steps, which hand them out sparse) with a plain dense-autograd TopK
-written here and, when ``sae_lens`` is importable (run it with
-/work/venv-saelens/bin/python), with SAELens's ``TopKTrainingSAE``. Each is timed
+written here and, when ``sae_lens`` is importable (``pip install "sae-lens>=6,<7"`` beside
+saecore), with SAELens's ``TopKTrainingSAE``. Each is timed
 without and with a fraction of dead latents (AuxK on).
 Not collected by pytest (the name does not start with ``test_``)::
 

@@ -3,16 +3,14 @@
 By default glibc serves every allocation above its mmap threshold (dynamic, at most
 32 MiB) with a fresh ``mmap`` and unmaps it on ``free``. A CPU training step allocates
 several ``[batch, d_sae]`` float32 tensors (64 MiB each at 4096 × 4096), so every step
-page-faults each of them in again and the kernel zero-fills every page: a fresh 64 MiB
-``torch.zeros`` took 26–31 ms, against 1–8 ms once tuned, on a 2-core machine. Raising
-the mmap threshold to 1 GiB serves them from the heap, and raising the trim threshold and
-the top pad keeps freed heap memory mapped for the next step. Dense CPU steps at
-512 × 4096 then ran 1.3–1.5× faster; a whole ``saecore train`` run 2.0–2.4× faster
-(docs/training_fast_paths.md).
+page-faults each of them in again and the kernel zero-fills every page. Raising the mmap
+threshold to 1 GiB serves them from the heap, and raising the trim threshold and the top
+pad keeps freed heap memory mapped for the next step, which makes dense CPU steps
+markedly faster (measurements in docs/training_fast_paths.md).
 
 The cost is memory: the process keeps freed memory (up to 2 GiB above the heap's top)
-instead of returning it to the operating system, and the heap fragments, so that run's
-peak resident set grew from 707 to 920–1,290 MiB. The setting is process-wide (it also
+instead of returning it to the operating system, and the heap fragments, so the peak
+resident set grows (up to 1.8× in docs/training_fast_paths.md). The setting is process-wide (it also
 applies to whatever else runs in the process), so it is applied once per process. Elsewhere it does nothing
 and says why: on CUDA (or any non-CPU device) tensors come from torch's caching
 allocator, not malloc; macOS, Windows and musl have no glibc ``mallopt``; and settings

@@ -2,13 +2,13 @@
 
 Compiling the step the trainer calls (the SAE's ``training_forward_pass``, or DDP around
 it) lets inductor fuse the elementwise work between the matmuls, forward and backward,
-into a few loops, instead of one pass over a ``[batch, d_sae]`` tensor per operator.
-Measured at 512 × 4096 on 2 CPU cores: dense steps ran 1.06–1.24× faster. The first
-step pays the compilation (6–16 s there with an empty inductor cache), and one more
-compilation follows when a coefficient warm-up first changes a coefficient (its value
-then becomes a graph input instead of a constant) or on the first logging step. TopK
-compiles only in pieces between graph breaks (its sparse codes, data-dependent shapes)
-and ran no faster or slower, with twice the peak memory, so it is off by default.
+into a few loops, instead of one pass over a ``[batch, d_sae]`` tensor per operator, which
+makes dense steps faster (docs/training_fast_paths.md). The first step pays the
+compilation (seconds with an empty inductor cache), and one more compilation follows when
+a coefficient warm-up first changes a coefficient (its value then becomes a graph input
+instead of a constant) or on the first logging step. TopK compiles only in pieces between
+graph breaks (its sparse codes, data-dependent shapes), gains nothing and doubles its
+peak memory, so compiling is off by default.
 
 Inductor needs a C++ compiler on the CPU (``$CXX``, else ``g++``; ``clang++`` on macOS,
 ``cl`` on Windows) and Triton on GPUs; without one, asking for compilation is refused

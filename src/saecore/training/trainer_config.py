@@ -79,21 +79,20 @@ class TrainerConfig(BaseModel):
     )
     optimizer_implementation: Literal["auto", "fused", "foreach", "for_loop"] = Field(
         default="auto",
-        description="Which torch Adam kernel runs the (identical) update: 'auto' = fused on CUDA and CPU (on CPU "
-        "the update is 4x faster than torch's default for-loop, whole 512x4096 steps 1.05-1.08x; "
-        "docs/training_fast_paths.md), torch's default elsewhere.",
+        description="Which torch Adam kernel runs the (identical) update: 'auto' = fused on CUDA and CPU (the "
+        "fastest there; docs/training_fast_paths.md), torch's default elsewhere.",
     )
     tune_malloc: bool = Field(
         default=True,
         description="On CPU under glibc: raise malloc's mmap and trim thresholds once per process, so the large "
-        "[batch, d_sae] buffers of each step are reused instead of page-faulted in fresh: dense steps 1.3-1.5x "
-        "faster, but peak memory up to 1.8x (freed memory is kept; docs/training_fast_paths.md). "
+        "[batch, d_sae] buffers of each step are reused instead of page-faulted in fresh: faster dense steps, "
+        "but a larger peak memory (freed memory is kept; docs/training_fast_paths.md). "
         "Does nothing on CUDA or without glibc.",
     )
     compile_training_step: bool = Field(
         default=False,
-        description="Run the training forward pass (and its backward) through torch.compile: dense CPU steps "
-        "1.06-1.24x faster after 6-16 s of compiling, TopK none. Needs a C++ compiler on CPU, Triton on CUDA "
+        description="Run the training forward pass (and its backward) through torch.compile: faster dense steps "
+        "after seconds of compiling, no gain for TopK. Needs a C++ compiler on CPU, Triton on CUDA "
         "(docs/training_fast_paths.md).",
     )
 

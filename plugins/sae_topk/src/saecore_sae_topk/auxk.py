@@ -18,11 +18,8 @@ from saecore_sae_topk.sparse_codes import CodeEntries, decode_codes, select_topk
 from saecore_sae_topk.sparse_encoder import selected_preactivations
 
 # Use the dense dead-latent block while it holds at most this many latents per AuxK
-# latent kept. Measured on the 2-core CPU (whole training steps, 20% of latents dead, the
-# routes interleaved, quiet machine): the sparse route took 1.24× the dense block's time
-# at 3.2 dead latents per kept one (d_in 512, d_sae 4096), 0.97× at 6.4 (d_sae 8192) and
-# 0.76–0.82× at 12.8 (d_in 512, d_sae 16384, and d_in 768, d_sae 24576); with glibc malloc
-# tuned as the trainer does, 1.23×, 1.00× and 0.80× (best of runs).
+# latent kept: on CPU the two routes cost the same near 6.4 dead latents per kept one, and the
+# sparse route wins above it (docs/benchmarks.md, "AuxK's route").
 DENSE_BLOCK_MAX_DEAD_PER_KEPT = 6
 
 

@@ -1,8 +1,9 @@
 """``out[n, j] = grad[n] · W_dec[latents[n, j]]``: a TopK decode's gradient w.r.t. its values.
 
-The compiled ``_code_dots`` kernel computes it on CPU 1.6–1.7× faster than ``embedding_bag``'s
-per-sample-weight backward, which ``saecore.sparse_decode.decoder_row_dots`` calls and
-which remains the route for every other case (GPU, other dtypes, no kernel).
+The compiled ``_code_dots`` kernel computes it on CPU faster than ``embedding_bag``'s
+per-sample-weight backward (timings in docs/benchmarks.md), which
+``saecore.sparse_decode.decoder_row_dots`` calls and which remains the route for every other
+case (GPU, other dtypes, no kernel).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 ``torch.topk`` on CPU partially sorts a copy of every row, about a sixth of a TopK
 training step; the kernel bounds each row's k-th value by group maxima and sorts only the
-few entries above the bound (see ``_row_topk.cpp``), 4–5× faster at SAE sizes. Both give
+few entries above the bound (see ``_row_topk.cpp``; timings in docs/benchmarks.md). Both give
 the same set of values, NaN ranked highest; where several entries tie at the k-th value,
 which of them is chosen can differ. The kernel is built when the package is installed and
 is optional (``native_kernels``): without it every call takes ``torch.topk``.
