@@ -1,6 +1,7 @@
 """saecore: train, load and evaluate sparse autoencoders, with every architecture a plugin.
 
-Core names are imported directly. The core's generic runner is
+Core names are imported on first access (PEP 562), so that ``import saecore`` does not
+load torch until a name needs it. The core's generic runner is
 ``saecore.training.SAETrainingRunner``; the top-level name ``SAETrainingRunner`` is
 left to the LLM plugin, where it is SAELens's deprecated alias of the LM runner.
 
@@ -11,10 +12,9 @@ ImportError names the package to install.
 
 from __future__ import annotations
 
-from typing import Any
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-from saecore.config.metadata import SAEMetadata
-from saecore.config.sae_config import SAEConfig, TrainingSAEConfig
 from saecore.errors import (
     ConfigError,
     DuplicateNameError,
@@ -23,22 +23,42 @@ from saecore.errors import (
     SAEFileError,
     UnknownNameError,
 )
-from saecore.hook_points import HookPoint
 from saecore.hookspecs import hookimpl
 from saecore.registry import get_registry
-from saecore.sae import SAE
-from saecore.sources.base import ActivationSource, SourceConfig
-from saecore.training import (
-    LoggingConfig,
-    SAESweepConfig,
-    SAESweepRunner,
-    SAETrainer,
-    SAETrainingRunnerConfig,
-    SweepMember,
-    TrainerConfig,
-)
-from saecore.training_sae import TrainCoefficientConfig, TrainingSAE, TrainStepInput, TrainStepOutput
 from saecore.version import __version__
+
+if TYPE_CHECKING:
+    from saecore.config.metadata import SAEMetadata
+    from saecore.config.sae_config import SAEConfig, TrainingSAEConfig
+    from saecore.hook_points import HookPoint
+    from saecore.sae import SAE
+    from saecore.sources.base import ActivationSource, SourceConfig
+    from saecore.training import (
+        LoggingConfig,
+        SAESweepConfig,
+        SAESweepRunner,
+        SAETrainer,
+        SAETrainingRunnerConfig,
+        SweepMember,
+        TrainerConfig,
+    )
+    from saecore.training_sae import TrainCoefficientConfig, TrainingSAE, TrainStepInput, TrainStepOutput
+
+# Names whose modules import torch, imported on first access: ``saecore --version`` and the
+# plugins' entry points (which import saecore for ``hookimpl``) stay free of torch.
+_TORCH_EXPORTS = {
+    "SAEMetadata": "saecore.config.metadata",
+    "SAEConfig": "saecore.config.sae_config",
+    "TrainingSAEConfig": "saecore.config.sae_config",
+    "HookPoint": "saecore.hook_points",
+    "SAE": "saecore.sae",
+    "ActivationSource": "saecore.sources.base",
+    "SourceConfig": "saecore.sources.base",
+    **dict.fromkeys(("LoggingConfig", "SAESweepConfig", "SAESweepRunner", "SAETrainer", "SAETrainingRunnerConfig",
+                     "SweepMember", "TrainerConfig"), "saecore.training"),
+    **dict.fromkeys(("TrainCoefficientConfig", "TrainingSAE", "TrainStepInput", "TrainStepOutput"),
+                    "saecore.training_sae"),
+}
 
 __all__ = [
     "SAE",
@@ -74,6 +94,10 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name.startswith("_"):
         raise AttributeError(name)
+    if name in _TORCH_EXPORTS:
+        value = getattr(import_module(_TORCH_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
     from saecore.known_plugins import CLASS_PACKAGES, install_hint
 
     exported = get_registry().exported_classes()

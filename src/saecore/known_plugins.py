@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import json
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
@@ -65,12 +64,14 @@ def local_plugin_folder(package: str, direct_url: Mapping[str, Any] | None) -> s
     The absolute folder when the core was installed from a checkout that has it, else the
     folder relative to a checkout (``./plugins/sae_standard``).
     """
+    from urllib.request import url2pathname  # only here: it imports the whole http stack
+
     url = urllib.parse.urlparse(str((direct_url or {}).get("url", "")))
     if url.scheme != "file":
         return None
     relative = Path("plugins") / package.removeprefix("saecore-").replace("-", "_")
     if "dir_info" in (direct_url or {}):
-        folder = Path(urllib.request.url2pathname(url.path)) / relative
+        folder = Path(url2pathname(url.path)) / relative
         if folder.is_dir():
             return str(folder)
     return f"./{relative.as_posix()}"
