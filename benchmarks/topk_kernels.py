@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from saecore.sparse_decode import decoder_row_dots
+from saecore.sparse.rows import decoder_row_dots
 
 TOPK_SHAPES = (  # (rows, n, k, what)
     (4096, 4096, 32, "main, d_sae 4096"),

@@ -31,3 +31,11 @@ class ConfigError(SaecoreError, ValueError):
 
 class SAEFileError(SaecoreError, OSError):
     """A file on disk that is missing, corrupt, or disagrees with its config."""
+
+
+class UnsafeFoldError(ConfigError, NotImplementedError):
+    """A fold that would change an SAE's outputs, such as which latents a selection by magnitude keeps.
+
+    Also a NotImplementedError, which is what SAELens raises here and what callers written
+    for SAELens catch.
+    """

@@ -35,6 +35,22 @@ HOOK_POINT_NAMES = (
 LAYER_NORM_EPS = 1e-5
 
 
+@torch.no_grad()
+def fold_decoder_norms(W_enc: torch.Tensor, b_enc: torch.Tensor | None, W_dec: torch.Tensor) -> torch.Tensor:
+    """Unit decoder rows, in place: ``W_dec,i /= n_i``, ``W_enc[:, i] *= n_i``, ``b_enc,i *= n_i``; returns ``n``.
+
+    ``n_i = ‖W_dec,i‖`` (at least 1e-8). Scaling latent ``i``'s encoder side by what its
+    decoder row loses keeps every ReLU-like SAE's output. One computation for folding a
+    live SAE and for folding the tensors a training SAE saves.
+    """
+    norms = W_dec.norm(dim=-1).clamp(min=1e-8)
+    W_dec.div_(norms.unsqueeze(1))
+    W_enc.mul_(norms.unsqueeze(0))
+    if b_enc is not None:
+        b_enc.mul_(norms)
+    return norms
+
+
 class SAE(HookedModule, Generic[C]):
     """A sparse autoencoder for inference: ``forward(x) = decode(encode(x))``.
 
@@ -184,13 +200,9 @@ class SAE(HookedModule, Generic[C]):
 
     @torch.no_grad()
     def fold_and_get_W_dec_norm(self) -> torch.Tensor:
-        norms = self.get_W_dec_norm()
-        self.W_dec.data.div_(norms.unsqueeze(1))
-        self.W_enc.data.mul_(norms.unsqueeze(0))
         b_enc = getattr(self, "b_enc", None)
-        if isinstance(b_enc, nn.Parameter):
-            b_enc.data.mul_(norms)
-        return norms
+        return fold_decoder_norms(self.W_enc.data, b_enc.data if isinstance(b_enc, nn.Parameter) else None,
+                                  self.W_dec.data)
 
     @torch.no_grad()
     def fold_activation_norm_scaling_factor(self, scaling_factor: float) -> None:

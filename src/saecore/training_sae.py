@@ -137,7 +137,7 @@ class TrainingSAE(SAE[TC]):
         """The step from its activations on: decode, MSE, the recipe's auxiliary losses.
 
         Separate so that a recipe which computes the activations its own way and then
-        finds it cannot take a faster route (``saecore.sparse_training``) finishes the step
+        finds it cannot take a faster route (``saecore.sparse``) finishes the step
         exactly as the base class does.
         """
         sae_out = self.decode(feature_acts)

@@ -9,14 +9,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from saecore.sparse_decode import (
+from saecore.sparse.decode import (
     SPARSE_DECODE_MAX_DENSITY,
     decode_product,
     decode_through_nonzeros,
-    latent_runs,
-    sum_rows_by_latent,
     wants_sparse_decode,
 )
+from saecore.sparse.rows import latent_runs, sum_rows_by_latent
 from saecore.testing import MatmulCounter
 
 D_IN, D_SAE = 8, 64

@@ -8,10 +8,11 @@ import pytest
 import torch
 from batchtopk_reference import auxk, batch_selection, decode, random_parameters, scores
 from saecore_sae_batchtopk.batch_topk import batch_topk, updated_threshold
-from saecore_sae_batchtopk.batchtopk_sae import BatchTopKTrainingSAE, UnsafeFoldError
+from saecore_sae_batchtopk.batchtopk_sae import BatchTopKTrainingSAE
 from saecore_sae_batchtopk.config import BatchTopKTrainingSAEConfig
 
 from saecore import ConfigError, TrainStepInput
+from saecore.errors import UnsafeFoldError
 
 D_IN, D_SAE = 8, 24
 PARAMETERS = ("W_enc", "b_enc", "W_dec", "b_dec")

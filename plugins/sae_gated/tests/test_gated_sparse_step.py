@@ -15,7 +15,7 @@ import torch
 from saecore_sae_gated.gated_sae import GatedTrainingSAE, GatedTrainingSAEConfig
 from test_gated_training import reference_losses
 
-from saecore.sparse_training import SPARSE_TRAINING_MAX_DENSITY
+from saecore.sparse import SPARSE_TRAINING_MAX_DENSITY
 from saecore.testing import MatmulCounter
 from saecore.training_sae import TrainStepInput, TrainStepOutput
 

@@ -1,6 +1,6 @@
 """The JumpReLU SAE decodes a sparse code through its nonzeros, with the float64 formula's numbers.
 
-The two routes and the density threshold are the core's (``saecore.sparse_decode``,
+The two routes and the density threshold are the core's (``saecore.sparse.decode``,
 tested in ``tests/core/test_sparse_decode.py``). This plugin's part: its ``forward`` and
 ``decode`` go through them, so a code the thresholds make at most 1/16 dense costs no
 decoder matmul, and a denser one takes the matmul; either way the output is the formula's.
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from saecore import SAE
-from saecore.sparse_decode import SPARSE_DECODE_MAX_DENSITY
+from saecore.sparse import SPARSE_DECODE_MAX_DENSITY
 from saecore.testing import MatmulCounter
 from saecore.testing.architecture_conformance import randomize_parameters
 

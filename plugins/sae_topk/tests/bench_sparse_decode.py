@@ -3,7 +3,7 @@
 An SAE with ReLU-style activations (standard, JumpReLU) hands ``decode`` a dense
 ``[N, d_sae]`` tensor with ``L0`` nonzeros per row. The dense route is one
 ``[N, d_sae] @ [d_sae, d_in]`` matmul; the sparse route (``decode_through_nonzeros``,
-which ``saecore.sparse_decode.decode_product`` takes below its density threshold) finds
+which ``saecore.sparse.decode_product`` takes below its density threshold) finds
 the nonzeros and sums their decoder rows with ``embedding_bag``. This prints both times
 per L0 and the crossover density, which is what ``SPARSE_DECODE_MAX_DENSITY`` should be
 on the machine. Not collected by pytest::
@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import torch
 
-from saecore.sparse_decode import decode_through_nonzeros
+from saecore.sparse.decode import decode_through_nonzeros
 
 
 def activations(n: int, d_sae: int, l0: int, generator: torch.Generator) -> torch.Tensor:

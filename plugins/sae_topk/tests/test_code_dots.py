@@ -6,7 +6,7 @@ import pytest
 import torch
 from saecore_sae_topk.code_dots import code_dots, code_dots_applies
 from saecore_sae_topk.native_kernels import CODE_DOTS
-from saecore_sae_topk.sparse_codes import CodeEntries
+from saecore_sae_topk.sparse_codes import code_support
 
 needs_kernel = pytest.mark.skipif(CODE_DOTS is None, reason="saecore-sae-topk was installed without its kernels")
 
@@ -61,15 +61,15 @@ def test_what_the_kernel_cannot_read_takes_the_embedding_bag_route(
     assert not code_dots_applies(grad, W_dec, latents)
     if grad.shape[1] != W_dec.shape[1]:
         return
-    dots = CodeEntries(latents.long(), W_dec.shape[0]).row_dots(grad, W_dec)
+    dots = code_support(latents.long(), W_dec.shape[0]).row_dots(grad, W_dec).reshape(latents.shape)
     torch.testing.assert_close(dots.double(), reference_dots(grad, W_dec, latents.long()), rtol=1e-5, atol=1e-5)
 
 
 @needs_kernel
-def test_code_entries_use_the_kernel_with_the_same_result() -> None:
+def test_code_supports_use_the_kernel_with_the_same_result() -> None:
     generator = torch.Generator().manual_seed(2)
     grad, W_dec = torch.randn(256, 64, generator=generator), torch.randn(300, 64, generator=generator)
     latents = torch.randint(0, 300, (256, 16), generator=generator)
     assert code_dots_applies(grad, W_dec, latents)
-    dots = CodeEntries(latents, 300).row_dots(grad, W_dec)
+    dots = code_support(latents, 300).row_dots(grad, W_dec).reshape(latents.shape)
     torch.testing.assert_close(dots.double(), reference_dots(grad, W_dec, latents), rtol=1e-5, atol=1e-5)

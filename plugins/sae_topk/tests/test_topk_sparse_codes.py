@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from saecore_sae_topk.sparse_codes import (
-    CodeEntries,
+    code_support,
     codes_to_sparse_coo,
     decode_codes,
     decode_dense_activations,
@@ -89,7 +89,8 @@ def test_row_dots_are_the_decoders_gradient_with_respect_to_each_value() -> None
     W_dec = torch.randn(D_SAE, D_IN, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
     grad = torch.randn(6, D_IN, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
     expected = torch.einsum("nd,nkd->nk", grad, W_dec[indices])
-    torch.testing.assert_close(CodeEntries(indices, D_SAE).row_dots(grad, W_dec), expected, rtol=1e-12, atol=1e-12)
+    dots = code_support(indices, D_SAE).row_dots(grad, W_dec).reshape(indices.shape)
+    torch.testing.assert_close(dots, expected, rtol=1e-12, atol=1e-12)
 
 
 def test_summing_rows_by_latent_is_the_transposed_sparse_product() -> None:
@@ -100,7 +101,8 @@ def test_summing_rows_by_latent_is_the_transposed_sparse_product() -> None:
     latents = torch.cat([indices, aux_indices], dim=1)  # a latent may appear twice in a row
     rows = torch.randn(6, D_IN, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
     G = _dense(values, indices) + _dense(aux_values, aux_indices)
-    entries = CodeEntries(latents, D_SAE)
-    torch.testing.assert_close(entries.sum_rows(weights, rows), G.T @ rows, rtol=1e-12, atol=1e-12)
+    support = code_support(latents, D_SAE)
+    torch.testing.assert_close(support.sum_rows_by_latent(weights, rows), G.T @ rows, rtol=1e-12, atol=1e-12)
     other_rows = torch.randn(6, D_IN, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
-    torch.testing.assert_close(entries.sum_rows(weights, other_rows), G.T @ other_rows, rtol=1e-12, atol=1e-12)
+    other_sums = support.sum_rows_by_latent(weights, other_rows)
+    torch.testing.assert_close(other_sums, G.T @ other_rows, rtol=1e-12, atol=1e-12)

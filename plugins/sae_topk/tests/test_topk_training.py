@@ -7,7 +7,7 @@ import json
 import pytest
 import topk_reference as ref
 import torch
-from saecore_sae_topk import auxk, sparse_codes, sparse_encoder
+from saecore_sae_topk import sparse_encoder
 from saecore_sae_topk.topk_sae import TopKSAE
 from saecore_sae_topk.topk_training_sae import TopKTrainingSAE
 from topk_helpers import leaf_copies, training_sae
@@ -15,6 +15,7 @@ from topk_reference import RefOptions
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from saecore import SAE, ConfigError, TrainStepInput, TrainStepOutput
+from saecore.sparse import auxk, support
 
 D_IN, D_SAE, K, BATCH = 16, 64, 4, 24
 PARAM_NAMES = ("W_enc", "b_enc", "W_dec", "b_dec")
@@ -86,13 +87,13 @@ def test_sparse_step_matches_reference(
 def sorted_entries(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The entry count of every sort by latent (``latent_runs``) the plugin makes from here on."""
     counts: list[int] = []
-    real_latent_runs = sparse_codes.latent_runs
+    real_latent_runs = support.latent_runs
 
     def counted(latents: torch.Tensor, d_sae: int) -> tuple[torch.Tensor, torch.Tensor]:
         counts.append(latents.numel())
         return real_latent_runs(latents, d_sae)
 
-    monkeypatch.setattr(sparse_codes, "latent_runs", counted)
+    monkeypatch.setattr(support, "latent_runs", counted)
     return counts
 
 

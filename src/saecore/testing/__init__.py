@@ -14,6 +14,17 @@ every check::
         source = "vision_toy"
         config = {"image_size": 16}
 
+A recipe with a fast training route (``saecore.sparse``) checks it against its own
+dense step with :class:`FastRouteConformance`::
+
+    from saecore.testing import FastRouteConformance
+
+    class TestFastRoute(FastRouteConformance):
+        training_recipe = "standard"
+
+        def sparsify(self, sae):
+            sae.b_enc.data -= 2.0  # few positive pre-activations: the support route runs
+
 To prove your training step's cost, count the matrix products it runs, forward and
 backward, with :class:`MatmulCounter` (each recorded as a :class:`MatrixProduct`)::
 
@@ -37,6 +48,7 @@ loads through its ``pytest11`` entry point.
 """
 
 from saecore.testing.architecture_conformance import ArchitectureConformance
+from saecore.testing.fast_route_conformance import FastRouteConformance
 from saecore.testing.matmul_count import MatmulCounter, MatrixProduct
 from saecore.testing.ranks_in_one_process import RanksInOneProcess
 from saecore.testing.reference_normalization import reference_normalization
@@ -44,6 +56,7 @@ from saecore.testing.source_conformance import SourceConformance
 
 __all__ = [
     "ArchitectureConformance",
+    "FastRouteConformance",
     "MatmulCounter",
     "MatrixProduct",
     "RanksInOneProcess",

@@ -19,23 +19,20 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from saecore import ConfigError, TrainingSAE, TrainStepInput, TrainStepOutput
-from saecore_sae_batchtopk.auxk import auxk_loss
+from saecore import TrainingSAE, TrainStepInput, TrainStepOutput
+from saecore.sparse.auxk import AUX_LOSS_NAME, auxk_loss, auxk_plan
+from saecore.sparse.ranking import (
+    check_fold_keeps_selection,
+    fold_decoder_norms_for_saving,
+    inverse_decoder_norms,
+    ranking_scores,
+)
 from saecore_sae_batchtopk.batch_topk import batch_topk, updated_threshold
 from saecore_sae_batchtopk.config import BatchTopKTrainingSAEConfig
 
 C = TypeVar("C", bound=BatchTopKTrainingSAEConfig)
 
-AUX_LOSS_NAME = "auxiliary_reconstruction_loss"
 THRESHOLD = "topk_threshold"
-
-
-class UnsafeFoldError(ConfigError, NotImplementedError):
-    """Folding that would change which activations survive.
-
-    Also a NotImplementedError, which is what SAELens raises here and what callers written
-    for SAELens catch.
-    """
 
 
 class BatchTopKTrainingSAE(TrainingSAE[C]):
@@ -61,10 +58,7 @@ class BatchTopKTrainingSAE(TrainingSAE[C]):
     # -- encoding ------------------------------------------------------------------------
     def ranking_scores(self, x: torch.Tensor) -> torch.Tensor:
         """``h'``: the hooked pre-activations, times the decoder norms when rescaling."""
-        hidden_pre = self.hook_sae_acts_pre(self.process_sae_in(x) @ self.W_enc + self.b_enc)
-        if self.cfg.rescale_acts_by_decoder_norm:
-            hidden_pre = hidden_pre * self.W_dec.norm(dim=-1)
-        return hidden_pre
+        return ranking_scores(self, x, self.cfg.rescale_acts_by_decoder_norm)
 
     def encode_with_hidden_pre(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The training selection: ``(batch_topk(h', k), h')``."""
@@ -96,31 +90,21 @@ class BatchTopKTrainingSAE(TrainingSAE[C]):
         hidden_pre: torch.Tensor,
         sae_out: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
-        loss = None
-        if step_input.dead_neuron_mask is not None:
-            residual = (step_input.sae_in - sae_out).detach()
-            loss = auxk_loss(
-                hidden_pre, step_input.dead_neuron_mask, self.W_dec, residual,
-                self.aux_k(), self.cfg.rescale_acts_by_decoder_norm,
-            )
-        if loss is None:
+        plan = auxk_plan(step_input.dead_neuron_mask, self.cfg.d_in)
+        if plan is None:
             return {AUX_LOSS_NAME: sae_out.new_zeros(())}
+        loss = auxk_loss(plan, hidden_pre, self.W_dec, step_input.sae_in - sae_out, self.inverse_decoder_norms())
         return {AUX_LOSS_NAME: self.cfg.aux_loss_coefficient * loss}
 
-    def aux_k(self) -> int:
-        """AuxK's target number of dead latents per input: ``d_in // 2`` (at least 1)."""
-        return max(self.cfg.d_in // 2, 1)
+    def inverse_decoder_norms(self) -> torch.Tensor | None:
+        """``1/‖W_dec,i‖``, the decode's per-latent scale when rescaling; else None."""
+        return inverse_decoder_norms(self, self.cfg.rescale_acts_by_decoder_norm)
 
     # -- folding and saving ----------------------------------------------------------------
     @torch.no_grad()
     def fold_W_dec_norm(self) -> None:
         """Unit decoder rows; output-preserving only when the selection already uses the norms."""
-        if not self.cfg.rescale_acts_by_decoder_norm:
-            raise UnsafeFoldError(
-                f"fold_W_dec_norm: not allowed for a {self.cfg.architecture()} SAE with "
-                "rescale_acts_by_decoder_norm=False, because scaling the encoder by the decoder norms changes "
-                "which activations are kept and which pass the threshold"
-            )
+        check_fold_keeps_selection(self, self.cfg.rescale_acts_by_decoder_norm)
         super().fold_W_dec_norm()
 
     @torch.no_grad()
@@ -135,8 +119,5 @@ class BatchTopKTrainingSAE(TrainingSAE[C]):
         super().process_state_dict_for_saving_inference(state_dict)
         theta = state_dict.pop(THRESHOLD)
         if self.cfg.rescale_acts_by_decoder_norm:
-            norms = state_dict["W_dec"].norm(dim=-1).clamp(min=1e-8)
-            state_dict["W_enc"] = state_dict["W_enc"] * norms
-            state_dict["b_enc"] = state_dict["b_enc"] * norms
-            state_dict["W_dec"] = state_dict["W_dec"] / norms.unsqueeze(1)
+            fold_decoder_norms_for_saving(state_dict)
         state_dict["threshold"] = torch.ones_like(state_dict["b_enc"]) * theta.item()

@@ -15,7 +15,7 @@ reconstruction ``ReLU(π) W_dec + b_dec`` of the input (the decoder is not detac
 
 Both decodes, and every gradient past the encoder product, touch only the gate's support
 ``π > 0``: ``f`` and ``ReLU(π)`` vanish off it, and so do their gradients. When a batch's
-support is sparse enough the step runs over it (``saecore.sparse_training``): the encoder
+support is sparse enough the step runs over it (``saecore.sparse``): the encoder
 product stays the one dense product, the rest costs ``nnz · d_in`` each.
 """
 
@@ -29,14 +29,12 @@ from torch import nn
 
 from saecore import SAE, SAEConfig, TrainCoefficientConfig, TrainingSAE, TrainingSAEConfig, TrainStepInput
 from saecore.centred_input import centred_input
-from saecore.sparse_training import (
+from saecore.sparse import (
     Support,
-    clearly_dense,
     decode_support,
     per_row_sum,
-    sparse_enough,
+    sparse_route_support,
     support_encoder_products,
-    support_route_possible,
 )
 from saecore.training_sae import TrainStepOutput, training_step_output
 from saecore_sae_gated.gated_encoder import GatedEncoding
@@ -123,7 +121,7 @@ class GatedTrainingSAE(TrainingSAE[GatedTrainingSAEConfig]):
     magnitude pre-activation, so ``TrainStepOutput.hidden_pre`` is ``None`` on it; a hook on
     ``hook_sae_acts_pre`` (which may read or replace that pre-activation) makes the step take
     the separate ops, and ``hidden_pre`` is then the hooked pre-activation. At low gate
-    density (``saecore.sparse_training``) only the encoder product stays dense.
+    density (``saecore.sparse``) only the encoder product stays dense.
     """
 
     b_gate: nn.Parameter
@@ -156,19 +154,12 @@ class GatedTrainingSAE(TrainingSAE[GatedTrainingSAEConfig]):
                 shared, gain, self.b_gate + b_dec_term, self.b_mag + b_dec_term * gain
             )
             feature_acts = self.hook_sae_acts_post(feature_acts)
-            support = self._sparse_gate_support(step_input, gate_acts)
+            support = sparse_route_support(self, step_input, gate_acts)
             if support is not None:
                 return self._support_step(step_input, sae_in_centred, shared, feature_acts, support)
         sae_out = self.decode(feature_acts)
         gate_losses = self._gate_losses(step_input, gate_acts, sae_in_centred)
         return training_step_output(step_input, sae_out, feature_acts, magnitude_pre, gate_losses)
-
-    def _sparse_gate_support(self, step_input: TrainStepInput, gate_acts: torch.Tensor) -> Support | None:
-        """The entries with ``π > 0``, when the support route applies and they are few enough; else ``None``."""
-        if not support_route_possible(self, step_input) or clearly_dense(gate_acts):
-            return None
-        support = Support.of_nonzeros(gate_acts)
-        return support if sparse_enough(support.size, gate_acts) else None
 
     def _support_step(
         self,

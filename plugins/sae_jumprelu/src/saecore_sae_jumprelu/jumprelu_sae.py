@@ -16,7 +16,7 @@ Training losses (SAELens v6), each averaged over the batch:
   which pulls dead latents' pre-activations up towards their thresholds.
 
 Once a batch's activations are sparse, the step runs over the entries where either
-estimator or the activation itself has a gradient (``saecore.sparse_training``).
+estimator or the activation itself has a gradient (``saecore.sparse``).
 """
 
 from __future__ import annotations
@@ -29,14 +29,12 @@ from torch import nn
 
 from saecore import SAE, SAEConfig, TrainCoefficientConfig, TrainingSAE, TrainingSAEConfig, TrainStepInput
 from saecore.centred_input import centred_input
-from saecore.sparse_decode import decode_product
-from saecore.sparse_training import (
+from saecore.sparse import (
     Support,
-    clearly_dense,
+    decode_product,
     per_row_sum,
-    sparse_enough,
+    sparse_route_support,
     support_preactivations,
-    support_route_possible,
     support_training_output,
 )
 from saecore.training_sae import TrainStepOutput, training_step_output
@@ -170,12 +168,14 @@ class JumpReLUTrainingSAE(TrainingSAE[JumpReLUTrainingSAEConfig]):
         with torch.no_grad():
             self.threshold.data.clamp_(min=0.0)
         sae_in, feature_acts, hidden_pre, l0_per_row = self._encode_for_training(step_input.sae_in)
-        if self._dense_step_needed(step_input) or clearly_dense(feature_acts):
-            return self._finish_dense_step(step_input, feature_acts, hidden_pre, l0_per_row)
         threshold = self.threshold.to(hidden_pre.dtype)
         bandwidth = self.cfg.jumprelu_bandwidth
-        support = _estimator_support(hidden_pre.detach(), threshold.detach(), bandwidth)
-        if not sparse_enough(support.size, feature_acts):
+        support = sparse_route_support(
+            self, step_input, feature_acts,
+            lambda: None if self._pre_act_loss_reaches_dead_latents(step_input)
+            else _estimator_support(hidden_pre.detach(), threshold.detach(), bandwidth),
+        )
+        if support is None:
             return self._finish_dense_step(step_input, feature_acts, hidden_pre, l0_per_row)
         pre = support_preactivations(self, sae_in, hidden_pre, support)
         theta = threshold[support.latents]
@@ -188,10 +188,8 @@ class JumpReLUTrainingSAE(TrainingSAE[JumpReLUTrainingSAEConfig]):
         firing = support.firing_counts(acts.detach() > 0)
         return support_training_output(self, step_input, support, acts, feature_acts, hidden_pre, losses, firing)
 
-    def _dense_step_needed(self, step_input: TrainStepInput) -> bool:
-        """The support route does not apply, or the pre-activation loss reaches every dead latent's entries."""
-        if not support_route_possible(self, step_input):
-            return True
+    def _pre_act_loss_reaches_dead_latents(self, step_input: TrainStepInput) -> bool:
+        """The pre-activation loss reaches every dead latent's entries, which only the dense step covers."""
         dead = step_input.dead_neuron_mask
         return self.cfg.pre_act_loss_coefficient is not None and dead is not None and bool(dead.any())
 

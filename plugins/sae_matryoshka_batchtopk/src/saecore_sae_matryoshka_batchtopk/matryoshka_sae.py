@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
-from saecore_sae_batchtopk.auxk import auxk_loss
-from saecore_sae_batchtopk.batchtopk_sae import AUX_LOSS_NAME, BatchTopKTrainingSAE
+from saecore_sae_batchtopk.batchtopk_sae import BatchTopKTrainingSAE
 
 from saecore import TrainStepInput, TrainStepOutput
+from saecore.sparse import AUX_LOSS_NAME, auxk_loss, auxk_plan
 from saecore.training_sae import mse_loss
 from saecore_sae_matryoshka_batchtopk.config import MatryoshkaBatchTopKTrainingSAEConfig
 
@@ -60,15 +60,16 @@ class MatryoshkaBatchTopKTrainingSAE(BatchTopKTrainingSAE[MatryoshkaBatchTopKTra
         if not self.cfg.use_matryoshka_aux_loss or dead is None or not bool(dead.any()):
             return super().calculate_aux_loss(step_input, feature_acts, hidden_pre, sae_out)
         level_losses = []
+        inverse_norms = self.inverse_decoder_norms()
         start = 0
         for width, recons in self.nested_reconstructions(feature_acts, include_outer=True):
             level = slice(start, width)
-            loss = auxk_loss(
-                hidden_pre[..., level], dead[level], self.W_dec[level], (step_input.sae_in - recons).detach(),
-                self.aux_k(), self.cfg.rescale_acts_by_decoder_norm,
-            )
-            if loss is not None:
-                level_losses.append(loss)
+            plan = auxk_plan(dead[level], self.cfg.d_in)
+            if plan is not None:
+                level_losses.append(auxk_loss(
+                    plan, hidden_pre[..., level], self.W_dec[level], step_input.sae_in - recons,
+                    None if inverse_norms is None else inverse_norms[level],
+                ))
             start = width
         if not level_losses:
             return {AUX_LOSS_NAME: sae_out.new_zeros(())}

@@ -2,7 +2,7 @@
 
 Training adds ``l1_coefficient · mean_b ‖f ⊙ ‖W_dec,i‖‖_p`` (the norm itself, not its
 p-th power), so the penalty cannot be dodged by shrinking decoder rows. Once a batch's
-activations are sparse, the step runs over their nonzeros (``saecore.sparse_training``).
+activations are sparse, the step runs over their nonzeros (``saecore.sparse``).
 """
 
 from __future__ import annotations
@@ -15,14 +15,11 @@ from torch import nn
 
 from saecore import SAE, SAEConfig, TrainCoefficientConfig, TrainingSAE, TrainingSAEConfig, TrainStepInput
 from saecore.centred_input import centred_input
-from saecore.sparse_decode import decode_product
-from saecore.sparse_training import (
-    Support,
-    clearly_dense,
+from saecore.sparse import (
+    decode_product,
     per_row_sum,
-    sparse_enough,
+    sparse_route_support,
     support_preactivations,
-    support_route_possible,
     support_training_output,
 )
 from saecore.training_sae import TrainStepOutput
@@ -81,10 +78,8 @@ class StandardTrainingSAE(TrainingSAE[StandardTrainingSAEConfig]):
     def training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
         """The dense step, or at low density the same loss through the active entries only."""
         sae_in, feature_acts, hidden_pre = self._encode_for_training(step_input.sae_in)
-        if not support_route_possible(self, step_input) or clearly_dense(feature_acts):
-            return self.finish_training_forward_pass(step_input, feature_acts, hidden_pre)
-        support = Support.of_nonzeros(feature_acts)
-        if not sparse_enough(support.size, feature_acts):
+        support = sparse_route_support(self, step_input, feature_acts)
+        if support is None:
             return self.finish_training_forward_pass(step_input, feature_acts, hidden_pre)
         # At an active entry ReLU(h) = h with slope 1, so the activations are h there.
         acts = support_preactivations(self, sae_in, hidden_pre, support)

@@ -2,7 +2,7 @@
 
 The compiled ``_code_dots`` kernel computes it on CPU faster than ``embedding_bag``'s
 per-sample-weight backward (timings in docs/benchmarks.md), which
-``saecore.sparse_decode.decoder_row_dots`` calls and which remains the route for every other
+``saecore.sparse.rows.decoder_row_dots`` calls and which remains the route for every other
 case (GPU, other dtypes, no kernel).
 """
 

@@ -13,7 +13,8 @@ from typing import TypeVar
 import torch
 from torch import nn
 
-from saecore import SAE, ConfigError
+from saecore import SAE
+from saecore.sparse import check_fold_keeps_selection, inverse_decoder_norms, ranking_scores
 from saecore_sae_topk.config import TopKSAEConfig, TopKTrainingSAEConfig
 from saecore_sae_topk.sparse_codes import (
     decode_codes,
@@ -24,19 +25,6 @@ from saecore_sae_topk.sparse_codes import (
 )
 
 C = TypeVar("C", TopKSAEConfig, TopKTrainingSAEConfig)
-
-
-class UnsafeFoldError(ConfigError, NotImplementedError):
-    """Folding that would change which latents TopK keeps.
-
-    Also a NotImplementedError because that is what SAELens raises here, and callers
-    written for SAELens catch it.
-    """
-
-
-def has_hooks(module: nn.Module) -> bool:
-    """Whether a hook point has user hooks, which must see dense activations."""
-    return bool(module._forward_hooks or module._forward_pre_hooks)
 
 
 class TopKBase(SAE[C]):
@@ -50,16 +38,11 @@ class TopKBase(SAE[C]):
 
     def ranking_scores(self, x: torch.Tensor) -> torch.Tensor:
         """``h'``: the hooked pre-activations, times the decoder norms when rescaling."""
-        hidden_pre = self.hook_sae_acts_pre(self.process_sae_in(x) @ self.W_enc + self.b_enc)
-        if self.cfg.rescale_acts_by_decoder_norm:
-            hidden_pre = hidden_pre * self.W_dec.norm(dim=-1)
-        return hidden_pre
+        return ranking_scores(self, x, self.cfg.rescale_acts_by_decoder_norm)
 
     def inverse_decoder_norms(self) -> torch.Tensor | None:
         """``1/‖W_dec,i‖`` when activations are rescaled (unclamped, as in SAELens), else None."""
-        if not self.cfg.rescale_acts_by_decoder_norm:
-            return None
-        return 1 / self.W_dec.norm(dim=-1)
+        return inverse_decoder_norms(self, self.cfg.rescale_acts_by_decoder_norm)
 
     def decode(self, feature_acts: torch.Tensor) -> torch.Tensor:
         """Decode dense or sparse-COO activations ``[..., d_sae]``, reading only their nonzeros."""
@@ -71,7 +54,7 @@ class TopKBase(SAE[C]):
         return self.finish_decode(recons + self.b_dec)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if has_hooks(self.hook_sae_acts_post):
+        if self.hook_sae_acts_post.is_hooked:
             return super().forward(x)
         sae_out = self._sparse_forward(x)
         if self.use_error_term:
@@ -91,12 +74,7 @@ class TopKBase(SAE[C]):
     @torch.no_grad()
     def fold_W_dec_norm(self) -> None:
         """Unit decoder rows; only output-preserving when ranking already uses the norms."""
-        if not self.cfg.rescale_acts_by_decoder_norm:
-            raise UnsafeFoldError(
-                "fold_W_dec_norm: not allowed for a TopK SAE with rescale_acts_by_decoder_norm=False, "
-                "because scaling the encoder by the decoder norms changes which k latents are kept; "
-                "only SAEs with rescale_acts_by_decoder_norm=True can fold"
-            )
+        check_fold_keeps_selection(self, self.cfg.rescale_acts_by_decoder_norm)
         super().fold_W_dec_norm()
 
 

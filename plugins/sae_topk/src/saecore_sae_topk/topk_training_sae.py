@@ -7,7 +7,7 @@ AuxK (Gao et al. 2024, App. B.1), when some latents are dead:
 ``loss = aux_loss_coefficient · scale · mean_b ‖ê − e‖²``.
 
 ``training_forward_pass`` never builds a dense gradient or a dense decode: see
-``sparse_encoder`` and ``auxk``. Its ``feature_acts`` are dense only on logging steps
+``sparse_encoder`` and ``saecore.sparse`` (``auxk``). Its ``feature_acts`` are dense only on logging steps
 (``step_input.is_logging_step``) or never with ``use_sparse_activations``; on other steps
 they are a sparse COO tensor, because the trainer reads them only to log metrics (which
 densify sparse input) and counts firing latents from ``firing_counts``, which is always
@@ -19,34 +19,23 @@ generic dense path of ``TrainingSAE``, which computes the same losses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from saecore import ConfigError, TrainingSAE, TrainStepInput, TrainStepOutput
+from saecore.sparse import fold_decoder_norms_for_saving, preactivations_at_support
+from saecore.sparse.auxk import AUX_LOSS_NAME, AuxKPlan, auxk_error, auxk_fast_reconstruction, auxk_loss, auxk_plan
 from saecore.training_sae import mse_loss
-from saecore_sae_topk.auxk import auxk_reconstruction
 from saecore_sae_topk.config import TopKTrainingSAEConfig
 from saecore_sae_topk.sparse_codes import (
-    CodeEntries,
+    code_support,
     codes_to_sparse_coo,
     decode_codes,
+    kernel_code_row_dots,
     scatter_codes,
     select_topk,
 )
-from saecore_sae_topk.sparse_encoder import encoder_scores, selected_preactivations
-from saecore_sae_topk.topk_sae import TopKBase, has_hooks
-
-AUX_LOSS_NAME = "auxiliary_reconstruction_loss"
-
-
-@dataclass(frozen=True)
-class AuxKPlan:
-    """Which latents AuxK draws from this step, how many per row, and the loss scale."""
-
-    dead_latents: torch.Tensor
-    k_aux: int
-    scale: float
+from saecore_sae_topk.sparse_encoder import encoder_scores
+from saecore_sae_topk.topk_sae import TopKBase
 
 
 class TopKTrainingSAE(TopKBase[TopKTrainingSAEConfig], TrainingSAE[TopKTrainingSAEConfig]):
@@ -58,7 +47,7 @@ class TopKTrainingSAE(TopKBase[TopKTrainingSAEConfig], TrainingSAE[TopKTrainingS
         hidden_pre = self.ranking_scores(x)
         ranked, indices = select_topk(hidden_pre, self.cfg.k)
         acts = ranked.relu()
-        if self.cfg.use_sparse_activations and not has_hooks(self.hook_sae_acts_post):
+        if self.cfg.use_sparse_activations and not self.hook_sae_acts_post.is_hooked:
             return codes_to_sparse_coo(acts, indices, self.cfg.d_sae), hidden_pre
         return self.hook_sae_acts_post(scatter_codes(acts, indices, self.cfg.d_sae)), hidden_pre
 
@@ -72,41 +61,24 @@ class TopKTrainingSAE(TopKBase[TopKTrainingSAEConfig], TrainingSAE[TopKTrainingS
         plan = self.auxk_plan(step_input.dead_neuron_mask)
         if plan is None:
             return {AUX_LOSS_NAME: sae_out.new_tensor(0.0)}
-        ranked, positions = select_topk(hidden_pre.index_select(-1, plan.dead_latents), plan.k_aux)
-        aux_indices = plan.dead_latents[positions]
-        inv_norms = self.inverse_decoder_norms()
-        aux_values = ranked if inv_norms is None else ranked * inv_norms[aux_indices]
-        aux_recons = decode_codes(aux_values, aux_indices, self.W_dec)
-        return {AUX_LOSS_NAME: self._auxk_loss_of(aux_recons, step_input.sae_in, sae_out, plan.scale)}
+        loss = auxk_loss(plan, hidden_pre, self.W_dec, step_input.sae_in - sae_out, self.inverse_decoder_norms(),
+                         select_topk, kernel_code_row_dots)
+        return {AUX_LOSS_NAME: self.cfg.aux_loss_coefficient * loss}
 
-    # -- AuxK pieces shared by both paths ------------------------------------------------
     def auxk_plan(self, dead_neuron_mask: torch.Tensor | None) -> AuxKPlan | None:
         """None when no latent is dead (then the auxiliary loss is 0)."""
-        if dead_neuron_mask is None:
-            return None
-        dead_latents = dead_neuron_mask.nonzero().squeeze(1)
-        n_dead = dead_latents.numel()
-        if n_dead == 0:
-            return None
-        if self.cfg.normalize_activations in ("constant_norm_rescale", "layer_norm"):
+        plan = auxk_plan(dead_neuron_mask, self.cfg.d_in)
+        if plan is not None and self.cfg.normalize_activations in ("constant_norm_rescale", "layer_norm"):
             raise ConfigError(
                 f"normalize_activations={self.cfg.normalize_activations!r} cannot be used with the TopK "
                 "auxiliary (AuxK) loss: its reconstruction would be in normalised space while the residual "
                 "is in the original one; use 'none' or 'expected_average_only_in'"
             )
-        k_aux = self.cfg.d_in // 2
-        scale = min(n_dead / k_aux, 1.0)
-        return AuxKPlan(dead_latents, min(k_aux, n_dead), scale)
-
-    def _auxk_loss_of(
-        self, aux_recons: torch.Tensor, sae_in: torch.Tensor, sae_out: torch.Tensor, scale: float
-    ) -> torch.Tensor:
-        residual = (sae_in - sae_out).detach()
-        return self.cfg.aux_loss_coefficient * scale * (aux_recons - residual).pow(2).sum(dim=-1).mean()
+        return plan
 
     # -- the training step -------------------------------------------------------------------
     def training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
-        needs_dense = has_hooks(self.hook_sae_acts_pre) or has_hooks(self.hook_sae_acts_post)
+        needs_dense = self.hook_sae_acts_pre.is_hooked or self.hook_sae_acts_post.is_hooked
         if needs_dense or step_input.sae_in.requires_grad:
             output = super().training_forward_pass(step_input)
             if output.feature_acts.is_sparse:
@@ -123,18 +95,21 @@ class TopKTrainingSAE(TopKBase[TopKTrainingSAEConfig], TrainingSAE[TopKTrainingS
         params = (self.W_enc, self.b_enc, self.b_dec)
         centred, hidden_pre = encoder_scores(x, *params, norms, cfg.apply_b_dec_to_input)
         scores, indices = select_topk(hidden_pre, cfg.k)
-        entries = CodeEntries(indices, cfg.d_sae)  # one sort by latent for both weight gradients
-        values = selected_preactivations(centred, *params, scores, indices, norms, cfg.apply_b_dec_to_input, entries)
+        support = code_support(indices, cfg.d_sae)  # one sort by latent for both weight gradients
+        with torch.no_grad():
+            unscaled = scores.clone() if norms is None else scores / norms[indices]
+        values = preactivations_at_support(unscaled, support, centred, *params, cfg.apply_b_dec_to_input)
         acts = values.relu()
-        sae_out = self.finish_decode(decode_codes(acts, indices, self.W_dec, entries) + self.b_dec)
+        sae_out = self.finish_decode(decode_codes(acts, indices, self.W_dec, support) + self.b_dec)
         mse = mse_loss(sae_out, sae_in)
         if plan is None:
             aux = sae_out.new_tensor(0.0)
         else:
-            aux_recons = auxk_reconstruction(
-                centred, hidden_pre, *params, self.W_dec, norms, plan.dead_latents, plan.k_aux, cfg.apply_b_dec_to_input
+            aux_recons = auxk_fast_reconstruction(
+                plan, centred, hidden_pre, *params, self.W_dec, norms, cfg.apply_b_dec_to_input,
+                select_topk, kernel_code_row_dots,
             )
-            aux = self._auxk_loss_of(aux_recons, sae_in, sae_out, plan.scale)
+            aux = cfg.aux_loss_coefficient * auxk_error(aux_recons, sae_in - sae_out, plan)
         with torch.no_grad():
             fired = acts > 0
             firing_counts = torch.bincount(indices[fired], minlength=cfg.d_sae)
@@ -158,10 +133,7 @@ class TopKTrainingSAE(TopKBase[TopKTrainingSAEConfig], TrainingSAE[TopKTrainingS
         """Fold the decoder norms in, so the saved SAE ranks by plain ``h`` with the same result."""
         super().process_state_dict_for_saving_inference(state_dict)
         if self.cfg.rescale_acts_by_decoder_norm:
-            norms = self.get_W_dec_norm()
-            state_dict["W_enc"] = state_dict["W_enc"] * norms
-            state_dict["b_enc"] = state_dict["b_enc"] * norms
-            state_dict["W_dec"] = state_dict["W_dec"] / norms.unsqueeze(1)
+            fold_decoder_norms_for_saving(state_dict)
 
 
 def _sparse_firing_counts(feature_acts: torch.Tensor) -> torch.Tensor:

@@ -13,23 +13,21 @@ import pytest
 import torch
 
 from saecore import TrainingSAE
-from saecore.sparse_training import (
+from saecore.sparse.decode import decode_support
+from saecore.sparse.encoder import support_preactivations
+from saecore.sparse.route import (
     SPARSE_TRAINING_MAX_DENSITY,
-    Support,
     clearly_dense,
-    decode_support,
-    per_row_sum,
     sparse_enough,
-    support_preactivations,
+    sparse_route_support,
     support_route_possible,
 )
+from saecore.sparse.support import Support, per_row_sum
 from saecore.training_sae import TrainStepInput
 
+from .sparse_helpers import generator, random_standard_sae
+
 BATCH, D_IN, D_SAE = 64, 16, 96
-
-
-def generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def sparse_pattern(seed: int = 0, density: float = 0.04) -> torch.Tensor:
@@ -40,11 +38,7 @@ def sparse_pattern(seed: int = 0, density: float = 0.04) -> torch.Tensor:
 
 
 def make_sae(**cfg: Any) -> TrainingSAE[Any]:
-    sae = TrainingSAE.from_dict({"architecture": "standard", "d_in": D_IN, "d_sae": D_SAE, **cfg}).double()
-    with torch.no_grad():
-        for index, param in enumerate(sae.parameters()):
-            param.copy_(torch.randn(param.shape, generator=generator(10 + index), dtype=torch.float64))
-    return sae
+    return random_standard_sae(D_IN, D_SAE, 10, **cfg)
 
 
 def test_support_lists_entries_row_major_with_row_starts_and_latent_order() -> None:
@@ -176,3 +170,59 @@ def test_the_route_is_refused_where_it_cannot_reproduce_the_step(monkeypatch: py
     assert support_route_possible(sae, step)
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
     assert not support_route_possible(sae, step)
+
+
+def test_the_route_sequence_gives_the_support_only_when_possible_and_sparse_enough() -> None:
+    sae = make_sae()
+    x = torch.randn(BATCH, D_IN, generator=generator(3), dtype=torch.float64)
+    step = TrainStepInput(x, {"l1": 1.0}, None, 0)
+    sparse = torch.rand(BATCH, D_SAE, generator=generator(4), dtype=torch.float64) * sparse_pattern(4)
+    support = sparse_route_support(sae, step, sparse)
+    assert support is not None and torch.equal(support.positions, sparse.reshape(-1).nonzero().squeeze(1))
+    assert sparse_route_support(sae, step, torch.ones(BATCH, D_SAE, dtype=torch.float64)) is None
+    with torch.no_grad():
+        assert sparse_route_support(sae, step, sparse) is None
+    # The architecture's own listing decides the exact density test: here too many entries.
+    everything = Support.of_nonzeros(torch.ones(BATCH, D_SAE))
+    assert sparse_route_support(sae, step, sparse, lambda: everything) is None
+    assert sparse_route_support(sae, step, sparse, lambda: support) is support
+    assert sparse_route_support(sae, step, sparse, lambda: None) is None  # the architecture wants the dense step
+    asked: list[bool] = []
+    with torch.no_grad():  # the route is impossible: the architecture's own listing is never asked for
+        assert sparse_route_support(sae, step, sparse, lambda: asked.append(True) or support) is None
+    assert asked == []
+
+
+def test_a_support_of_codes_is_the_support_of_their_entries() -> None:
+    codes = torch.tensor([[3, 1], [0, 2], [1, 3]])
+    dense = torch.zeros(3, 4).scatter_(1, codes, 1.0)
+    of_codes = Support.of_codes(codes, 4)
+    of_nonzeros = Support.of_nonzeros(dense)
+    assert (of_codes.size, of_codes.n_rows, of_codes.d_sae) == (6, 3, 4)
+    assert of_codes.rows.tolist() == [0, 0, 1, 1, 2, 2]
+    assert of_codes.starts.tolist() == of_nonzeros.starts.tolist() == [0, 2, 4]
+    assert sorted(of_codes.positions.tolist()) == of_nonzeros.positions.tolist()
+    assert of_codes.firing_counts().tolist() == of_nonzeros.firing_counts().tolist() == [1, 2, 1, 2]
+
+
+def test_a_code_row_dots_kernel_is_tried_first_and_may_decline() -> None:
+    codes = torch.tensor([[3, 1], [0, 2]])
+    grad = torch.randn(2, D_IN, generator=generator(5), dtype=torch.float64)
+    W_dec = torch.randn(4, D_IN, generator=generator(6), dtype=torch.float64)
+    expected = torch.einsum("nd,nkd->nk", grad, W_dec[codes]).reshape(-1)
+    kernel_calls: list[tuple[int, ...]] = []
+
+    def declining(g: torch.Tensor, w: torch.Tensor, latents: torch.Tensor) -> torch.Tensor | None:
+        kernel_calls.append(tuple(latents.shape))
+        return None
+
+    torch.testing.assert_close(Support.of_codes(codes, 4, declining).row_dots(grad, W_dec), expected)
+    assert kernel_calls == [(2, 2)]
+    fixed = Support.of_codes(codes, 4, lambda g, w, latents: torch.full(latents.shape, 7.0, dtype=torch.float64))
+    assert fixed.row_dots(grad, W_dec).tolist() == [7.0] * 4
+
+
+def test_a_support_without_rows_or_codes_says_what_it_needs() -> None:
+    support = Support(torch.tensor([0, 2]), n_rows=2, d_sae=4)
+    with pytest.raises(ValueError, match=r"Support\.of_codes"):
+        _ = support.rows

@@ -1,25 +1,15 @@
-"""Decoding mostly-zero activations through their nonzeros.
+"""Row sums over sparse entries: the ``embedding_bag`` kernels every sparse product reduces to.
 
-A trained SAE fires a few dozen latents of thousands per input, so most of the dense
-``[N, d_sae] @ [d_sae, d_in]`` decode multiplies zeros. Summing only the decoder rows
-of the nonzero activations (one ``embedding_bag``) does ``d_sae / L0`` times less work,
-but gathering rows is slower per multiply-add than a BLAS matmul, so it pays only when
-the activations are sparse enough. ``SPARSE_DECODE_MAX_DENSITY`` (1/16) lies below the
-CPU crossover at SAE sizes (docs/benchmarks.md, "Inference decode"; the benchmark is
-``plugins/sae_topk/tests/bench_sparse_decode.py``).
-
-The nonzero route is taken only when the activations want no gradient: theirs is
-nonzero at their zero entries too, which needs the dense product. ``embedding_bag``
-differentiates the decoder rows and the weights it sums, so gradients for ``W_dec``
-and for a per-latent scale come through either route.
+A sparse decode sums decoder rows per input; its gradients are a dot product per entry
+and a sum of rows per latent. ``embedding_bag`` does each without forming the
+``[entries, d_in]`` products, and several times faster than ``index_add_`` of gathered
+rows on CPU.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
-SPARSE_DECODE_MAX_DENSITY = 1 / 16
 
 
 def sum_decoder_rows(
@@ -86,45 +76,3 @@ def sum_rows_by_latent(
     return F.embedding_bag(
         source_rows[order], rows, starts, per_sample_weights=weights[order].to(rows.dtype), mode="sum"
     )
-
-
-def decode_through_nonzeros(
-    feature_acts: torch.Tensor, W_dec: torch.Tensor, latent_scale: torch.Tensor | None = None
-) -> torch.Tensor:
-    """``(feature_acts ⊙ latent_scale) @ W_dec`` as a sum of the decoder rows of the nonzero activations."""
-    d_sae = feature_acts.shape[-1]
-    flat = feature_acts.reshape(-1, d_sae)
-    rows, latents = flat.nonzero(as_tuple=True)  # row-major, so each row's entries are contiguous
-    weights = flat[rows, latents]
-    if latent_scale is not None:
-        weights = weights * latent_scale[latents]
-    decoded = sum_decoder_rows(rows, latents, weights, flat.shape[0], W_dec)
-    return decoded.reshape(*feature_acts.shape[:-1], W_dec.shape[-1])
-
-
-def wants_sparse_decode(feature_acts: torch.Tensor, W_dec: torch.Tensor) -> bool:
-    """Whether the nonzero route gives ``feature_acts @ W_dec`` faster, with nothing lost.
-
-    Dense inputs of ``W_dec``'s dtype only: the dense product refuses a dtype mismatch and
-    handles sparse layouts itself. The count of nonzeros is one cheap pass over the input.
-    """
-    wants_act_grad = torch.is_grad_enabled() and feature_acts.requires_grad
-    if wants_act_grad or feature_acts.layout != torch.strided or feature_acts.dtype != W_dec.dtype:
-        return False
-    size = feature_acts.numel()
-    return size > 0 and int(torch.count_nonzero(feature_acts)) <= SPARSE_DECODE_MAX_DENSITY * size
-
-
-def decode_product(
-    feature_acts: torch.Tensor, W_dec: torch.Tensor, latent_scale: torch.Tensor | None = None
-) -> torch.Tensor:
-    """``(feature_acts ⊙ latent_scale) @ W_dec``, through the nonzeros when that is faster.
-
-    ``latent_scale`` (``[d_sae]``, or None for ones) multiplies each latent's activation
-    before decoding: TopK's ``1 / ‖W_dec,i‖`` when it ranks by decoder-norm-scaled values.
-    """
-    if wants_sparse_decode(feature_acts, W_dec):
-        return decode_through_nonzeros(feature_acts, W_dec, latent_scale)
-    if latent_scale is not None:
-        W_dec = W_dec * latent_scale.unsqueeze(-1)
-    return feature_acts @ W_dec
