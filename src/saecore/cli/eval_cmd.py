@@ -30,10 +30,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from saecore.cli.model_flags import FlagTable, FriendlyArgumentParser
+from saecore.cli.train_cmd import DEFAULT_SOURCE
 from saecore.errors import ConfigError, SAEFileError
 from saecore.registry import get_registry
-
-DEFAULT_SOURCE = "synthetic"
 
 
 class EvalOptions(BaseModel):

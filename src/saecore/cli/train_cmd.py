@@ -43,6 +43,7 @@ from saecore.registry import get_registry
 from saecore.training.errors import TrainingInterruptedError
 
 FILE_SECTIONS = {"arch", "source", "sae", "source_config", "logger", "sae_placement"}
+DEFAULT_SOURCE = "synthetic"
 PLACEMENTS = ("replicate", "partition")
 
 
@@ -90,7 +91,7 @@ def build_parser(archs: list[str], source: str) -> tuple[argparse.ArgumentParser
     parser.add_argument("--arch", action="append", default=None,
                         help=f"training recipe, repeat to train several together; installed: {recipes}")
     parser.add_argument("--source", default=source,
-                        help=f"activation source; installed: {sources} (default: synthetic)")
+                        help=f"activation source; installed: {sources} (default: {DEFAULT_SOURCE})")
     parser.add_argument("--config", default=None, help="YAML or JSON file of settings; flags override it")
     parser.add_argument("--sweep", default=None, help="a sweep file: SAEs with per-SAE settings on one source")
     parser.add_argument("--sae-placement", choices=PLACEMENTS, default=None,
@@ -169,7 +170,7 @@ def collect_settings(argv: list[str]) -> tuple[list[str], str, dict[str, dict[st
         raise ConfigError(
             f"--arch is required; installed training recipes: {', '.join(sorted(registry.training_recipes)) or 'none'}"
         )
-    source = pre.source or file_data.get("source") or "synthetic"
+    source = pre.source or file_data.get("source") or DEFAULT_SOURCE
     parser, table = build_parser(archs, source)
     if pre.help:
         parser.print_help()
@@ -282,7 +283,7 @@ OUTPUT_DEFAULTS = {
 }
 SWEEP_OUTPUT_DEFAULTS = {
     "output_path": "default: a new folder under saecore_runs/, one subfolder per architecture",
-    "checkpoint_path": "default: checkpoints/ inside each architecture's output folder",
+    "checkpoint_path": "default: checkpoints/ inside the output folder, shared by the architectures",
 }
 
 
