@@ -47,8 +47,8 @@ def test_help_lists_the_options_of_the_chosen_architecture() -> None:
     assert "installed training recipes:" in bare.stdout and "topk" in bare.stdout
 
 
-def _help_text(*args: str) -> str:
-    result = saecore_cli("train", *args, "--help")
+def _help_text(*args: str, cwd: Path | None = None) -> str:
+    result = saecore_cli("train", *args, "--help", cwd=cwd)
     assert result.returncode == 0, result.stderr
     return " ".join(result.stdout.split())
 
@@ -91,6 +91,17 @@ def test_help_of_several_architectures_gives_each_its_preset() -> None:
     text = _help_text("--arch", "topk", "--arch", "standard")
     assert _shown_default(text, "--l1-coefficient") == "standard: 0.5, synthetic preset"
     assert "one subfolder per architecture" in _shown_default(text, "--output-path")
+
+
+def test_help_shows_the_settings_of_a_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("arch: topk\nsae: {k: 16}\nsource_config: {d_in: 32}\nlr: 0.001\nlogger: {run_name: mine}\n")
+    text = _help_text("--config", "run.yaml", cwd=tmp_path)
+    assert _shown_default(text, "--k") == "16, from run.yaml"
+    assert _shown_default(text, "--lr") == "0.001, from run.yaml"
+    assert _shown_default(text, "--run-name") == "mine, from run.yaml"
+    assert _shown_default(text, "--d-in") == "from the source: 32"
+    assert _shown_default(text, "--d-sae") == "256, 8 × d_in"
 
 
 def test_a_value_flag_without_its_value_is_an_error_naming_it() -> None:

@@ -74,8 +74,12 @@ def _pre_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def build_parser(archs: list[str], source: str) -> tuple[argparse.ArgumentParser, FlagTable]:
-    """The parser for these architectures; SAE flags land in one ``sae:{arch}`` section per architecture."""
+def build_parser(archs: list[str], source: str, config_file: str | None = None,
+                 file_data: dict[str, Any] | None = None) -> tuple[argparse.ArgumentParser, FlagTable]:
+    """The parser for these architectures; SAE flags land in one ``sae:{arch}`` section per architecture.
+
+    Settings from a config file show in the help as the values used (``default: 16, from run.yaml``).
+    """
     from saecore.training import LoggingConfig, TrainerConfig
 
     registry = get_registry()
@@ -98,28 +102,45 @@ def build_parser(archs: list[str], source: str) -> tuple[argparse.ArgumentParser
                         help="several --arch under torchrun: 'replicate' trains every SAE on every rank "
                              "(data-parallel); 'partition' gives each rank its own SAEs on all-gathered batches "
                              "(default: replicate)")
-    sae_defaults, trainer_defaults = _preset_defaults(archs, source, source_entry.config_class)
+    file_source = (file_data or {}).get("source_config")
+    file_d_in = file_source.get("d_in") if isinstance(file_source, dict) else None
+    sae_defaults, trainer_defaults = _preset_defaults(archs, source, source_entry.config_class, file_d_in)
     trainer_defaults.update(OUTPUT_DEFAULTS if len(archs) == 1 else SWEEP_OUTPUT_DEFAULTS)
+    from_file = _file_notes(config_file, file_data or {})
     table = FlagTable()
     for arch, recipe in recipes_used.items():
         table.add_section(parser, f"sae:{arch}", f"SAE options ({arch}, from {recipe.training_config_class.__name__})",
-                          recipe.training_config_class, sae_defaults)
+                          recipe.training_config_class, {**sae_defaults, **from_file["sae"]})
     table.add_section(parser, "source_config", f"source options ({source}, from {source_entry.config_class.__name__})",
-                      source_entry.config_class)
-    table.add_section(parser, "trainer", "trainer options", TrainerConfig, trainer_defaults)
-    table.add_section(parser, "logger", "logging options", LoggingConfig)
+                      source_entry.config_class, from_file["source_config"])
+    table.add_section(parser, "trainer", "trainer options", TrainerConfig, {**trainer_defaults, **from_file["trainer"]})
+    table.add_section(parser, "logger", "logging options", LoggingConfig, from_file["logger"])
     return parser, table
 
 
-def _preset_defaults(archs: list[str], source: str, source_config: type[Any]) -> tuple[dict[str, str], dict[str, str]]:
+def _file_notes(config_file: str | None, file_data: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Help notes for the settings a config file gives, by section (top-level keys are trainer fields)."""
+    notes: dict[str, dict[str, str]] = {"sae": {}, "source_config": {}, "trainer": {}, "logger": {}}
+    for key, value in file_data.items():
+        if key in ("sae", "source_config", "logger") and isinstance(value, dict):
+            notes[key].update({name: f"default: {format_default(item)}, from {config_file}"
+                               for name, item in value.items()})
+        elif key not in FILE_SECTIONS:
+            notes["trainer"][key] = f"default: {format_default(value)}, from {config_file}"
+    return notes
+
+
+def _preset_defaults(archs: list[str], source: str, source_config: type[Any],
+                     given_d_in: Any = None) -> tuple[dict[str, str], dict[str, str]]:
     """Help notes for the SAE and trainer fields ``apply_presets`` fills in, by field name.
 
-    The source's input size is its config's ``d_in`` default where it has one; otherwise
-    (a model's width) it is known only once the source runs, and a preset that depends on
-    it is described as such.
+    The source's input size is the ``d_in`` a config file gives it, or its config's default
+    where it has one; otherwise (a model's width) it is known only once the source runs,
+    and a preset that depends on it is described as such.
     """
     d_in_field = source_config.model_fields.get("d_in")
-    known_d_in = d_in_field.default if d_in_field is not None and isinstance(d_in_field.default, int) else None
+    default_d_in = d_in_field.default if d_in_field is not None else None
+    known_d_in = next((d_in for d_in in (given_d_in, default_d_in) if isinstance(d_in, int) and d_in > 0), None)
     sae_values: dict[str, dict[str, str]] = {}
     trainer_values: dict[str, dict[str, str]] = {}
     for arch in archs:
@@ -171,7 +192,7 @@ def collect_settings(argv: list[str]) -> tuple[list[str], str, dict[str, dict[st
             f"--arch is required; installed training recipes: {', '.join(sorted(registry.training_recipes)) or 'none'}"
         )
     source = pre.source or file_data.get("source") or DEFAULT_SOURCE
-    parser, table = build_parser(archs, source)
+    parser, table = build_parser(archs, source, pre.config, file_data)
     if pre.help:
         parser.print_help()
         return archs, source, {}, True
