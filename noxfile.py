@@ -77,6 +77,13 @@ def everything(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
+def fuzz(session: nox.Session) -> None:
+    """The property-based fuzz tests (cfg.json, safetensors, checkpoints, CLI) with many more examples."""
+    install_core(session, "sae_standard", "sae_topk")
+    session.run("pytest", "tests/fuzz", "-q", env={**TEST_ENV, "HYPOTHESIS_PROFILE": "long"})
+
+
+@nox.session(python="3.11")
 def batchtopk(session: nox.Session) -> None:
     """BatchTopK with only the core and saecore-sae-jumprelu (the format it saves as)."""
     install_core(session, "sae_jumprelu", "sae_batchtopk")

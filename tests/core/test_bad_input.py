@@ -15,6 +15,9 @@ from safetensors.torch import load_file, save_file
 from saecore import SAE, ConfigError, SAEConfig, SAEFileError, UnknownNameError
 from saecore.config.sae_config import NormalizeActivations
 from saecore.dtypes import DTYPES_BY_NAME
+from saecore.io.sae_files import load_sae_folder
+from saecore.plugin_manager import ENV_ONLY
+from saecore.registry import reset_registry
 
 CFG = "cfg.json"
 WEIGHTS = "sae_weights.safetensors"
@@ -203,3 +206,88 @@ def test_python_config_errors_are_one_line_config_errors(fields: dict[str, Any],
         SAEConfig(d_in=8, d_sae=16, **fields)
     assert "\n" not in str(caught.value)
     assert str(caught.value).startswith(expected)
+
+
+@pytest.mark.parametrize("value", [5, [1], None, {"name": "standard"}])
+def test_architecture_that_is_not_a_name(folder: Path, value: Any) -> None:
+    edit_cfg(folder, architecture=value)
+    message = load_error(folder)
+    assert str(folder / CFG) in message and "'architecture'" in message and "string" in message
+
+
+@pytest.mark.parametrize("field", ["d_in", "d_sae"])
+@pytest.mark.parametrize("value", [1e30, 2**62, 10**30])
+def test_size_too_large_to_allocate_names_the_bound(folder: Path, field: str, value: Any) -> None:
+    edit_cfg(folder, **{field: value})
+    message = load_error(folder)
+    assert str(folder / CFG) in message and "d_in * d_sae" in message and "at most 2**40" in message
+
+
+@pytest.mark.parametrize("field", ["d_in", "d_sae"])
+def test_size_given_as_a_boolean_is_refused(folder: Path, field: str) -> None:
+    edit_cfg(folder, **{field: True})
+    message = load_error(folder)
+    assert f"'{field}' = True" in message and "boolean" in message
+
+
+def test_integral_float_sizes_still_load(folder: Path) -> None:
+    edit_cfg(folder, d_in=8.0, d_sae=16.0)
+    assert SAE.load_from_disk(folder).cfg.d_sae == 16
+
+
+def test_deeply_nested_cfg_json_names_the_file(folder: Path) -> None:
+    (folder / CFG).write_text("[" * 100_000 + "]" * 100_000)
+    message = load_error(folder)
+    assert str(folder / CFG) in message and "nested too deeply" in message
+
+
+def with_topk_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("saecore_sae_topk", reason="the saecore-sae-topk plugin is not installed")
+    monkeypatch.setenv(ENV_ONLY, "sae_standard,sae_topk")
+    reset_registry()
+
+
+@pytest.mark.parametrize(("key", "close"), [("K", "k"), ("apply_b_dec_to_inptu", "apply_b_dec_to_input")])
+def test_unknown_key_close_to_a_field_warns_with_the_close_match(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str, close: str
+) -> None:
+    with_topk_plugin(monkeypatch)
+    path = tmp_path / "topk"
+    randomized_sae("topk", k=4).save_model(path)
+    edit_cfg(path, **{key: 8})
+    with pytest.warns(UserWarning, match=f"unknown key '{key}'.*did you mean '{close}'"):
+        sae = SAE.load_from_disk(path)
+    assert sae.cfg.metadata[key] == 8
+
+
+def test_unknown_key_far_from_every_field_does_not_warn(folder: Path) -> None:
+    import warnings
+
+    edit_cfg(folder, neuronpedia_link="x")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SAE.load_from_disk(folder)
+
+
+def test_k_given_as_a_boolean_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with_topk_plugin(monkeypatch)
+    path = tmp_path / "topk"
+    randomized_sae("topk", k=4).save_model(path)
+    edit_cfg(path, k=True)
+    message = load_error(path)
+    assert "'k' = True" in message and "boolean" in message
+
+
+@pytest.mark.parametrize(
+    ("tensor", "expected"),
+    [
+        pytest.param(torch.zeros(15), "shape [15]; expected [16]", id="short"),
+        pytest.param(torch.zeros(4, 4), "shape [4, 4]; expected [16]", id="2d"),
+        pytest.param(torch.zeros(16, dtype=torch.int64), "dtype torch.int64; expected a float dtype", id="int"),
+    ],
+)
+def test_sparsity_file_of_the_wrong_shape_or_dtype(folder: Path, tensor: torch.Tensor, expected: str) -> None:
+    save_file({"sparsity": tensor}, str(folder / "sparsity.safetensors"))
+    with pytest.raises(SAEFileError) as caught:
+        load_sae_folder(folder)
+    assert str(folder / "sparsity.safetensors") in str(caught.value) and expected in str(caught.value)

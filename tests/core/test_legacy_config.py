@@ -13,7 +13,7 @@ from fixtures.in_process import ArchitecturePlugin, FixtureTopKSAE, FixtureTopKS
 from fixtures.saes import randomized_sae, relu_sae_reference
 from safetensors.torch import save_file
 
-from saecore import SAE
+from saecore import SAE, SAEFileError
 from saecore.io.legacy_config import is_pre_v6_config, upgrade_pre_v6_config
 from saecore.plugin_manager import ENV_ONLY
 from saecore.registry import reset_registry
@@ -143,3 +143,24 @@ def test_pre_v6_topk_folder_loads_with_the_real_topk_plugin(tmp_path: Path, monk
     top = hidden_pre.topk(3, dim=-1)
     acts = torch.zeros_like(hidden_pre).scatter(-1, top.indices, torch.relu(top.values))
     torch.testing.assert_close(loaded(x), acts @ w_dec + b_dec, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        pytest.param({"activation_fn_kwargs": [8]}, "field 'activation_fn_kwargs' = [8]: must be a mapping",
+                     id="kwargs-list"),
+        pytest.param({"hook_point": 5}, "field 'hook_point' = 5: must be a hook name", id="hook-point-int"),
+        pytest.param({"activation_fn_str": "topk"}, "activation_fn 'topk' needs activation_fn_kwargs.k",
+                     id="topk-without-k"),
+        pytest.param({"activation_fn_str": "topk", "activation_fn_kwargs": {"k": None}},
+                     "activation_fn 'topk' needs activation_fn_kwargs.k", id="topk-k-null"),
+        pytest.param({"metadata": 5, "sae_lens_version": "5.1.0"}, "field 'metadata' = 5: must be a mapping",
+                     id="metadata-int"),
+    ],
+)
+def test_bad_pre_v6_config_names_the_file_and_field(tmp_path: Path, changes: dict[str, Any], expected: str) -> None:
+    folder = write_folder(tmp_path / "old", pre_v6_cfg(**changes), randomized_sae().state_dict())
+    with pytest.raises(SAEFileError) as caught:
+        SAE.load_from_disk(folder)
+    assert str(caught.value).startswith(f"{folder / 'cfg.json'}: ") and expected in str(caught.value)

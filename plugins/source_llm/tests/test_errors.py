@@ -125,3 +125,25 @@ def test_an_unknown_transformer_lens_hook_lists_close_matches(model_dir: Path, t
     with pytest.raises(ConfigError, match=r"'blocks.1.hook_resid_pots' .*close matches: blocks.1.hook_resid_post"):
         LLMSource(LLMSourceConfig(model_name=str(model_dir), model_class_name="TransformerBridge",
                                   hook_name="blocks.1.hook_resid_pots", dataset_path=str(text_dir)))
+
+
+@pytest.mark.parametrize("content", ["", "\n"])
+def test_an_empty_data_file_is_named(hf_model: Any, tmp_path: Path, content: str) -> None:
+    path = tmp_path / "train.jsonl"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=rf"dataset_path='{path}': has no rows"):
+        build(hf_model, tmp_path, dataset_path=str(path))
+
+
+@pytest.mark.parametrize("bad", [-1, 0])
+def test_a_token_id_outside_the_vocabulary_is_named_with_the_vocab_size(hf_model: Any, tmp_path: Path,
+                                                                       bad: int) -> None:
+    vocab = hf_model.get_input_embeddings().num_embeddings
+    wrong = bad if bad < 0 else vocab + bad
+    rows = [{"tokens": [1] * 16} for _ in range(8)] + [{"tokens": [1] * 15 + [wrong]}]
+    source = build(hf_model, tmp_path, dataset=rows, dataset_path="", store_batch_size_prompts=9)
+    with pytest.raises(ConfigError) as caught:
+        source.next_batch(16)
+    source.close()
+    assert str(caught.value).startswith(f"token id {wrong} in the dataset object is outside the model's vocabulary "
+                                        f"(vocab size {vocab}: ids 0 to {vocab - 1})")

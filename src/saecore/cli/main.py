@@ -8,6 +8,7 @@ that command runs, and ``saecore --version`` imports none (nor torch).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from collections.abc import Sequence
@@ -34,10 +35,13 @@ def command_module(name: str) -> ModuleType:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="saecore", description="Train, load and inspect sparse autoencoders.")
+    # Flags must be spelled out in full (allow_abbrev=False): a prefix is never taken for another flag.
+    parser = argparse.ArgumentParser(prog="saecore", description="Train, load and inspect sparse autoencoders.",
+                                     allow_abbrev=False)
     parser.add_argument("--version", action="version", version=VERSION)
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                     parser_class=functools.partial(argparse.ArgumentParser, allow_abbrev=False))
     for name in COMMANDS:
         command_module(name).add_parser(commands, name)
     return parser

@@ -23,7 +23,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
@@ -34,17 +34,38 @@ NOT_FLAGS = {"metadata", "sae", "source", "logger"}
 
 
 class FriendlyArgumentParser(argparse.ArgumentParser):
-    """Raises ConfigError (with close matches for unknown flags) instead of exiting."""
+    """Raises ConfigError (with close matches for unknown flags) instead of exiting.
+
+    Flags must be spelled out: with prefix matching, a mistyped ``--lr-w`` would silently
+    set ``--lr-warm-up-steps``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        # argparse reports unrecognized arguments joined by spaces; keep them as given, so a
+        # stray positional (or an empty one) is named exactly.
+        parsed, extras = super().parse_known_args(args, namespace)
+        self._extras = list(extras)
+        return parsed, extras
 
     def error(self, message: str) -> Any:  # type: ignore[override]
         if message.startswith("unrecognized arguments:"):
-            unknown = [a for a in message.split(":", 1)[1].split() if a.startswith("--")]
+            extras = getattr(self, "_extras", None) or message.split(":", 1)[1].split()
             known = [o for action in self._actions for o in action.option_strings if o.startswith("--")]
+            flags = [a for a in extras if a.startswith("-")]
             hints = []
-            for flag in unknown:
+            for flag in flags:
                 close = difflib.get_close_matches(flag.split("=")[0], known, n=3)
                 hints.append(f"{flag}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
-            raise ConfigError(f"unknown option(s): {'; '.join(hints)}. See: {self.prog} --help")
+            if hints:
+                raise ConfigError(f"unknown option(s): {'; '.join(hints)}. See: {self.prog} --help")
+            stray = ", ".join(repr(a) for a in extras)
+            raise ConfigError(f"unexpected argument(s) {stray}: {self.prog} takes no such positional argument; "
+                              f"options are --NAME VALUE (a value that starts with '-' is written --NAME=VALUE). "
+                              f"See: {self.prog} --help")
         raise ConfigError(message)
 
 
@@ -54,6 +75,7 @@ class FlagTable:
 
     targets: dict[str, list[str]] = field(default_factory=dict)
     integer_fields: set[str] = field(default_factory=set)
+    annotations: dict[str, Any] = field(default_factory=dict)
 
     def add_section(self, parser: argparse.ArgumentParser, section: str, title: str, model: type[BaseModel],
                     defaults: Mapping[str, str] | None = None) -> None:
@@ -66,6 +88,7 @@ class FlagTable:
                 self.targets[name].append(section)
                 continue
             self.targets[name] = [section]
+            self.annotations[name] = info.annotation
             if _field_types(info) & {int} and not _field_types(info) & {bool, float}:
                 self.integer_fields.add(name)
             default = (defaults or {}).get(name) or model_default(info)
@@ -88,7 +111,10 @@ class FlagTable:
             raw = getattr(namespace, name, None)
             if raw is None:
                 continue
-            value = parse_flag_value(raw)
+            flag = f"--{name.replace('_', '-')}"
+            if not raw.strip() and not _accepts_text(self.annotations[name]):
+                raise ConfigError(f"{flag} got an empty value; expected {_describe_type(self.annotations[name])}")
+            value = parse_flag_value(raw, flag)
             if name in self.integer_fields and isinstance(value, str):
                 value = whole_number(name, value)
             for section in targets:
@@ -136,14 +162,26 @@ def whole_number(name: str, text: str) -> Any:
     return int(number)
 
 
-def parse_flag_value(raw: str) -> Any:
-    """JSON for lists, dicts and null; everything else is left for pydantic to coerce."""
+def _accepts_text(annotation: Any) -> bool:
+    return annotation is str or str in get_args(annotation)
+
+
+def _describe_type(annotation: Any) -> str:
+    names = {int: "a whole number", float: "a number", bool: "true or false"}
+    if annotation in names:
+        return names[annotation]
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def parse_flag_value(raw: str, flag: str) -> Any:
+    """JSON for lists, dicts and null; everything else is left for pydantic to coerce (and name the field)."""
     text = raw.strip()
     if text.lower() in ("none", "null"):
         return None
-    if text[:1] in "[{(":
+    if text and text[0] in "[{(":
         try:
             return json.loads(text.replace("(", "[").replace(")", "]"))
         except json.JSONDecodeError as error:
-            raise ConfigError(f"could not parse {raw!r} as JSON: {error}") from None
+            raise ConfigError(f"{flag} {raw!r}: a value starting with {text[0]!r} is read as a JSON list or "
+                              f"mapping, and this is not valid JSON ({error})") from None
     return text

@@ -27,18 +27,17 @@ run folder).
 from __future__ import annotations
 
 import argparse
-import json
+import difflib
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from saecore.cli.model_flags import FlagTable, FriendlyArgumentParser, format_default
+from saecore.cli.settings_file import read_config_file
 from saecore.cli.train_presets import apply_presets
 from saecore.config.validation import validate_model
-from saecore.errors import ConfigError
+from saecore.errors import ConfigError, UnknownNameError
 from saecore.registry import get_registry
 from saecore.training.errors import TrainingInterruptedError
 
@@ -49,19 +48,6 @@ PLACEMENTS = ("replicate", "partition")
 
 def add_parser(commands: Any, name: str) -> None:
     commands.add_parser(name, add_help=False, help="train an SAE (saecore train --arch NAME --help for options)")
-
-
-def read_config_file(path: str) -> dict[str, Any]:
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"--config {path}: no such file")
-    try:
-        data = json.loads(file.read_text()) if file.suffix == ".json" else yaml.safe_load(file.read_text())
-    except (json.JSONDecodeError, yaml.YAMLError) as error:
-        raise ConfigError(f"{path}: cannot parse ({error})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
-    return data
 
 
 def _pre_parser() -> argparse.ArgumentParser:
@@ -83,8 +69,8 @@ def build_parser(archs: list[str], source: str, config_file: str | None = None,
     from saecore.training import LoggingConfig, TrainerConfig
 
     registry = get_registry()
-    recipes_used = {arch: registry.training_recipe(arch) for arch in archs}
-    source_entry = registry.source(source)
+    recipes_used = {arch: _named(registry.training_recipe, "--arch", arch) for arch in archs}
+    source_entry = _named(registry.source, "--source", source)
     what = f"a {archs[0]!r} SAE" if len(archs) == 1 else f"{', '.join(map(repr, archs))} SAEs together"
     parser = FriendlyArgumentParser(
         prog="saecore train",
@@ -174,6 +160,13 @@ def _notes(by_field: dict[str, dict[str, str]], archs: list[str]) -> dict[str, s
     return notes
 
 
+def _named(lookup: Any, flag: str, name: str) -> Any:
+    try:
+        return lookup(name)
+    except UnknownNameError as error:
+        raise UnknownNameError(f"{flag} {name}: {error}") from None
+
+
 def collect_settings(argv: list[str]) -> tuple[list[str], str, dict[str, dict[str, Any]], bool]:
     """Merge the config file and the flags into per-section dicts (``sae:{arch}`` per architecture)."""
     pre, _ = _pre_parser().parse_known_args(argv)
@@ -188,6 +181,7 @@ def collect_settings(argv: list[str]) -> tuple[list[str], str, dict[str, dict[st
             print(f"installed training recipes: {', '.join(sorted(registry.training_recipes)) or 'none'}")
             print("run `saecore train --arch NAME --help` for the options of one architecture")
             return [], "", {}, True
+        _check_no_misspelled_sections(file_data, pre.config)
         raise ConfigError(
             f"--arch is required; installed training recipes: {', '.join(sorted(registry.training_recipes)) or 'none'}"
         )
@@ -224,6 +218,14 @@ def collect_settings(argv: list[str]) -> tuple[list[str], str, dict[str, dict[st
     for section, values in table.values_by_section(args).items():
         sections[section].update(values)
     return archs, source, sections, False
+
+
+def _check_no_misspelled_sections(file_data: dict[str, Any], config_path: str | None) -> None:
+    """A file key close to a section name (``archh:``) is a typo, and the likely cause of what is missing."""
+    for key in file_data:
+        close = difflib.get_close_matches(str(key), sorted(FILE_SECTIONS), n=1, cutoff=0.75)
+        if key not in FILE_SECTIONS and close:
+            raise ConfigError(f"--config {config_path}: unknown key {key!r} (did you mean {close[0]!r}?)")
 
 
 def _chosen_archs(flags: list[str] | None, from_file: Any, config_path: str | None) -> list[str]:
@@ -272,7 +274,12 @@ def run_from_argv(argv: list[str]) -> int:
     source_entry = get_registry().source(source_name)
     trainer = sections["trainer"]
     source_cfg = validate_model(source_entry.config_class, sections["source_config"], f"source {source_name!r}")
-    seed, device = int(trainer.get("seed", 42)), str(trainer.get("device", "cpu"))
+    from saecore.training import TrainerConfig
+
+    # The source is seeded before the run config is built: check the seed (and device) first.
+    checked = validate_model(TrainerConfig, {k: v for k, v in trainer.items() if k in ("seed", "device")},
+                             "trainer options")
+    seed, device = checked.seed, checked.device
     source = source_entry.source_class(source_cfg, seed=seed, device=str(local_device(device)))
     try:
         if len(archs) == 1:
@@ -368,7 +375,7 @@ def _run_sweep_file(path: str, argv: list[str]) -> int:
     if extra:
         raise ConfigError(f"--sweep {path} takes all settings from the file; remove {' '.join(extra)} "
                           "(or put them in the file)")
-    cfg = SAESweepConfig.from_dict(read_config_file(path), where=path)
+    cfg = SAESweepConfig.from_dict(read_config_file(path, "--sweep"), where=path)
     runner = SAESweepRunner(cfg)
     try:
         runner.run()

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from saecore.config.metadata import SAEMetadata
-from saecore.config.validation import describe_validation_error, validate_model
+from saecore.config.validation import (
+    PositiveCount,
+    architecture_name,
+    check_tensor_size,
+    describe_validation_error,
+    validate_model,
+    warn_close_unknown_keys,
+)
 from saecore.dtypes import canonical_dtype_name
 from saecore.errors import ConfigError
 
@@ -28,8 +35,8 @@ class SAEConfig(BaseModel):
 
     ARCHITECTURE: ClassVar[str] = ""
 
-    d_in: int = Field(gt=0)
-    d_sae: int = Field(gt=0)
+    d_in: PositiveCount
+    d_sae: PositiveCount
     dtype: str = "float32"
     device: str = "cpu"
     apply_b_dec_to_input: bool = True
@@ -62,6 +69,11 @@ class SAEConfig(BaseModel):
         except Exception as error:
             raise ValueError(str(error).removeprefix("dtype: ")) from None
 
+    @model_validator(mode="after")
+    def _allocatable(self) -> SAEConfig:
+        check_tensor_size(self.d_in, self.d_sae)
+        return self
+
     @classmethod
     def architecture(cls) -> str:
         return cls.ARCHITECTURE
@@ -85,7 +97,7 @@ class SAEConfig(BaseModel):
 
         target = cls
         if "architecture" in config_dict and (cls is SAEConfig or not cls.ARCHITECTURE):
-            target = get_registry().architecture(config_dict["architecture"]).config_class
+            target = get_registry().architecture(architecture_name(config_dict["architecture"], where)).config_class
         return target._from_known_and_extra(config_dict, where)
 
     @classmethod
@@ -95,9 +107,11 @@ class SAEConfig(BaseModel):
             metadata = SAEMetadata._coerce(config_dict.get("metadata"))
         except ValueError as error:
             raise ConfigError(f"{where}: field 'metadata' = {config_dict.get('metadata')!r}: {error}") from None
-        for key, value in config_dict.items():
-            if key not in cls.model_fields and key != "architecture" and key not in metadata:
-                metadata[key] = value
+        unknown = [key for key in config_dict if key not in cls.model_fields and key != "architecture"]
+        warn_close_unknown_keys(unknown, cls.model_fields, where)
+        for key in unknown:
+            if key not in metadata:
+                metadata[key] = config_dict[key]
         known["metadata"] = metadata
         return validate_model(cls, known, where)
 
@@ -134,7 +148,8 @@ class TrainingSAEConfig(SAEConfig):
 
         target: type[TrainingSAEConfig] = cls
         if "architecture" in config_dict and not cls.ARCHITECTURE:
-            target = get_registry().training_recipe(config_dict["architecture"]).training_config_class
+            name = architecture_name(config_dict["architecture"], where)
+            target = get_registry().training_recipe(name).training_config_class
         return target._from_known_and_extra(config_dict, where)
 
     def training_architecture_details(self) -> dict[str, Any]:

@@ -55,7 +55,7 @@ class SAELensConverter(SAEConverter):
         return ConvertedSAE(
             cfg_dict=cfg_dict,
             state_dict=read_safetensors(weights_path),
-            sparsity=read_sparsity_file(sparsity_path) if sparsity_path is not None else None,
+            sparsity=read_sparsity_file(sparsity_path, cfg_dict.get("d_sae")) if sparsity_path is not None else None,
             cfg_source=str(cfg_path),
             weights_source=str(weights_path),
         )

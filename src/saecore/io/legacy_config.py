@@ -11,6 +11,7 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from saecore.config.metadata import KNOWN_METADATA_KEYS
+from saecore.errors import ConfigError
 
 _RENAMED_KEYS = {
     "hook_point": "hook_name",
@@ -35,18 +36,32 @@ def is_pre_v6_config(cfg: dict[str, Any]) -> bool:
         return False
 
 
-def upgrade_pre_v6_config(cfg: dict[str, Any]) -> dict[str, Any]:
+def _mapping(old: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = old.get(key) or {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: field '{key}' = {value!r}: must be a mapping of names to values")
+    return value
+
+
+def upgrade_pre_v6_config(cfg: dict[str, Any], where: str = "cfg.json") -> dict[str, Any]:
     """Return a v6-shaped copy: LLM keys moved into metadata, TopK and booleans mapped."""
     old = {_RENAMED_KEYS.get(k, k): v for k, v in cfg.items()}
-    kwargs = old.get("activation_fn_kwargs") or {}
+    kwargs = _mapping(old, "activation_fn_kwargs", where)
     architecture = old.get("architecture", "standard")
-    if old.get("activation_fn") == "topk" and kwargs.get("k") is not None:
+    if old.get("activation_fn") == "topk":
+        # A TopK SAE without k cannot be rebuilt (SAELens before 6.0 failed on it too).
+        if kwargs.get("k") is None:
+            raise ConfigError(f"{where}: activation_fn 'topk' needs activation_fn_kwargs.k (the number of active "
+                              f"latents), but activation_fn_kwargs = {old.get('activation_fn_kwargs')!r}")
         architecture = "topk"
         old["k"] = kwargs["k"]
     normalize = old.get("normalize_activations")
     if isinstance(normalize, bool) or normalize is None:
         normalize = "expected_average_only_in" if normalize else "none"
     hook_name = old.get("hook_name") or ""
+    if not isinstance(hook_name, str):
+        raise ConfigError(f"{where}: field 'hook_point' = {hook_name!r}: must be a hook name (a string such as "
+                          "'blocks.0.hook_resid_pre')")
     new: dict[str, Any] = {
         "d_in": old.get("d_in"),
         "d_sae": old.get("d_sae"),
@@ -61,7 +76,7 @@ def upgrade_pre_v6_config(cfg: dict[str, Any]) -> dict[str, Any]:
         new["k"] = old["k"]
     if "rescale_acts_by_decoder_norm" in old:
         new["rescale_acts_by_decoder_norm"] = old["rescale_acts_by_decoder_norm"]
-    metadata = dict(old.get("metadata") or {})
+    metadata = dict(_mapping(old, "metadata", where))
     for key, value in old.items():
         if key in KNOWN_METADATA_KEYS and key not in metadata:
             metadata[key] = value

@@ -15,6 +15,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from saecore.config.validation import architecture_name
 from saecore.dtypes import canonical_dtype_name
 from saecore.errors import ConfigError, SAEFileError, UnknownNameError
 from saecore.io.atomic import write_atomically, write_text_atomically
@@ -53,6 +54,8 @@ def read_cfg_json(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise SAEFileError(f"{path}: not valid JSON ({error})") from None
+    except RecursionError:
+        raise SAEFileError(f"{path}: JSON nested too deeply to read (cfg.json is a flat object of settings)") from None
     if not isinstance(data, dict):
         raise SAEFileError(f"{path}: expected a JSON object, found {type(data).__name__}")
     return data
@@ -67,16 +70,23 @@ def read_safetensors(path: Path, device: str = "cpu") -> dict[str, torch.Tensor]
         raise SAEFileError(f"{path}: corrupt or truncated safetensors file ({error})") from None
 
 
-def read_sparsity_file(path: Path) -> torch.Tensor:
+def read_sparsity_file(path: Path, d_sae: Any = None) -> torch.Tensor:
+    """The log10 firing frequency of each latent: a float tensor of shape [d_sae] (``d_sae`` from cfg.json)."""
     tensors = read_safetensors(path)
     if SPARSITY_KEY not in tensors:
         raise SAEFileError(f"{path}: has no tensor named {SPARSITY_KEY!r} (found {sorted(tensors)})")
-    return tensors[SPARSITY_KEY]
+    sparsity = tensors[SPARSITY_KEY]
+    expected = [d_sae] if isinstance(d_sae, int) else ["d_sae"]
+    if sparsity.dim() != 1 or (isinstance(d_sae, int) and sparsity.shape[0] != d_sae):
+        raise SAEFileError(f"{path}: tensor {SPARSITY_KEY!r} has shape {list(sparsity.shape)}; expected {expected}")
+    if not sparsity.is_floating_point():
+        raise SAEFileError(f"{path}: tensor {SPARSITY_KEY!r} has dtype {sparsity.dtype}; expected a float dtype")
+    return sparsity
 
 
-def normalize_cfg_dict(cfg_dict: dict[str, Any]) -> dict[str, Any]:
+def normalize_cfg_dict(cfg_dict: dict[str, Any], where: str = "cfg.json") -> dict[str, Any]:
     """Upgrade pre-6.0 configs; v6 configs pass through unchanged."""
-    return upgrade_pre_v6_config(cfg_dict) if is_pre_v6_config(cfg_dict) else dict(cfg_dict)
+    return upgrade_pre_v6_config(cfg_dict, where) if is_pre_v6_config(cfg_dict) else dict(cfg_dict)
 
 
 def build_sae(
@@ -97,18 +107,22 @@ def build_sae(
     from saecore.config.sae_config import SAEConfig
     from saecore.registry import get_registry
 
-    cfg_dict = normalize_cfg_dict(cfg_dict)
+    try:
+        cfg_dict = normalize_cfg_dict(cfg_dict, cfg_source)
+        architecture = architecture_name(cfg_dict["architecture"], cfg_source) if "architecture" in cfg_dict else None
+    except ConfigError as error:
+        raise SAEFileError(str(error)) from None
     if dtype is not None:
         cfg_dict["dtype"] = canonical_dtype_name(dtype, field="dtype argument")
-    if "architecture" not in cfg_dict:
+    if architecture is None:
         raise SAEFileError(f"{cfg_source}: missing required key 'architecture'")
     registry = get_registry()
     try:
         if training:
-            recipe = registry.training_recipe(cfg_dict["architecture"])
+            recipe = registry.training_recipe(architecture)
             sae_class, config_class = recipe.training_sae_class, recipe.training_config_class
         else:
-            entry = registry.architecture(cfg_dict["architecture"])
+            entry = registry.architecture(architecture)
             sae_class, config_class = entry.sae_class, entry.config_class
     except UnknownNameError as error:
         raise UnknownNameError(f"{cfg_source}: {error}") from None

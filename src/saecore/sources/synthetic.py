@@ -41,15 +41,19 @@ from typing import Any
 import torch
 from pydantic import Field, model_validator
 
+from saecore.config.validation import PositiveCount
 from saecore.errors import ConfigError
 from saecore.sources.base import ActivationSource, SourceConfig
+
+# The toy model's feature directions are a dense [n_features, d_in] tensor built on the spot.
+MAX_TOY_SIZE = 2**20
 
 
 class SyntheticSourceConfig(SourceConfig):
     """The toy model's shape and statistics (see the module docstring for the model)."""
 
-    d_in: int = Field(default=64, gt=0, description="Dimension of the activation space.")
-    n_features: int = Field(default=256, gt=0, description="Number of true feature directions.")
+    d_in: PositiveCount = Field(default=64, le=MAX_TOY_SIZE, description="Dimension of the activation space.")
+    n_features: PositiveCount = Field(default=256, le=MAX_TOY_SIZE, description="Number of true feature directions.")
     avg_active_features: float = Field(
         default=6.0, gt=0, description="Expected number of features firing per sample (Σ p_i)."
     )

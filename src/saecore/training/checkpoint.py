@@ -90,8 +90,10 @@ def _load_state(path: Path, device: torch.device | str) -> dict[str, Any]:
         raise SAEFileError(f"{path}: no such file (a checkpoint folder needs it to resume)")
     try:
         state = torch.load(path, map_location=device, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
-        raise SAEFileError(f"{path}: cannot be read as a weights-only torch file ({error})") from None
+    except Exception as error:
+        # A damaged file fails anywhere inside torch's zip and unpickling code, with any exception type.
+        raise SAEFileError(f"{path}: the checkpoint is unreadable, not a weights-only torch file "
+                           f"({type(error).__name__}: {' '.join(str(error).split())})") from None
     if not isinstance(state, dict):
         raise SAEFileError(f"{path}: expected a dict, found {type(state).__name__}")
     return state

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 from pydantic import Field, model_validator
 
 from saecore import SAEConfig, TrainingSAEConfig
+from saecore.config.validation import PositiveCount
 
 
 def _check_k_fits(k: int, d_sae: int) -> None:
@@ -24,7 +25,7 @@ class TopKSAEConfig(SAEConfig):
 
     ARCHITECTURE: ClassVar[str] = "topk"
 
-    k: int = Field(default=100, gt=0)
+    k: PositiveCount = 100
     rescale_acts_by_decoder_norm: bool = False
 
     @model_validator(mode="after")
@@ -43,7 +44,7 @@ class TopKTrainingSAEConfig(TrainingSAEConfig):
 
     ARCHITECTURE: ClassVar[str] = "topk"
 
-    k: int = Field(default=100, gt=0)
+    k: PositiveCount = 100
     use_sparse_activations: bool = False
     aux_loss_coefficient: float = Field(default=1.0, ge=0)
     rescale_acts_by_decoder_norm: bool = True

@@ -61,6 +61,15 @@ ALL_DOCUMENTS = DocumentSelection()
 
 def open_dataset(path: str, dataset: Any, *, split: str, streaming: bool) -> Any:
     """The ``datasets`` object to read: ``dataset`` when given, else what ``path`` names."""
+    try:
+        return _open_dataset(path, dataset, split=split, streaming=streaming)
+    except StopIteration:
+        # datasets' json and csv builders raise a bare StopIteration on files with no rows.
+        raise ConfigError(f"dataset_path={path!r}: has no rows (the file or every file in the folder is empty)") \
+            from None
+
+
+def _open_dataset(path: str, dataset: Any, *, split: str, streaming: bool) -> Any:
     import datasets
 
     if dataset is not None:
@@ -113,9 +122,13 @@ def column_names(dataset: Any) -> list[str]:
     return list(first) if isinstance(first, dict) else []
 
 
-def choose_column(dataset: Any, *, column: str | None, is_tokenized: bool | None) -> DatasetColumn:
+def choose_column(
+    dataset: Any, *, column: str | None, is_tokenized: bool | None, where: str = "the dataset"
+) -> DatasetColumn:
     """The column to read and whether it holds token ids, from the names the dataset has."""
     found = column_names(dataset)
+    if not found:
+        raise ConfigError(f"{where}: has no rows (no column found to read documents from)")
     shown = ", ".join(repr(name) for name in found) or "none"
     if column is not None:
         if column not in found:

@@ -54,6 +54,11 @@ class HookedModel(ABC):
     def n_ctx(self) -> int | None:
         """The longest input the model accepts (None when the model does not say)."""
 
+    @property
+    @abstractmethod
+    def vocab_size(self) -> int | None:
+        """How many token ids the model embeds (None when the model does not say)."""
+
     @abstractmethod
     def hook_names(self) -> list[str]:
         """Every name ``activations`` accepts."""
@@ -96,6 +101,11 @@ class TransformerLensModel(HookedModel):
         value = getattr(self.model.cfg, "n_ctx", None)
         return int(value) if value is not None else None
 
+    @property
+    def vocab_size(self) -> int | None:
+        value = getattr(self.model.cfg, "d_vocab", None)
+        return int(value) if isinstance(value, int) and value > 0 else None
+
     def hook_names(self) -> list[str]:
         return list(self.model.hook_dict)
 
@@ -129,6 +139,12 @@ class TransformersModel(HookedModel):
             if isinstance(value, int):
                 return value
         return None
+
+    @property
+    def vocab_size(self) -> int | None:
+        embeddings = self.model.get_input_embeddings() if hasattr(self.model, "get_input_embeddings") else None
+        value = getattr(embeddings, "num_embeddings", None)
+        return int(value) if isinstance(value, int) else None
 
     def hook_names(self) -> list[str]:
         return list(self._modules)

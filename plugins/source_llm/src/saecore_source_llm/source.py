@@ -87,7 +87,9 @@ class LLMSource(ActivationSource):
             self.model.check_hook_name(name, f"additional_hook_names[{index}]")
         self._check_context_size()
         self.dataset = open_dataset(cfg.dataset_path, cfg.dataset, split=cfg.dataset_split, streaming=cfg.streaming)
-        self.column = choose_column(self.dataset, column=cfg.dataset_column, is_tokenized=cfg.is_dataset_tokenized)
+        self.dataset_name = f"dataset_path={cfg.dataset_path!r}" if cfg.dataset is None else "the dataset object"
+        self.column = choose_column(self.dataset, column=cfg.dataset_column, is_tokenized=cfg.is_dataset_tokenized,
+                                    where=self.dataset_name)
         text = not self.column.tokenized
         self.bos_token_id = self._special_token("bos", "prepend_bos=True") if text and cfg.prepend_bos else None
         self.separator_token_id = (
@@ -329,7 +331,8 @@ class LLMSource(ActivationSource):
         return TokenStream(
             self.dataset, self.column, self.model.tokenizer, context_size=cfg.context_size, bos=self.bos_token_id,
             separator=self.separator_token_id, disable_concat_sequences=cfg.disable_concat_sequences,
-            position=position, on_new_epoch=on_new_epoch, selection=selection,
+            position=position, on_new_epoch=on_new_epoch, selection=selection, vocab_size=self.model.vocab_size,
+            dataset_name=self.dataset_name,
         )
 
     def _start_stream(self, position: StreamPosition, *, next_chunk: int) -> None:

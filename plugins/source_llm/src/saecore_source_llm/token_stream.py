@@ -101,6 +101,8 @@ class TokenStream:
         position: StreamPosition | None = None,
         on_new_epoch: Callable[[int], None] | None = None,
         selection: DocumentSelection = ALL_DOCUMENTS,
+        vocab_size: int | None = None,
+        dataset_name: str = "the dataset",
     ) -> None:
         if not column.tokenized and tokenizer is None:
             raise ConfigError(f"the dataset column {column.name!r} holds text, but no tokenizer is available; "
@@ -114,6 +116,8 @@ class TokenStream:
         self.disable_concat_sequences = disable_concat_sequences
         self.on_new_epoch = on_new_epoch
         self.selection = selection
+        self.vocab_size = vocab_size
+        self.dataset_name = dataset_name
         self._position = position or StreamPosition()
         self._prompts = self._generate(self._position)
 
@@ -127,7 +131,21 @@ class TokenStream:
         for _ in range(count):
             prompt, self._position = next(self._prompts)
             rows.append(prompt)
-        return torch.tensor(rows, dtype=torch.long)
+        tokens = torch.tensor(rows, dtype=torch.long)
+        self._check_token_ids(tokens)
+        return tokens
+
+    def _check_token_ids(self, tokens: torch.Tensor) -> None:
+        """Every id must index the model's embedding; one min/max per batch finds any that does not."""
+        if self.vocab_size is None or tokens.numel() == 0:
+            return
+        low, high = int(tokens.min()), int(tokens.max())
+        if low >= 0 and high < self.vocab_size:
+            return
+        bad = low if low < 0 else high
+        raise ConfigError(f"token id {bad} in {self.dataset_name} is outside the model's vocabulary (vocab size "
+                          f"{self.vocab_size}: ids 0 to {self.vocab_size - 1}); the dataset was tokenized for another "
+                          "model or tokenizer")
 
     def _generate(self, start: StreamPosition) -> Iterator[tuple[list[int], StreamPosition]]:
         position = start
