@@ -152,10 +152,12 @@ def format_default(value: Any) -> str:
 
 
 def whole_number(name: str, text: str) -> Any:
-    """``1e5`` as 100000 for an integer field; text that is no number is left for the model's own error."""
+    """``1e5`` as 100000 for an integer field; plain digits and text that is no number are left to the model."""
     try:
         number = Decimal(text)
     except InvalidOperation:
+        return text
+    if text.strip().lstrip("+-").replace("_", "").isdigit():
         return text
     if not number.is_finite() or number != number.to_integral_value() or number.adjusted() > 1000:
         raise ConfigError(f"--{name.replace('_', '-')} {text}: expected a whole number (such as 100000 or 1e5)")
