@@ -33,8 +33,16 @@ def install_core(session: nox.Session, *plugins: str, extra: str = "test") -> No
 
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
+    """ruff, the import-linter layer contracts, and the module-level import-cycle check.
+
+    import-linter reads the source without importing it, so the package is found through
+    ``PYTHONPATH`` and its dependencies (torch, ...) are not installed here.
+    """
+    session.install("ruff", "import-linter", "pytest")
     session.run("ruff", "check", ".")
+    source = {"PYTHONPATH": "src"}
+    session.run("lint-imports", "--no-cache", env=source)
+    session.run("python", "-m", "pytest", "--noconftest", "-q", "tests/lint/test_import_cycles.py", env=source)
 
 
 @nox.session(python="3.11")

@@ -1,18 +1,21 @@
 """saecore: train, load and evaluate sparse autoencoders, with every architecture a plugin.
 
-Core names are imported on first access (PEP 562), so that ``import saecore`` does not
-load torch until a name needs it. The core's generic runner is
+Core names are imported on first access (PEP 562), so that ``import saecore`` loads
+neither the training loop nor torch until a name needs it (``saecore --version`` stays
+fast, and so do the plugins' entry points, which import saecore for ``hookimpl``). The
+core's generic runner is
 ``saecore.training.SAETrainingRunner``; the top-level name ``SAETrainingRunner`` is
 left to the LLM plugin, where it is SAELens's deprecated alias of the LM runner.
 
 Classes that plugins provide (``TopKSAE``, ``StandardTrainingSAEConfig``, ...) are
 resolved lazily through the registry on first access; when the plugin is missing, the
-ImportError names the package to install.
+ImportError names the package to install. The ``TYPE_CHECKING`` imports below let a
+type checker resolve those names; at run time the core never imports a plugin.
 """
 
 from __future__ import annotations
 
-from importlib import import_module
+from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any
 
 from saecore.errors import (
@@ -24,29 +27,60 @@ from saecore.errors import (
     UnknownNameError,
 )
 from saecore.hookspecs import hookimpl
+from saecore.known_plugins import CLASS_PACKAGES, install_hint
+from saecore.lazy_exports import lazy_exports
 from saecore.registry import get_registry
 from saecore.version import __version__
 
 if TYPE_CHECKING:
-    from saecore.config.metadata import SAEMetadata
-    from saecore.config.sae_config import SAEConfig, TrainingSAEConfig
-    from saecore.hook_points import HookPoint
-    from saecore.sae import SAE
-    from saecore.sources.base import ActivationSource, SourceConfig
-    from saecore.training import (
-        LoggingConfig,
-        SAESweepConfig,
-        SAESweepRunner,
-        SAETrainer,
-        SAETrainingRunnerConfig,
-        SweepMember,
-        TrainerConfig,
+    from saecore_sae_batchtopk import BatchTopKTrainingSAE as BatchTopKTrainingSAE
+    from saecore_sae_batchtopk import BatchTopKTrainingSAEConfig as BatchTopKTrainingSAEConfig
+    from saecore_sae_gated import GatedSAE as GatedSAE
+    from saecore_sae_gated import GatedSAEConfig as GatedSAEConfig
+    from saecore_sae_gated import GatedTrainingSAE as GatedTrainingSAE
+    from saecore_sae_gated import GatedTrainingSAEConfig as GatedTrainingSAEConfig
+    from saecore_sae_jumprelu import JumpReLUSAE as JumpReLUSAE
+    from saecore_sae_jumprelu import JumpReLUSAEConfig as JumpReLUSAEConfig
+    from saecore_sae_jumprelu import JumpReLUTrainingSAE as JumpReLUTrainingSAE
+    from saecore_sae_jumprelu import JumpReLUTrainingSAEConfig as JumpReLUTrainingSAEConfig
+    from saecore_sae_matryoshka_batchtopk import MatryoshkaBatchTopKTrainingSAE as MatryoshkaBatchTopKTrainingSAE
+    from saecore_sae_matryoshka_batchtopk import (
+        MatryoshkaBatchTopKTrainingSAEConfig as MatryoshkaBatchTopKTrainingSAEConfig,
     )
-    from saecore.training_sae import TrainCoefficientConfig, TrainingSAE, TrainStepInput, TrainStepOutput
+    from saecore_sae_standard import StandardSAE as StandardSAE
+    from saecore_sae_standard import StandardSAEConfig as StandardSAEConfig
+    from saecore_sae_standard import StandardTrainingSAE as StandardTrainingSAE
+    from saecore_sae_standard import StandardTrainingSAEConfig as StandardTrainingSAEConfig
+    from saecore_sae_topk import TopKSAE as TopKSAE
+    from saecore_sae_topk import TopKSAEConfig as TopKSAEConfig
+    from saecore_sae_topk import TopKTrainingSAE as TopKTrainingSAE
+    from saecore_sae_topk import TopKTrainingSAEConfig as TopKTrainingSAEConfig
+    from saecore_source_llm import LanguageModelSAERunnerConfig as LanguageModelSAERunnerConfig
+    from saecore_source_llm import LanguageModelSAETrainingRunner as LanguageModelSAETrainingRunner
+    from saecore_source_llm import LLMSource as LLMSource
+    from saecore_source_llm import LLMSourceConfig as LLMSourceConfig
+    from saecore_source_llm import SAETrainingRunner as SAETrainingRunner
 
-# Names whose modules import torch, imported on first access: ``saecore --version`` and the
-# plugins' entry points (which import saecore for ``hookimpl``) stay free of torch.
-_TORCH_EXPORTS = {
+    from saecore.config.metadata import SAEMetadata as SAEMetadata
+    from saecore.config.sae_config import SAEConfig as SAEConfig
+    from saecore.config.sae_config import TrainingSAEConfig as TrainingSAEConfig
+    from saecore.hook_points import HookPoint as HookPoint
+    from saecore.sae import SAE as SAE
+    from saecore.sources.base import ActivationSource as ActivationSource
+    from saecore.sources.base import SourceConfig as SourceConfig
+    from saecore.training import LoggingConfig as LoggingConfig
+    from saecore.training import SAESweepConfig as SAESweepConfig
+    from saecore.training import SAESweepRunner as SAESweepRunner
+    from saecore.training import SAETrainer as SAETrainer
+    from saecore.training import SAETrainingRunnerConfig as SAETrainingRunnerConfig
+    from saecore.training import SweepMember as SweepMember
+    from saecore.training import TrainerConfig as TrainerConfig
+    from saecore.training_sae import TrainCoefficientConfig as TrainCoefficientConfig
+    from saecore.training_sae import TrainingSAE as TrainingSAE
+    from saecore.training_sae import TrainStepInput as TrainStepInput
+    from saecore.training_sae import TrainStepOutput as TrainStepOutput
+
+_LAZY_EXPORTS = {
     "SAEMetadata": "saecore.config.metadata",
     "SAEConfig": "saecore.config.sae_config",
     "TrainingSAEConfig": "saecore.config.sae_config",
@@ -54,11 +88,12 @@ _TORCH_EXPORTS = {
     "SAE": "saecore.sae",
     "ActivationSource": "saecore.sources.base",
     "SourceConfig": "saecore.sources.base",
-    **dict.fromkeys(("LoggingConfig", "SAESweepConfig", "SAESweepRunner", "SAETrainer", "SAETrainingRunnerConfig",
-                     "SweepMember", "TrainerConfig"), "saecore.training"),
     **dict.fromkeys(("TrainCoefficientConfig", "TrainingSAE", "TrainStepInput", "TrainStepOutput"),
                     "saecore.training_sae"),
+    **dict.fromkeys(("LoggingConfig", "SAESweepConfig", "SAESweepRunner", "SAETrainer", "SAETrainingRunnerConfig",
+                     "SweepMember", "TrainerConfig"), "saecore.training"),
 }
+_lazy_attribute, _module_dir = lazy_exports(__name__, _LAZY_EXPORTS)
 
 __all__ = [
     "SAE",
@@ -94,12 +129,11 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name.startswith("_"):
         raise AttributeError(name)
-    if name in _TORCH_EXPORTS:
-        value = getattr(import_module(_TORCH_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    from saecore.known_plugins import CLASS_PACKAGES, install_hint
-
+    if name in _LAZY_EXPORTS:
+        return _lazy_attribute(name)
+    if find_spec(f"{__name__}.{name}") is not None:
+        # A submodule not imported yet (``from saecore import resolver``): the import system imports it.
+        raise AttributeError(name)
     exported = get_registry().exported_classes()
     if name in exported:
         return exported[name]
@@ -111,3 +145,8 @@ def __getattr__(name: str) -> Any:
             name=name,
         )
     raise AttributeError(f"module 'saecore' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The module's names, its lazy names and every class an installed plugin provides."""
+    return sorted({*_module_dir(), *get_registry().exported_classes()})

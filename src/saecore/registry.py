@@ -3,6 +3,11 @@
 Lookups by name happen here and only here; the trainer resolves its classes once
 before the first step. Errors name the unknown thing, what is installed, and for our
 own plugins the package that would provide it.
+
+The registry is the lowest layer that knows plugins: the config models, SAE contracts,
+sources and converters all sit above it (they look classes up here), so it checks each
+registered class against its contract by the contract's qualified name rather than by
+importing it.
 """
 
 from __future__ import annotations
@@ -17,12 +22,22 @@ from saecore.errors import DuplicateNameError, PluginLoadError, UnknownNameError
 from saecore.known_plugins import ARCHITECTURE_PACKAGES, SOURCE_PACKAGES, TRAINING_RECIPE_PACKAGES, install_hint
 from saecore.plugin_manager import (
     ENV_BLOCK,
+    ENV_STRICT,
     LoadedPlugins,
     PluginFailure,
     PluginInfo,
+    _env_flag,
     load_entry_point_plugins,
     register_plugin,
 )
+
+SAE_CONFIG_CONTRACT = "saecore.config.sae_config.SAEConfig"
+TRAINING_SAE_CONFIG_CONTRACT = "saecore.config.sae_config.TrainingSAEConfig"
+SAE_CONTRACT = "saecore.sae.SAE"
+TRAINING_SAE_CONTRACT = "saecore.training_sae.TrainingSAE"
+ACTIVATION_SOURCE_CONTRACT = "saecore.sources.base.ActivationSource"
+SOURCE_CONFIG_CONTRACT = "saecore.sources.base.SourceConfig"
+SAE_CONVERTER_CONTRACT = "saecore.io.converters.SAEConverter"
 
 
 @dataclass(frozen=True)
@@ -151,26 +166,21 @@ class _Builder:
             )
 
     def architecture(self, provider: PluginInfo) -> Callable[..., None]:
-        from saecore.config.sae_config import SAEConfig
-        from saecore.sae import SAE
-
         def register(name: str, sae_class: type, config_class: type) -> None:
             self._claim(self.registry.architectures, name, "architecture", provider)
-            _require_subclass(sae_class, SAE, f"architecture {name!r}: sae_class")
-            _require_subclass(config_class, SAEConfig, f"architecture {name!r}: config_class")
+            _require_subclass(sae_class, SAE_CONTRACT, f"architecture {name!r}: sae_class")
+            _require_subclass(config_class, SAE_CONFIG_CONTRACT, f"architecture {name!r}: config_class")
             _require_architecture_name(config_class, name)
             self.registry.architectures[name] = ArchitectureEntry(name, sae_class, config_class, provider)
 
         return register
 
     def training_recipe(self, provider: PluginInfo) -> Callable[..., None]:
-        from saecore.config.sae_config import TrainingSAEConfig
-        from saecore.training_sae import TrainingSAE
-
         def register(name: str, training_sae_class: type, training_config_class: type) -> None:
             self._claim(self.registry.training_recipes, name, "training recipe", provider)
-            _require_subclass(training_sae_class, TrainingSAE, f"training recipe {name!r}: training_sae_class")
-            _require_subclass(training_config_class, TrainingSAEConfig,
+            _require_subclass(training_sae_class, TRAINING_SAE_CONTRACT,
+                              f"training recipe {name!r}: training_sae_class")
+            _require_subclass(training_config_class, TRAINING_SAE_CONFIG_CONTRACT,
                               f"training recipe {name!r}: training_config_class")
             _require_architecture_name(training_config_class, name)
             self.registry.training_recipes[name] = TrainingRecipeEntry(
@@ -179,12 +189,10 @@ class _Builder:
         return register
 
     def source(self, provider: PluginInfo) -> Callable[..., None]:
-        from saecore.sources.base import ActivationSource, SourceConfig
-
         def register(name: str, source_class: type, config_class: type) -> None:
             self._claim(self.registry.sources, name, "activation source", provider)
-            _require_subclass(source_class, ActivationSource, f"source {name!r}: source_class")
-            _require_subclass(config_class, SourceConfig, f"source {name!r}: config_class")
+            _require_subclass(source_class, ACTIVATION_SOURCE_CONTRACT, f"source {name!r}: source_class")
+            _require_subclass(config_class, SOURCE_CONFIG_CONTRACT, f"source {name!r}: config_class")
             self.registry.sources[name] = SourceEntry(name, source_class, config_class, provider)
 
         return register
@@ -197,11 +205,9 @@ class _Builder:
         return register
 
     def converter(self, provider: PluginInfo) -> Callable[..., None]:
-        from saecore.io.converters import SAEConverter
-
         def register(name: str, converter: Any) -> None:
             self._claim(self.registry.converters, name, "converter", provider)
-            if not isinstance(converter, SAEConverter):
+            if not is_subclass_of(type(converter), SAE_CONVERTER_CONTRACT):
                 raise PluginLoadError(f"converter {name!r} must be an SAEConverter instance, got {converter!r}")
             self.registry.converters[name] = ConverterEntry(name, converter, provider)
 
@@ -217,9 +223,15 @@ class _Builder:
         return register
 
 
-def _require_subclass(value: Any, base: type, what: str) -> None:
-    if not (isinstance(value, type) and issubclass(value, base)):
-        raise PluginLoadError(f"{what} must be a subclass of {base.__name__}, got {value!r}")
+def is_subclass_of(value: Any, contract: str) -> bool:
+    """Whether ``value`` is a class deriving from the class whose qualified name is ``contract``."""
+    return isinstance(value, type) and any(f"{base.__module__}.{base.__qualname__}" == contract
+                                           for base in value.__mro__)
+
+
+def _require_subclass(value: Any, contract: str, what: str) -> None:
+    if not is_subclass_of(value, contract):
+        raise PluginLoadError(f"{what} must be a subclass of {contract.rpartition('.')[2]}, got {value!r}")
 
 
 def _require_architecture_name(config_class: Any, name: str) -> None:
@@ -275,8 +287,6 @@ def get_registry() -> Registry:
     global _registry
     with _lock:
         if _registry is None:
-            from saecore.plugin_manager import ENV_STRICT, _env_flag
-
             strict = _env_flag(ENV_STRICT)
             loaded = load_entry_point_plugins(strict=strict)
             for plugin, info in _in_process:

@@ -12,14 +12,16 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 from torch import nn
 
+from saecore import resolver
 from saecore.config.sae_config import SAEConfig
 from saecore.dtypes import canonical_dtype_name, dtype_from_name
 from saecore.hook_points import HookedModule, HookPoint
+from saecore.io.sae_files import save_sae_files
 
 C = TypeVar("C", bound=SAEConfig)
 S = TypeVar("S", bound="SAE[Any]")
@@ -61,6 +63,10 @@ class SAE(HookedModule, Generic[C]):
     W_enc: nn.Parameter
     W_dec: nn.Parameter
     b_dec: nn.Parameter
+
+    # Which registry table ``load_from_disk`` builds from: inference architectures here,
+    # training recipes on ``TrainingSAE``.
+    _builds_training_recipe: ClassVar[bool] = False
 
     def __init__(self, cfg: C, use_error_term: bool = False) -> None:
         super().__init__()
@@ -232,8 +238,6 @@ class SAE(HookedModule, Generic[C]):
 
     def save_model(self, path: str | Path, sparsity: torch.Tensor | None = None) -> tuple[Path, Path]:
         """Write cfg.json and sae_weights.safetensors (and sparsity) atomically; return their paths."""
-        from saecore.io.sae_files import save_sae_files
-
         state_dict = {k: v.detach().clone() for k, v in self.state_dict().items()}
         self.process_state_dict_for_saving(state_dict)
         return save_sae_files(Path(path), self.cfg.to_dict(), state_dict, sparsity)
@@ -241,11 +245,7 @@ class SAE(HookedModule, Generic[C]):
     @classmethod
     def from_dict(cls, config_dict: dict[str, Any], use_error_term: bool = False) -> SAE[Any]:
         """Build (with fresh weights) the SAE class named by ``config_dict["architecture"]``."""
-        from saecore.registry import get_registry
-
-        entry = get_registry().architecture(config_dict.get("architecture", ""))
-        cfg = entry.config_class.from_dict(config_dict)
-        return entry.sae_class(cfg, use_error_term=use_error_term)
+        return resolver.sae_from_dict(config_dict, use_error_term=use_error_term)
 
     @classmethod
     def load_from_disk(
@@ -261,12 +261,9 @@ class SAE(HookedModule, Generic[C]):
         ``converter`` names the format (``sae_lens``: cfg.json + sae_weights.safetensors;
         plugins add others).
         """
-        from saecore.io.sae_files import load_sae_folder
-        from saecore.training_sae import TrainingSAE
-
-        return load_sae_folder(
+        return resolver.load_sae_folder(
             Path(path), device=device, dtype=dtype, fold_W_dec_norm=fold_W_dec_norm,
-            training=issubclass(cls, TrainingSAE), converter=converter,
+            training=cls._builds_training_recipe, converter=converter,
         )[0]
 
     @classmethod
@@ -308,9 +305,7 @@ class SAE(HookedModule, Generic[C]):
 
         ``converter`` overrides the format the release declares (default: SAELens's).
         """
-        from saecore.io.hub import load_pretrained
-
-        return load_pretrained(
+        return resolver.load_pretrained(
             release, sae_id, device=device, dtype=dtype, force_download=force_download,
             fold_W_dec_norm=fold_W_dec_norm, revision=revision, converter=converter,
         )

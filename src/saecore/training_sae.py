@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import torch
 
+from saecore import resolver
 from saecore.config.sae_config import TrainingSAEConfig
+from saecore.io.sae_files import save_sae_files
 from saecore.sae import SAE
 
 TC = TypeVar("TC", bound=TrainingSAEConfig)
@@ -89,6 +91,8 @@ def training_step_output(
 class TrainingSAE(SAE[TC]):
     """An SAE being trained; ``save_inference_model`` writes the inference SAE it becomes."""
 
+    _builds_training_recipe: ClassVar[bool] = True
+
     def __init__(self, cfg: TC, use_error_term: bool = False) -> None:
         super().__init__(cfg, use_error_term=use_error_term)
         self.reshape_hook_z = False
@@ -151,8 +155,6 @@ class TrainingSAE(SAE[TC]):
 
     def save_inference_model(self, path: str | Path, sparsity: torch.Tensor | None = None) -> tuple[Path, Path]:
         """Save as the inference SAE this recipe produces, loadable without the training plugin."""
-        from saecore.io.sae_files import save_sae_files
-
         state_dict = {k: v.detach().clone() for k, v in self.state_dict().items()}
         self.process_state_dict_for_saving_inference(state_dict)
         return save_sae_files(Path(path), self.cfg.to_inference_dict(), state_dict, sparsity)
@@ -160,8 +162,4 @@ class TrainingSAE(SAE[TC]):
     @classmethod
     def from_dict(cls, config_dict: dict[str, Any], use_error_term: bool = False) -> TrainingSAE[Any]:
         """Build the training SAE of the recipe named by ``config_dict["architecture"]``."""
-        from saecore.registry import get_registry
-
-        entry = get_registry().training_recipe(config_dict.get("architecture", ""))
-        cfg = entry.training_config_class.from_dict(config_dict)
-        return entry.training_sae_class(cfg, use_error_term=use_error_term)
+        return resolver.sae_from_dict(config_dict, use_error_term=use_error_term, training=True)

@@ -15,9 +15,9 @@ from safetensors.torch import load_file, save_file
 from saecore import SAE, ConfigError, SAEConfig, SAEFileError, UnknownNameError
 from saecore.config.sae_config import NormalizeActivations
 from saecore.dtypes import DTYPES_BY_NAME
-from saecore.io.sae_files import load_sae_folder
 from saecore.plugin_manager import ENV_ONLY
 from saecore.registry import reset_registry
+from saecore.resolver import load_sae_folder
 
 CFG = "cfg.json"
 WEIGHTS = "sae_weights.safetensors"

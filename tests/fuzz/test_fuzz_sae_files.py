@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 
 from fuzz.inputs import JSON_VALUES, raises_only_named_errors
 from saecore import SAE
-from saecore.io.sae_files import load_sae_folder
+from saecore.resolver import load_sae_folder
 
 pytest.importorskip("saecore_sae_standard")
 pytest.importorskip("saecore_sae_topk")

@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 
 sae_lens = pytest.importorskip("sae_lens")
 saecore = pytest.importorskip("saecore")
-sae_files = pytest.importorskip("saecore.io.sae_files")
+resolver = pytest.importorskip("saecore.resolver")
 
 
 def _log_sparsity(seed: int) -> torch.Tensor:
@@ -49,7 +49,7 @@ def test_saelens_folder_with_sparsity_loads_in_saecore(architecture: str, tmp_pa
     save_file({"sparsity": log_sparsity}, str(tmp_path / SPARSITY_FILENAME))
 
     loaded = saecore.SAE.load_from_disk(tmp_path)
-    sae, cfg_dict, sparsity = sae_files.load_sae_folder(tmp_path)
+    sae, cfg_dict, sparsity = resolver.load_sae_folder(tmp_path)
 
     assert sparsity is not None
     assert torch.equal(sparsity, log_sparsity)
@@ -79,4 +79,4 @@ def test_saecore_sparsity_file_reads_as_saelens_reads_it(architecture: str, tmp_
 
 def test_folder_without_sparsity_gives_none(tmp_path: Path) -> None:
     build_saelens_sae(_case("standard")).save_model(tmp_path)
-    assert sae_files.load_sae_folder(tmp_path)[2] is None
+    assert resolver.load_sae_folder(tmp_path)[2] is None

@@ -17,6 +17,7 @@ from saecore.config.validation import (
 )
 from saecore.dtypes import canonical_dtype_name
 from saecore.errors import ConfigError
+from saecore.registry import get_registry
 
 NormalizeActivations = Literal[
     "none", "expected_average_only_in", "constant_norm_rescale", "layer_norm", "covariance_whitening"
@@ -93,8 +94,6 @@ class SAEConfig(BaseModel):
         extra keys; nothing read is dropped). Outside of reading files, unknown fields
         are rejected by the model itself.
         """
-        from saecore.registry import get_registry
-
         target = cls
         if "architecture" in config_dict and (cls is SAEConfig or not cls.ARCHITECTURE):
             target = get_registry().architecture(architecture_name(config_dict["architecture"], where)).config_class
@@ -138,14 +137,10 @@ class TrainingSAEConfig(SAEConfig):
     @classmethod
     def inference_config_class(cls) -> type[SAEConfig]:
         """The inference config this recipe saves as; by default the same-named architecture."""
-        from saecore.registry import get_registry
-
         return get_registry().architecture(cls.architecture()).config_class
 
     @classmethod
     def from_dict(cls, config_dict: dict[str, Any], where: str = "training SAE config") -> TrainingSAEConfig:
-        from saecore.registry import get_registry
-
         target: type[TrainingSAEConfig] = cls
         if "architecture" in config_dict and not cls.ARCHITECTURE:
             name = architecture_name(config_dict["architecture"], where)

@@ -18,6 +18,7 @@ import torch
 
 from saecore.errors import SAEFileError
 from saecore.io.format import SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME, SPARSITY_FILENAME
+from saecore.io.sae_files import read_cfg_json, read_safetensors, read_sparsity_file
 
 FileLocator = Callable[[str, bool], "Path | None"]
 """``locate(filename, required)``: the local path of a file of the SAE, or None if optional and absent."""
@@ -44,8 +45,6 @@ class SAELensConverter(SAEConverter):
     """The native format: cfg.json + sae_weights.safetensors (+ sparsity.safetensors)."""
 
     def convert(self, locate: FileLocator) -> ConvertedSAE:
-        from saecore.io.sae_files import read_cfg_json, read_safetensors, read_sparsity_file
-
         cfg_path = locate(SAE_CFG_FILENAME, True)
         assert cfg_path is not None
         cfg_dict = read_cfg_json(cfg_path)

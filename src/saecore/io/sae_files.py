@@ -1,8 +1,8 @@
 """The SAELens v6 folder format: cfg.json + sae_weights.safetensors (+ sparsity.safetensors).
 
-Loading never unpickles (safetensors only), builds the SAE on the meta device and
-assigns the tensors read from disk, so memory holds one copy of the weights. Every
-failure names the file that caused it.
+Reading never unpickles (safetensors only); every failure names the file that caused
+it. ``saecore.resolver.build_sae`` builds the SAE on the meta device and assigns the
+tensors read here, so memory holds one copy of the weights.
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from saecore.config.validation import architecture_name
-from saecore.dtypes import canonical_dtype_name
-from saecore.errors import ConfigError, SAEFileError, UnknownNameError
+from saecore.errors import SAEFileError
 from saecore.io.atomic import write_atomically, write_text_atomically
 from saecore.io.format import SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME, SPARSITY_FILENAME, SPARSITY_KEY
 from saecore.io.legacy_config import is_pre_v6_config, upgrade_pre_v6_config
@@ -89,58 +87,7 @@ def normalize_cfg_dict(cfg_dict: dict[str, Any], where: str = "cfg.json") -> dic
     return upgrade_pre_v6_config(cfg_dict, where) if is_pre_v6_config(cfg_dict) else dict(cfg_dict)
 
 
-def build_sae(
-    cfg_dict: dict[str, Any],
-    state_dict: dict[str, torch.Tensor],
-    *,
-    device: str,
-    dtype: str | None,
-    cfg_source: str,
-    weights_source: str,
-    training: bool = False,
-) -> Any:
-    """Instantiate the class named by cfg_dict["architecture"] and load ``state_dict`` into it.
-
-    With ``training`` the training recipe of that name is built instead (resuming or
-    fine-tuning from a checkpoint), as SAELens's ``TrainingSAE.load_from_disk`` does.
-    """
-    from saecore.config.sae_config import SAEConfig
-    from saecore.registry import get_registry
-
-    try:
-        cfg_dict = normalize_cfg_dict(cfg_dict, cfg_source)
-        architecture = architecture_name(cfg_dict["architecture"], cfg_source) if "architecture" in cfg_dict else None
-    except ConfigError as error:
-        raise SAEFileError(str(error)) from None
-    if dtype is not None:
-        cfg_dict["dtype"] = canonical_dtype_name(dtype, field="dtype argument")
-    if architecture is None:
-        raise SAEFileError(f"{cfg_source}: missing required key 'architecture'")
-    registry = get_registry()
-    try:
-        if training:
-            recipe = registry.training_recipe(architecture)
-            sae_class, config_class = recipe.training_sae_class, recipe.training_config_class
-        else:
-            entry = registry.architecture(architecture)
-            sae_class, config_class = entry.sae_class, entry.config_class
-    except UnknownNameError as error:
-        raise UnknownNameError(f"{cfg_source}: {error}") from None
-    try:
-        cfg = config_class.from_dict({**cfg_dict, "device": "meta"}, where=cfg_source)
-    except ConfigError as error:
-        raise SAEFileError(str(error)) from None
-    assert isinstance(cfg, SAEConfig)
-    sae = sae_class(cfg)
-    _drop_identity_scaling_factor(state_dict, weights_source)
-    sae.process_state_dict_for_loading(state_dict)
-    _check_tensors_match(sae.state_dict(), state_dict, cfg_dict, weights_source)
-    sae.load_state_dict(state_dict, assign=True)
-    sae.cfg.device = device
-    return sae.to(device=device, dtype=sae.dtype)
-
-
-def _drop_identity_scaling_factor(state_dict: dict[str, torch.Tensor], source: str) -> None:
+def drop_identity_scaling_factor(state_dict: dict[str, torch.Tensor], source: str) -> None:
     """SAELens 3-5 stored a finetuning ``scaling_factor``; all ones it is a no-op and is dropped."""
     factor = state_dict.get("scaling_factor")
     if factor is None:
@@ -151,7 +98,7 @@ def _drop_identity_scaling_factor(state_dict: dict[str, torch.Tensor], source: s
     del state_dict["scaling_factor"]
 
 
-def _check_tensors_match(
+def check_tensors_match(
     expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], cfg_dict: dict[str, Any], source: str
 ) -> None:
     missing = sorted(set(expected) - set(found))
@@ -171,26 +118,3 @@ def _check_tensors_match(
                 f"{source}: tensor {name!r} has shape {list(found[name].shape)} but cfg.json "
                 f"(d_in={cfg_dict.get('d_in')}, d_sae={cfg_dict.get('d_sae')}) needs {list(tensor.shape)}"
             )
-
-
-def load_sae_folder(
-    folder: Path,
-    *,
-    device: str = "cpu",
-    dtype: str | None = None,
-    fold_W_dec_norm: bool = False,
-    training: bool = False,
-    converter: str = "sae_lens",
-) -> tuple[Any, dict[str, Any], torch.Tensor | None]:
-    """Load an SAE folder in the named format; return ``(sae, cfg_dict, log_sparsity or None)``."""
-    from saecore.io.converters import folder_locator
-    from saecore.registry import get_registry
-
-    if not folder.is_dir():
-        raise SAEFileError(f"{folder}: no such SAE folder")
-    converted = get_registry().converter(converter).convert(folder_locator(folder))
-    sae = build_sae(converted.cfg_dict, converted.state_dict, device=device, dtype=dtype,
-                    cfg_source=converted.cfg_source, weights_source=converted.weights_source, training=training)
-    if fold_W_dec_norm:
-        sae.fold_W_dec_norm()
-    return sae, sae.cfg.to_dict(), converted.sparsity

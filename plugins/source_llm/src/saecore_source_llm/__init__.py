@@ -7,8 +7,16 @@ when a model is built or a dataset read.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING
+
+from saecore.lazy_exports import lazy_exports
+
+if TYPE_CHECKING:
+    from saecore_source_llm.config import LLMSourceConfig as LLMSourceConfig
+    from saecore_source_llm.runner import LanguageModelSAERunnerConfig as LanguageModelSAERunnerConfig
+    from saecore_source_llm.runner import LanguageModelSAETrainingRunner as LanguageModelSAETrainingRunner
+    from saecore_source_llm.runner import SAETrainingRunner as SAETrainingRunner
+    from saecore_source_llm.source import LLMSource as LLMSource
 
 _EXPORTS = {
     "LLMSource": "saecore_source_llm.source",
@@ -19,9 +27,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'saecore_source_llm' has no attribute {name!r}")
-    return getattr(import_module(_EXPORTS[name]), name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

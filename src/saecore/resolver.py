@@ -1,0 +1,136 @@
+"""Construction by name: from a cfg's ``architecture``, a format's name or a release's name to a built SAE.
+
+Every path that turns a name into an SAE goes through here: ``SAE.from_dict``,
+``SAE.load_from_disk``, ``SAE.from_pretrained`` and their ``TrainingSAE`` forms are
+one-line delegators to these functions. The resolver sits above the registry, the
+config models and the file format, and below the SAE contracts: it builds whatever class
+the registry names and needs nothing from ``saecore.sae`` itself, so the contracts can
+call it without an import cycle.
+
+``training`` picks the registry table: an inference architecture, or a training recipe
+of that name (resuming or fine-tuning from a checkpoint, as SAELens's
+``TrainingSAE.load_from_disk`` does).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from saecore.config.sae_config import SAEConfig
+from saecore.config.validation import architecture_name
+from saecore.dtypes import canonical_dtype_name
+from saecore.errors import ConfigError, SAEFileError, UnknownNameError
+from saecore.io.converters import folder_locator
+from saecore.io.hub import hub_locator
+from saecore.io.sae_files import check_tensors_match, drop_identity_scaling_factor, normalize_cfg_dict
+from saecore.registry import get_registry
+from saecore.releases import resolve_release
+
+
+def classes_named(architecture: str, *, training: bool) -> tuple[Any, Any]:
+    """``(SAE class, config class)`` registered under ``architecture`` (a training recipe with ``training``)."""
+    registry = get_registry()
+    if training:
+        recipe = registry.training_recipe(architecture)
+        return recipe.training_sae_class, recipe.training_config_class
+    entry = registry.architecture(architecture)
+    return entry.sae_class, entry.config_class
+
+
+def sae_from_dict(config_dict: dict[str, Any], *, use_error_term: bool = False, training: bool = False) -> Any:
+    """Build, with fresh weights, the SAE class named by ``config_dict["architecture"]``."""
+    sae_class, config_class = classes_named(config_dict.get("architecture", ""), training=training)
+    return sae_class(config_class.from_dict(config_dict), use_error_term=use_error_term)
+
+
+def build_sae(
+    cfg_dict: dict[str, Any],
+    state_dict: dict[str, torch.Tensor],
+    *,
+    device: str,
+    dtype: str | None,
+    cfg_source: str,
+    weights_source: str,
+    training: bool = False,
+) -> Any:
+    """Instantiate the class named by cfg_dict["architecture"] and load ``state_dict`` into it."""
+    try:
+        cfg_dict = normalize_cfg_dict(cfg_dict, cfg_source)
+        architecture = architecture_name(cfg_dict["architecture"], cfg_source) if "architecture" in cfg_dict else None
+    except ConfigError as error:
+        raise SAEFileError(str(error)) from None
+    if dtype is not None:
+        cfg_dict["dtype"] = canonical_dtype_name(dtype, field="dtype argument")
+    if architecture is None:
+        raise SAEFileError(f"{cfg_source}: missing required key 'architecture'")
+    try:
+        sae_class, config_class = classes_named(architecture, training=training)
+    except UnknownNameError as error:
+        raise UnknownNameError(f"{cfg_source}: {error}") from None
+    try:
+        cfg = config_class.from_dict({**cfg_dict, "device": "meta"}, where=cfg_source)
+    except ConfigError as error:
+        raise SAEFileError(str(error)) from None
+    assert isinstance(cfg, SAEConfig)
+    sae = sae_class(cfg)
+    drop_identity_scaling_factor(state_dict, weights_source)
+    sae.process_state_dict_for_loading(state_dict)
+    check_tensors_match(sae.state_dict(), state_dict, cfg_dict, weights_source)
+    sae.load_state_dict(state_dict, assign=True)
+    sae.cfg.device = device
+    return sae.to(device=device, dtype=sae.dtype)
+
+
+def load_sae_folder(
+    folder: Path,
+    *,
+    device: str = "cpu",
+    dtype: str | None = None,
+    fold_W_dec_norm: bool = False,
+    training: bool = False,
+    converter: str = "sae_lens",
+) -> tuple[Any, dict[str, Any], torch.Tensor | None]:
+    """Load an SAE folder in the named format; return ``(sae, cfg_dict, log_sparsity or None)``."""
+    if not folder.is_dir():
+        raise SAEFileError(f"{folder}: no such SAE folder")
+    converted = get_registry().converter(converter).convert(folder_locator(folder))
+    sae = build_sae(converted.cfg_dict, converted.state_dict, device=device, dtype=dtype,
+                    cfg_source=converted.cfg_source, weights_source=converted.weights_source, training=training)
+    if fold_W_dec_norm:
+        sae.fold_W_dec_norm()
+    return sae, sae.cfg.to_dict(), converted.sparsity
+
+
+def load_pretrained(
+    release: str,
+    sae_id: str,
+    *,
+    device: str = "cpu",
+    dtype: str = "float32",
+    force_download: bool = False,
+    fold_W_dec_norm: bool = False,
+    revision: str | None = None,
+    converter: str | None = None,
+) -> tuple[Any, dict[str, Any], torch.Tensor | None]:
+    """Resolve ``release``/``sae_id`` and load the SAE with its cfg dict and log sparsity."""
+    target = resolve_release(release, sae_id)
+    reader = get_registry().converter(converter or target.conversion)
+    locate = hub_locator(target.repo_id, target.folder, force_download=force_download,
+                         revision=revision or target.revision)
+    converted = reader.convert(locate)
+    sae = build_sae(
+        {**converted.cfg_dict, **target.config_overrides},
+        converted.state_dict,
+        device=device,
+        dtype=dtype,
+        cfg_source=converted.cfg_source,
+        weights_source=converted.weights_source,
+    )
+    if sae.cfg.normalize_activations == "expected_average_only_in" and target.norm_scaling_factor is not None:
+        sae.fold_activation_norm_scaling_factor(target.norm_scaling_factor)
+    if fold_W_dec_norm:
+        sae.fold_W_dec_norm()
+    return sae, sae.cfg.to_dict(), converted.sparsity
