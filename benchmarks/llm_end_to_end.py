@@ -140,6 +140,7 @@ def saecore_runner_config(d_model: int, training_tokens: int, overlap: bool) -> 
         n_batches_in_buffer=BUFFER_TOKENS // (STORE_PROMPTS * CONTEXT), train_batch_size_tokens=BATCH,
         training_tokens=training_tokens, output_path=None, verbose=False, n_eval_batches=1,
         eval_batch_size_prompts=8, prefetch_llm_batches=overlap, logger=LoggingConfig(log_to_wandb=False),
+        tune_malloc=True,
     )
 
 
@@ -175,7 +176,7 @@ def saecore_sae_step(d_model: int, steps: int) -> dict[str, Any]:
     source = TensorSource(TensorSourceConfig(data=data, shuffle=False))
     sae = StandardTrainingSAE(StandardTrainingSAEConfig(d_in=d_model, d_sae=D_SAE))
     cfg = TrainerConfig(training_tokens=steps * BATCH, train_batch_size_tokens=BATCH, n_eval_batches=1,
-                        output_path=None, verbose=False)
+                        output_path=None, verbose=False, tune_malloc=True)
     clock = Clock()
     clock_saecore_loop(clock)
     SAETrainer(cfg, sae, source).fit()

@@ -68,7 +68,7 @@ def sweep(d_model: int, n_layers: int, d_sae: int, settings: list[tuple[int, flo
         SweepMember(name=f"topk-k{k}-lr{lr:g}", run=SAETrainingRunnerConfig(
             sae=TopKTrainingSAEConfig(d_in=d_model, d_sae=d_sae, k=k), source=source_cfg, lr=lr,
             training_tokens=steps * BATCH, train_batch_size_tokens=BATCH, n_eval_batches=1,
-            output_path=None, verbose=False,
+            output_path=None, verbose=False, tune_malloc=True,
         ))
         for k, lr in settings
     ]

@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     from saecore.config.metadata import SAEMetadata as SAEMetadata
     from saecore.config.sae_config import SAEConfig as SAEConfig
     from saecore.config.sae_config import TrainingSAEConfig as TrainingSAEConfig
+    from saecore.config.training_presets import TrainingPresets as TrainingPresets
     from saecore.hook_points import HookPoint as HookPoint
     from saecore.sae import SAE as SAE
     from saecore.sources.base import ActivationSource as ActivationSource
@@ -84,6 +85,7 @@ _LAZY_EXPORTS = {
     "SAEMetadata": "saecore.config.metadata",
     "SAEConfig": "saecore.config.sae_config",
     "TrainingSAEConfig": "saecore.config.sae_config",
+    "TrainingPresets": "saecore.config.training_presets",
     "HookPoint": "saecore.hook_points",
     "SAE": "saecore.sae",
     "ActivationSource": "saecore.sources.base",
@@ -117,6 +119,7 @@ __all__ = [
     "TrainStepInput",
     "TrainStepOutput",
     "TrainerConfig",
+    "TrainingPresets",
     "TrainingSAE",
     "TrainingSAEConfig",
     "UnknownNameError",

@@ -44,8 +44,13 @@ class TrainStepOutput:
 
     ``firing_counts`` (how many inputs of the batch each latent fired on) may be given
     by sparse recipes that never build dense activations; otherwise the trainer counts
-    ``feature_acts > 0``.
+    ``feature_acts != 0`` (a signed architecture fires in both directions).
+
+    ``FORWARD_ONLY_FIELDS`` names the tensors that nothing reads once the forward pass
+    has returned. A recipe that returns a subclass with more of them adds their names.
     """
+
+    FORWARD_ONLY_FIELDS: ClassVar[tuple[str, ...]] = ("hidden_pre",)
 
     sae_in: torch.Tensor
     sae_out: torch.Tensor
@@ -56,10 +61,20 @@ class TrainStepOutput:
     metrics: dict[str, Any] = field(default_factory=dict)
     firing_counts: torch.Tensor | None = None
 
+    def release_forward_only_fields(self) -> None:
+        """Drop the ``FORWARD_ONLY_FIELDS``, so only the autograd graph still holds them.
+
+        A dense step's graph keeps its pre-activations for backward anyway; a sparse step's
+        graph keeps only the selected entries, so there this frees ``[B, d_sae]`` tensors
+        before the gradients are allocated.
+        """
+        for name in self.FORWARD_ONLY_FIELDS:
+            setattr(self, name, None)
+
     def latent_firing_counts(self) -> torch.Tensor:
         if self.firing_counts is not None:
             return self.firing_counts
-        return (self.feature_acts > 0).reshape(-1, self.feature_acts.shape[-1]).sum(0)
+        return (self.feature_acts != 0).reshape(-1, self.feature_acts.shape[-1]).sum(0)
 
 
 def mse_loss(sae_out: torch.Tensor, sae_in: torch.Tensor) -> torch.Tensor:

@@ -194,6 +194,7 @@ def test_several_archs_train_together_and_are_saved_apart(tmp_path: Path) -> Non
     assert standard.cfg.architecture() == "standard" and standard.cfg.d_sae == 128
     runner_cfg = json.loads((out / "standard" / "runner_cfg.json").read_text())
     assert runner_cfg["sae"]["l1_coefficient"] == 0.3 and runner_cfg["training_tokens"] == 20480
+    assert runner_cfg["tune_malloc"] is True
     twice = saecore_cli("train", "--arch", "topk", "--arch", "topk")
     assert twice.returncode != 0 and "use a sweep file" in twice.stderr
 
@@ -216,6 +217,7 @@ def test_a_sweep_file_trains_each_entry(tmp_path: Path) -> None:
     result = saecore_cli("train", "--sweep", str(sweep))
     assert result.returncode == 0, result.stderr
     assert [SAE.load_from_disk(tmp_path / "runs" / name).cfg.k for name in ("k4", "k8")] == [4, 8]  # type: ignore[attr-defined]
+    assert json.loads((tmp_path / "runs" / "k4" / "runner_cfg.json").read_text())["tune_malloc"] is True
     extra = saecore_cli("train", "--sweep", str(sweep), "--lr", "0.1")
     assert extra.returncode != 0 and "takes all settings from the file" in extra.stderr
 
@@ -225,3 +227,12 @@ def test_output_path_null_trains_without_saving(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "not saved (output_path=None)" in result.stdout
     assert not list((tmp_path / "saecore_runs").glob("*/cfg.json"))
+
+
+def test_the_command_tunes_malloc_unless_told_not_to(tmp_path: Path) -> None:
+    """The Python API leaves the process-wide malloc tuning off; the command, owning its process, turns it on."""
+    for flags, expected in (([], True), (["--tune-malloc", "false"], False)):
+        out = tmp_path / str(expected)
+        result = saecore_cli("train", "--arch", "standard", *SMALL_RUN, *flags, "--output-path", str(out))
+        assert result.returncode == 0, result.stderr
+        assert json.loads((out / "runner_cfg.json").read_text())["tune_malloc"] is expected

@@ -29,8 +29,9 @@ from saecore.training_sae import TrainingSAE
 
 TRAINING_NAMES = ("LoggingConfig", "SAESweepConfig", "SAESweepRunner", "SAETrainer", "SAETrainingRunnerConfig",
                   "SweepMember", "TrainerConfig")
-TORCH_BACKED_NAMES = ("SAE", "SAEConfig", "TrainingSAEConfig", "SAEMetadata", "HookPoint", "ActivationSource",
-                      "SourceConfig", "TrainCoefficientConfig", "TrainingSAE", "TrainStepInput", "TrainStepOutput")
+TORCH_BACKED_NAMES = ("SAE", "SAEConfig", "TrainingSAEConfig", "TrainingPresets", "SAEMetadata", "HookPoint",
+                      "ActivationSource", "SourceConfig", "TrainCoefficientConfig", "TrainingSAE", "TrainStepInput",
+                      "TrainStepOutput")
 HEAVY_PACKAGES = ("saecore.training", "saecore.distributed", "saecore.cli")
 
 

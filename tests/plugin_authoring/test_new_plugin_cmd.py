@@ -18,7 +18,7 @@ from .template_helpers import generate, new_plugin
 ARCHITECTURE_FILES = [
     "README.md", "pyproject.toml", "src/saecore_sae_my_relu/__init__.py", "src/saecore_sae_my_relu/plugin.py",
     "src/saecore_sae_my_relu/py.typed", "src/saecore_sae_my_relu/sae.py", "tests/test_conformance.py",
-    "tests/test_math.py",
+    "tests/test_fast_route.py", "tests/test_math.py",
 ]
 SOURCE_FILES = [
     "README.md", "pyproject.toml", "src/saecore_source_my_model/__init__.py", "src/saecore_source_my_model/plugin.py",

@@ -68,6 +68,27 @@ def test_trains_with_the_generated_plugin(
     assert cfg["architecture"] == architecture
 
 
+def test_generated_recipe_brings_its_own_synthetic_presets(venv_python: Path) -> None:
+    """The template's recipe declares presets; the installed core applies them with no edit of its own."""
+    script = (
+        "import json; from saecore.cli.train_presets import apply_presets; trainer = {}; "
+        f"sae = apply_presets({ARCH!r}, 'synthetic', 16, {{}}, trainer); print(json.dumps([sae, trainer]))"
+    )
+    result = run(venv_python, "-c", script)
+    assert result.returncode == 0, result.stderr
+    sae, trainer = json.loads(result.stdout)
+    assert sae == {"d_in": 16, "d_sae": 128, "l1_coefficient": 0.5}
+    assert trainer == {"lr": 1e-2, "training_tokens": 1_000_000, "tune_malloc": True}
+
+
+def test_generated_recipe_takes_the_fast_sparse_route(venv_python: Path, packages: dict[str, Path]) -> None:
+    """Its step runs through saecore.sparse once the activations are sparse, checked against its dense step."""
+    result = run(venv_python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_fast_route.py",
+                 cwd=packages["architecture"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().splitlines()[-1].startswith("2 passed"), result.stdout
+
+
 @pytest.mark.parametrize("kind", ["architecture", "source"])
 def test_generated_package_passes_its_own_tests(venv_python: Path, packages: dict[str, Path], kind: str) -> None:
     result = run(venv_python, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=packages[kind])

@@ -118,3 +118,12 @@ def test_the_trainer_reports_what_it_did(tmp_path: Path, enabled: bool) -> None:
         assert trainer.malloc_tuning is None
     else:
         assert trainer.malloc_tuning == tune_malloc(torch.device("cpu"))
+
+
+def test_the_python_api_leaves_malloc_alone_unless_asked(tmp_path: Path) -> None:
+    cfg = TrainerConfig(training_tokens=64, train_batch_size_tokens=32, output_path=None, checkpoint_path=tmp_path,
+                        verbose=False)
+    assert cfg.tune_malloc is False
+    trainer = SAETrainer(cfg, StandardTrainingSAE(StandardTrainingSAEConfig(d_in=8, d_sae=16)),
+                         ToySource(ToySourceConfig()))
+    assert trainer.malloc_tuning is None

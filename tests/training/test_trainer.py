@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import weakref
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import torch
@@ -212,3 +213,29 @@ def test_the_trainer_lets_go_of_the_pre_activations_before_backward(tmp_path: Pa
     outputs = [trainer._train_step() for _ in range(2)]
     assert freed_at_backward == [True, True]
     assert all(output.hidden_pre is None for output in outputs)
+
+
+def test_a_recipe_declares_more_forward_only_tensors_and_the_trainer_frees_them(tmp_path: Path) -> None:
+    """A recipe's own output type names what only its forward pass needs; the trainer drops it generically."""
+
+    @dataclass
+    class GatedStepOutput(TrainStepOutput):
+        FORWARD_ONLY_FIELDS: ClassVar[tuple[str, ...]] = (*TrainStepOutput.FORWARD_ONLY_FIELDS, "gate_pre")
+        gate_pre: torch.Tensor | None = None
+
+    trainer = SAETrainer(_trainer_config(tmp_path), _sae(), ToySource(ToySourceConfig()))
+    forward_pass = trainer._training_step
+    freed_at_backward: list[bool] = []
+
+    def step_with_a_gate(step_input: TrainStepInput) -> TrainStepOutput:
+        output = forward_pass(step_input)
+        gated = GatedStepOutput(**{f.name: getattr(output, f.name) for f in fields(output)})
+        gated.gate_pre = torch.randn(step_input.sae_in.shape[0], 16)
+        gate_pre = weakref.ref(gated.gate_pre)
+        gated.loss.register_hook(lambda grad: freed_at_backward.append(gate_pre() is None))
+        return gated
+
+    trainer._training_step = step_with_a_gate
+    output = trainer._train_step()
+    assert freed_at_backward == [True]
+    assert isinstance(output, GatedStepOutput) and output.gate_pre is None and output.hidden_pre is None

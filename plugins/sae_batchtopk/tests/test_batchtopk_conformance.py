@@ -11,3 +11,4 @@ class TestConformance(ArchitectureConformance):
     architecture = "jumprelu"
     training_recipe = "batchtopk"
     training_config_overrides: ClassVar[dict[str, Any]] = {"k": 4}
+    nonnegative_parameters = ("threshold",)

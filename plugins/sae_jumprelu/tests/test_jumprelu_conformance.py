@@ -11,3 +11,4 @@ class TestConformance(ArchitectureConformance):
     architecture = "jumprelu"
     training_recipe = "jumprelu"
     config_overrides: ClassVar[dict[str, Any]] = {}
+    nonnegative_parameters = ("threshold",)

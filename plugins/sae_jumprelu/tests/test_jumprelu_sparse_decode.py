@@ -23,7 +23,7 @@ ROWS = 12
 @pytest.mark.parametrize(("threshold", "sparse"), [(1.6, True), (0.0, False)])
 def test_a_sparse_code_decodes_without_the_decoder_matmul(threshold: float, sparse: bool) -> None:
     sae = SAE.from_dict({"architecture": "jumprelu", "d_in": D_IN, "d_sae": D_SAE, "dtype": "float64"})
-    randomize_parameters(sae, seed=2)
+    randomize_parameters(sae, seed=2, nonnegative=("threshold",))
     with torch.no_grad():
         sae.threshold.fill_(threshold)  # how many latents clear it: a sparse or a dense code
     x = torch.randn(ROWS, D_IN, generator=torch.Generator().manual_seed(3), dtype=torch.float64)

@@ -11,3 +11,4 @@ class TestConformance(ArchitectureConformance):
     architecture = "jumprelu"
     training_recipe = "matryoshka_batchtopk"
     training_config_overrides: ClassVar[dict[str, Any]] = {"k": 4, "matryoshka_widths": [8, 24]}
+    nonnegative_parameters = ("threshold",)

@@ -1,9 +1,10 @@
 """The saecore conformance kit, run against the topk architecture and training recipe.
 
-Rescaling is on because the kit checks that ``fold_W_dec_norm`` keeps outputs, which a
-TopK SAE ranking by plain ``h`` cannot do (it refuses to fold; tested separately).
+A TopK SAE ranking by plain ``h`` refuses ``fold_W_dec_norm`` (folding would change which
+k latents are kept), and declares it; with rescaling on, folding keeps its outputs.
 """
 
+from saecore.errors import UnsafeFoldError
 from saecore.testing import ArchitectureConformance
 
 
@@ -11,3 +12,9 @@ class TestConformance(ArchitectureConformance):
     architecture = "topk"
     training_recipe = "topk"
     config_overrides = {"k": 4, "rescale_acts_by_decoder_norm": True}  # noqa: RUF012 (read as a class attribute)
+
+
+class TestConformanceRankingByPlainScores(ArchitectureConformance):
+    architecture = "topk"
+    config_overrides = {"k": 4}  # noqa: RUF012 (read as a class attribute)
+    refused_operations = {"fold_W_dec_norm": UnsafeFoldError}  # noqa: RUF012 (read as a class attribute)

@@ -35,7 +35,7 @@ from typing import Any
 
 from saecore.cli.model_flags import FlagTable, FriendlyArgumentParser, format_default
 from saecore.cli.settings_file import read_config_file
-from saecore.cli.train_presets import apply_presets
+from saecore.cli.train_presets import CLI_TRAINER_DEFAULTS, apply_presets
 from saecore.config.validation import validate_model
 from saecore.errors import ConfigError, UnknownNameError
 from saecore.registry import get_registry
@@ -375,7 +375,7 @@ def _run_sweep_file(path: str, argv: list[str]) -> int:
     if extra:
         raise ConfigError(f"--sweep {path} takes all settings from the file; remove {' '.join(extra)} "
                           "(or put them in the file)")
-    cfg = SAESweepConfig.from_dict(read_config_file(path, "--sweep"), where=path)
+    cfg = SAESweepConfig.from_dict({**CLI_TRAINER_DEFAULTS, **read_config_file(path, "--sweep")}, where=path)
     runner = SAESweepRunner(cfg)
     try:
         runner.run()

@@ -1,47 +1,37 @@
 """Defaults for ``saecore train --arch NAME`` when the user gives no SAE width or coefficients.
 
-The SAE config classes keep SAELens's defaults (k=100, l1_coefficient=1.0, ...), which
-suit language-model activations. On the built-in synthetic source those are wrong for a
-quick run, so the CLI fills in what the user did not set: a width from the input size
-and, for our own architectures, coefficients measured to recover the synthetic source's
-features within the default token budget (see benchmarks/quality_synthetic.py).
+The core fills in a width from the input size whatever the source, and turns on the
+trainer's process-wide ``tune_malloc`` (off in the Python API). On the built-in
+synthetic source it also asks the recipe's training config class for its
+``synthetic_data_presets`` (each recipe knows its own fields; see
+``saecore.config.training_presets``), and gives a learning rate and token budget to
+recipes that suggest none. Settings the user gives always win.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-DEFAULT_WIDTH_MULTIPLE = 8
+from saecore.registry import get_registry
 
-SYNTHETIC_PRESETS: dict[str, dict[str, Any]] = {
-    "standard": {"l1_coefficient": 0.5},
-    "gated": {"l1_coefficient": 1.0},
-    "jumprelu": {"l0_coefficient": 0.3},
-    "topk": {"k": 8},
-    "batchtopk": {"k": 8, "rescale_acts_by_decoder_norm": False, "topk_threshold_lr": 0.05},
-    "matryoshka_batchtopk": {"k": 8, "rescale_acts_by_decoder_norm": False, "topk_threshold_lr": 0.05},
-}
-SYNTHETIC_TRAINER_PRESETS: dict[str, dict[str, Any]] = {
-    "standard": {"lr": 1e-2, "training_tokens": 1_000_000},
-    "gated": {"lr": 5e-3, "training_tokens": 1_000_000},
-    "jumprelu": {"lr": 5e-3, "training_tokens": 1_000_000},
-    "topk": {"lr": 1e-2, "training_tokens": 1_000_000},
-    "batchtopk": {"lr": 1e-2, "training_tokens": 1_000_000, "train_batch_size_tokens": 2048},
-    "matryoshka_batchtopk": {"lr": 1e-2, "training_tokens": 1_000_000, "train_batch_size_tokens": 2048},
-}
+DEFAULT_WIDTH_MULTIPLE = 8
 GENERIC_SYNTHETIC_TRAINER_PRESET: dict[str, Any] = {"lr": 5e-3, "training_tokens": 1_000_000}
+# Process-wide settings a library leaves off and the command, which owns its process, turns on.
+CLI_TRAINER_DEFAULTS: dict[str, Any] = {"tune_malloc": True}
 
 
 def apply_presets(
     arch: str, source: str, d_in: int, sae_values: dict[str, Any], trainer_values: dict[str, Any]
 ) -> dict[str, Any]:
     """Return the SAE settings with presets filled in; ``trainer_values`` is updated in place."""
-    values = {"d_in": d_in, "d_sae": d_in * DEFAULT_WIDTH_MULTIPLE}
+    for key, value in CLI_TRAINER_DEFAULTS.items():
+        trainer_values.setdefault(key, value)
+    values: dict[str, Any] = {"d_in": d_in, "d_sae": d_in * DEFAULT_WIDTH_MULTIPLE}
     if source == "synthetic":
-        values.update(SYNTHETIC_PRESETS.get(arch, {}))
-        for key, value in SYNTHETIC_TRAINER_PRESETS.get(arch, GENERIC_SYNTHETIC_TRAINER_PRESET).items():
+        config_class = get_registry().training_recipe(arch).training_config_class
+        presets = config_class.synthetic_data_presets(sae_values.get("d_sae", values["d_sae"]))
+        values.update(presets.sae)
+        for key, value in {**GENERIC_SYNTHETIC_TRAINER_PRESET, **presets.trainer}.items():
             trainer_values.setdefault(key, value)
     values.update(sae_values)
-    if source == "synthetic" and arch == "matryoshka_batchtopk" and "matryoshka_widths" not in sae_values:
-        values["matryoshka_widths"] = [3 * values["d_sae"] // 4]
     return values

@@ -7,6 +7,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from saecore.config.metadata import SAEMetadata
+from saecore.config.training_presets import TrainingPresets
 from saecore.config.validation import (
     PositiveCount,
     architecture_name,
@@ -138,6 +139,16 @@ class TrainingSAEConfig(SAEConfig):
     def inference_config_class(cls) -> type[SAEConfig]:
         """The inference config this recipe saves as; by default the same-named architecture."""
         return get_registry().architecture(cls.architecture()).config_class
+
+    @classmethod
+    def synthetic_data_presets(cls, d_sae: int) -> TrainingPresets:
+        """What ``saecore train --source synthetic`` uses for the fields the user leaves unset.
+
+        ``d_sae`` is the width the SAE will have (the user's, or the CLI's default), for
+        presets that depend on it. A recipe whose defaults suit the synthetic source keeps
+        this empty default; see ``saecore.config.training_presets``.
+        """
+        return TrainingPresets()
 
     @classmethod
     def from_dict(cls, config_dict: dict[str, Any], where: str = "training SAE config") -> TrainingSAEConfig:

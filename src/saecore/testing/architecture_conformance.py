@@ -3,11 +3,13 @@
 The checks exercise the public contract only (``SAE.from_dict``, ``save_model``,
 ``load_from_disk``, ``fold_W_dec_norm``, ``.to``, ``training_forward_pass``,
 ``save_inference_model``), so a plugin that passes them works with the loader, the
-trainer and the CLI.
+trainer and the CLI. What the kit cannot guess, the subclass declares: parameters that
+must be non-negative, and operations the architecture deliberately refuses.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,17 +20,22 @@ from saecore.training_sae import TrainCoefficientConfig, TrainingSAE, TrainStepI
 
 D_IN = 16
 D_SAE = 48
+REFUSABLE_OPERATIONS = ("fold_W_dec_norm",)
 
 
-def randomize_parameters(module: torch.nn.Module, seed: int = 0) -> None:
-    """Give every parameter non-trivial values so equality checks mean something."""
+def randomize_parameters(module: torch.nn.Module, seed: int = 0, nonnegative: Collection[str] = ()) -> None:
+    """Give every parameter non-trivial values so equality checks mean something.
+
+    Parameters named in ``nonnegative`` (by their own name, e.g. ``"threshold"``) get the
+    absolute value, for architectures whose formulas assume it.
+    """
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, param in module.named_parameters():
             noise = torch.randn(param.shape, generator=generator, dtype=torch.float64)
             scale = 0.3 if param.ndim > 1 else 0.05
             value = noise * scale
-            if "threshold" in name:
+            if name.rsplit(".", 1)[-1] in nonnegative:
                 value = value.abs()
             param.copy_(value.to(param.dtype))
 
@@ -40,12 +47,20 @@ class ArchitectureConformance:
     training_recipe: ClassVar[str | None] = None
     config_overrides: ClassVar[dict[str, Any]] = {}
     training_config_overrides: ClassVar[dict[str, Any]] = {}
+    nonnegative_parameters: ClassVar[tuple[str, ...]] = ()
+    """Parameter names whose random test values must be >= 0 (a JumpReLU threshold)."""
+    refused_operations: ClassVar[dict[str, type[Exception]]] = {}
+    """Operations the architecture deliberately refuses, each with the error it raises.
+
+    The kit then checks the refusal instead of the operation: the error is raised and the
+    SAE is left as it was. One of ``REFUSABLE_OPERATIONS``.
+    """
 
     # -- helpers ---------------------------------------------------------------------
     def make_sae(self, **fields: Any) -> SAE[Any]:
         cfg = {"architecture": self.architecture, "d_in": D_IN, "d_sae": D_SAE, **self.config_overrides, **fields}
         sae = SAE.from_dict(cfg)
-        randomize_parameters(sae)
+        randomize_parameters(sae, nonnegative=self.nonnegative_parameters)
         return sae
 
     def make_training_sae(self, **fields: Any) -> TrainingSAE[Any]:
@@ -133,13 +148,31 @@ class ArchitectureConformance:
             assert all(p.device.type == device for p in moved.parameters())
             torch.testing.assert_close(moved(x.to(device)).cpu(), expected, rtol=1e-4, atol=1e-5)
 
+    def test_declared_refusals_are_operations_the_kit_knows(self) -> None:
+        unknown = sorted(set(self.refused_operations) - set(REFUSABLE_OPERATIONS))
+        assert not unknown, f"refused_operations names {unknown}; allowed: {', '.join(REFUSABLE_OPERATIONS)}"
+
     def test_fold_W_dec_norm_keeps_outputs(self) -> None:
         sae = self.make_sae().to(torch.float64)
         x = self.inputs(8, dtype=torch.float64)
         before = sae(x)
+        if "fold_W_dec_norm" in self.refused_operations:
+            self._check_refusal(sae, "fold_W_dec_norm", x, before)
+            return
         sae.fold_W_dec_norm()
         torch.testing.assert_close(sae.W_dec.norm(dim=-1), torch.ones(D_SAE, dtype=torch.float64))
         torch.testing.assert_close(sae(x), before, rtol=1e-9, atol=1e-9)
+
+    def _check_refusal(self, sae: SAE[Any], operation: str, x: torch.Tensor, before: torch.Tensor) -> None:
+        import pytest
+
+        state = {name: value.clone() for name, value in sae.state_dict().items()}
+        with pytest.raises(self.refused_operations[operation]):
+            getattr(sae, operation)()
+        assert all(torch.equal(value, state[name]) for name, value in sae.state_dict().items()), (
+            f"{operation} raised but changed the SAE's weights; a refusal must leave the SAE as it was"
+        )
+        assert torch.equal(sae(x), before)
 
     def test_error_term_reconstructs_input(self) -> None:
         sae = self.make_sae().to(torch.float64)
@@ -175,7 +208,7 @@ class ArchitectureConformance:
     def test_training_sae_saves_as_inference_sae(self, tmp_path: Path) -> None:
         self._require_training()
         sae = self.make_training_sae().to(torch.float64)
-        randomize_parameters(sae, seed=3)
+        randomize_parameters(sae, seed=3, nonnegative=self.nonnegative_parameters)
         x = self.inputs(7, dtype=torch.float64)
         sae.save_inference_model(tmp_path / "inference")
         loaded = SAE.load_from_disk(tmp_path / "inference", dtype="float64")

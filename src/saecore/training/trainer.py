@@ -301,10 +301,7 @@ class SAETrainer:
         )
         with self._autocast:
             output = self._training_step(step_input)
-        # Nothing after the forward pass reads the [B, d_sae] pre-activations. A sparse step
-        # (TopK, the support routes) keeps no graph reference to them, so letting go here frees
-        # them before the gradients exist: TopK's peak at d_sae 24576 drops by 199 MiB.
-        output.hidden_pre = None
+        output.release_forward_only_fields()
         self.feature_stats.update(self._global_firing_counts(output), n_rows)
         output.loss.backward()
         torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm)

@@ -83,11 +83,12 @@ class TrainerConfig(BaseModel):
         "fastest there; docs/training_fast_paths.md), torch's default elsewhere.",
     )
     tune_malloc: bool = Field(
-        default=True,
+        default=False,
         description="On CPU under glibc: raise malloc's mmap and trim thresholds once per process, so the large "
         "[batch, d_sae] buffers of each step are reused instead of page-faulted in fresh: faster dense steps, "
-        "but a larger peak memory (freed memory is kept; docs/training_fast_paths.md). "
-        "Does nothing on CUDA or without glibc.",
+        "but a larger peak memory (freed memory is kept; docs/training_fast_paths.md). It changes malloc for the "
+        "whole process, so it is off unless asked for; `saecore train` turns it on. Does nothing on CUDA or "
+        "without glibc.",
     )
     compile_training_step: bool = Field(
         default=False,

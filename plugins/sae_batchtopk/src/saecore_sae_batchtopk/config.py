@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
-from saecore import SAEConfig, TrainingSAEConfig, get_registry
+from saecore import SAEConfig, TrainingPresets, TrainingSAEConfig, get_registry
 
 SAVED_AS = "jumprelu"
 
@@ -34,6 +34,14 @@ class BatchTopKTrainingSAEConfig(TrainingSAEConfig):
     rescale_acts_by_decoder_norm: bool = Field(
         default=True, description="Rank latents by h·‖W_dec,i‖ so decoder norms cannot sway the selection."
     )
+
+    @classmethod
+    def synthetic_data_presets(cls, d_sae: int) -> TrainingPresets:
+        """Values that recover the synthetic source's features in 1M tokens (benchmarks/quality_synthetic.py)."""
+        return TrainingPresets(
+            sae={"k": 8, "rescale_acts_by_decoder_norm": False, "topk_threshold_lr": 0.05},
+            trainer={"lr": 1e-2, "training_tokens": 1_000_000, "train_batch_size_tokens": 2048},
+        )
 
     @field_validator("normalize_activations")
     @classmethod

@@ -27,7 +27,15 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from saecore import SAE, SAEConfig, TrainCoefficientConfig, TrainingSAE, TrainingSAEConfig, TrainStepInput
+from saecore import (
+    SAE,
+    SAEConfig,
+    TrainCoefficientConfig,
+    TrainingPresets,
+    TrainingSAE,
+    TrainingSAEConfig,
+    TrainStepInput,
+)
 from saecore.centred_input import centred_input
 from saecore.sparse import (
     Support,
@@ -51,6 +59,11 @@ class GatedTrainingSAEConfig(TrainingSAEConfig):
 
     l1_coefficient: float = Field(default=1.0, ge=0)
     l1_warm_up_steps: int = Field(default=0, ge=0)
+
+    @classmethod
+    def synthetic_data_presets(cls, d_sae: int) -> TrainingPresets:
+        """Values that recover the synthetic source's features in 1M tokens (benchmarks/quality_synthetic.py)."""
+        return TrainingPresets(sae={"l1_coefficient": 1.0}, trainer={"lr": 5e-3, "training_tokens": 1_000_000})
 
 
 def _init_gated_parameters(sae: SAE[Any]) -> None:
@@ -184,7 +197,7 @@ class GatedTrainingSAE(TrainingSAE[GatedTrainingSAEConfig]):
         via_gate = decode_support(gate_values, support, self.W_dec).reshape(*lead, self.cfg.d_in) + self.b_dec
         l1_per_row = per_row_sum(gate_values * self.W_dec.norm(dim=1)[latents], support)
         gate_losses = self._named_gate_losses(step_input, l1_per_row, via_gate, sae_in_centred)
-        firing = support.firing_counts(magnitudes.detach() > 0)
+        firing = support.firing_counts(magnitudes.detach() != 0)
         return training_step_output(step_input, sae_out, feature_acts.detach(), None, gate_losses, firing)
 
     def calculate_aux_loss(

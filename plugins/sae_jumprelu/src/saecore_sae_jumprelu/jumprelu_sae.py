@@ -27,7 +27,15 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from saecore import SAE, SAEConfig, TrainCoefficientConfig, TrainingSAE, TrainingSAEConfig, TrainStepInput
+from saecore import (
+    SAE,
+    SAEConfig,
+    TrainCoefficientConfig,
+    TrainingPresets,
+    TrainingSAE,
+    TrainingSAEConfig,
+    TrainStepInput,
+)
 from saecore.centred_input import centred_input
 from saecore.sparse import (
     Support,
@@ -59,6 +67,11 @@ class JumpReLUTrainingSAEConfig(TrainingSAEConfig):
     jumprelu_tanh_scale: float = Field(default=4.0, gt=0)
     jumprelu_ste_to_input: bool = False
     target_l0: float | None = None
+
+    @classmethod
+    def synthetic_data_presets(cls, d_sae: int) -> TrainingPresets:
+        """Values that recover the synthetic source's features in 1M tokens (benchmarks/quality_synthetic.py)."""
+        return TrainingPresets(sae={"l0_coefficient": 0.3}, trainer={"lr": 5e-3, "training_tokens": 1_000_000})
 
     @model_validator(mode="after")
     def _target_l0_fits_quadratic_mode(self) -> JumpReLUTrainingSAEConfig:
@@ -185,7 +198,7 @@ class JumpReLUTrainingSAE(TrainingSAE[JumpReLUTrainingSAEConfig]):
         if self.cfg.pre_act_loss_coefficient is not None:
             # No latent is dead here (else the dense step runs): zero, logged as the dense step logs it.
             losses["pre_act_loss"] = self.cfg.pre_act_loss_coefficient * pre.new_zeros(())
-        firing = support.firing_counts(acts.detach() > 0)
+        firing = support.firing_counts(acts.detach() != 0)
         return support_training_output(self, step_input, support, acts, feature_acts, hidden_pre, losses, firing)
 
     def _pre_act_loss_reaches_dead_latents(self, step_input: TrainStepInput) -> bool:

@@ -8,6 +8,8 @@ from typing import ClassVar
 from pydantic import Field, model_validator
 from saecore_sae_batchtopk.config import BatchTopKTrainingSAEConfig
 
+from saecore import TrainingPresets
+
 
 class MatryoshkaBatchTopKTrainingSAEConfig(BatchTopKTrainingSAEConfig):
     """Training recipe ``matryoshka_batchtopk``: BatchTopK plus one reconstruction loss per nested prefix.
@@ -24,6 +26,12 @@ class MatryoshkaBatchTopKTrainingSAEConfig(BatchTopKTrainingSAEConfig):
         default_factory=list, description="Nested level widths, strictly increasing; d_sae is appended if missing."
     )
     use_matryoshka_aux_loss: bool = Field(default=False, description="Apply AuxK per level instead of once.")
+
+    @classmethod
+    def synthetic_data_presets(cls, d_sae: int) -> TrainingPresets:
+        """BatchTopK's presets, with one inner level at three quarters of the width."""
+        presets = super().synthetic_data_presets(d_sae)
+        return presets.model_copy(update={"sae": {**presets.sae, "matryoshka_widths": [3 * d_sae // 4]}})
 
     @model_validator(mode="after")
     def _nested_widths(self) -> MatryoshkaBatchTopKTrainingSAEConfig:

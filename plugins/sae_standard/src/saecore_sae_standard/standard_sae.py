@@ -13,7 +13,15 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from saecore import SAE, SAEConfig, TrainCoefficientConfig, TrainingSAE, TrainingSAEConfig, TrainStepInput
+from saecore import (
+    SAE,
+    SAEConfig,
+    TrainCoefficientConfig,
+    TrainingPresets,
+    TrainingSAE,
+    TrainingSAEConfig,
+    TrainStepInput,
+)
 from saecore.centred_input import centred_input
 from saecore.sparse import (
     decode_product,
@@ -35,6 +43,11 @@ class StandardTrainingSAEConfig(TrainingSAEConfig):
     l1_coefficient: float = Field(default=1.0, ge=0)
     lp_norm: float = Field(default=1.0, gt=0)
     l1_warm_up_steps: int = Field(default=0, ge=0)
+
+    @classmethod
+    def synthetic_data_presets(cls, d_sae: int) -> TrainingPresets:
+        """Values that recover the synthetic source's features in 1M tokens (benchmarks/quality_synthetic.py)."""
+        return TrainingPresets(sae={"l1_coefficient": 0.5}, trainer={"lr": 1e-2, "training_tokens": 1_000_000})
 
 
 def _init_b_enc(sae: SAE[Any]) -> None:

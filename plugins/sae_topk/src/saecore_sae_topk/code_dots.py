@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from saecore_sae_topk.native_kernels import CODE_DOTS, threads_for
+from saecore_sae_topk.native_kernels import CODE_DOTS, CODE_DOTS_OP, threads_for
 
 
 def code_dots_applies(grad: torch.Tensor, W_dec: torch.Tensor, latents: torch.Tensor) -> bool:
@@ -33,11 +33,7 @@ def code_dots(
 
     Only for inputs where :func:`code_dots_applies`; a latent outside ``W_dec`` raises IndexError.
     """
-    kernel = CODE_DOTS
-    if kernel is None or not code_dots_applies(grad, W_dec, latents):
+    if CODE_DOTS_OP is None or not code_dots_applies(grad, W_dec, latents):
         raise ValueError("code_dots needs the _code_dots kernel and contiguous float32 CPU inputs of matching shapes")
-    n_rows, k = latents.shape
-    out = torch.empty(n_rows, k, dtype=torch.float32)
-    kernel.code_dots(grad.data_ptr(), W_dec.data_ptr(), latents.data_ptr(), out.data_ptr(), n_rows, grad.shape[1], k,
-                     W_dec.shape[0], threads_for(n_rows, threads))
+    out: torch.Tensor = CODE_DOTS_OP(grad, W_dec, latents, threads_for(latents.shape[0], threads))
     return out

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
-from saecore import SAEConfig, TrainingSAEConfig
+from saecore import SAEConfig, TrainingPresets, TrainingSAEConfig
 from saecore.config.validation import PositiveCount
 
 
@@ -48,6 +48,11 @@ class TopKTrainingSAEConfig(TrainingSAEConfig):
     use_sparse_activations: bool = False
     aux_loss_coefficient: float = Field(default=1.0, ge=0)
     rescale_acts_by_decoder_norm: bool = True
+
+    @classmethod
+    def synthetic_data_presets(cls, d_sae: int) -> TrainingPresets:
+        """Values that recover the synthetic source's features in 1M tokens (benchmarks/quality_synthetic.py)."""
+        return TrainingPresets(sae={"k": 8}, trainer={"lr": 1e-2, "training_tokens": 1_000_000})
 
     @model_validator(mode="after")
     def _k_at_most_d_sae(self) -> TopKTrainingSAEConfig:

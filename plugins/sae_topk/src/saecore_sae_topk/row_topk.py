@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from saecore_sae_topk.native_kernels import ROW_TOPK, threads_for
+from saecore_sae_topk.native_kernels import ROW_TOPK, ROW_TOPK_OP, threads_for
 
 
 def kernel_applies(scores: torch.Tensor, k: int) -> bool:
@@ -34,17 +34,9 @@ def row_topk(scores: torch.Tensor, k: int, threads: int | None = None) -> tuple[
     Values carry gradient to ``scores`` when it requires one. ``threads`` defaults to
     torch's intra-op thread count.
     """
-    kernel = ROW_TOPK
-    if kernel is None or not kernel_applies(scores, k):
+    if ROW_TOPK_OP is None or not kernel_applies(scores, k):
         return scores.topk(k, dim=-1, sorted=False)
-    n = scores.shape[-1]
-    row_stride = scores.stride(0) if scores.dim() == 2 else n
-    lead = scores.shape[:-1]
-    n_rows = scores.numel() // n
-    values = torch.empty(*lead, k, dtype=torch.float32)
-    indices = torch.empty(*lead, k, dtype=torch.int64)
-    kernel.select_topk(scores.data_ptr(), n_rows, row_stride, n, k, values.data_ptr(), indices.data_ptr(),
-                       threads_for(n_rows, threads))
+    values, indices = ROW_TOPK_OP(scores.detach(), k, threads_for(scores.numel() // scores.shape[-1], threads))
     if scores.requires_grad and torch.is_grad_enabled():
         values = scores.gather(-1, indices)
     return values, indices

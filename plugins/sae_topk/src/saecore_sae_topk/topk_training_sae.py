@@ -111,7 +111,7 @@ class TopKTrainingSAE(TopKBase[TopKTrainingSAEConfig], TrainingSAE[TopKTrainingS
             )
             aux = cfg.aux_loss_coefficient * auxk_error(aux_recons, sae_in - sae_out, plan)
         with torch.no_grad():
-            fired = acts > 0
+            fired = acts != 0
             firing_counts = torch.bincount(indices[fired], minlength=cfg.d_sae)
             reported = acts.detach() if norms is None else acts.detach() * norms[indices]
             if cfg.use_sparse_activations or not step_input.is_logging_step:
@@ -139,4 +139,4 @@ class TopKTrainingSAE(TopKBase[TopKTrainingSAEConfig], TrainingSAE[TopKTrainingS
 def _sparse_firing_counts(feature_acts: torch.Tensor) -> torch.Tensor:
     coalesced = feature_acts.detach().coalesce()
     latents = coalesced.indices()[-1]
-    return torch.bincount(latents[coalesced.values() > 0], minlength=feature_acts.shape[-1])
+    return torch.bincount(latents[coalesced.values() != 0], minlength=feature_acts.shape[-1])
