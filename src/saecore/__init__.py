@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from saecore_sae_topk import TopKSAEConfig as TopKSAEConfig
     from saecore_sae_topk import TopKTrainingSAE as TopKTrainingSAE
     from saecore_sae_topk import TopKTrainingSAEConfig as TopKTrainingSAEConfig
+    from saecore_source_llm import HookedSAETransformer as HookedSAETransformer
     from saecore_source_llm import LanguageModelSAERunnerConfig as LanguageModelSAERunnerConfig
     from saecore_source_llm import LanguageModelSAETrainingRunner as LanguageModelSAETrainingRunner
     from saecore_source_llm import LLMSource as LLMSource

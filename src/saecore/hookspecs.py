@@ -139,5 +139,7 @@ def saecore_register_exports(register: RegisterExport) -> None:
     this is for the rest (a runner config, a runner).
 
     :param register: call ``register(obj)`` (exported under ``obj.__name__``) or
-        ``register(obj, name)``.
+        ``register(obj, name)``. ``obj`` may be an import path ``"package.module:Name"``
+        (exported as ``Name``): the module is imported only when someone asks for the name,
+        for objects whose module needs a heavy or version-bound dependency.
     """

@@ -46,7 +46,7 @@ CLASS_PACKAGES: dict[str, str] = {
     **{name: "saecore-sae-matryoshka-batchtopk" for name in (
         "MatryoshkaBatchTopKTrainingSAE", "MatryoshkaBatchTopKTrainingSAEConfig")},
     **{name: "saecore-source-llm" for name in (
-        "LLMSource", "LLMSourceConfig", "LanguageModelSAERunnerConfig",
+        "HookedSAETransformer", "LLMSource", "LLMSourceConfig", "LanguageModelSAERunnerConfig",
         "LanguageModelSAETrainingRunner", "SAETrainingRunner",
     )},
 }

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import difflib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from importlib import import_module
 from typing import Any
 
 from saecore.errors import DuplicateNameError, PluginLoadError, UnknownNameError
@@ -86,9 +87,38 @@ class ConverterEntry:
 
 @dataclass(frozen=True)
 class ExportEntry:
+    """An exported object, or the ``"module:attribute"`` path it is imported from on first lookup."""
+
     name: str
     obj: Any
     provider: PluginInfo
+
+
+class ExportedClasses(Mapping[str, Any]):
+    """Exported objects by name; one registered as an import path is imported when looked up.
+
+    Listing and membership tests import nothing, so an export whose module needs a heavy or
+    version-bound dependency costs nothing until someone asks for it by name.
+    """
+
+    def __init__(self, objects: dict[str, Any], import_paths: dict[str, str]) -> None:
+        self._objects = objects
+        self._import_paths = import_paths
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self._import_paths:
+            module, _, attribute = self._import_paths[name].partition(":")
+            return getattr(import_module(module), attribute)
+        return self._objects[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._import_paths or name in self._objects
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**self._import_paths, **self._objects})
+
+    def __len__(self) -> int:
+        return len({**self._import_paths, **self._objects})
 
 
 TABLES = ("architectures", "training_recipes", "sources", "releases", "converters", "exports")
@@ -117,16 +147,17 @@ class Registry:
     def converter(self, name: str) -> Any:
         return _lookup(self.converters, name, "converter", {}).converter
 
-    def exported_classes(self) -> dict[str, Any]:
+    def exported_classes(self) -> ExportedClasses:
         """Every public class a registered plugin provides, by class name."""
-        classes: dict[str, Any] = {name: entry.obj for name, entry in self.exports.items()}
+        import_paths = {name: entry.obj for name, entry in self.exports.items() if isinstance(entry.obj, str)}
+        classes: dict[str, Any] = {name: entry.obj for name, entry in self.exports.items() if name not in import_paths}
         for entry in self.architectures.values():
             classes.update({c.__name__: c for c in (entry.sae_class, entry.config_class)})
         for recipe in self.training_recipes.values():
             classes.update({c.__name__: c for c in (recipe.training_sae_class, recipe.training_config_class)})
         for source in self.sources.values():
             classes.update({c.__name__: c for c in (source.source_class, source.config_class)})
-        return classes
+        return ExportedClasses(classes, import_paths)
 
     def registrations_of(self, plugin: str) -> dict[str, list[str]]:
         """What one plugin registered, by kind (for ``saecore plugins``)."""
@@ -215,7 +246,10 @@ class _Builder:
 
     def export(self, provider: PluginInfo) -> Callable[..., None]:
         def register(obj: Any, name: str | None = None) -> None:
-            export_name = name or getattr(obj, "__name__", None)
+            if isinstance(obj, str) and ":" not in obj:
+                raise PluginLoadError(f"export {obj!r} must be an object or a 'module:attribute' import path")
+            default_name = obj.rpartition(":")[2] if isinstance(obj, str) else getattr(obj, "__name__", None)
+            export_name = name or default_name
             self._claim(self.registry.exports, export_name, "export", provider)
             assert isinstance(export_name, str)
             self.registry.exports[export_name] = ExportEntry(export_name, obj, provider)

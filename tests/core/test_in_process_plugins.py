@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from importlib.metadata import version
 from typing import Any
@@ -10,7 +11,7 @@ import pytest
 import torch
 from fixtures.in_process import ArchitecturePlugin, InProcessReluSAE, InProcessReluSAEConfig, MisspelledHookPlugin
 
-from saecore import SAE, DuplicateNameError, PluginLoadError, UnknownNameError, get_registry
+from saecore import SAE, DuplicateNameError, PluginLoadError, UnknownNameError, get_registry, hookimpl
 from saecore.plugin_manager import ENV_STRICT, ENV_TRACE
 from saecore.registry import remove_in_process_plugin, reset_registry
 
@@ -159,3 +160,31 @@ def test_trace_switch_writes_hook_calls_to_stderr(
                  "saecore_register_sources", "saecore_register_releases"):
         assert f"  {hook} [hook]" in err
         assert f"  finish {hook} -->" in err
+
+
+class ImportPathExportPlugin:
+    def __init__(self, *paths: str) -> None:
+        self.paths = paths
+
+    @hookimpl
+    def saecore_register_exports(self, register: Any) -> None:
+        for path in self.paths:
+            register(path)
+
+
+def test_an_export_given_as_an_import_path_is_imported_only_when_asked_for(add_plugin: AddPlugin) -> None:
+    module = "fixtures.lazily_exported"
+    sys.modules.pop(module, None)
+    add_plugin(ImportPathExportPlugin(f"{module}:LazilyExported"), "import_path")
+    exported = get_registry().exported_classes()
+    assert "LazilyExported" in exported and "LazilyExported" in list(exported)
+    assert module not in sys.modules
+    from saecore import LazilyExported  # type: ignore[attr-defined]
+
+    assert LazilyExported.__module__ == module
+
+
+def test_an_import_path_without_an_attribute_is_rejected(add_plugin: AddPlugin) -> None:
+    add_plugin(ImportPathExportPlugin("fixtures.lazily_exported"), "bad_path")
+    [failure] = get_registry().failures
+    assert "export 'fixtures.lazily_exported' must be an object or a 'module:attribute' import path" in failure.error

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from saecore_source_llm.source import LLMSource as LLMSource
 
 _EXPORTS = {
+    "HookedSAETransformer": "saecore_source_llm.hooked_sae_transformer",
     "LLMSource": "saecore_source_llm.source",
     "LLMSourceConfig": "saecore_source_llm.config",
     "LanguageModelSAERunnerConfig": "saecore_source_llm.runner",

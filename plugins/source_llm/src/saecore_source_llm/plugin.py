@@ -1,4 +1,4 @@
-"""Entry point module: registers the ``llm`` activation source and the language-model runner.
+"""Entry point module: registers the ``llm`` activation source, the language-model runner and HookedSAETransformer.
 
 Kept light: nothing here imports transformer_lens, transformers or datasets; the source
 imports them when it builds a model or reads a dataset.
@@ -29,3 +29,4 @@ def saecore_register_exports(register: RegisterExport) -> None:
     register(LanguageModelSAERunnerConfig)
     register(LanguageModelSAETrainingRunner)
     register(SAETrainingRunner)
+    register("saecore_source_llm.hooked_sae_transformer:HookedSAETransformer")
