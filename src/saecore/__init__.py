@@ -1,8 +1,9 @@
 """saecore: train, load and evaluate sparse autoencoders, with every architecture a plugin.
 
-Core names are imported directly, except the trainer's (``SAETrainer``, ``TrainerConfig``,
-the runner configs, ...), which are imported on first access so that ``import saecore``
-does not load the training loop. The core's generic runner is
+Core names are imported on first access (PEP 562), so that ``import saecore`` loads
+neither the training loop nor torch until a name needs it (``saecore --version`` stays
+fast, and so do the plugins' entry points, which import saecore for ``hookimpl``). The
+core's generic runner is
 ``saecore.training.TrainingRunner``; the top-level name ``SAETrainingRunner`` means what
 it means in SAELens: the LLM plugin's deprecated alias of ``LanguageModelSAETrainingRunner``.
 
@@ -14,11 +15,9 @@ type checker resolve those names; at run time the core never imports a plugin.
 
 from __future__ import annotations
 
+from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any
 
-from saecore.config.metadata import SAEMetadata
-from saecore.config.sae_config import SAEConfig, TrainingSAEConfig
-from saecore.config.training_presets import TrainingPresets
 from saecore.errors import (
     ConfigError,
     DuplicateNameError,
@@ -27,14 +26,10 @@ from saecore.errors import (
     SAEFileError,
     UnknownNameError,
 )
-from saecore.hook_points import HookPoint
 from saecore.hookspecs import hookimpl
-from saecore.known_plugins import CLASS_PACKAGES
+from saecore.known_plugins import CLASS_PACKAGES, install_hint
 from saecore.lazy_exports import lazy_exports
 from saecore.registry import get_registry
-from saecore.sae import SAE
-from saecore.sources.base import ActivationSource, SourceConfig
-from saecore.training_sae import TrainCoefficientConfig, TrainingSAE, TrainStepInput, TrainStepOutput
 from saecore.version import __version__
 
 if TYPE_CHECKING:
@@ -67,6 +62,14 @@ if TYPE_CHECKING:
     from saecore_source_llm import LLMSourceConfig as LLMSourceConfig
     from saecore_source_llm import SAETrainingRunner as SAETrainingRunner
 
+    from saecore.config.metadata import SAEMetadata as SAEMetadata
+    from saecore.config.sae_config import SAEConfig as SAEConfig
+    from saecore.config.sae_config import TrainingSAEConfig as TrainingSAEConfig
+    from saecore.config.training_presets import TrainingPresets as TrainingPresets
+    from saecore.hook_points import HookPoint as HookPoint
+    from saecore.sae import SAE as SAE
+    from saecore.sources.base import ActivationSource as ActivationSource
+    from saecore.sources.base import SourceConfig as SourceConfig
     from saecore.training import LoggingConfig as LoggingConfig
     from saecore.training import SAESweepConfig as SAESweepConfig
     from saecore.training import SAESweepRunner as SAESweepRunner
@@ -74,20 +77,26 @@ if TYPE_CHECKING:
     from saecore.training import SweepMember as SweepMember
     from saecore.training import TrainerConfig as TrainerConfig
     from saecore.training import TrainingRunnerConfig as TrainingRunnerConfig
+    from saecore.training_sae import TrainCoefficientConfig as TrainCoefficientConfig
+    from saecore.training_sae import TrainingSAE as TrainingSAE
+    from saecore.training_sae import TrainStepInput as TrainStepInput
+    from saecore.training_sae import TrainStepOutput as TrainStepOutput
 
-_TRAINING_EXPORTS = {
-    name: "saecore.training"
-    for name in (
-        "LoggingConfig",
-        "SAESweepConfig",
-        "SAESweepRunner",
-        "SAETrainer",
-        "SweepMember",
-        "TrainerConfig",
-        "TrainingRunnerConfig",
-    )
+_LAZY_EXPORTS = {
+    "SAEMetadata": "saecore.config.metadata",
+    "SAEConfig": "saecore.config.sae_config",
+    "TrainingSAEConfig": "saecore.config.sae_config",
+    "TrainingPresets": "saecore.config.training_presets",
+    "HookPoint": "saecore.hook_points",
+    "SAE": "saecore.sae",
+    "ActivationSource": "saecore.sources.base",
+    "SourceConfig": "saecore.sources.base",
+    **dict.fromkeys(("TrainCoefficientConfig", "TrainingSAE", "TrainStepInput", "TrainStepOutput"),
+                    "saecore.training_sae"),
+    **dict.fromkeys(("LoggingConfig", "SAESweepConfig", "SAESweepRunner", "SAETrainer", "SweepMember",
+                     "TrainerConfig", "TrainingRunnerConfig"), "saecore.training"),
 }
-_training_attribute, _module_dir = lazy_exports(__name__, _TRAINING_EXPORTS)
+_lazy_attribute, _module_dir = lazy_exports(__name__, _LAZY_EXPORTS)
 
 __all__ = [
     "SAE",
@@ -124,8 +133,11 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name.startswith("_"):
         raise AttributeError(name)
-    if name in _TRAINING_EXPORTS:
-        return _training_attribute(name)
+    if name in _LAZY_EXPORTS:
+        return _lazy_attribute(name)
+    if find_spec(f"{__name__}.{name}") is not None:
+        # A submodule not imported yet (``from saecore import resolver``): the import system imports it.
+        raise AttributeError(name)
     exported = get_registry().exported_classes()
     if name in exported:
         return exported[name]
@@ -133,12 +145,12 @@ def __getattr__(name: str) -> Any:
         package = CLASS_PACKAGES[name]
         raise ImportError(
             f"cannot import name {name!r} from 'saecore': it is provided by the plugin package "
-            f"{package}, which is not installed: pip install {package}",
+            f"{package}, which is not installed: {install_hint(package)}",
             name=name,
         )
     raise AttributeError(f"module 'saecore' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    """The module's names, the trainer's lazy names and every class an installed plugin provides."""
+    """The module's names, its lazy names and every class an installed plugin provides."""
     return sorted({*_module_dir(), *get_registry().exported_classes()})

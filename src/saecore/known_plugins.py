@@ -2,9 +2,22 @@
 
 This is only a hint table for error messages; resolution always goes through the
 registry, and our plugins register exactly like a third party's.
+
+A user who installed the core from a source checkout (``pip install .``) may not be able
+to install a plugin by name, as the plugins need not be published; the hint then also gives
+the plugin's folder in that checkout. Where the core came from is what pip recorded in its
+``direct_url.json`` (PEP 610).
 """
 
 from __future__ import annotations
+
+import functools
+import json
+import urllib.parse
+from collections.abc import Mapping
+from importlib.metadata import PackageNotFoundError, distribution
+from pathlib import Path
+from typing import Any
 
 ARCHITECTURE_PACKAGES = {
     "standard": "saecore-sae-standard",
@@ -37,3 +50,41 @@ CLASS_PACKAGES: dict[str, str] = {
         "LanguageModelSAETrainingRunner", "SAETrainingRunner",
     )},
 }
+
+
+def install_hint(package: str) -> str:
+    """``pip install PACKAGE``, and the checkout's plugin folder when the core was installed from a local path."""
+    folder = local_plugin_folder(package, _core_direct_url())
+    return f"pip install {package}" + (f" (from a source checkout: pip install {folder})" if folder else "")
+
+
+def local_plugin_folder(package: str, direct_url: Mapping[str, Any] | None) -> str | None:
+    """Where ``package``'s source is, given the core's PEP 610 record; None when the core came from an index.
+
+    The absolute folder when the core was installed from a checkout that has it, else the
+    folder relative to a checkout (``./plugins/sae_standard``).
+    """
+    from urllib.request import url2pathname  # only here: it imports the whole http stack
+
+    url = urllib.parse.urlparse(str((direct_url or {}).get("url", "")))
+    if url.scheme != "file":
+        return None
+    relative = Path("plugins") / package.removeprefix("saecore-").replace("-", "_")
+    if "dir_info" in (direct_url or {}):
+        folder = Path(url2pathname(url.path)) / relative
+        if folder.is_dir():
+            return str(folder)
+    return f"./{relative.as_posix()}"
+
+
+@functools.cache
+def _core_direct_url() -> dict[str, Any] | None:
+    try:
+        text = distribution("saecore").read_text("direct_url.json")
+    except PackageNotFoundError:
+        return None
+    try:
+        record = json.loads(text) if text else None
+    except json.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) else None

@@ -20,7 +20,7 @@ from importlib import import_module
 from typing import Any
 
 from saecore.errors import DuplicateNameError, PluginLoadError, UnknownNameError
-from saecore.known_plugins import ARCHITECTURE_PACKAGES, SOURCE_PACKAGES, TRAINING_RECIPE_PACKAGES
+from saecore.known_plugins import ARCHITECTURE_PACKAGES, SOURCE_PACKAGES, TRAINING_RECIPE_PACKAGES, install_hint
 from saecore.plugin_manager import (
     ENV_BLOCK,
     ENV_STRICT,
@@ -173,7 +173,7 @@ def _lookup(table: dict[str, Any], name: str, kind: str, packages: dict[str, str
         return table[name]
     installed = ", ".join(sorted(table)) or "none"
     if name in packages:
-        raise UnknownNameError(f"{kind} {name!r} is not installed: pip install {packages[name]} "
+        raise UnknownNameError(f"{kind} {name!r} is not installed: {install_hint(packages[name])} "
                                f"(installed: {installed})")
     close = difflib.get_close_matches(name, list(table), n=3)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""

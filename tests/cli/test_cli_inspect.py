@@ -68,3 +68,28 @@ def test_unknown_release_lists_no_traceback() -> None:
     result = saecore_cli("info", "not-a-release", "x")
     assert result.returncode == 1
     assert "neither a known release nor a Hugging Face repo id" in result.stderr
+
+
+def test_plugins_lists_each_distribution_once_with_all_it_registers() -> None:
+    table = saecore_cli("plugins").stdout.splitlines()
+    assert [line.split()[0] for line in table].count("saecore") == 1
+    core_line = next(line for line in table if line.split()[0] == "saecore")
+    assert "sources: cached, synthetic, tensor" in core_line and "converters: " in core_line
+    rows = json.loads(saecore_cli("plugins", "--json").stdout)["plugins"]
+    distributions = [row["distribution"] for row in rows]
+    assert len(distributions) == len(set(distributions))
+    core = next(row for row in rows if row["distribution"] == "saecore")
+    assert "synthetic" in core["sources"] and "sae_lens" in core["converters"]
+
+
+def test_info_aligns_the_values_after_the_longest_field_name(tmp_path: Path) -> None:
+    sae = SAE.from_dict({"architecture": "topk", "d_in": 6, "d_sae": 10, "k": 2, "rescale_acts_by_decoder_norm": True,
+                         "metadata": {"model_name": "m", "a_rather_long_metadata_field_name": 1}})
+    sae.save_model(tmp_path / "sae")
+    lines = saecore_cli("info", str(tmp_path / "sae")).stdout.splitlines()
+    metadata_at = lines.index("metadata:")
+    for block in (lines[:metadata_at], lines[metadata_at + 1:]):
+        keys_end = {len(line) - len(line.lstrip()) + len(line.split()[0]) for line in block}
+        value_columns = {line.index(line.split(None, 1)[1], max(keys_end)) for line in block}
+        assert len(value_columns) == 1, block
+        assert value_columns.pop() == max(keys_end) + 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from saecore import SAE
+from saecore.cli import train_cmd
+from saecore.errors import ConfigError
 
 SMALL_RUN = ["--training-tokens", "20480", "--d-sae", "128", "--n-eval-batches", "2"]
 
@@ -42,6 +45,84 @@ def test_help_lists_the_options_of_the_chosen_architecture() -> None:
     assert "--l1-coefficient" in standard.stdout and "--aux-loss-coefficient" not in standard.stdout
     bare = saecore_cli("train", "--help")
     assert "installed training recipes:" in bare.stdout and "topk" in bare.stdout
+
+
+def _help_text(*args: str, cwd: Path | None = None) -> str:
+    result = saecore_cli("train", *args, "--help", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    return " ".join(result.stdout.split())
+
+
+def _shown_default(help_text: str, flag: str) -> str:
+    match = re.search(rf"{flag} (?:VALUE|\[true\|false\]) [^()]*(?:\([^()]*\)[^()]*)*?\(default: ([^)]*)\)", help_text)
+    assert match is not None, f"{flag} has no default in the help"
+    return match.group(1)
+
+
+def test_help_shows_the_defaults_that_run_and_where_they_come_from(tmp_path: Path) -> None:
+    text = _help_text("--arch", "topk")
+    assert "(default: None)" not in text and "required" not in text
+    assert _shown_default(text, "--d-in") == "from the source: 64"
+    assert _shown_default(text, "--d-sae") == "512, 8 × d_in"
+    assert _shown_default(text, "--aux-loss-coefficient") == "1.0"
+    assert "a new folder under saecore_runs/" in _shown_default(text, "--output-path")
+    k, lr, tokens = (_shown_default(text, flag) for flag in ("--k", "--lr", "--training-tokens"))
+    assert k.endswith(", synthetic preset") and lr.endswith(", synthetic preset")
+    out = tmp_path / "sae"
+    result = saecore_cli("train", "--arch", "topk", "--training-tokens", "8192", "--n-eval-batches", "1",
+                         "--output-path", str(out))
+    assert result.returncode == 0, result.stderr
+    runner_cfg = json.loads((out / "runner_cfg.json").read_text())
+    assert runner_cfg["sae"]["k"] == int(k.split(",")[0])
+    assert runner_cfg["lr"] == float(lr.split(",")[0])
+    assert (runner_cfg["sae"]["d_in"], runner_cfg["sae"]["d_sae"]) == (64, 512)
+    assert int(tokens.split(",")[0]) == 1_000_000
+
+
+def test_help_without_presets_shows_the_model_defaults_and_the_source_width() -> None:
+    text = _help_text("--arch", "topk", "--source", "tensor")
+    assert _shown_default(text, "--lr") == "0.0003"
+    assert _shown_default(text, "--k") == "100"
+    assert _shown_default(text, "--d-in").startswith("from the source")
+    assert "(default: None)" not in text
+
+
+def test_help_of_several_architectures_gives_each_its_preset() -> None:
+    text = _help_text("--arch", "topk", "--arch", "standard")
+    assert _shown_default(text, "--l1-coefficient") == "standard: 0.5, synthetic preset"
+    assert "one subfolder per architecture" in _shown_default(text, "--output-path")
+
+
+def test_help_shows_the_settings_of_a_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("arch: topk\nsae: {k: 16}\nsource_config: {d_in: 32}\nlr: 0.001\nlogger: {run_name: mine}\n")
+    text = _help_text("--config", "run.yaml", cwd=tmp_path)
+    assert _shown_default(text, "--k") == "16, from run.yaml"
+    assert _shown_default(text, "--lr") == "0.001, from run.yaml"
+    assert _shown_default(text, "--run-name") == "mine, from run.yaml"
+    assert _shown_default(text, "--d-in") == "from the source: 32"
+    assert _shown_default(text, "--d-sae") == "256, 8 × d_in"
+
+
+def test_a_value_flag_without_its_value_is_an_error_naming_it() -> None:
+    with pytest.raises(ConfigError, match="argument --k: expected one argument"):
+        train_cmd.collect_settings(["--arch", "topk", "--k"])
+    with pytest.raises(ConfigError, match="argument --lr: expected one argument"):
+        train_cmd.collect_settings(["--arch", "topk", "--lr", "--k", "4"])
+    _, _, sections, _ = train_cmd.collect_settings(["--arch", "topk", "--verbose", "--k", "4"])
+    assert sections["trainer"]["verbose"] == "true" and sections["sae:topk"]["k"] == "4"
+
+
+@pytest.mark.parametrize(("given", "expected"), [("1e5", 100000), ("2.5E3", 2500), ("1.0e6", 1000000)])
+def test_integer_options_take_integral_scientific_notation(given: str, expected: int) -> None:
+    _, _, sections, _ = train_cmd.collect_settings(["--arch", "topk", "--training-tokens", given])
+    assert sections["trainer"]["training_tokens"] == expected
+
+
+@pytest.mark.parametrize("given", ["1.5", "1e-3", "inf", "nan"])
+def test_integer_options_refuse_fractions_naming_the_flag(given: str) -> None:
+    with pytest.raises(ConfigError, match=rf"--training-tokens {given}: expected a whole number"):
+        train_cmd.collect_settings(["--arch", "topk", "--training-tokens", given])
 
 
 def test_config_file_is_read_and_flags_override_it(tmp_path: Path) -> None:

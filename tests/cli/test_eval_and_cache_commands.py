@@ -165,13 +165,14 @@ def test_eval_takes_source_settings_from_the_sae_metadata(cache_dir: Path, tmp_p
 
 
 def test_eval_errors_name_what_is_missing(cache_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"--source is required.*installed: .*cached.*synthetic"):
-        eval_cmd.run_from_argv([str(tmp_path)])
     with pytest.raises(SAEFileError, match="no such SAE folder"):
         eval_cmd.run_from_argv([str(tmp_path / "missing"), "--source", "cached", "--path", str(cache_dir)])
     SAE.from_dict({"architecture": "standard", "d_in": 4, "d_sae": 8}).save_model(tmp_path / "narrow")
     with pytest.raises(ConfigError, match=r"d_in=4 but the 'cached' source serves activations of width 8"):
         eval_cmd.run_from_argv([str(tmp_path / "narrow"), "--source", "cached", "--path", str(cache_dir)])
+    with pytest.raises(ConfigError, match=r"d_in=4 but the 'synthetic' source .* width 64; give the source it was "
+                                          r"trained on \(--source, default synthetic\)"):
+        eval_cmd.run_from_argv([str(tmp_path / "narrow")])
     with pytest.raises(ConfigError, match=r"--source is required"):
         cache_cmd.run_from_argv(["--output", str(tmp_path / "x"), "--training-tokens", "10"])
     with pytest.raises(ConfigError, match=r"cache options: missing required field 'training_tokens'"):
@@ -186,7 +187,23 @@ def test_help_lists_the_source_options(capsys: pytest.CaptureFixture[str]) -> No
     text = capsys.readouterr().out
     assert "--training-tokens" in text and "--shard-size-tokens" in text and "--n-features" in text
     assert eval_cmd.run_from_argv(["--help"]) == 0
-    assert "installed sources:" in capsys.readouterr().out
+    text = " ".join(capsys.readouterr().out.split())
+    assert "installed sources:" in text and "(default: synthetic)" in text and "--n-features" in text
+    assert "(default: None)" not in text
+
+
+def test_eval_without_a_source_uses_the_synthetic_one_the_sae_was_trained_on(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "sae"
+    assert train_cmd.run_from_argv(["--arch", "standard", *SYNTHETIC, "--feature-seed", "5", "--training-tokens",
+                                    "4096", "--n-eval-batches", "1", "--verbose", "false",
+                                    "--output-path", str(out)]) == 0
+    capsys.readouterr()
+    assert eval_cmd.run_from_argv([str(out), "--n-eval-batches", "1", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["source"] == "synthetic"
+    assert {key: report["source_config"][key] for key in ("d_in", "n_features", "feature_seed")} == {
+        "d_in": 8, "n_features": 16, "feature_seed": 5}
 
 
 def test_eval_and_cache_are_reachable_from_the_command_line() -> None:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import io
+import os
+import re
+import struct
+import subprocess
+import sys
+import termios
 from pathlib import Path
 
 import pytest
@@ -76,3 +83,66 @@ def test_runner_is_silent_when_not_verbose(tmp_path: Path, capfd: pytest.Capture
     TrainingRunner(cfg).run()
     captured = capfd.readouterr()
     assert (captured.out, captured.err) == ("", "")
+
+
+def _run_on_a_pty(args: list[str], columns: int, lines: int, cwd: Path | None = None) -> tuple[str, str]:
+    """Run ``python args`` with stderr on a pty of this size; return (stdout, what the terminal showed)."""
+    controller, terminal = os.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
+    process = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=terminal, cwd=cwd,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    os.close(terminal)
+    shown = bytearray()
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # EIO: the child closed its end
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(controller)
+    stdout = process.stdout.read().decode() if process.stdout is not None else ""
+    assert process.wait() == 0, shown.decode(errors="replace")
+    return stdout, shown.decode(errors="replace")
+
+
+STOPS_SHORT = """
+from saecore.training.progress import Progress
+import sys
+progress = Progress(total_tokens=400_000, total_steps=98, stream=sys.stderr)
+for step in range(10, 98, 10):
+    progress.update(step=step, n_tokens=step * 4096, loss=0.5, l0=8.0, explained_variance=0.9)
+progress.finish(step=98, n_tokens=400_000, elapsed_seconds=75.4)
+"""
+
+
+@pytest.mark.parametrize(("columns", "lines"), [(0, 0), (0, 24), (80, 0), (120, 40)])
+def test_terminal_bar_ends_at_the_run_end_whatever_the_terminal_size(columns: int, lines: int) -> None:
+    _, shown = _run_on_a_pty(["-c", STOPS_SHORT], columns, lines)
+    final = shown.replace("\r\n", "\n").split("\r")[-1]
+    assert "Training SAE: 100%" in final and "400k/400k" in final, repr(shown)
+    assert "[01:15<" in final, repr(final)
+
+
+def test_plain_lines_end_at_the_run_end_with_the_run_time() -> None:
+    stream = io.StringIO()
+    progress = Progress(total_tokens=1000, total_steps=100, stream=stream)
+    for step in range(10, 100, 10):
+        progress.update(step=step, n_tokens=step * 10, loss=0.5, l0=3.0, explained_variance=0.5)
+    progress.finish(step=97, n_tokens=970, elapsed_seconds=12.34)
+    assert stream.getvalue().splitlines()[-1].startswith("step 97/100 | 970/1,000 tokens (97%) | loss 0.5")
+    assert stream.getvalue().splitlines()[-1].endswith("| 12.3 s")
+
+
+def test_training_run_on_a_terminal_reaches_100_percent_at_the_summary_time(tmp_path: Path) -> None:
+    """98 steps logged every 10: the bar used to stop at the 90th step's tokens."""
+    stdout, shown = _run_on_a_pty(
+        ["-m", "saecore", "train", "--arch", "standard", "--training-tokens", "401408", "--d-sae", "128",
+         "--train-batch-size-tokens", "4096", "--wandb-log-frequency", "10", "--n-eval-batches", "1",
+         "--output-path", "null"], columns=0, lines=0, cwd=tmp_path)
+    final = shown.replace("\r\n", "\n").split("\r")[-1]
+    assert "Training SAE: 100%" in final and "401k/401k" in final, repr(shown)
+    minutes, seconds = map(int, re.search(r"\[(\d+):(\d+)<", final).groups())  # type: ignore[union-attr]
+    summary_seconds = float(re.search(r"tokens in ([\d.]+) s", stdout).group(1))  # type: ignore[union-attr]
+    assert abs(60 * minutes + seconds - summary_seconds) <= 1.0

@@ -92,7 +92,6 @@ def build_parser(source: str) -> tuple[argparse.ArgumentParser, FlagTable]:
         prog="saecore cache",
         description=f"Write activations from the {source!r} source to a cache folder the 'cached' source reads. "
                     "Re-running the same command resumes an interrupted cache.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--source", default=source, help=f"activation source; installed: {_sources()}")
     table = FlagTable()

@@ -1,6 +1,7 @@
-"""``saecore eval PATH --source NAME [--<source field> VALUE ...] [--json]``: measure a saved SAE.
+"""``saecore eval PATH [--source NAME] [--<source field> VALUE ...] [--json]``: measure a saved SAE.
 
-The SAE is loaded from its folder and fed activations from any registered source. Source
+The SAE is loaded from its folder and fed activations from any registered source, by
+default the synthetic one (as for ``saecore train``). Source
 settings not given as flags come from the SAE's cfg.json metadata, which records where
 its training activations came from (``model_name``, ``hook_name``, ``context_size``,
 ``dataset_path`` …): an SAE trained with ``saecore train --source llm`` is evaluated by
@@ -29,10 +30,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from saecore.cli.model_flags import FlagTable, FriendlyArgumentParser
+from saecore.cli.train_cmd import DEFAULT_SOURCE
 from saecore.errors import ConfigError, SAEFileError
 from saecore.registry import get_registry
-
-USAGE = "saecore eval PATH --source NAME [--<source field> VALUE ...] [--json]"
 
 
 class EvalOptions(BaseModel):
@@ -50,7 +50,7 @@ class EvalOptions(BaseModel):
 
 def add_parser(commands: Any, name: str) -> None:
     commands.add_parser(name, add_help=False,
-                        help="evaluate a saved SAE on a source's activations (saecore eval PATH --source NAME --help)")
+                        help="evaluate a saved SAE on a source's activations (default source: synthetic)")
 
 
 def _pre_parser() -> argparse.ArgumentParser:
@@ -66,11 +66,11 @@ def build_parser(source: str) -> tuple[argparse.ArgumentParser, FlagTable]:
     parser = FriendlyArgumentParser(
         prog="saecore eval",
         description=f"Evaluate a saved SAE on activations from the {source!r} source. Source options not given "
-                    "default to the SAE's cfg.json metadata.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                    "default to the SAE's cfg.json metadata, then to the values shown.",
     )
     parser.add_argument("sae_path", metavar="PATH", help="the SAE folder (cfg.json + sae_weights.safetensors)")
-    parser.add_argument("--source", default=source, help=f"activation source; installed: {_sources()}")
+    parser.add_argument("--source", default=source,
+                        help=f"activation source (default: {DEFAULT_SOURCE}); installed sources: {_sources()}")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     table = FlagTable()
     table.add_section(parser, "eval", "evaluation options", EvalOptions)
@@ -111,7 +111,8 @@ def evaluate(path: Path, source_name: str, source_values: Mapping[str, Any], opt
     try:
         if sae.cfg.d_in != source.d_in:
             raise ConfigError(f"the SAE at {path} has d_in={sae.cfg.d_in} but the {source_name!r} source serves "
-                              f"activations of width {source.d_in}; give the source settings it was trained with")
+                              f"activations of width {source.d_in}; give the source it was trained on (--source, "
+                              f"default {DEFAULT_SOURCE}) and its settings")
         source.check_batch_size(options.batch_size_tokens)
         batches = (source.next_batch(options.batch_size_tokens) for _ in range(options.n_eval_batches))
         metrics = evaluate_reconstruction(sae, batches)
@@ -148,14 +149,8 @@ def run_from_argv(argv: list[str]) -> int:
     from saecore.config.validation import validate_model
 
     pre, _ = _pre_parser().parse_known_args(argv)
-    if pre.source is None:
-        if pre.help:
-            print(f"usage: {USAGE}")
-            print(f"installed sources: {_sources()}")
-            print("run `saecore eval --source NAME --help` for the options of one source")
-            return 0
-        raise ConfigError(f"--source is required: the source to draw activations from (installed: {_sources()})")
-    parser, table = build_parser(pre.source)
+    source_name = pre.source or DEFAULT_SOURCE
+    parser, table = build_parser(source_name)
     if pre.help:
         parser.print_help()
         return 0
@@ -164,6 +159,6 @@ def run_from_argv(argv: list[str]) -> int:
     options = validate_model(EvalOptions, sections.get("eval", {}), "eval options")
     # With --json, stdout carries the JSON alone: whatever a model library prints goes to stderr.
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
-        report = evaluate(Path(args.sae_path).expanduser(), pre.source, sections.get("source_config", {}), options)
+        report = evaluate(Path(args.sae_path).expanduser(), source_name, sections.get("source_config", {}), options)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0

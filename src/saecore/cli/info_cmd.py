@@ -52,12 +52,18 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2, default=str))
         return 0
-    for key in ("source", "architecture", "class", "plugin", "d_in", "d_sae", "dtype",
-                "apply_b_dec_to_input", "normalize_activations"):
-        print(f"{key:22} {info[key]}")
-    for key, value in info["fields"].items():
-        print(f"{key:22} {value}")
+    fields = {key: info[key] for key in ("source", "architecture", "class", "plugin", "d_in", "d_sae", "dtype",
+                                         "apply_b_dec_to_input", "normalize_activations")}
+    fields.update(info["fields"])
+    print(_aligned(fields, indent=""))
     print("metadata:")
-    for key, value in sorted(info["metadata"].items()):
-        print(f"  {key:20} {json.dumps(value, default=str)}")
+    metadata = {key: json.dumps(value, default=str) for key, value in sorted(info["metadata"].items())}
+    if metadata:
+        print(_aligned(metadata, indent="  "))
     return 0
+
+
+def _aligned(rows: dict[str, Any], indent: str) -> str:
+    """``key  value`` lines with the values in one column, after the longest key."""
+    width = max(len(key) for key in rows)
+    return "\n".join(f"{indent}{key:{width}}  {value}" for key, value in rows.items())

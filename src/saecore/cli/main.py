@@ -1,7 +1,8 @@
 """Entry point of the ``saecore`` command: dispatch, and errors without tracebacks.
 
 Every failure prints one line, ``saecore: error: ...``, and exits 1; ``--debug`` (or
-SAECORE_DEBUG=1) shows the traceback instead.
+SAECORE_DEBUG=1) shows the traceback instead. A command's module is imported only when
+that command runs, and ``saecore --version`` imports none (nor torch).
 """
 
 from __future__ import annotations
@@ -11,41 +12,38 @@ import functools
 import os
 import sys
 from collections.abc import Sequence
+from importlib import import_module
+from types import ModuleType
 
-from saecore.cli import (
-    cache_cmd,
-    eval_cmd,
-    info_cmd,
-    new_plugin_cmd,
-    plugins_cmd,
-    push_cmd,
-    releases_cmd,
-    train_cmd,
-)
 from saecore.version import __version__
 
 COMMANDS = {
-    "plugins": plugins_cmd,
-    "info": info_cmd,
-    "train": train_cmd,
-    "eval": eval_cmd,
-    "cache": cache_cmd,
-    "releases": releases_cmd,
-    "push": push_cmd,
-    "new-plugin": new_plugin_cmd,
+    "plugins": "saecore.cli.plugins_cmd",
+    "info": "saecore.cli.info_cmd",
+    "train": "saecore.cli.train_cmd",
+    "eval": "saecore.cli.eval_cmd",
+    "cache": "saecore.cli.cache_cmd",
+    "releases": "saecore.cli.releases_cmd",
+    "push": "saecore.cli.push_cmd",
+    "new-plugin": "saecore.cli.new_plugin_cmd",
 }
+VERSION = f"saecore {__version__}"
+
+
+def command_module(name: str) -> ModuleType:
+    return import_module(COMMANDS[name])
 
 
 def build_parser() -> argparse.ArgumentParser:
     # Flags must be spelled out in full (allow_abbrev=False): a prefix is never taken for another flag.
     parser = argparse.ArgumentParser(prog="saecore", description="Train, load and inspect sparse autoencoders.",
                                      allow_abbrev=False)
-    parser.add_argument("--version", action="version", version=f"saecore {__version__}")
+    parser.add_argument("--version", action="version", version=VERSION)
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                      parser_class=functools.partial(argparse.ArgumentParser, allow_abbrev=False))
-    for name, module in COMMANDS.items():
-        module.add_parser(commands, name)
+    for name in COMMANDS:
+        command_module(name).add_parser(commands, name)
     return parser
 
 
@@ -54,12 +52,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv or os.environ.get("SAECORE_DEBUG") == "1"
     try:
         command_line = [a for a in argv if a != "--debug"]
+        if command_line[:1] == ["--version"]:
+            print(VERSION)
+            return 0
         # Commands whose flags come from registered config models parse their own arguments.
-        forwarded = COMMANDS.get(command_line[0]) if command_line else None
+        forwarded = command_module(command_line[0]) if command_line and command_line[0] in COMMANDS else None
         if forwarded is not None and hasattr(forwarded, "run_from_argv"):
             return int(forwarded.run_from_argv(command_line[1:]) or 0)
         args = build_parser().parse_args(argv)
-        return int(COMMANDS[args.command].run(args) or 0)
+        return int(command_module(args.command).run(args) or 0)
     except BrokenPipeError:
         return 0
     except KeyboardInterrupt:

@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from saecore.known_plugins import install_hint
 from saecore.registry import TABLES as KINDS
 from saecore.registry import get_registry
 
@@ -16,15 +17,21 @@ def add_parser(commands: Any, name: str) -> None:
 
 
 def plugin_rows() -> list[dict[str, Any]]:
+    """One row per distribution (a package may register through several entry points), then one per failure."""
     registry = get_registry()
-    rows = []
+    by_distribution: dict[str, list[str]] = {}
     for plugin_name, info in sorted(registry.plugins.items()):
+        by_distribution.setdefault(info.distribution or plugin_name, []).append(plugin_name)
+    rows = []
+    for _, names in sorted(by_distribution.items()):
+        info = registry.plugins[names[0]]
+        registrations = [registry.registrations_of(name) for name in names]
         rows.append({
-            "plugin": plugin_name,
+            "plugin": ", ".join(names),
             "distribution": info.distribution,
             "version": info.version,
             "status": "ok",
-            **registry.registrations_of(plugin_name),
+            **{kind: sorted(entry for each in registrations for entry in each[kind]) for kind in KINDS},
         })
     for failure in registry.failures:
         rows.append({
@@ -60,5 +67,5 @@ def run(args: argparse.Namespace) -> int:
     for line in [headers, ["-" * w for w in widths], *table]:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip())
     if not registry.architectures:
-        print("\nNo SAE architecture is installed. Install one, e.g.: pip install saecore-sae-topk")
+        print(f"\nNo SAE architecture is installed. Install one, e.g.: {install_hint('saecore-sae-topk')}")
     return 0

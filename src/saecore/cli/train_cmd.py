@@ -17,6 +17,11 @@ SAE flag applies to every chosen architecture that has the field, and each SAE i
 to ``{output_path}/{arch}``; under torchrun ``--sae-placement partition`` gives each rank
 its own SAEs instead of training every SAE on every rank. ``--sweep FILE`` runs a sweep file (see
 ``saecore.training.sweep_config``) with per-SAE settings.
+
+``--help`` shows, for each option, the value that runs when it is not given: the config
+model's default, or what the command fills in for the chosen architecture and source (the
+input size from the source, the SAE width from it, the presets of ``apply_presets``, a new
+run folder).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from saecore.cli.model_flags import FlagTable, FriendlyArgumentParser
+from saecore.cli.model_flags import FlagTable, FriendlyArgumentParser, format_default
 from saecore.cli.settings_file import read_config_file
 from saecore.cli.train_presets import CLI_TRAINER_DEFAULTS, apply_presets
 from saecore.config.validation import validate_model
@@ -38,6 +43,7 @@ from saecore.training.errors import TrainingInterruptedError
 from saecore.training.run_folders import default_run_folder
 
 FILE_SECTIONS = {"arch", "source", "sae", "source_config", "logger", "sae_placement"}
+DEFAULT_SOURCE = "synthetic"
 PLACEMENTS = ("replicate", "partition")
 
 
@@ -55,8 +61,12 @@ def _pre_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def build_parser(archs: list[str], source: str) -> tuple[argparse.ArgumentParser, FlagTable]:
-    """The parser for these architectures; SAE flags land in one ``sae:{arch}`` section per architecture."""
+def build_parser(archs: list[str], source: str, config_file: str | None = None,
+                 file_data: dict[str, Any] | None = None) -> tuple[argparse.ArgumentParser, FlagTable]:
+    """The parser for these architectures; SAE flags land in one ``sae:{arch}`` section per architecture.
+
+    Settings from a config file show in the help as the values used (``default: 16, from run.yaml``).
+    """
     from saecore.training import LoggingConfig, TrainerConfig
 
     registry = get_registry()
@@ -65,28 +75,90 @@ def build_parser(archs: list[str], source: str) -> tuple[argparse.ArgumentParser
     what = f"a {archs[0]!r} SAE" if len(archs) == 1 else f"{', '.join(map(repr, archs))} SAEs together"
     parser = FriendlyArgumentParser(
         prog="saecore train",
-        description=f"Train {what} on activations from the {source!r} source.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=f"Train {what} on activations from the {source!r} source. Each option shows the value used "
+                    "when it is not given, for this architecture and source.",
     )
     recipes, sources = ", ".join(sorted(registry.training_recipes)), ", ".join(sorted(registry.sources))
     parser.add_argument("--arch", action="append", default=None,
                         help=f"training recipe, repeat to train several together; installed: {recipes}")
-    parser.add_argument("--source", default=source, help=f"activation source; installed: {sources}")
+    parser.add_argument("--source", default=source,
+                        help=f"activation source; installed: {sources} (default: {DEFAULT_SOURCE})")
     parser.add_argument("--config", default=None, help="YAML or JSON file of settings; flags override it")
     parser.add_argument("--sweep", default=None, help="a sweep file: SAEs with per-SAE settings on one source")
     parser.add_argument("--sae-placement", choices=PLACEMENTS, default=None,
                         help="several --arch under torchrun: 'replicate' trains every SAE on every rank "
                              "(data-parallel); 'partition' gives each rank its own SAEs on all-gathered batches "
                              "(default: replicate)")
+    file_source = (file_data or {}).get("source_config")
+    file_d_in = file_source.get("d_in") if isinstance(file_source, dict) else None
+    sae_defaults, trainer_defaults = _preset_defaults(archs, source, source_entry.config_class, file_d_in)
+    trainer_defaults.update(OUTPUT_DEFAULTS if len(archs) == 1 else SWEEP_OUTPUT_DEFAULTS)
+    from_file = _file_notes(config_file, file_data or {})
     table = FlagTable()
     for arch, recipe in recipes_used.items():
         table.add_section(parser, f"sae:{arch}", f"SAE options ({arch}, from {recipe.training_config_class.__name__})",
-                          recipe.training_config_class)
+                          recipe.training_config_class, {**sae_defaults, **from_file["sae"]})
     table.add_section(parser, "source_config", f"source options ({source}, from {source_entry.config_class.__name__})",
-                      source_entry.config_class)
-    table.add_section(parser, "trainer", "trainer options", TrainerConfig)
-    table.add_section(parser, "logger", "logging options", LoggingConfig)
+                      source_entry.config_class, from_file["source_config"])
+    table.add_section(parser, "trainer", "trainer options", TrainerConfig, {**trainer_defaults, **from_file["trainer"]})
+    table.add_section(parser, "logger", "logging options", LoggingConfig, from_file["logger"])
     return parser, table
+
+
+def _file_notes(config_file: str | None, file_data: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Help notes for the settings a config file gives, by section (top-level keys are trainer fields)."""
+    notes: dict[str, dict[str, str]] = {"sae": {}, "source_config": {}, "trainer": {}, "logger": {}}
+    for key, value in file_data.items():
+        if key in ("sae", "source_config", "logger") and isinstance(value, dict):
+            notes[key].update({name: f"default: {format_default(item)}, from {config_file}"
+                               for name, item in value.items()})
+        elif key not in FILE_SECTIONS:
+            notes["trainer"][key] = f"default: {format_default(value)}, from {config_file}"
+    return notes
+
+
+def _preset_defaults(archs: list[str], source: str, source_config: type[Any],
+                     given_d_in: Any = None) -> tuple[dict[str, str], dict[str, str]]:
+    """Help notes for the SAE and trainer fields ``apply_presets`` fills in, by field name.
+
+    The source's input size is the ``d_in`` a config file gives it, or its config's default
+    where it has one; otherwise (a model's width) it is known only once the source runs,
+    and a preset that depends on it is described as such.
+    """
+    d_in_field = source_config.model_fields.get("d_in")
+    default_d_in = d_in_field.default if d_in_field is not None else None
+    known_d_in = next((d_in for d_in in (given_d_in, default_d_in) if isinstance(d_in, int) and d_in > 0), None)
+    sae_values: dict[str, dict[str, str]] = {}
+    trainer_values: dict[str, dict[str, str]] = {}
+    for arch in archs:
+        trainer: dict[str, Any] = {}
+        sae = apply_presets(arch, source, known_d_in or 1, {}, trainer)
+        moved = apply_presets(arch, source, 2, {}, {}) if known_d_in is None else sae
+        for name, value in sae.items():
+            if name == "d_in":
+                shown = f"from the source: {value}" if known_d_in else "from the source"
+            elif name == "d_sae" and value % sae["d_in"] == 0:
+                multiple = f"{value // sae['d_in']} × d_in"
+                shown = f"{value}, {multiple}" if known_d_in else f"{multiple} (from the source)"
+            elif moved[name] != value:
+                shown = f"depends on the source's d_in, {source} preset"
+            else:
+                shown = f"{format_default(value)}, {source} preset"
+            sae_values.setdefault(name, {})[arch] = shown
+        for name, value in trainer.items():
+            trainer_values.setdefault(name, {})[arch] = f"{format_default(value)}, {source} preset"
+    return _notes(sae_values, archs), _notes(trainer_values, archs)
+
+
+def _notes(by_field: dict[str, dict[str, str]], archs: list[str]) -> dict[str, str]:
+    """One help note per field: its value, or each architecture's where they are not all the same."""
+    notes = {}
+    for name, by_arch in by_field.items():
+        shown = set(by_arch.values())
+        same_for_all = len(shown) == 1 and len(by_arch) == len(archs)
+        notes[name] = "default: " + (shown.pop() if same_for_all else "; ".join(
+            f"{arch}: {value}" for arch, value in by_arch.items()))
+    return notes
 
 
 def _named(lookup: Any, flag: str, name: str) -> Any:
@@ -114,8 +186,8 @@ def collect_settings(argv: list[str]) -> tuple[list[str], str, dict[str, dict[st
         raise ConfigError(
             f"--arch is required; installed training recipes: {', '.join(sorted(registry.training_recipes)) or 'none'}"
         )
-    source = pre.source or file_data.get("source") or "synthetic"
-    parser, table = build_parser(archs, source)
+    source = pre.source or file_data.get("source") or DEFAULT_SOURCE
+    parser, table = build_parser(archs, source, pre.config, file_data)
     if pre.help:
         parser.print_help()
         return archs, source, {}, True
@@ -233,6 +305,16 @@ def _run_config(arch: str, source_name: str, source: Any, source_cfg: Any, secti
     logger = validate_model(LoggingConfig, sections["logger"], "logging options")
     return validate_model(TrainingRunnerConfig, {**trainer, "sae": sae_cfg, "source": source_cfg, "logger": logger},
                           "trainer options")
+
+
+OUTPUT_DEFAULTS = {
+    "output_path": "default: a new folder under saecore_runs/",
+    "checkpoint_path": "default: checkpoints/ inside the output folder",
+}
+SWEEP_OUTPUT_DEFAULTS = {
+    "output_path": "default: a new folder under saecore_runs/, one subfolder per architecture",
+    "checkpoint_path": "default: checkpoints/ inside the output folder, shared by the architectures",
+}
 
 
 def _default_output_paths(trainer: dict[str, Any], run_name: str) -> None:

@@ -1,4 +1,9 @@
-"""Atomic file writes: a crash mid-write never leaves a half file under the final name."""
+"""Atomic file writes: a crash mid-write never leaves a half file under the final name.
+
+The temporary files and folders are created owner-only (``tempfile``); before the rename
+they get the mode a plain ``open`` or ``mkdir`` would give them under the process umask,
+as ``torch.save`` and ``save_pretrained`` files have.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -37,6 +43,7 @@ def replace_directory_atomically(final: Path, build: Callable[[Path], None]) -> 
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
     try:
+        os.chmod(staging, 0o777 & ~current_umask())
         build(staging)
         if final.exists():
             retired = final.with_name(f".{final.name}.old")
@@ -48,3 +55,17 @@ def replace_directory_atomically(final: Path, build: Callable[[Path], None]) -> 
             os.replace(staging, final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def current_umask() -> int:
+    """The process umask, read from /proc where it is there, since reading it elsewhere means setting it."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        status = ""
+    for line in status.splitlines():
+        if line.startswith("Umask:"):
+            return int(line.split()[1], 8)
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask

@@ -35,6 +35,7 @@ every architecture's settings and scores).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -68,6 +69,14 @@ class SyntheticSourceConfig(SourceConfig):
     noise_std: float = Field(default=0.0, ge=0, description="Std of isotropic Gaussian noise added to each coordinate.")
     bias_norm: float = Field(default=0.0, ge=0, description="Norm of a constant offset added to every sample.")
     feature_seed: int = Field(default=0, description="Seeds the directions and offset (not the batches).")
+
+    @classmethod
+    def defaults_from_sae_metadata(cls, metadata: Mapping[str, Any]) -> dict[str, Any]:
+        """The config an SAE was trained on, recorded in its metadata: ``saecore eval`` sees the same features."""
+        recorded = metadata.get("synthetic_source")
+        if not isinstance(recorded, Mapping):
+            return {}
+        return {name: recorded[name] for name in cls.model_fields if name in recorded}
 
     @model_validator(mode="after")
     def _probabilities_are_valid(self) -> SyntheticSourceConfig:

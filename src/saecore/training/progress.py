@@ -4,13 +4,19 @@ A bar redraws itself with carriage returns, which turns a log file into one enor
 line; when the stream is not a terminal, one self-contained line is printed every 10% of
 the run (or every minute on slow runs) instead. Both show tokens, loss, L0 and explained
 variance of the latest logged step. ``enabled=False`` prints nothing at all.
+
+Metrics arrive only on logged steps, so the trainer calls ``finish`` after the last step:
+the display then ends at the tokens actually trained and at the same elapsed time as the
+run's summary. A terminal that reports a zero width or height (a pty nobody sized) gets a
+bar of a standard size rather than none.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 from tqdm.auto import tqdm
 
@@ -20,6 +26,20 @@ def _is_terminal(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+STANDARD_TERMINAL_SIZE = os.terminal_size((80, 24))
+
+
+def _fixed_size(stream: TextIO) -> dict[str, Any]:
+    """tqdm's size arguments: follow the terminal, or a standard size where it reports zero."""
+    try:
+        columns, lines = os.get_terminal_size(stream.fileno())
+    except (AttributeError, ValueError, OSError):
+        return {"dynamic_ncols": True}
+    if columns > 0 and lines > 0:
+        return {"dynamic_ncols": True}
+    return {"ncols": columns or STANDARD_TERMINAL_SIZE.columns, "nrows": lines or STANDARD_TERMINAL_SIZE.lines}
 
 
 class Progress:
@@ -45,11 +65,12 @@ class Progress:
         self._last_line_tokens = initial_tokens
         self._last_line_time = self._start_time
         self._pending_line: str | None = None
+        self._latest_metrics = ""
         self._bar: tqdm | None = None
         if enabled and _is_terminal(self.stream):
             self._bar = tqdm(
                 total=total_tokens, initial=initial_tokens, unit="tok", unit_scale=True,
-                desc="Training SAE", file=self.stream, dynamic_ncols=True, mininterval=0.5,
+                desc="Training SAE", file=self.stream, mininterval=0.5, **_fixed_size(self.stream),
             )
 
     def update(self, *, step: int, n_tokens: int, loss: float, l0: float, explained_variance: float) -> None:
@@ -60,12 +81,8 @@ class Progress:
             self._bar.update(n_tokens - self._bar.n)
             return
         now = time.perf_counter()
-        rate = (n_tokens - self._start_tokens) / max(now - self._start_time, 1e-9)
-        line = (
-            f"step {step}/{self.total_steps} | {n_tokens:,}/{self.total_tokens:,} tokens "
-            f"({100 * n_tokens / self.total_tokens:.0f}%) | loss {loss:.4g} | L0 {l0:.1f} | "
-            f"EV {explained_variance:.3f} | {rate:,.0f} tokens/s"
-        )
+        self._latest_metrics = f"loss {loss:.4g} | L0 {l0:.1f} | EV {explained_variance:.3f}"
+        line = self._line(step, n_tokens, now - self._start_time)
         due_by_progress = n_tokens - self._last_line_tokens >= self.line_every_fraction * self.total_tokens
         due_by_time = now - self._last_line_time >= self.line_every_seconds
         if due_by_progress or due_by_time:
@@ -84,6 +101,20 @@ class Progress:
         else:
             self._print(message)
 
+    def finish(self, *, step: int, n_tokens: int, elapsed_seconds: float) -> None:
+        """The run's last step: show its tokens and ``elapsed_seconds`` (the summary's time), then close."""
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.n = n_tokens
+            self._bar.start_t = self._bar.last_print_t = time.time() - elapsed_seconds
+            self.close()
+            return
+        if self._latest_metrics and n_tokens > self._last_line_tokens:
+            self._print(self._line(step, n_tokens, elapsed_seconds))
+        self._pending_line = None
+        self._last_line_tokens = n_tokens
+
     def close(self) -> None:
         """Finish the bar, or print the latest line if the last interval was not printed."""
         if self._bar is not None:
@@ -92,6 +123,14 @@ class Progress:
         elif self._pending_line is not None:
             self._print(self._pending_line)
             self._pending_line = None
+
+    def _line(self, step: int, n_tokens: int, elapsed_seconds: float) -> str:
+        rate = (n_tokens - self._start_tokens) / max(elapsed_seconds, 1e-9)
+        return (
+            f"step {step}/{self.total_steps} | {n_tokens:,}/{self.total_tokens:,} tokens "
+            f"({100 * n_tokens / self.total_tokens:.0f}%) | {self._latest_metrics} | {rate:,.0f} tokens/s | "
+            f"{elapsed_seconds:.1f} s"
+        )
 
     def _print(self, text: str) -> None:
         self.stream.write(text + "\n")

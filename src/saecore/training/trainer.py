@@ -235,6 +235,8 @@ class SAETrainer:
         self._raise_if_diverged()
         self.trained_tokens_this_run = self.n_training_tokens - self._tokens_at_start
         self.training_seconds = time.perf_counter() - self._started
+        self._progress.finish(step=self.n_training_steps, n_tokens=self.n_training_tokens,
+                              elapsed_seconds=self.training_seconds)
         self._finish()
 
     def close_progress(self) -> None:

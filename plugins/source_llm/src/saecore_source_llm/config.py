@@ -12,11 +12,17 @@ Deliberate differences from SAELens 6.54, each for a reason:
 * ``model`` and ``dataset`` take Python objects (a loaded model, a ``datasets`` dataset),
   or a string, which then means the same as ``model_name`` / ``dataset_path`` (so the
   command line's ``--model DIR`` works).
+* A ``model_name`` or ``dataset_path`` that names a local folder or files is kept as an
+  absolute path, so what a run records (runner_cfg.json, the SAE's metadata) finds them
+  from any working directory; a Hub name stays a name.
 """
 
 from __future__ import annotations
 
+import glob
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -169,6 +175,18 @@ class LanguageModelFields(BaseModel):
                 values[name_field] = value
                 values[object_field] = None
         return values
+
+    @field_validator("model_name")
+    @classmethod
+    def _local_model_is_absolute(cls, value: str) -> str:
+        return os.path.abspath(Path(value).expanduser()) if value and Path(value).expanduser().is_dir() else value
+
+    @field_validator("dataset_path")
+    @classmethod
+    def _local_data_is_absolute(cls, value: str) -> str:
+        local = Path(value).expanduser()
+        exists = local.exists() or (any(char in value for char in "*?[") and bool(glob.glob(str(local))))
+        return os.path.abspath(local) if value and exists else value
 
     @field_validator("prefetch_llm_batches")
     @classmethod
