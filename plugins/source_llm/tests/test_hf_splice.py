@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 import torch
+from saecore_source_llm.hf_splice import splice
 from torch import nn
 
 from saecore import SAE
 from saecore.errors import UnknownNameError
-from saecore_source_llm.hf_splice import splice
 
 D_MODEL, D_SAE, VOCAB = 32, 48, 100
 BLOCK, ATTENTION, MLP = "transformer.h.1", "transformer.h.0.attn", "transformer.h.0.mlp"
@@ -175,9 +175,10 @@ def test_every_hook_is_removed_on_exit_and_on_an_exception(model: nn.Module) -> 
 def test_an_unknown_module_name_suggests_close_matches(model: nn.Module) -> None:
     with pytest.raises(UnknownNameError, match=r"GPT2LMHeadModel has no module named 'transformer.h.1.mpl' to splice "
                                                r"StandardSAE\(d_in=32, d_sae=48\) at; close matches: "
-                                               r"transformer.h.1.mlp"), splice(model, {"transformer.h.1.mpl": make_sae()}):
+                                               r"transformer.h.1.mlp"), \
+            splice(model, {"transformer.h.1.mpl": make_sae()}):
         pass
-    with pytest.raises(UnknownNameError, match="no module named 'decoder'.*; model.named_modules"), \
+    with pytest.raises(UnknownNameError, match=r"no module named 'decoder'.*; model.named_modules"), \
             splice(model, {"decoder": make_sae()}):
         pass
 
