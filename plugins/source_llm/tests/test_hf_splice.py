@@ -28,7 +28,8 @@ def model() -> nn.Module:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
-    config = GPT2Config(n_layer=2, n_embd=D_MODEL, n_head=2, n_positions=16, vocab_size=VOCAB)
+    config = GPT2Config(n_layer=2, n_embd=D_MODEL, n_head=2, n_positions=16, vocab_size=VOCAB, bos_token_id=0,
+                        eos_token_id=0)
     return GPT2LMHeadModel(config).to(torch.float64).eval()
 
 
