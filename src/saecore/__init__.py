@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from saecore_source_llm import LLMSource as LLMSource
     from saecore_source_llm import LLMSourceConfig as LLMSourceConfig
     from saecore_source_llm import SAETrainingRunner as SAETrainingRunner
+    from saecore_source_llm import splice as splice
 
     from saecore.config.metadata import SAEMetadata as SAEMetadata
     from saecore.config.sae_config import SAEConfig as SAEConfig

@@ -142,7 +142,8 @@ class HookPoint(nn.Module):
         self.ctx = {}
 
 
-def _names_predicate(names_filter: NamesFilter) -> Callable[[str], bool]:
+def names_predicate(names_filter: NamesFilter) -> Callable[[str], bool]:
+    """A ``names_filter`` (None for all, one name, a list of names, or a predicate) as a predicate."""
     if names_filter is None:
         return lambda name: True
     if isinstance(names_filter, str):
@@ -236,7 +237,7 @@ class HookedModule(nn.Module):
     ) -> tuple[dict[str, torch.Tensor], list[tuple[str, HookFn]], list[tuple[str, HookFn]]]:
         """Hooks that store detached activations (and, with ``incl_bwd``, gradients as ``<name>_grad``)."""
         cache = {} if cache is None else cache
-        wanted = _names_predicate(names_filter)
+        wanted = names_predicate(names_filter)
 
         def saver(key: str) -> HookFn:
             def save(tensor: torch.Tensor, hook: HookPoint) -> None:

@@ -47,7 +47,7 @@ CLASS_PACKAGES: dict[str, str] = {
         "MatryoshkaBatchTopKTrainingSAE", "MatryoshkaBatchTopKTrainingSAEConfig")},
     **{name: "saecore-source-llm" for name in (
         "HookedSAETransformer", "LLMSource", "LLMSourceConfig", "LanguageModelSAERunnerConfig",
-        "LanguageModelSAETrainingRunner", "SAETrainingRunner",
+        "LanguageModelSAETrainingRunner", "SAETrainingRunner", "splice",
     )},
 }
 

@@ -1,4 +1,8 @@
-"""docs/models.md stays true: its ```python blocks run in order, as one script, on TransformerLens 3."""
+"""docs/models.md stays true: its ```python blocks run in order, as one script.
+
+The blocks of the "Hugging Face models" section need only transformers and run with any
+TransformerLens; the others use HookedSAETransformer and run on TransformerLens 3.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +15,24 @@ import pytest
 
 GUIDE = Path(__file__).resolve().parents[3] / "docs" / "models.md"
 FENCE = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
+HF_SECTION = re.compile(r"^## Hugging Face models\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
+
+
+def run_blocks(text: str, at_least: int) -> None:
+    blocks = FENCE.findall(text)
+    assert len(blocks) >= at_least, f"expected the guide's examples in {GUIDE}"
+    namespace: dict[str, Any] = {"__name__": "models_guide"}
+    for number, code in enumerate(blocks, 1):
+        exec(compile(code, f"models.md block {number}", "exec"), namespace)
 
 
 @pytest.mark.skipif(int(version("transformer-lens").split(".")[0]) >= 4,
                     reason="HookedSAETransformer is built for transformer-lens 3.x")
 def test_the_models_guide_runs() -> None:
-    blocks = FENCE.findall(GUIDE.read_text(encoding="utf-8"))
-    assert len(blocks) >= 4, f"expected the guide's examples in {GUIDE}"
-    namespace: dict[str, Any] = {"__name__": "models_guide"}
-    for number, code in enumerate(blocks, 1):
-        exec(compile(code, f"models.md block {number}", "exec"), namespace)
+    run_blocks(HF_SECTION.sub("", GUIDE.read_text(encoding="utf-8")), at_least=4)
+
+
+def test_the_hugging_face_section_runs() -> None:
+    section = HF_SECTION.search(GUIDE.read_text(encoding="utf-8"))
+    assert section is not None, f"expected a '## Hugging Face models' section in {GUIDE}"
+    run_blocks(section.group(), at_least=2)

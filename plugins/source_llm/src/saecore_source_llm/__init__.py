@@ -13,6 +13,7 @@ from saecore.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from saecore_source_llm.config import LLMSourceConfig as LLMSourceConfig
+    from saecore_source_llm.hf_splice import splice as splice
     from saecore_source_llm.runner import LanguageModelSAERunnerConfig as LanguageModelSAERunnerConfig
     from saecore_source_llm.runner import LanguageModelSAETrainingRunner as LanguageModelSAETrainingRunner
     from saecore_source_llm.runner import SAETrainingRunner as SAETrainingRunner
@@ -25,6 +26,7 @@ _EXPORTS = {
     "LanguageModelSAERunnerConfig": "saecore_source_llm.runner",
     "LanguageModelSAETrainingRunner": "saecore_source_llm.runner",
     "SAETrainingRunner": "saecore_source_llm.runner",
+    "splice": "saecore_source_llm.hf_splice",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -24,6 +24,7 @@ from torch import nn
 
 from saecore.errors import UnknownNameError
 from saecore.sae import SAE
+from saecore_source_llm.sae_description import describe_sae
 
 _TL_VERSION = version("transformer-lens")
 if int(_TL_VERSION.split(".")[0]) >= 4:
@@ -37,12 +38,6 @@ from transformer_lens import HookedTransformer  # noqa: E402 - only once the ver
 
 SAEs = SAE[Any] | Sequence[SAE[Any]]
 HookList = Sequence[tuple[str | Callable[[str], bool], Callable[..., Any]]]
-
-
-def describe_sae(sae: SAE[Any]) -> str:
-    """How errors name an SAE: its class and sizes, and its Neuronpedia id when it has one."""
-    named = f", {sae.cfg.metadata.neuronpedia_id}" if sae.cfg.metadata.neuronpedia_id else ""
-    return f"{type(sae).__name__}(d_in={sae.cfg.d_in}, d_sae={sae.cfg.d_sae}{named})"
 
 
 class SpliceSite(nn.Module):

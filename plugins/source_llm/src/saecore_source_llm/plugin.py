@@ -1,4 +1,5 @@
-"""Entry point module: registers the ``llm`` activation source, the language-model runner and HookedSAETransformer.
+"""Entry point module: registers the ``llm`` activation source, the language-model runner, HookedSAETransformer
+and splice.
 
 Kept light: nothing here imports transformer_lens, transformers or datasets; the source
 imports them when it builds a model or reads a dataset.
@@ -30,3 +31,4 @@ def saecore_register_exports(register: RegisterExport) -> None:
     register(LanguageModelSAETrainingRunner)
     register(SAETrainingRunner)
     register("saecore_source_llm.hooked_sae_transformer:HookedSAETransformer")
+    register("saecore_source_llm.hf_splice:splice")

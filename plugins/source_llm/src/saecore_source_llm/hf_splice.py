@@ -1,0 +1,139 @@
+"""Splice SAEs into any ``torch.nn.Module`` model, such as a Hugging Face transformer, by module name.
+
+Hugging Face models have no hook points, but every submodule has a name (``model.named_modules()``)
+and takes forward hooks. ``splice`` hooks the named modules so that the SAE's output replaces the
+module's output activation for the duration of a ``with`` block: the reconstruction, or with
+``use_error_term`` the reconstruction plus its error, which keeps the model's output exact while the
+features stay computed and differentiable. A decoder block may return a tuple whose first element
+is the hidden state; that element is the one replaced.
+
+The SAE's own hook points (``hook_sae_input`` ... ``hook_sae_output``) can be cached under
+``<module name>.hook_sae_*``, the keys ``HookedSAETransformer`` uses. Only torch is needed here.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from typing import Any
+from weakref import WeakKeyDictionary
+
+import torch
+from torch import nn
+
+from saecore.errors import UnknownNameError
+from saecore.hook_points import HookFn, HookPoint, NamesFilter, names_predicate
+from saecore.sae import SAE
+from saecore_source_llm.sae_description import describe_sae
+
+SpliceHook = Callable[[nn.Module, Any, Any], Any]
+
+# Which SAE each module holds while a splice is active, so that a nested splice cannot stack a second one.
+_SPLICED: WeakKeyDictionary[nn.Module, tuple[str, SAE[Any]]] = WeakKeyDictionary()
+
+
+@contextmanager
+def splice(
+    model: nn.Module,
+    saes: Mapping[str, SAE[Any]],
+    use_error_term: bool | None = None,
+    cache: dict[str, torch.Tensor] | None = None,
+    names_filter: NamesFilter = None,
+    incl_bwd: bool = False,
+) -> Iterator[nn.Module]:
+    """Run each SAE on the output of the module of ``model`` named by its key, inside the block.
+
+    ``use_error_term=None`` keeps each SAE's own ``use_error_term``. With a ``cache`` dict, every
+    forward pass stores the SAEs' hook point activations (detached) under
+    ``<module name>.hook_sae_*``, those ``names_filter`` keeps (None for all, a name, a list of
+    names or a predicate); with ``incl_bwd`` a backward pass stores their gradients as
+    ``<key>_grad``. Every hook is removed when the block ends, also on an exception.
+    """
+    if cache is None and (names_filter is not None or incl_bwd):
+        raise ValueError("names_filter and incl_bwd choose what splice caches; pass cache={} to collect it")
+    modules = dict(model.named_modules())
+    with ExitStack() as cleanup:
+        for module_name, sae in saes.items():
+            module = _module_to_splice(model, modules, module_name, sae)
+            _SPLICED[module] = (module_name, sae)
+            cleanup.callback(_SPLICED.pop, module, None)
+            error_term = sae.use_error_term if use_error_term is None else use_error_term
+            caching = None if cache is None else _caching_hooks(sae, module_name, cache, names_filter, incl_bwd)
+            handle = module.register_forward_hook(_replace_output(sae, module_name, error_term, caching))
+            cleanup.callback(handle.remove)
+        yield model
+
+
+def _module_to_splice(model: nn.Module, modules: dict[str, nn.Module], module_name: str, sae: Any) -> nn.Module:
+    """The module named ``module_name``, once the SAE is known to be one that can be spliced there."""
+    if not isinstance(sae, SAE):
+        raise TypeError(f"splice takes {{module name: SAE}}; {module_name!r} maps to a {type(sae).__name__}")
+    if sae.reshape_hook_z:
+        raise ValueError(f"{describe_sae(sae)} has reshape_activations='hook_z' (attention heads of a TransformerLens "
+                         f"hook_z); splice at {module_name!r} needs an SAE on the module's [..., d_in] output")
+    module = modules.get(module_name) if module_name else None
+    if module is None:
+        close = difflib.get_close_matches(module_name, [name for name in modules if name], n=3)
+        hint = f"; close matches: {', '.join(close)}" if close else "; model.named_modules() lists the names"
+        raise UnknownNameError(f"{type(model).__name__} has no module named {module_name!r} to splice "
+                               f"{describe_sae(sae)} at{hint}")
+    held = _SPLICED.get(module)
+    if held is not None:
+        raise ValueError(f"{module_name} already holds {describe_sae(held[1])} from an enclosing splice (as "
+                         f"{held[0]}); end that block before splicing {describe_sae(sae)} there")
+    return module
+
+
+def _caching_hooks(
+    sae: SAE[Any], module_name: str, cache: dict[str, torch.Tensor], names_filter: NamesFilter, incl_bwd: bool
+) -> tuple[list[tuple[str, HookFn]], list[tuple[str, HookFn]]]:
+    """The (forward, backward) hooks on the SAE's hook points that fill ``cache`` for this module."""
+    wanted = names_predicate(names_filter)
+    keys = {point: f"{module_name}.{point}" for point in sae.hook_dict if wanted(f"{module_name}.{point}")}
+
+    def saver(key: str) -> HookFn:
+        def save(tensor: torch.Tensor, hook: HookPoint) -> None:
+            cache[key] = tensor.detach()
+
+        return save
+
+    forward = [(point, saver(key)) for point, key in keys.items()]
+    backward = [(point, saver(f"{key}_grad")) for point, key in keys.items()] if incl_bwd else []
+    return forward, backward
+
+
+def _replace_output(
+    sae: SAE[Any],
+    module_name: str,
+    use_error_term: bool,
+    caching: tuple[list[tuple[str, HookFn]], list[tuple[str, HookFn]]] | None,
+) -> SpliceHook:
+    """The forward hook that swaps the module's output activation for the SAE's output."""
+
+    def run_sae(activation: torch.Tensor) -> torch.Tensor:
+        if activation.shape[-1] != sae.cfg.d_in:
+            raise ValueError(f"{module_name} outputs width {activation.shape[-1]} but the SAE spliced there "
+                             f"({describe_sae(sae)}) has d_in={sae.cfg.d_in}")
+        if (activation.device, activation.dtype) != (sae.device, sae.dtype):
+            raise ValueError(f"{describe_sae(sae)} is on {sae.device}/{sae.dtype} but {module_name} outputs "
+                             f"{activation.device}/{activation.dtype} activations; move it first: "
+                             f"sae.to({str(activation.device)!r}, {activation.dtype})")
+        own_setting, sae.use_error_term = sae.use_error_term, use_error_term
+        try:
+            if caching is None:
+                return sae(activation)
+            with sae.hooks(fwd_hooks=caching[0], bwd_hooks=caching[1]):
+                return sae(activation)
+        finally:
+            sae.use_error_term = own_setting
+
+    def hook(module: nn.Module, inputs: Any, output: Any) -> Any:
+        if isinstance(output, torch.Tensor):
+            return run_sae(output)
+        if type(output) in (tuple, list) and output and isinstance(output[0], torch.Tensor):
+            return type(output)([run_sae(output[0]), *output[1:]])
+        raise TypeError(f"{module_name} returns a {type(output).__name__}; splice replaces a module output that is "
+                        "a tensor or a tuple whose first element is the hidden state")
+
+    return hook
