@@ -19,6 +19,15 @@ if TYPE_CHECKING:
     from saecore_source_llm.source import LLMSource as LLMSource
 
 _EXPORTS = {
+    "TopKFeatures": "saecore_source_llm.feature_tools",
+    "ablate_features": "saecore_source_llm.feature_tools",
+    "attached_sae": "saecore_source_llm.feature_tools",
+    "clamp_features": "saecore_source_llm.feature_tools",
+    "feature_activation_scale": "saecore_source_llm.feature_tools",
+    "feature_activations": "saecore_source_llm.feature_tools",
+    "feature_attribution": "saecore_source_llm.feature_tools",
+    "steer_feature": "saecore_source_llm.feature_tools",
+    "top_k_features": "saecore_source_llm.feature_tools",
     "HookedSAETransformer": "saecore_source_llm.hooked_sae_transformer",
     "LLMSource": "saecore_source_llm.source",
     "LLMSourceConfig": "saecore_source_llm.config",
