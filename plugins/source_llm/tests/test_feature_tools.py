@@ -85,7 +85,7 @@ def test_steering_adds_the_scaled_decoder_row_at_the_hook(hook_name: str, use_er
         close(model(tokens()), expected)
     assert scale == 1.7
     close(model(tokens()), unsteered)
-    assert model._splice_sites[hook_name].use_error_term is False
+    assert model.acts_to_saes == {hook_name: sae}
 
 
 @pytest.mark.parametrize("statistic", ["max", "mean"])
@@ -178,11 +178,12 @@ def test_attribution_is_activation_times_the_hand_computed_gradient(hook_name: s
     assert expected.abs().sum() > 0
 
     model.add_sae(sae, use_error_term=False)
+    reconstructed = model(tokens())
     attribution = feature_attribution(model, tokens(), logit_difference)
     assert attribution.shape == (3, 6, D_SAE)
     close(attribution, expected)
     close(feature_attribution(model, tokens(), logit_difference, hook_name, reduce="sum"), expected.sum(dim=(0, 1)))
-    assert model._splice_sites[hook_name].use_error_term is False
+    close(model(tokens()), reconstructed)
 
 
 def test_attribution_sum_estimates_the_metric_drop_when_every_feature_is_zeroed() -> None:

@@ -58,14 +58,10 @@ def _checked_features(features: int | Sequence[int], sae: SAE[Any], hook_name: s
 
 
 @contextmanager
-def _error_term(model: HookedSAETransformer, sae: SAE[Any], hook_name: str, use_error_term: bool) -> Iterator[None]:
-    """Set the splice's error term for the block, then put back the setting it had."""
-    before = model._splice_sites[hook_name].use_error_term
-    model.add_sae(sae, use_error_term=use_error_term)
-    try:
+def _error_term(model: HookedSAETransformer, sae: SAE[Any], use_error_term: bool) -> Iterator[None]:
+    """Re-attach ``sae`` with ``use_error_term`` for the block; ``saes`` puts back the splice it had."""
+    with model.saes(saes=[sae], use_error_term=use_error_term):
         yield
-    finally:
-        model.add_sae(sae, use_error_term=before)
 
 
 @torch.no_grad()
@@ -137,7 +133,7 @@ def steer_feature(
     def add_step(recons: torch.Tensor, hook: Any) -> torch.Tensor:
         return recons + step
 
-    with _error_term(model, sae, hook_name, use_error_term), model.hooks(
+    with _error_term(model, sae, use_error_term), model.hooks(
         fwd_hooks=[(f"{hook_name}.hook_sae_recons", add_step)]
     ):
         yield scale
@@ -165,7 +161,7 @@ def clamp_features(
     def clamp(acts: torch.Tensor, hook: Any) -> torch.Tensor:
         return acts.index_copy(-1, index, targets.expand(*acts.shape[:-1], len(feature_list)))
 
-    with _error_term(model, sae, hook_name, use_error_term), model.hooks(
+    with _error_term(model, sae, use_error_term), model.hooks(
         fwd_hooks=[(f"{hook_name}.hook_sae_acts_post", clamp)]
     ):
         yield
@@ -201,7 +197,7 @@ def feature_attribution(
         captured.append(leaf)
         return leaf
 
-    with torch.enable_grad(), _error_term(model, sae, hook_name, True), model.hooks(
+    with torch.enable_grad(), _error_term(model, sae, True), model.hooks(
         fwd_hooks=[(f"{hook_name}.hook_sae_acts_post", capture)]
     ):
         value = metric(model(tokens, **forward_kwargs))
