@@ -253,6 +253,8 @@ def test_bad_arguments_are_named() -> None:
         model, 1, 1.0, scale=1.0, scale_tokens=tokens()
     ):
         pass
+    with pytest.raises(ValueError, match="statistic='median' is not one of 'mean', 'max'"):
+        feature_activation_scale(model, tokens(), 1, statistic="median")  # type: ignore[arg-type]
     dead = int((manual_acts(make_model(), sae) == 0).all(dim=(0, 1)).nonzero()[0])
     with pytest.raises(ValueError, match=f"feature {dead} of the SAE at {RESID} is zero on all 18 given tokens; "
                                          "pass scale= explicitly"):

@@ -79,7 +79,7 @@ def feature_activations(
 def top_k_features(
     model: HookedSAETransformer, tokens: torch.Tensor, k: int, hook_name: str | None = None, **forward_kwargs: Any
 ) -> TopKFeatures:
-    """The ``k`` most active features of every token, with their activations (ties in index order of ``topk``)."""
+    """The ``k`` most active features of every token, with their activations; zeros tie in ``torch.topk``'s order."""
     hook_name, sae = attached_sae(model, hook_name)
     if not 1 <= k <= sae.cfg.d_sae:
         raise ValueError(f"k={k} must be between 1 and the SAE's d_sae={sae.cfg.d_sae} (the SAE at {hook_name})")
@@ -96,6 +96,8 @@ def feature_activation_scale(
     Zeros are left out because a sparse feature is off on most tokens; averaging them in would
     measure how often it fires, not how strongly.
     """
+    if statistic not in ("mean", "max"):
+        raise ValueError(f"statistic={statistic!r} is not one of 'mean', 'max'")
     hook_name, sae = attached_sae(model, hook_name)
     (feature,) = _checked_features(feature, sae, hook_name)
     acts = feature_activations(model, tokens, hook_name, **forward_kwargs)[..., feature]
@@ -118,8 +120,9 @@ def steer_feature(
     or give ``scale_tokens`` to estimate it there with ``feature_activation_scale`` (the
     ``scale_statistic``, by default the max, of the feature's nonzero activations); with neither,
     ``scale`` is 1 and ``strength`` is in raw activation units. The step is added to the SAE's
-    reconstruction before it undoes any input normalisation, which is the same as raising the
-    feature's activation by ``strength * scale``. Yields the scale used.
+    reconstruction before it undoes any input normalisation, which for a decoder linear in the
+    features is the same as raising the feature's activation by ``strength * scale``. Yields the
+    scale used.
     """
     hook_name, sae = attached_sae(model, hook_name)
     (feature,) = _checked_features(feature, sae, hook_name)
