@@ -13,6 +13,14 @@ from saecore.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from saecore_source_llm.config import LLMSourceConfig as LLMSourceConfig
+    from saecore_source_llm.feature_tools import TopKFeatures as TopKFeatures
+    from saecore_source_llm.feature_tools import ablate_features as ablate_features
+    from saecore_source_llm.feature_tools import clamp_features as clamp_features
+    from saecore_source_llm.feature_tools import feature_activation_scale as feature_activation_scale
+    from saecore_source_llm.feature_tools import feature_activations as feature_activations
+    from saecore_source_llm.feature_tools import feature_attribution as feature_attribution
+    from saecore_source_llm.feature_tools import steer_feature as steer_feature
+    from saecore_source_llm.feature_tools import top_k_features as top_k_features
     from saecore_source_llm.hf_splice import splice as splice
     from saecore_source_llm.runner import LanguageModelSAERunnerConfig as LanguageModelSAERunnerConfig
     from saecore_source_llm.runner import LanguageModelSAETrainingRunner as LanguageModelSAETrainingRunner
@@ -20,6 +28,14 @@ if TYPE_CHECKING:
     from saecore_source_llm.source import LLMSource as LLMSource
 
 _EXPORTS = {
+    "TopKFeatures": "saecore_source_llm.feature_tools",
+    "ablate_features": "saecore_source_llm.feature_tools",
+    "clamp_features": "saecore_source_llm.feature_tools",
+    "feature_activation_scale": "saecore_source_llm.feature_tools",
+    "feature_activations": "saecore_source_llm.feature_tools",
+    "feature_attribution": "saecore_source_llm.feature_tools",
+    "steer_feature": "saecore_source_llm.feature_tools",
+    "top_k_features": "saecore_source_llm.feature_tools",
     "HookedSAETransformer": "saecore_source_llm.hooked_sae_transformer",
     "LLMSource": "saecore_source_llm.source",
     "LLMSourceConfig": "saecore_source_llm.config",

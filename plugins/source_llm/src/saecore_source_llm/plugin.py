@@ -1,5 +1,5 @@
-"""Entry point module: registers the ``llm`` activation source, the language-model runner, HookedSAETransformer
-and splice.
+"""Entry point module: registers the ``llm`` source, the language-model runner, HookedSAETransformer,
+splice and the feature tools.
 
 Kept light: nothing here imports transformer_lens, transformers or datasets; the source
 imports them when it builds a model or reads a dataset.
@@ -32,3 +32,6 @@ def saecore_register_exports(register: RegisterExport) -> None:
     register(SAETrainingRunner)
     register("saecore_source_llm.hooked_sae_transformer:HookedSAETransformer")
     register("saecore_source_llm.hf_splice:splice")
+    for name in ("TopKFeatures", "ablate_features", "clamp_features", "feature_activation_scale",
+                 "feature_activations", "feature_attribution", "steer_feature", "top_k_features"):
+        register(f"saecore_source_llm.feature_tools:{name}")
