@@ -24,6 +24,10 @@ ARCHITECTURE_PACKAGES = {
     "gated": "saecore-sae-gated",
     "jumprelu": "saecore-sae-jumprelu",
     "topk": "saecore-sae-topk",
+    **{name: "saecore-transcoders" for name in (
+        "transcoder", "skip_transcoder", "jumprelu_transcoder", "jumprelu_skip_transcoder", "topk_transcoder",
+        "topk_skip_transcoder",
+    )},
 }
 TRAINING_RECIPE_PACKAGES = {
     **ARCHITECTURE_PACKAGES,
@@ -45,6 +49,9 @@ CLASS_PACKAGES: dict[str, str] = {
     **{name: "saecore-sae-batchtopk" for name in ("BatchTopKTrainingSAE", "BatchTopKTrainingSAEConfig")},
     **{name: "saecore-sae-matryoshka-batchtopk" for name in (
         "MatryoshkaBatchTopKTrainingSAE", "MatryoshkaBatchTopKTrainingSAEConfig")},
+    **{f"{prefix}{name}": "saecore-transcoders"
+       for prefix in ("", "Skip", "JumpReLU", "JumpReLUSkip", "TopK", "TopKSkip")
+       for name in ("Transcoder", "TranscoderConfig", "TrainingTranscoder", "TrainingTranscoderConfig")},
     **{name: "saecore-source-llm" for name in (
         "HookedSAETransformer", "LLMSource", "LLMSourceConfig", "LanguageModelSAERunnerConfig",
         "LanguageModelSAETrainingRunner", "SAETrainingRunner", "TopKFeatures", "ablate_features", "clamp_features",
