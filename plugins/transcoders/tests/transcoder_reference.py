@@ -54,5 +54,6 @@ def topk_step(
                                                   torch.tensor(1.0, dtype=x.dtype))
     aux_prediction = (hidden * aux_mask) @ sae.W_dec
     residual = (y - prediction).detach()
-    losses["auxiliary_reconstruction_loss"] = aux_coefficient * scale * (aux_prediction - residual).pow(2).sum(-1).mean()
+    aux_error = (aux_prediction - residual).pow(2).sum(-1).mean()
+    losses["auxiliary_reconstruction_loss"] = aux_coefficient * scale * aux_error
     return prediction, acts * norms, losses
