@@ -24,6 +24,7 @@ TEST_ENV = {"WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "
 
 
 EXTRA_ARCHITECTURE_PLUGINS = ["sae_batchtopk", "sae_matryoshka_batchtopk"]  # need sae_jumprelu beside them
+TRANSCODER_PLUGINS = ["sae_topk", "sae_jumprelu", "transcoders"]  # the transcoders reuse TopK's and JumpReLU's kernels
 
 
 def install_core(session: nox.Session, *plugins: str, extra: str = "test") -> None:
@@ -77,7 +78,7 @@ def topk_without_compiler(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def everything(session: nox.Session) -> None:
     """All plugins together: the whole suite, then the quick start's training command."""
-    plugins = ARCHITECTURE_PLUGINS + EXTRA_ARCHITECTURE_PLUGINS
+    plugins = ARCHITECTURE_PLUGINS + EXTRA_ARCHITECTURE_PLUGINS + ["transcoders"]
     install_core(session, *plugins)
     session.run("pytest", "tests", *[f"plugins/{p}/tests" for p in plugins], "-q",
                 "--ignore=tests/core_alone", "--ignore=tests/saelens_compat", env=TEST_ENV)
@@ -108,6 +109,15 @@ def batchtopk(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
+def transcoders(session: nox.Session) -> None:
+    """The transcoder plugin with the two plugins whose kernels it reuses, then a transcoder trained from the CLI."""
+    install_core(session, *TRANSCODER_PLUGINS)
+    session.run("pytest", "plugins/transcoders/tests", "-q", env=TEST_ENV)
+    session.run("saecore", "train", "--arch", "topk_skip_transcoder", "--source", "synthetic_transcoder",
+                "--training-tokens", "40960", "--output-path", f"{session.create_tmp()}/transcoder", env=TEST_ENV)
+
+
+@nox.session(python="3.11")
 def matryoshka_batchtopk(session: nox.Session) -> None:
     install_core(session, "sae_jumprelu", "sae_batchtopk", "sae_matryoshka_batchtopk")
     session.run("pytest", "plugins/sae_matryoshka_batchtopk/tests", "-q", env=TEST_ENV)
@@ -129,7 +139,7 @@ def saelens_compat(session: nox.Session) -> None:
     SAE computes the same in SAELens's HookedSAETransformer as in saecore's (TransformerLens 3)."""
     session.install(TORCH)
     session.install("sae-lens>=6.0,<7", ".[test]", *[f"./plugins/{p}" for p in ARCHITECTURE_PLUGINS],
-                    "./plugins/source_llm")
+                    "./plugins/transcoders", "./plugins/source_llm")
     session.run("pytest", "tests/saelens_compat", "-q", env=TEST_ENV)
 
 

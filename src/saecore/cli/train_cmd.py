@@ -300,7 +300,7 @@ def _run_config(arch: str, source_name: str, source: Any, source_cfg: Any, secti
     from saecore.training import LoggingConfig, TrainingRunnerConfig
 
     recipe = get_registry().training_recipe(arch)
-    sae_values = apply_presets(arch, source_name, source.d_in, sections[f"sae:{arch}"], trainer)
+    sae_values = apply_presets(arch, source_name, source.d_in, sections[f"sae:{arch}"], trainer, source.target_width)
     sae_cfg = validate_model(recipe.training_config_class, sae_values, f"SAE options for {arch!r}")
     logger = validate_model(LoggingConfig, sections["logger"], "logging options")
     return validate_model(TrainingRunnerConfig, {**trainer, "sae": sae_cfg, "source": source_cfg, "logger": logger},
@@ -352,7 +352,7 @@ def _train_together(
     for arch in archs:
         output = given["output_path"]
         trainer = {**given, "output_path": None if output is None else str(Path(output) / arch)}
-        apply_presets(arch, source_name, source.d_in, {}, trainer)
+        apply_presets(arch, source_name, source.d_in, {}, trainer, source.target_width)
         trainers.append(trainer)
     for trainer in trainers[1:]:
         for field in SHARED_FIELDS:
