@@ -5,8 +5,15 @@ input). This source makes the map known: every true feature ``i`` has an input d
 ``e_i`` (``d_in``) and an output direction ``f_i`` (``d_out``); a sample draws sparse
 coefficients ``c`` exactly as :mod:`saecore.sources.synthetic` does and serves
 
-* input ``x = Σ_i c_i e_i + ε_x``, as the synthetic SAE source would, and
+* input ``x = Σ_i σ_i c_i e_i + ε_x``, as the synthetic SAE source would, and
 * target ``y = Σ_i c_i f_i + ε_y``, with ``ε_y ~ N(0, target_noise_std²)``,
+
+where ``σ_i = ±1`` is a fair random sign per sample and feature when ``signed_inputs`` (else
+``σ_i = 1``). With signs the map is not linear, as an MLP's is not: every input
+coordinate is uncorrelated with every target coordinate, so a skip connection cannot
+stand in for the features and the decoder must find them; a feature then needs a latent
+for each sign. Without signs the map is linear in ``x`` wherever the features can be told
+apart, and a skip connection absorbs much of it.
 
 side by side in one row ``[x | y]``. A transcoder that has learnt the map has a decoder
 row per true output direction; ``ground_truth_features`` returns the ``f_i`` for
@@ -31,6 +38,9 @@ class SyntheticTranscoderSourceConfig(SyntheticSourceConfig):
 
     d_out: PositiveCount = Field(default=64, le=MAX_TOY_SIZE, description="Dimension of the target space.")
     target_noise_std: float = Field(default=0.0, ge=0, description="Std of Gaussian noise added to each target.")
+    signed_inputs: bool = Field(
+        default=True, description="Each firing feature enters the input with a random sign (the map is not linear)."
+    )
 
 
 class SyntheticTranscoderSource(SyntheticSource):
@@ -52,10 +62,18 @@ class SyntheticTranscoderSource(SyntheticSource):
 
     def next_batch(self, batch_size: int) -> torch.Tensor:
         inputs, coefficients = self.next_batch_with_coefficients(batch_size)
-        targets = coefficients @ self._output_features
+        targets = coefficients.abs() @ self._output_features
         if self.cfg.target_noise_std > 0:
             targets += self.cfg.target_noise_std * self._randn(batch_size, self.cfg.d_out)
         return torch.cat([inputs, targets], 1)
+
+    def _sample_coefficients(self, n: int) -> torch.Tensor:
+        """The synthetic source's coefficients, each with its sign ``σ_i`` (the target reads their magnitudes)."""
+        coefficients = super()._sample_coefficients(n)
+        if self.cfg.signed_inputs:
+            flips = torch.rand(coefficients.shape, generator=self._generator, device=self.device) < 0.5
+            coefficients[flips] *= -1
+        return coefficients
 
     def ground_truth_features(self) -> torch.Tensor:
         return self._output_features.clone()

@@ -118,7 +118,7 @@ class TrainingTranscoderConfig(TranscoderConfig, TrainingSAEConfig):
 
     @classmethod
     def synthetic_data_presets(cls, d_sae: int) -> TrainingPresets:
-        """Values that recover the synthetic transcoder source's features (tests/test_recovery.py)."""
+        """Values that recover the synthetic transcoder source's features (tests/test_transcoder_recovery.py)."""
         return TrainingPresets(sae={"l1_coefficient": 0.5}, trainer={"lr": 1e-2, "training_tokens": 1_000_000})
 
 
@@ -138,8 +138,11 @@ class JumpReLUTrainingTranscoderConfig(JumpReLUTranscoderConfig, TrainingSAEConf
 
     @classmethod
     def synthetic_data_presets(cls, d_sae: int) -> TrainingPresets:
-        """Values that recover the synthetic transcoder source's features (tests/test_recovery.py)."""
-        return TrainingPresets(sae={"l0_coefficient": 0.3}, trainer={"lr": 5e-3, "training_tokens": 1_000_000})
+        """Values that recover the synthetic transcoder source's features (tests/test_transcoder_recovery.py)."""
+        return TrainingPresets(
+            sae={"l0_coefficient": 0.2, "jumprelu_init_threshold": 0.1},
+            trainer={"lr": 1e-2, "training_tokens": 1_000_000},
+        )
 
 
 class JumpReLUSkipTrainingTranscoderConfig(JumpReLUTrainingTranscoderConfig, JumpReLUSkipTranscoderConfig):
@@ -156,7 +159,7 @@ class TopKTrainingTranscoderConfig(TopKTranscoderConfig, TrainingSAEConfig):
 
     @classmethod
     def synthetic_data_presets(cls, d_sae: int) -> TrainingPresets:
-        """Values that recover the synthetic transcoder source's features (tests/test_recovery.py)."""
+        """Values that recover the synthetic transcoder source's features (tests/test_transcoder_recovery.py)."""
         return TrainingPresets(sae={"k": 8}, trainer={"lr": 1e-2, "training_tokens": 1_000_000})
 
     def to_inference_dict(self) -> dict[str, Any]:
