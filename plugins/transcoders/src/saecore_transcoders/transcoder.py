@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from saecore import SAE, ConfigError
+from saecore.errors import SAEFileError
 from saecore.sparse import decode_product
 from saecore_transcoders.config import TranscoderConfig
 
@@ -70,6 +71,17 @@ class Transcoder(SAE[Any]):
         """``(prediction [..., d_out], feature activations [..., d_sae])``."""
         feature_acts = self.encode(x)
         return self.add_skip(x, self.decode(feature_acts)), feature_acts
+
+    def process_state_dict_for_loading(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Refuse a skip transcoder's weights: dropping ``W_skip`` would silently change every prediction."""
+        super().process_state_dict_for_loading(state_dict)
+        if "W_skip" in state_dict and not hasattr(self, "W_skip"):
+            architecture = self.cfg.architecture()
+            raise SAEFileError(
+                f"the weights hold W_skip {list(state_dict['W_skip'].shape)}, so they are a skip transcoder's, but "
+                f"the config names the non-skip architecture {architecture!r}; load them as "
+                f"{architecture.replace('transcoder', 'skip_transcoder')!r} (the cfg.json 'architecture')"
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.use_error_term:
