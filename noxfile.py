@@ -148,7 +148,7 @@ def ecosystem(session: nox.Session) -> None:
     """Converters against files written by the formats' own libraries (eai-sparsify, dictionary-learning)."""
     session.install(TORCH)
     session.install(TORCH, "eai-sparsify", "dictionary-learning", ".[test]",
-                    *[f"./plugins/{p}" for p in ARCHITECTURE_PLUGINS])
+                    *[f"./plugins/{p}" for p in ARCHITECTURE_PLUGINS], "./plugins/transcoders")
     # nnsight (a dictionary-learning dependency) pulls PyPI's CUDA torchvision, which breaks
     # `import transformers` next to CPU torch; neither converter test needs it.
     session.run("pip", "uninstall", "-y", "torchvision")
