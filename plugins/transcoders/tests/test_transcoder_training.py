@@ -99,3 +99,17 @@ def test_the_cli_takes_d_in_and_d_out_from_a_source_of_pairs() -> None:
     values = apply_presets("topk_transcoder", "synthetic_transcoder", 64 + 48, {}, trainer, target_width=48)
     assert (values["d_in"], values["d_out"], values["d_sae"], values["k"]) == (64, 48, 512, 8)
     assert trainer["lr"] == 1e-2
+
+
+def test_a_checkpoint_keeps_the_target_scale(tmp_path: Path) -> None:
+    x, y = pairs()
+    source = TensorSource(TensorSourceConfig(data=x, target=y))
+    config = trainer_config(checkpoint_path=str(tmp_path))
+    trainer = SAETrainer(config, transcoder(normalize_activations="expected_average_only_in"), source)
+    estimate_scales(trainer.scales_to_estimate(), source, n_batches=1, batch_size=ROWS)
+    folder = trainer.save_checkpoint("scaled")
+
+    resumed = SAETrainer(config, transcoder(normalize_activations="expected_average_only_in"), source)
+    resumed.load_checkpoint(folder)
+    assert resumed.scaling_factor == trainer.scaling_factor
+    assert resumed.target_scaling_factor == trainer.target_scaling_factor is not None
