@@ -34,8 +34,13 @@ from saecore.sources.synthetic import MAX_TOY_SIZE, SyntheticSource, SyntheticSo
 
 
 class SyntheticTranscoderSourceConfig(SyntheticSourceConfig):
-    """The toy model's input side (as the synthetic source), plus the target's width and noise."""
+    """The toy model's input side (as the synthetic source), plus the target's width and noise.
 
+    128 features by default, half the synthetic source's: with signed inputs each feature
+    needs a latent per sign: the CLI's default width (8 · d_in = 512) has two per feature and sign.
+    """
+
+    n_features: PositiveCount = Field(default=128, le=MAX_TOY_SIZE, description="Number of true feature directions.")
     d_out: PositiveCount = Field(default=64, le=MAX_TOY_SIZE, description="Dimension of the target space.")
     target_noise_std: float = Field(default=0.0, ge=0, description="Std of Gaussian noise added to each target.")
     signed_inputs: bool = Field(
