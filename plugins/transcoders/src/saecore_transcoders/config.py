@@ -119,7 +119,7 @@ class TrainingTranscoderConfig(TranscoderConfig, TrainingSAEConfig):
     @classmethod
     def synthetic_data_presets(cls, d_sae: int) -> TrainingPresets:
         """Values that recover the synthetic transcoder source's features (tests/test_transcoder_recovery.py)."""
-        return TrainingPresets(sae={"l1_coefficient": 0.5}, trainer={"lr": 1e-2, "training_tokens": 1_000_000})
+        return TrainingPresets(sae={"l1_coefficient": 0.3}, trainer={"lr": 1e-2, "training_tokens": 1_000_000})
 
 
 class SkipTrainingTranscoderConfig(TrainingTranscoderConfig, SkipTranscoderConfig):
