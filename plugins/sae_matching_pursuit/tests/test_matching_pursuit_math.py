@@ -50,7 +50,7 @@ def reference_row(
             support.add(latent)
         if stop_on_duplicate and not grew:
             break
-        if threshold > 0 and float(residual.norm()) < threshold:
+        if threshold > 0 and float(residual.detach().norm()) < threshold:
             break
     return torch.stack(acts)
 
