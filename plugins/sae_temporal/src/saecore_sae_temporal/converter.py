@@ -5,8 +5,8 @@ One folder per SAE (``<model>/layer_<N>/temporal``) holds ``conf.yaml`` and
 bias ``b [d_in]``, an untied encoder ``E [d_in, d_sae]`` and the attention layers
 ``attn_layers.*`` (kept as they are). ``conf.yaml`` gives the sizes and options; the
 inputs are rescaled by its ``sae.scaling_factor`` (``constant_scalar_rescale``). The
-layer, and so the hook ``blocks.<N>.hook_resid_post``, comes from the folder's
-``layer_<N>`` part; a folder without one leaves the hook to the caller.
+layer, and so the hook ``blocks.<N>.hook_resid_post``, comes from the innermost folder
+on the path named ``layer_<N>``; a path without one leaves the hook to the caller.
 """
 
 from __future__ import annotations
@@ -62,9 +62,9 @@ def temporal_cfg_dict(config: dict[str, Any], config_path: Path) -> dict[str, An
                                "of the temporal format")
     llm, sae = config["llm"], config["sae"]
     metadata: dict[str, Any] = {}
-    layers = _LAYER_PART.findall(config_path.parent.as_posix())
-    if layers:
-        metadata["hook_name"] = f"blocks.{int(layers[-1])}.hook_resid_post"
+    layer = _layer_of(config_path.parent)
+    if layer is not None:
+        metadata["hook_name"] = f"blocks.{layer}.hook_resid_post"
     return {
         "architecture": "temporal",
         "d_in": llm["dimin"],
@@ -82,6 +82,15 @@ def temporal_cfg_dict(config: dict[str, Any], config_path: Path) -> dict[str, An
         "apply_b_dec_to_input": True,
         "metadata": metadata,
     }
+
+
+def _layer_of(folder: Path) -> int | None:
+    """``N`` of the innermost folder named exactly ``layer_<N>`` on the path, if any."""
+    for part in reversed(folder.parts):
+        match = _LAYER_PART.fullmatch(part)
+        if match:
+            return int(match.group(1))
+    return None
 
 
 def _read_config(path: Path) -> dict[str, Any]:
