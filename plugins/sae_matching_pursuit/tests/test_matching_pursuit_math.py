@@ -165,3 +165,14 @@ def test_only_the_decoder_is_stored() -> None:
     sae = build(random_params(4), training=False)
     assert sorted(sae.state_dict()) == ["W_dec", "b_dec"]
     assert torch.equal(sae.W_enc, sae.W_dec.T)
+
+
+def test_hook_sae_acts_post_sees_the_codes() -> None:
+    p = random_params(5)
+    sae = build(p, training=False)
+    seen: list[torch.Tensor] = []
+    sae.hook_sae_acts_post.add_hook(lambda acts, hook: seen.append(acts.detach().clone()))
+    x = inputs(9)
+    with torch.no_grad():
+        sae.encode(x)
+    torch.testing.assert_close(seen[0], reference(p, x)[0], rtol=1e-10, atol=1e-12)

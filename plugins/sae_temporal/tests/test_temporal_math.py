@@ -100,3 +100,17 @@ def test_an_input_scale_cannot_be_folded_in() -> None:
     with pytest.raises(UnsafeFoldError, match="activation_normalization_factor"):
         sae.fold_activation_norm_scaling_factor(2.0)
     assert sae.cfg.normalize_activations == "expected_average_only_in"
+
+
+def test_forward_runs_the_reconstruction_hook_on_the_full_reconstruction() -> None:
+    cfg = {**BASE, "kval_topk": 5}
+    params = random_params(cfg, seed=8)
+    sae = build(cfg, params)
+    seen: list[torch.Tensor] = []
+    sae.hook_sae_recons.add_hook(lambda recons, hook: seen.append(recons.detach().clone()))
+    x = sequences(9, 2, 4)
+    with torch.no_grad():
+        sae(x)
+    z_novel, z_pred, _, _ = reference(cfg, params, x)
+    torch.testing.assert_close(seen[0], (z_novel + z_pred) @ params["W_dec"] + params["b_dec"], rtol=1e-10,
+                               atol=1e-12)
