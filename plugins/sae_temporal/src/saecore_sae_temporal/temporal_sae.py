@@ -108,7 +108,8 @@ class TemporalSAE(SAE[TemporalSAEConfig]):
         sae_out = self._decode_codes(z_novel + z_pred)
         if self.use_error_term:
             with torch.no_grad(), self._hooks_bypassed():
-                clean = self._decode_codes(sum(self.encode_with_predictions(x)))
+                clean_novel, clean_pred = self.encode_with_predictions(x)
+                clean = self._decode_codes(clean_novel + clean_pred)
             sae_out = sae_out + self.hook_sae_error(x.to(clean.dtype) - clean)
         return self.hook_sae_output(sae_out)
 
