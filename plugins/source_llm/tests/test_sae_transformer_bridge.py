@@ -157,3 +157,15 @@ def test_the_bridge_is_exported_and_wraps_only_bridges(model: Any) -> None:
     assert SAETransformerBridge.from_bridge(model) is model
     with pytest.raises(TypeError, match="from_bridge takes a transformer_lens TransformerBridge, got a Linear"):
         SAETransformerBridge.from_bridge(torch.nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize(("hook_name", "width", "reshape"), [
+    ("blocks.0.mlp.hook_post", 64, "none"), ("blocks.0.hook_mlp_out", 16, "none"), (HOOK_Z, 16, "hook_z"),
+    (HOOK_Z, 4, "none"), ("blocks.0.hook_in", 16, "none"),
+])
+def test_a_width_the_config_tells_is_checked_at_add_sae(model: Any, hook_name: str, width: int, reshape: str) -> None:
+    wrong = SAE.from_dict({"architecture": "standard", "d_in": width + 1, "d_sae": 8, "dtype": "float64",
+                           "reshape_activations": reshape, "metadata": {"hook_name": hook_name}})
+    with pytest.raises(ValueError, match=rf"^{hook_name} has width {width} but the SAE attached there"):
+        model.add_sae(wrong)
+    assert model.acts_to_saes == {}
