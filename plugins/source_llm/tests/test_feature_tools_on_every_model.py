@@ -177,3 +177,13 @@ def test_attribution_is_activation_times_the_gradient(kind: ModelKind) -> None:
         attribution = feature_attribution(kind.model, tokens(), metric)
     close(attribution, leaves[0].detach() * gradient)
     assert attribution.shape == (*tokens().shape, D_SAE)
+
+
+def test_a_pass_that_ends_before_the_sae_is_named(kind: ModelKind) -> None:
+    from saecore_source_llm import feature_activations
+
+    if not hasattr(kind.model, "run_with_hooks"):
+        pytest.skip("stop_at_layer is TransformerLens's")
+    with kind.holding(), pytest.raises(ValueError, match=f"^the forward pass never reached the SAE at {RESID}; "
+                                                         "check forward_kwargs"):
+        feature_activations(kind.model, tokens(), stop_at_layer=0)
