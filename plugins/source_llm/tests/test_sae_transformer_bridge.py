@@ -90,8 +90,10 @@ def test_error_term_keeps_the_output_exact_and_the_features_differentiable(model
 
 
 def test_run_with_cache_with_saes_keeps_only_what_the_filter_asks_for(model: Any) -> None:
-    wanted = f"{RESID}.hook_sae_acts_post"
-    _, cache = model.run_with_cache_with_saes(tokens(), saes=[make_sae(RESID)], names_filter=[wanted])
+    sae = make_sae(RESID)
+    wanted = model.get_sae_hook_name(sae)
+    assert wanted == f"{RESID}.hook_sae_acts_post"
+    _, cache = model.run_with_cache_with_saes(tokens(), saes=[sae], names_filter=[wanted])
     assert list(cache.keys()) == [wanted]
     assert model.acts_to_saes == {} and wanted not in model.hook_dict
 

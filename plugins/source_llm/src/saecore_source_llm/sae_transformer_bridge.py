@@ -25,7 +25,7 @@ from torch.utils.hooks import RemovableHandle
 
 from saecore.sae import SAE
 from saecore_source_llm.hook_widths import transformer_lens_hook_width
-from saecore_source_llm.sae_splicing import SAESplicingMixin, SpliceSite
+from saecore_source_llm.sae_splicing import SAESplicingMixin, SpliceSite, sae_input_hook
 
 _TL_VERSION = version("transformer-lens")
 if int(_TL_VERSION.split(".")[0]) < 4:
@@ -66,6 +66,13 @@ class SAETransformerBridge(SAESplicingMixin, TransformerBridge):  # type: ignore
         spliced: SAETransformerBridge = bridge  # type: ignore[assignment]
         spliced._start_splicing()
         return spliced
+
+    def get_sae_hook_name(self, sae: SAE[Any], internal: str = "hook_sae_acts_post") -> str:
+        """The name of one of ``sae``'s hook points in this model's ``hook_dict`` and caches.
+
+        It is the SAE's own ``hook_name`` (the spelling it was given, alias or not) plus ``internal``.
+        """
+        return f"{sae_input_hook(sae)}.{internal}"
 
     def _hook_names(self) -> Sequence[str]:
         return list(self.hook_dict)
