@@ -81,17 +81,26 @@ class SpliceSite(nn.Module):
         return sae
 
     def forward(self, activation: torch.Tensor) -> torch.Tensor:
+        """The SAE's output for ``activation``.
+
+        This runs on every forward pass, so it reads the decoder's placement rather than the
+        config's, and switches the SAE's error term only when the site's setting differs.
+        """
         sae = self.sae
         check_width(sae, sae_width(sae, activation.shape), self.hook_name, self.module_output)
-        if activation.dtype != sae.dtype or activation.device != sae.device:
+        decoder = sae.W_dec
+        if activation.dtype != decoder.dtype or activation.device != decoder.device:
             verb = "outputs" if self.module_output else "carries"
             raise ValueError(f"{describe_sae(sae)} is on {sae.device}/{sae.dtype} but {self.hook_name} {verb} "
                              f"{activation.device}/{activation.dtype} activations; move it first: "
                              f"sae.to({str(activation.device)!r}, {activation.dtype})")
         own_setting = sae.use_error_term
+        if own_setting == self.use_error_term:
+            output: torch.Tensor = sae(activation)
+            return output
         sae.use_error_term = self.use_error_term
         try:
-            output: torch.Tensor = sae(activation)
+            output = sae(activation)
             return output
         finally:
             sae.use_error_term = own_setting
