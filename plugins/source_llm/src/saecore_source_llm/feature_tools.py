@@ -3,7 +3,7 @@
 The model is a ``HookedSAETransformer`` or an ``SAETransformerBridge`` with SAEs attached
 (``model.add_sae(sae)``, ``with model.saes(saes=[sae]):``), or any torch model, such as a Hugging
 Face one, inside ``with splice(model, {module name: sae}):``. All of them hold each SAE in a
-``SpliceSite``; the tools find the site by its hook or module name (``hook_name``, which may be
+``SplicedSAE``; the tools find it by its hook or module name (``hook_name``, which may be
 left out while exactly one SAE is in the model), switch its error term, and hook the SAE's own
 hook points, so one implementation serves every model kind and every SAE architecture.
 
@@ -23,8 +23,8 @@ from torch import nn
 
 from saecore.errors import UnknownNameError
 from saecore.sae import SAE
-from saecore_source_llm.hf_splice import spliced_sites
-from saecore_source_llm.sae_splicing import SAESplicingMixin, SpliceSite
+from saecore_source_llm.hf_splice import spliced_saes
+from saecore_source_llm.sae_splicing import SAESplicingMixin, SplicedSAE
 
 Statistic = Literal["mean", "max"]
 ActivationEdit = Callable[[torch.Tensor], "torch.Tensor | None"]
@@ -39,9 +39,9 @@ class TopKFeatures(NamedTuple):
     """Their feature indices, ``[batch, pos, k]``."""
 
 
-def attached_site(model: nn.Module, hook_name: str | None = None) -> SpliceSite:
+def attached_sae(model: nn.Module, hook_name: str | None = None) -> SplicedSAE:
     """The site of the SAE the tools work on: the one at ``hook_name``, or the only one in the model."""
-    sites = model.splice_sites if isinstance(model, SAESplicingMixin) else spliced_sites(model)
+    sites = model.spliced_saes if isinstance(model, SAESplicingMixin) else spliced_saes(model)
     listed = ", ".join(sites) or ("none (attach one with model.add_sae(sae) or model.saes(saes=[sae]), or splice "
                                   "one into a torch model with splice(model, {module_name: sae}))")
     if hook_name is None:
@@ -63,7 +63,7 @@ def _checked_features(features: int | Sequence[int], sae: SAE[Any], hook_name: s
 
 
 @contextmanager
-def _error_term(site: SpliceSite, use_error_term: bool) -> Iterator[None]:
+def _error_term(site: SplicedSAE, use_error_term: bool) -> Iterator[None]:
     """Run the site with ``use_error_term`` for the block, then put its own setting back."""
     own_setting, site.use_error_term = site.use_error_term, use_error_term
     try:
@@ -73,7 +73,7 @@ def _error_term(site: SpliceSite, use_error_term: bool) -> Iterator[None]:
 
 
 @contextmanager
-def _on_sae_point(site: SpliceSite, point: str, edit: ActivationEdit) -> Iterator[None]:
+def _on_sae_point(site: SplicedSAE, point: str, edit: ActivationEdit) -> Iterator[None]:
     """Call ``edit`` on the SAE's ``point`` activation in every pass of the block; a returned tensor replaces it.
 
     A plain torch hook: a model's ``reset_hooks`` inside the block leaves it alone.
@@ -96,7 +96,7 @@ def feature_activations(
     model: nn.Module, tokens: torch.Tensor, hook_name: str | None = None, **forward_kwargs: Any
 ) -> torch.Tensor:
     """The SAE's feature activations (``hook_sae_acts_post``) on ``tokens``: ``[batch, pos, d_sae]``."""
-    site = attached_site(model, hook_name)
+    site = attached_sae(model, hook_name)
     captured: list[torch.Tensor] = []
     with _on_sae_point(site, "hook_sae_acts_post", lambda acts: captured.append(acts)):
         model(tokens, **forward_kwargs)
@@ -110,7 +110,7 @@ def top_k_features(
     model: nn.Module, tokens: torch.Tensor, k: int, hook_name: str | None = None, **forward_kwargs: Any
 ) -> TopKFeatures:
     """The ``k`` most active features of every token, with their activations; zeros tie in ``torch.topk``'s order."""
-    site = attached_site(model, hook_name)
+    site = attached_sae(model, hook_name)
     if not 1 <= k <= site.sae.cfg.d_sae:
         raise ValueError(f"k={k} must be between 1 and the SAE's d_sae={site.sae.cfg.d_sae} "
                          f"(the SAE at {site.hook_name})")
@@ -129,7 +129,7 @@ def feature_activation_scale(
     """
     if statistic not in ("mean", "max"):
         raise ValueError(f"statistic={statistic!r} is not one of 'mean', 'max'")
-    site = attached_site(model, hook_name)
+    site = attached_sae(model, hook_name)
     hook_name = site.hook_name
     (feature,) = _checked_features(feature, site.sae, hook_name)
     acts = feature_activations(model, tokens, hook_name, **forward_kwargs)[..., feature]
@@ -156,7 +156,7 @@ def steer_feature(
     features is the same as raising the feature's activation by ``strength * scale``. Yields the
     scale used.
     """
-    site = attached_site(model, hook_name)
+    site = attached_sae(model, hook_name)
     (feature,) = _checked_features(feature, site.sae, site.hook_name)
     if scale is not None and scale_tokens is not None:
         raise ValueError("give steer_feature either scale= or scale_tokens= (to estimate the scale), not both")
@@ -178,7 +178,7 @@ def clamp_features(
     With the error term on (the default) the model's activation changes by exactly the decoded
     change of those features; every other feature and the reconstruction error stay as they were.
     """
-    site = attached_site(model, hook_name)
+    site = attached_sae(model, hook_name)
     sae = site.sae
     feature_list = _checked_features(features, sae, site.hook_name)
     values = [float(value)] * len(feature_list) if isinstance(value, int | float) else [float(v) for v in value]
@@ -217,7 +217,7 @@ def feature_attribution(
     Summed over all features and tokens, the attribution is the first-order estimate of how much
     the metric falls when every feature is zeroed.
     """
-    site = attached_site(model, hook_name)
+    site = attached_sae(model, hook_name)
     captured: list[torch.Tensor] = []
 
     def capture(acts: torch.Tensor) -> torch.Tensor:

@@ -25,13 +25,13 @@ from saecore.hook_points import HookFn, HookPoint, NamesFilter, names_predicate
 from saecore.sae import SAE
 from saecore_source_llm.module_widths import module_output_width
 from saecore_source_llm.sae_description import describe_sae
-from saecore_source_llm.sae_splicing import SpliceSite, check_width, unknown_name_error
+from saecore_source_llm.sae_splicing import SplicedSAE, check_width, unknown_name_error
 
 SpliceHook = Callable[[nn.Module, Any, Any], Any]
 
-# The splice site each module holds while a splice is active: the feature tools find the SAEs
+# The SplicedSAE each module holds while a splice is active: the feature tools find the SAEs
 # through it, and a nested splice cannot stack a second SAE on the module.
-_SPLICED: WeakKeyDictionary[nn.Module, SpliceSite] = WeakKeyDictionary()
+_SPLICED: WeakKeyDictionary[nn.Module, SplicedSAE] = WeakKeyDictionary()
 
 
 @contextmanager
@@ -57,7 +57,7 @@ def splice(
     with ExitStack() as cleanup:
         for module_name, sae in saes.items():
             module = _module_to_splice(model, modules, module_name, sae)
-            site = SpliceSite(sae, module_name, sae.use_error_term if use_error_term is None else use_error_term,
+            site = SplicedSAE(sae, module_name, sae.use_error_term if use_error_term is None else use_error_term,
                               module_output=True)
             _SPLICED[module] = site
             cleanup.callback(_SPLICED.pop, module, None)
@@ -67,8 +67,8 @@ def splice(
         yield model
 
 
-def spliced_sites(model: nn.Module) -> dict[str, SpliceSite]:
-    """The sites of the SAEs an active ``splice`` runs in ``model``, by module name."""
+def spliced_saes(model: nn.Module) -> dict[str, SplicedSAE]:
+    """The SAEs an active ``splice`` runs in ``model``, as ``SplicedSAE`` objects by module name."""
     return {site.hook_name: site for module in model.modules() if (site := _SPLICED.get(module)) is not None}
 
 
@@ -113,7 +113,7 @@ def _caching_hooks(
 
 
 def _replace_output(
-    site: SpliceSite, caching: tuple[list[tuple[str, HookFn]], list[tuple[str, HookFn]]] | None
+    site: SplicedSAE, caching: tuple[list[tuple[str, HookFn]], list[tuple[str, HookFn]]] | None
 ) -> SpliceHook:
     """The forward hook that swaps the module's output activation for the SAE's output.
 

@@ -7,7 +7,7 @@ points join the model's as ``<hook>.hook_sae_input``, ``.hook_sae_acts_pre``,
 ``.hook_sae_acts_post``, ``.hook_sae_recons``, ``.hook_sae_error`` and ``.hook_sae_output``, so
 ``run_with_cache`` and ``run_with_hooks`` reach the features like any other activation.
 
-The splice site takes the hook point's place in the module tree for as long as the SAE is
+The ``SplicedSAE`` takes the hook point's place in the module tree for as long as the SAE is
 attached. The SAE is not a registered submodule: the model's ``parameters()``, ``state_dict()``
 and ``to()`` leave it alone, and it must already sit on the model's device and dtype.
 """
@@ -22,7 +22,7 @@ from torch import nn
 
 from saecore.sae import SAE
 from saecore_source_llm.hook_widths import transformer_lens_hook_width
-from saecore_source_llm.sae_splicing import SAESplicingMixin, SpliceSite
+from saecore_source_llm.sae_splicing import SAESplicingMixin, SplicedSAE
 
 _TL_VERSION = version("transformer-lens")
 if int(_TL_VERSION.split(".")[0]) >= 4:
@@ -39,7 +39,7 @@ class HookedSAETransformer(SAESplicingMixin, HookedTransformer):
 
     def __init__(self, *model_args: Any, **model_kwargs: Any) -> None:
         super().__init__(*model_args, **model_kwargs)
-        self._splice_sites: dict[str, SpliceSite] = {}
+        self._spliced_saes: dict[str, SplicedSAE] = {}
         self._replaced_hook_points: dict[str, nn.Module] = {}
 
     def _hook_names(self) -> Sequence[str]:
@@ -48,12 +48,12 @@ class HookedSAETransformer(SAESplicingMixin, HookedTransformer):
     def _hook_width(self, hook_name: str, sae: SAE[Any]) -> int | None:
         return transformer_lens_hook_width(self.cfg, hook_name, sae)
 
-    def _install(self, site: SpliceSite) -> None:
+    def _install(self, site: SplicedSAE) -> None:
         self._replaced_hook_points[site.hook_name] = self.get_submodule(site.hook_name)
         self._replace_module(site.hook_name, site)
         self.setup()
 
-    def _uninstall(self, site: SpliceSite) -> None:
+    def _uninstall(self, site: SplicedSAE) -> None:
         self._replace_module(site.hook_name, self._replaced_hook_points.pop(site.hook_name))
         site.sae.name_hook_points()
         self.setup()

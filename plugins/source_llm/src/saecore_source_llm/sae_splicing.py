@@ -1,12 +1,12 @@
-"""What every way of running SAEs inside a model shares: the splice site and the SAELens attach API.
+"""What every way of running SAEs inside a model shares: the spliced SAE and the SAELens attach API.
 
-A ``SpliceSite`` runs one SAE on the activation passing one place in a model and says what is
+A ``SplicedSAE`` runs one SAE on the activation passing one place in a model and says what is
 wrong, naming the SAE, when the activation does not fit it. ``SAESplicingMixin`` gives a
 TransformerLens model SAELens's methods (``add_sae``, ``reset_saes``, ``saes``,
 ``run_with_saes``, ``run_with_cache_with_saes``, ``run_with_hooks_with_saes``) over four
-model-specific steps: which hooks exist, how wide one is, and how a site is installed and
+model-specific steps: which hooks exist, how wide one is, and how a ``SplicedSAE`` is installed and
 removed. ``HookedSAETransformer`` (TransformerLens 3) and ``SAETransformerBridge``
-(TransformerLens 4) are that mixin on their model class; ``splice`` uses the site alone.
+(TransformerLens 4) are that mixin on their model class; ``splice`` uses ``SplicedSAE`` alone.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def unknown_name_error(message: str, name: str, known: Sequence[str], listing: s
     return UnknownNameError(f"{message}{hint}")
 
 
-class SpliceSite(nn.Module):
+class SplicedSAE(nn.Module):
     """One SAE running at one place in a model; it replaces the activation there with the SAE's output.
 
     ``use_error_term`` is the site's own setting, switched onto the SAE for each pass so the same
@@ -109,7 +109,7 @@ class SpliceSite(nn.Module):
 class SAESplicingMixin:
     """SAELens's SAE methods for a model class that implements the four ``_``-prefixed steps below."""
 
-    _splice_sites: dict[str, SpliceSite]
+    _spliced_saes: dict[str, SplicedSAE]
 
     def _hook_names(self) -> Sequence[str]:
         """Every hook name an SAE may attach at."""
@@ -119,11 +119,11 @@ class SAESplicingMixin:
         """The width ``sae`` would read at ``hook_name``, where the model's config tells it; None otherwise."""
         raise NotImplementedError
 
-    def _install(self, site: SpliceSite) -> None:
+    def _install(self, site: SplicedSAE) -> None:
         """Make ``site`` run on the activation at ``site.hook_name`` and expose its hook points there."""
         raise NotImplementedError
 
-    def _uninstall(self, site: SpliceSite) -> None:
+    def _uninstall(self, site: SplicedSAE) -> None:
         """Undo ``_install``: the model runs as before and the SAE's hook points get their own names back."""
         raise NotImplementedError
 
@@ -134,12 +134,12 @@ class SAESplicingMixin:
     @property
     def acts_to_saes(self) -> dict[str, SAE[Any]]:
         """The attached SAEs by hook name."""
-        return {name: site.sae for name, site in self._splice_sites.items()}
+        return {name: site.sae for name, site in self._spliced_saes.items()}
 
     @property
-    def splice_sites(self) -> dict[str, SpliceSite]:
-        """The attached SAEs' sites by hook name (what the feature tools work through)."""
-        return self._splice_sites
+    def spliced_saes(self) -> dict[str, SplicedSAE]:
+        """The attached ``SplicedSAE`` objects by hook name (what the feature tools work through)."""
+        return self._spliced_saes
 
     def add_sae(self, sae: SAE[Any], use_error_term: bool | None = None) -> None:
         """Attach ``sae`` at ``sae.cfg.metadata.hook_name`` until ``reset_saes``.
@@ -148,7 +148,7 @@ class SAESplicingMixin:
         that hook updates its setting; another SAE there is an error (reset that hook first).
         """
         hook_name = sae_input_hook(sae)
-        current = self._splice_sites.get(hook_name)
+        current = self._spliced_saes.get(hook_name)
         if current is not None and current.sae is not sae:
             raise ValueError(f"{hook_name} already holds {describe_sae(current.sae)}; call "
                              f"reset_saes({hook_name!r}) before adding {describe_sae(sae)}")
@@ -157,9 +157,9 @@ class SAESplicingMixin:
             current.use_error_term = error_term
             return
         self._check_fit(sae, hook_name)
-        site = SpliceSite(sae, hook_name, error_term)
+        site = SplicedSAE(sae, hook_name, error_term)
         self._install(site)
-        self._splice_sites[hook_name] = site
+        self._spliced_saes[hook_name] = site
 
     def _check_fit(self, sae: SAE[Any], hook_name: str) -> None:
         names = self._hook_names()
@@ -175,15 +175,15 @@ class SAESplicingMixin:
             check_width(sae, width, hook_name)
 
     def _detach(self, hook_name: str) -> None:
-        self._uninstall(self._splice_sites.pop(hook_name))
+        self._uninstall(self._spliced_saes.pop(hook_name))
 
     def reset_saes(self, act_names: str | Sequence[str] | None = None) -> None:
         """Detach the SAEs at ``act_names`` (every attached SAE when None)."""
-        names = [act_names] if isinstance(act_names, str) else list(self._splice_sites if act_names is None
+        names = [act_names] if isinstance(act_names, str) else list(self._spliced_saes if act_names is None
                                                                     else act_names)
         for name in names:
-            if name not in self._splice_sites:
-                attached = ", ".join(self._splice_sites) or "none"
+            if name not in self._spliced_saes:
+                attached = ", ".join(self._spliced_saes) or "none"
                 raise UnknownNameError(f"no SAE is attached at {name!r} to reset; attached at: {attached}")
         for name in names:
             self._detach(name)
@@ -200,10 +200,10 @@ class SAESplicingMixin:
                 raise ValueError(f"two SAEs for {hook_name}: {describe_sae(by_hook[hook_name])} and "
                                  f"{describe_sae(sae)}; one hook takes one SAE")
             by_hook[hook_name] = sae
-        displaced: dict[str, SpliceSite | None] = {}
+        displaced: dict[str, SplicedSAE | None] = {}
         try:
             for hook_name, sae in by_hook.items():
-                displaced[hook_name] = self._splice_sites.get(hook_name)
+                displaced[hook_name] = self._spliced_saes.get(hook_name)
                 if displaced[hook_name] is not None:
                     self._detach(hook_name)
                 self.add_sae(sae, use_error_term)
@@ -212,13 +212,13 @@ class SAESplicingMixin:
             if reset_saes_end:
                 self._restore(displaced)
 
-    def _restore(self, displaced: dict[str, SpliceSite | None]) -> None:
+    def _restore(self, displaced: dict[str, SplicedSAE | None]) -> None:
         for hook_name, previous in displaced.items():
-            if hook_name in self._splice_sites:
+            if hook_name in self._spliced_saes:
                 self._detach(hook_name)
             if previous is not None:
                 self._install(previous)
-                self._splice_sites[hook_name] = previous
+                self._spliced_saes[hook_name] = previous
 
     def run_with_saes(
         self, *model_args: Any, saes: SAEs = (), reset_saes_end: bool = True, use_error_term: bool | None = None,

@@ -5,7 +5,7 @@ replaces the activation at ``sae.cfg.metadata.hook_name`` with its output, its h
 reachable as ``<hook>.hook_sae_*`` by ``run_with_cache`` and ``run_with_hooks``, and
 ``use_error_term`` keeps the model's output exact.
 
-The bridge wraps a Hugging Face model, so the site runs as a forward hook on the hook point
+The bridge wraps a Hugging Face model, so the ``SplicedSAE`` runs as a forward hook on the hook point
 (first among its hooks) instead of replacing it; the hook point stays and shows what flows on.
 Where TransformerLens reshapes a hook's activation for hook functions (``attn.hook_z`` becomes
 ``[..., n_heads, d_head]``) the SAE sees that shape too, so a ``hook_z`` SAE runs as it does in
@@ -25,7 +25,7 @@ from torch.utils.hooks import RemovableHandle
 
 from saecore.sae import SAE
 from saecore_source_llm.hook_widths import transformer_lens_hook_width
-from saecore_source_llm.sae_splicing import SAESplicingMixin, SpliceSite, sae_input_hook
+from saecore_source_llm.sae_splicing import SAESplicingMixin, SplicedSAE, sae_input_hook
 
 _TL_VERSION = version("transformer-lens")
 if int(_TL_VERSION.split(".")[0]) < 4:
@@ -45,7 +45,7 @@ class SAETransformerBridge(SAESplicingMixin, TransformerBridge):  # type: ignore
         self._start_splicing()
 
     def _start_splicing(self) -> None:
-        self._splice_sites: dict[str, SpliceSite] = {}
+        self._spliced_saes: dict[str, SplicedSAE] = {}
         self._splice_handles: dict[str, RemovableHandle] = {}
 
     @classmethod
@@ -80,7 +80,7 @@ class SAETransformerBridge(SAESplicingMixin, TransformerBridge):  # type: ignore
     def _hook_width(self, hook_name: str, sae: SAE[Any]) -> int | None:
         return transformer_lens_hook_width(self.cfg, hook_name, sae)
 
-    def _install(self, site: SpliceSite) -> None:
+    def _install(self, site: SplicedSAE) -> None:
         point = self.hook_dict[site.hook_name]
         conversion = getattr(point, "hook_conversion", None)
 
@@ -94,7 +94,7 @@ class SAETransformerBridge(SAESplicingMixin, TransformerBridge):  # type: ignore
             sae_point.name = f"{site.hook_name}.{name}"
             self._hook_registry[sae_point.name] = sae_point
 
-    def _uninstall(self, site: SpliceSite) -> None:
+    def _uninstall(self, site: SplicedSAE) -> None:
         self._splice_handles.pop(site.hook_name).remove()
         for name in site.sae.hook_dict:
             self._hook_registry.pop(f"{site.hook_name}.{name}")
