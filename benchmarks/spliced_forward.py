@@ -11,14 +11,16 @@ in rounds that take turns so background load hits all three alike:
 * ``spliced``: the forward pass with the SAE attached (``add_sae`` / inside ``splice``, set up
   once, outside the timing).
 
-Each time is the mean of ``--inner`` calls under ``torch.no_grad``. The ratio is
+Each time is the mean of ``--inner`` calls under ``torch.no_grad``, in CPU seconds of the
+process (one torch thread unless ``--threads`` says more), which background load on a shared
+machine disturbs far less than wall time; ``--clock wall`` times wall seconds instead. The ratio is
 ``spliced / (model + sae)`` per round; the table gives its median over ``--rounds`` rounds, and
 ``--repeat`` repeats the whole measurement. A ratio at 1.0 means splicing adds nothing to
 running the two separately.
 
 ::
 
-    python benchmarks/spliced_forward.py [--rounds 15] [--inner 20] [--repeat 3] [--json out.json]
+    python benchmarks/spliced_forward.py [--rounds 15] [--inner 20] [--repeat 3] [--clock cpu|wall] [--json out.json]
 """
 
 from __future__ import annotations
@@ -102,27 +104,30 @@ def splice_case(folder: str, tokens: torch.Tensor) -> Case:
             "attach": attach, "detach": lambda: blocks.pop().__exit__(None, None, None)}
 
 
-def mean_seconds(run: Callable[[], Any], inner: int) -> float:
-    start = time.perf_counter()
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+
+
+def mean_seconds(run: Callable[[], Any], inner: int, clock: Callable[[], float]) -> float:
+    start = clock()
     for _ in range(inner):
         run()
-    return (time.perf_counter() - start) / inner
+    return (clock() - start) / inner
 
 
-def measure(case: Case, rounds: int, inner: int) -> dict[str, float]:
+def measure(case: Case, rounds: int, inner: int, clock: Callable[[], float]) -> dict[str, float]:
     """Median model, SAE and spliced times (ms) and the median per-round ratio."""
     times: dict[str, list[float]] = {"model": [], "sae": [], "spliced": []}
     ratios = []
     with torch.no_grad():
         for name in ("model", "sae"):
-            mean_seconds(case[name], inner)
+            mean_seconds(case[name], inner, clock)
         case["attach"]()
-        mean_seconds(case["spliced"], inner)
+        mean_seconds(case["spliced"], inner, clock)
         case["detach"]()
         for _ in range(rounds):
-            model_s, sae_s = mean_seconds(case["model"], inner), mean_seconds(case["sae"], inner)
+            model_s, sae_s = mean_seconds(case["model"], inner, clock), mean_seconds(case["sae"], inner, clock)
             case["attach"]()
-            spliced_s = mean_seconds(case["spliced"], inner)
+            spliced_s = mean_seconds(case["spliced"], inner, clock)
             case["detach"]()
             for name, seconds in (("model", model_s), ("sae", sae_s), ("spliced", spliced_s)):
                 times[name].append(seconds * 1e3)
@@ -137,6 +142,7 @@ def main() -> None:
     parser.add_argument("--inner", type=int, default=20, help="forward passes per timed call")
     parser.add_argument("--repeat", type=int, default=3, help="how many times to repeat the whole measurement")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu", help="CPU time of the process, or wall time")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -152,7 +158,7 @@ def main() -> None:
             cases["HookedSAETransformer"] = hooked_sae_transformer_case(tokens)
         for _ in range(args.repeat):
             for name, case in cases.items():
-                results.setdefault(name, []).append(measure(case, args.rounds, args.inner))
+                results.setdefault(name, []).append(measure(case, args.rounds, args.inner, CLOCKS[args.clock]))
     print(f"{'model kind':<22} {'model ms':>9} {'sae ms':>8} {'spliced ms':>11} {'ratio':>7}")
     for name, runs in results.items():
         for run in runs:
@@ -160,7 +166,8 @@ def main() -> None:
                   f"{run['ratio']:>7.3f}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
-            json.dump({"transformer_lens": version("transformer-lens"), "results": results}, out, indent=2)
+            json.dump({"transformer_lens": version("transformer-lens"), "clock": args.clock, "results": results}, out,
+                      indent=2)
 
 
 if __name__ == "__main__":
