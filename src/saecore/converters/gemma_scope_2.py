@@ -6,16 +6,14 @@ The weights are ``w_enc [d_in, d_sae]``, ``w_dec [d_sae, d_out]``, ``b_enc``, ``
 the SAE reads (``hf_hook_point_in``); where it is absent the repo and folder names give them.
 
 The folder names the site: ``resid_post``, ``attn_out`` (read at ``attn.hook_z``, flat),
-``mlp_out``, or a transcoder (``transcoder``, MLP input to MLP output, with an affine skip
-when the name says ``affine``) or a cross-layer transcoder's one layer (``clt``: the path
-ends in the file's stem, and its per-target-layer decoders are summed). Transcoders become
-the ``jumprelu_transcoder`` and ``jumprelu_skip_transcoder`` architectures, which their
-plugin provides.
+``mlp_out``, or a transcoder (``transcoder``: MLP input to MLP output, with an affine skip
+``affine_skip_connection [d_in, d_out]`` when config.json or the name says ``affine``).
+Transcoders become the ``jumprelu_transcoder`` and ``jumprelu_skip_transcoder``
+architectures, which their plugin provides.
 """
 
 from __future__ import annotations
 
-import posixpath
 import re
 from typing import Any
 
@@ -42,12 +40,8 @@ class GemmaScope2Converter(SAEConverter):
     """Reads a Gemma Scope 2 folder as a ``jumprelu`` SAE (or a JumpReLU transcoder)."""
 
     def convert(self, locate: FileLocator) -> ConvertedSAE:
-        clt = "clt" in locate.sae_path
-        transcoder = clt or "transcoder" in locate.sae_path
-        if clt:
-            params_path = locate.beside(posixpath.basename(locate.sae_path) + ".safetensors", True)
-        else:
-            params_path = locate(GEMMA_SCOPE_2_PARAMS_FILENAME, True)
+        transcoder = "transcoder" in locate.sae_path
+        params_path = locate(GEMMA_SCOPE_2_PARAMS_FILENAME, True)
         cfg_path = locate(GEMMA_SCOPE_2_CFG_FILENAME, False)
         assert params_path is not None
         raw_cfg = read_cfg_json(cfg_path) if cfg_path is not None else {}
@@ -56,15 +50,14 @@ class GemmaScope2Converter(SAEConverter):
                                "Gemma Scope 2 SAEs are 'jump_relu'")
         raw = read_safetensors(params_path)
         require_tensors(raw, _TENSORS, params_path, "Gemma Scope 2")
-        w_dec = raw["w_dec"].sum(dim=1) if clt else raw["w_dec"]
-        state_dict = {"W_enc": raw["w_enc"], "W_dec": w_dec.contiguous(), "b_enc": raw["b_enc"],
+        state_dict = {"W_enc": raw["w_enc"], "W_dec": raw["w_dec"], "b_enc": raw["b_enc"],
                       "b_dec": raw["b_dec"], "threshold": raw["threshold"]}
         fields: dict[str, Any] = {}
         architecture = "jumprelu"
         if transcoder:
             affine = bool(raw_cfg.get("affine_connection", "affine" in locate.sae_path))
             architecture = "jumprelu_skip_transcoder" if affine else "jumprelu_transcoder"
-            fields["d_out"] = w_dec.shape[-1]
+            fields["d_out"] = raw["w_dec"].shape[-1]
             if "affine_skip_connection" in raw:
                 state_dict["W_skip"] = raw["affine_skip_connection"].T.contiguous()
         metadata = _metadata(locate, raw_cfg, transcoder)
