@@ -6,8 +6,9 @@ JumpReLU, ``f = ReLU(h)·1[h > θ]`` with ``h = x W_enc + b_enc``, that never su
 ``b_dec`` from its input: ``apply_b_dec_to_input=False``.
 
 The archive says nothing about the model or hook; the names say it. The repo
-(``google/gemma-scope-2b-pt-res``) gives the model and the site (``res``, ``mlp``, ``att``),
-the folder (``layer_12/width_16k/average_l0_82``) the layer. Embedding SAEs
+(``google/gemma-scope-2b-pt-res``) gives the model and the site (``res``, ``mlp``, ``att``:
+``attn.hook_z``, read with the heads flattened), the folder (``layer_12/width_16k/average_l0_82``)
+the layer. Embedding SAEs
 (in a folder ``embedding``) were trained on embeddings scaled by √d_model, so their encoder is
 divided and their decoder multiplied by √d_in to take the model's raw embeddings. A
 ``scaling_factor`` of ones is dropped; any other is refused (no saecore architecture applies one).
@@ -48,6 +49,8 @@ class GemmaScopeConverter(SAEConverter):
             state_dict["W_dec"] = state_dict["W_dec"] * root_d_in
         metadata = _metadata(locate.names(), embedding)
         cfg_dict = converted_cfg("jumprelu", state_dict, params_path, apply_b_dec_to_input=False, metadata=metadata)
+        if str(metadata.get("hook_name", "")).endswith("hook_z"):
+            cfg_dict["reshape_activations"] = "hook_z"
         return ConvertedSAE(cfg_dict=cfg_dict, state_dict=state_dict, sparsity=None,
                             cfg_source=str(params_path), weights_source=str(params_path))
 

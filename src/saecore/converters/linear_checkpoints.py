@@ -37,7 +37,8 @@ class _LinearCheckpointConverter(SAEConverter):
         raw = load_pickled_state_dict(weights_path)
         require_tensors(raw, linear_layer_names(self.encoder, self.decoder), weights_path, self.label)
         state_dict = from_linear_layers(raw, self.encoder, self.decoder)
-        metadata: dict[str, Any] = {"dataset_path": _DATASET, **self.metadata(posixpath.basename(locate.sae_path))}
+        metadata: dict[str, Any] = {"dataset_path": _DATASET, "prepend_bos": True,
+                                    **self.metadata(posixpath.basename(locate.sae_path))}
         cfg_dict = converted_cfg("standard", state_dict, weights_path, apply_b_dec_to_input=False, metadata=metadata)
         return ConvertedSAE(cfg_dict=cfg_dict, state_dict=state_dict, sparsity=None,
                             cfg_source=str(weights_path), weights_source=str(weights_path))
@@ -65,8 +66,7 @@ class DeepSeekR1Converter(_LinearCheckpointConverter):
     encoder, decoder, label = "encoder", "decoder", "DeepSeek R1 SAE"
 
     def metadata(self, filename: str) -> dict[str, Any]:
-        metadata: dict[str, Any] = {"model_name": "deepseek-ai/DeepSeek-R1-Distill-Llama-8B", "prepend_bos": True,
-                                    "context_size": 1024}
+        metadata: dict[str, Any] = {"model_name": "deepseek-ai/DeepSeek-R1-Distill-Llama-8B", "context_size": 1024}
         layer = re.search(r"l(\d+)", filename)
         if layer is not None:
             metadata["hook_name"] = f"blocks.{layer.group(1)}.hook_resid_post"
