@@ -24,6 +24,7 @@ from fixtures.published_formats import (
     WRITERS,
     PublishedSAE,
     publish,
+    write_dictionary_learning,
     write_gemma_scope,
     write_gemma_scope_2,
 )
@@ -35,7 +36,7 @@ loaders = pytest.importorskip("sae_lens.loading.pretrained_sae_loaders")
 pytestmark = pytest.mark.filterwarnings("ignore:.*is a Hugging Face repo id:UserWarning")
 
 REL_TOL = 1e-5
-SAELENS_NAMES = {"gemma_scope": "gemma_2"}
+SAELENS_NAMES = {"gemma_scope": "gemma_2", "dictionary_learning": "dictionary_learning_1"}
 # SAELens reads these sizes from tables of the real models rather than the files.
 SIZE_OVERRIDES = {"gemma_scope", "qwen_scope", "goodfire", "deepseek_r1"}
 COMPARED_CFG = ("d_in", "d_sae", "apply_b_dec_to_input", "normalize_activations",
@@ -82,7 +83,8 @@ def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return float((actual - expected).norm() / expected.norm().clamp_min(1e-30))
 
 
-def assert_same_sae(writer: Callable[[Path], PublishedSAE], hub_cache: Path, tmp_path: Path) -> None:
+def assert_same_sae(writer: Callable[[Path], PublishedSAE], hub_cache: Path, tmp_path: Path,
+                    metadata: tuple[str, ...] = COMPARED_METADATA) -> None:
     published = writer(tmp_path / "upload")
     publish(hub_cache, tmp_path / "upload", published.repo_id)
     expected = saelens_sae(published)
@@ -91,7 +93,7 @@ def assert_same_sae(writer: Callable[[Path], PublishedSAE], hub_cache: Path, tmp
     assert loaded.cfg.architecture() == expected.cfg.architecture()
     for key in COMPARED_CFG:
         assert getattr(loaded.cfg, key) == getattr(expected.cfg, key), key
-    for key in COMPARED_METADATA:
+    for key in metadata:
         assert loaded.cfg.metadata.get(key) == expected.cfg.metadata.get(key), key
     shape = (12, 2, D_IN // 2) if loaded.cfg.reshape_activations == "hook_z" else (12, D_IN)
     x = 2 * torch.randn(*shape, generator=torch.Generator().manual_seed(9))
@@ -150,3 +152,12 @@ def test_gemma_scope_2_transcoder_converts_as_saelens_loads_it(affine: bool, hub
         assert converted.cfg_dict[key] == expected_cfg[key], key
     for key in COMPARED_METADATA:
         assert converted.cfg_dict["metadata"].get(key) == expected_cfg["metadata"].get(key), key
+
+
+@pytest.mark.parametrize("dict_class", ["AutoEncoder", "AutoEncoderTopK", "BatchTopKSAE", "MatryoshkaBatchTopKSAE",
+                                        "JumpReluAutoEncoder", "GatedAutoEncoder"])
+def test_dictionary_learning_classes_match_saelens_loader(dict_class: str, hub_cache: Path, tmp_path: Path) -> None:
+    """SAELens's ``dictionary_learning_1`` also states a dataset and BOS for every folder; saecore states only
+    what the folder's config.json says."""
+    assert_same_sae(lambda root: write_dictionary_learning(root, dict_class), hub_cache, tmp_path,
+                    metadata=("model_name", "hook_name", "context_size"))
