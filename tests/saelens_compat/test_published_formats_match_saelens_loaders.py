@@ -27,6 +27,7 @@ from fixtures.published_formats import (
     write_dictionary_learning,
     write_gemma_scope,
     write_gemma_scope_2,
+    write_llama_scope,
 )
 
 sae_lens = pytest.importorskip("sae_lens")
@@ -161,3 +162,38 @@ def test_dictionary_learning_classes_match_saelens_loader(dict_class: str, hub_c
     what the folder's config.json says."""
     assert_same_sae(lambda root: write_dictionary_learning(root, dict_class), hub_cache, tmp_path,
                     metadata=("model_name", "hook_name", "context_size"))
+
+
+class _LlamaScopeRelease:
+    """A directory entry for the written Llama Scope SAE, with the norm scaling factor SAELens's directory states."""
+
+    def __init__(self, published: PublishedSAE, scaling_factor: float) -> None:
+        self.published, self.scaling_factor = published, scaling_factor
+
+    @saecore.hookimpl
+    def saecore_register_releases(self, register: Any) -> None:
+        register("test-llama-scope", self.published.repo_id,
+                 {"l3r": {"path": self.published.sae_path, "norm_scaling_factor": self.scaling_factor}},
+                 conversion="llama_scope")
+
+
+def test_llama_scope_release_folds_the_norm_scaling_factor_as_saelens_does(hub_cache: Path, tmp_path: Path) -> None:
+    from saecore.registry import add_in_process_plugin, remove_in_process_plugin
+
+    published = write_llama_scope(tmp_path / "upload")
+    publish(hub_cache, tmp_path / "upload", published.repo_id)
+    norm_in = published.config["dataset_average_activation_norm"]["in"]
+    scaling_factor = published.config["d_model"] ** 0.5 / norm_in
+    expected = saelens_sae(published)
+    expected.fold_activation_norm_scaling_factor(scaling_factor)
+    add_in_process_plugin(_LlamaScopeRelease(published, scaling_factor), "test-llama-scope-release")
+    try:
+        loaded = saecore.SAE.from_pretrained("test-llama-scope", "l3r")
+    finally:
+        remove_in_process_plugin("test-llama-scope-release")
+    assert loaded.cfg.normalize_activations == "none"
+    x = 3 * torch.randn(12, D_IN, generator=torch.Generator().manual_seed(9))
+    expected_acts = expected.encode(x)
+    assert 0 < int((expected_acts > 0).sum()) < expected_acts.numel()
+    assert relative_error(loaded.encode(x), expected_acts) <= REL_TOL
+    assert relative_error(loaded(x), expected(x)) <= REL_TOL
