@@ -214,3 +214,22 @@ def test_a_hook_z_cfg_json_that_contradicts_the_weights_names_both(tmp_path: Pat
     cfg_path.write_text(cfg_path.read_text().replace(f'"dict_size": {D_SAE}', '"dict_size": 99'))
     with pytest.raises(SAEFileError, match=r"dict_size = 99, but .*_v5\.pt holds W_enc of shape \[8, 16\]"):
         SAE.load_from_disk(tmp_path / published.sae_path, converter="connor_rob_hook_z")
+
+
+def test_gemma_scope_2_reads_site_and_layer_from_a_local_folder(tmp_path: Path) -> None:
+    require_architectures("jumprelu")
+    published = write_gemma_scope_2(tmp_path / "downloads", sae_path="mlp_out/layer_7_width_16k_l0_tiny")
+    sae = SAE.load_from_disk(tmp_path / "downloads" / published.sae_path, converter="gemma_3")
+    assert sae.cfg.metadata.hook_name == "blocks.7.hook_mlp_out"
+    published = write_gemma_scope_2(tmp_path / "downloads", sae_path="transcoder_all/layer_2_width_16k_l0_tiny")
+    with pytest.raises(UnknownNameError, match="jumprelu_transcoder"):
+        SAE.load_from_disk(tmp_path / "downloads" / published.sae_path, converter="gemma_3")
+
+
+def test_gemma_scope_reads_layer_and_embedding_from_a_local_folder(tmp_path: Path) -> None:
+    require_architectures("jumprelu")
+    for sae_path, hook_name in (("layer_3/width_16k/average_l0_7", "blocks.3.hook_resid_post"),
+                                ("embedding/width_4k/average_l0_7", "hook_embed")):
+        published = write_gemma_scope(tmp_path / "gemma-scope-2b-pt-res", sae_path=sae_path)
+        sae = SAE.load_from_disk(tmp_path / "gemma-scope-2b-pt-res" / published.sae_path, converter="gemma_scope")
+        assert (sae.cfg.metadata.model_name, sae.cfg.metadata.hook_name) == ("gemma-2-2b", hook_name)

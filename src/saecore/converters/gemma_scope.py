@@ -10,8 +10,7 @@ The archive says nothing about the model or hook; the names say it. The repo
 ``attn.hook_z``, read with the heads flattened), the folder (``layer_12/width_16k/average_l0_82``)
 the layer. Embedding SAEs
 (in a folder ``embedding``) were trained on embeddings scaled by √d_model, so their encoder is
-divided and their decoder multiplied by √d_in to take the model's raw embeddings. A
-``scaling_factor`` of ones is dropped; any other is refused (no saecore architecture applies one).
+divided and their decoder multiplied by √d_in to take the model's raw embeddings.
 """
 
 from __future__ import annotations
@@ -41,13 +40,13 @@ class GemmaScopeConverter(SAEConverter):
         assert params_path is not None
         state_dict = _read_npz(params_path)
         require_tensors(state_dict, _TENSORS, params_path, "Gemma Scope")
-        _drop_unit_scaling_factor(state_dict, params_path)
-        embedding = "embedding" in locate.names().split("/")
+        folder = locate.names().split("/")[-3:]
+        embedding = "embedding" in folder
         if embedding:
             root_d_in = math.sqrt(state_dict["W_enc"].shape[0])
             state_dict["W_enc"] = state_dict["W_enc"] / root_d_in
             state_dict["W_dec"] = state_dict["W_dec"] * root_d_in
-        metadata = _metadata(locate.names(), embedding)
+        metadata = _metadata(locate.names(), "/".join(folder), embedding)
         cfg_dict = converted_cfg("jumprelu", state_dict, params_path, apply_b_dec_to_input=False, metadata=metadata)
         if str(metadata.get("hook_name", "")).endswith("hook_z"):
             cfg_dict["reshape_activations"] = "hook_z"
@@ -69,22 +68,16 @@ def _read_npz(path: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def _drop_unit_scaling_factor(state_dict: dict[str, torch.Tensor], path: Path) -> None:
-    scaling = state_dict.pop("scaling_factor", None)
-    if scaling is not None and not torch.allclose(scaling.double(), torch.ones_like(scaling, dtype=torch.float64)):
-        raise SAEFileError(f"{path}: scaling_factor is not all ones; saecore has no architecture that rescales "
-                           "activations by a learnt factor")
-
-
-def _metadata(names: str, embedding: bool) -> dict[str, Any]:
-    """Model, hook and training data as the repo and folder names give them (left out where they do not)."""
+def _metadata(names: str, folder: str, embedding: bool) -> dict[str, Any]:
+    """Model, hook and training data as the repo name and the SAE's folder (``layer_N/width_W/average_l0_L``)
+    give them; left out where they do not."""
     metadata: dict[str, Any] = {"prepend_bos": True, "dataset_path": "monology/pile-uncopyrighted",
                                 "context_size": 1024}
     model = re.search(r"gemma-scope-(\d+b)-(pt|it)", names)
     if model is not None:
         metadata["model_name"] = f"gemma-2-{model.group(1)}" + ("-it" if model.group(2) == "it" else "")
     site = re.search(r"gemma-scope-\d+b-(?:pt|it)-(res|mlp|att)\b", names)
-    layer = re.search(r"layer_(\d+)", names)
+    layer = re.search(r"layer_(\d+)", folder)
     if site is not None and embedding:
         metadata["hook_name"] = "hook_embed"
     elif site is not None and layer is not None:

@@ -40,7 +40,8 @@ class GemmaScope2Converter(SAEConverter):
     """Reads a Gemma Scope 2 folder as a ``jumprelu`` SAE (or a JumpReLU transcoder)."""
 
     def convert(self, locate: FileLocator) -> ConvertedSAE:
-        transcoder = "transcoder" in locate.sae_path
+        folder = _folder_name(locate)
+        transcoder = "transcoder" in folder
         params_path = locate(GEMMA_SCOPE_2_PARAMS_FILENAME, True)
         cfg_path = locate(GEMMA_SCOPE_2_CFG_FILENAME, False)
         assert params_path is not None
@@ -55,26 +56,29 @@ class GemmaScope2Converter(SAEConverter):
         fields: dict[str, Any] = {}
         architecture = "jumprelu"
         if transcoder:
-            affine = bool(raw_cfg.get("affine_connection", "affine" in locate.sae_path))
+            affine = bool(raw_cfg.get("affine_connection", "affine" in folder))
             architecture = "jumprelu_skip_transcoder" if affine else "jumprelu_transcoder"
             fields["d_out"] = raw["w_dec"].shape[-1]
             if "affine_skip_connection" in raw:
                 state_dict["W_skip"] = raw["affine_skip_connection"].T.contiguous()
-        metadata = _metadata(locate, raw_cfg, transcoder)
+        metadata = _metadata(folder, locate.repo_id, raw_cfg, transcoder)
         cfg_dict = converted_cfg(architecture, state_dict, params_path, apply_b_dec_to_input=False,
                                  metadata=metadata, **fields)
         return ConvertedSAE(cfg_dict=cfg_dict, state_dict=state_dict, sparsity=None,
                             cfg_source=str(cfg_path or params_path), weights_source=str(params_path))
 
 
-def _metadata(locate: FileLocator, raw_cfg: dict[str, Any], transcoder: bool) -> dict[str, Any]:
+def _folder_name(locate: FileLocator) -> str:
+    """``site/layer_..._width_..._l0_...``: the last two names of the SAE's path, which say its site and layer."""
+    return "/".join(locate.names().split("/")[-2:])
+
+
+def _metadata(folder: str, repo_id: str | None, raw_cfg: dict[str, Any], transcoder: bool) -> dict[str, Any]:
     """Hooks from the folder name, the model from config.json or the repo name, and the training data."""
     metadata: dict[str, Any] = {"prepend_bos": True, "dataset_path": "monology/pile-uncopyrighted",
                                 "context_size": 1024}
-    names = locate.names()
-    layer = re.search(r"layer_(\d+)", locate.sae_path) or re.search(r"layer_(\d+)", names)
-    site = next((tag for tag in _SAE_SITES if tag in locate.sae_path), None) or next(
-        (tag for tag in _SAE_SITES if tag in names), None)
+    layer = re.search(r"layer_(\d+)", folder)
+    site = next((tag for tag in _SAE_SITES if tag in folder), None)
     if layer is not None and transcoder:
         metadata["hook_name"], metadata["hook_name_out"] = (h.format(layer.group(1)) for h in _TRANSCODER_HOOKS)
         hf_in, hf_out = (h.format(layer.group(1)) for h in _TRANSCODER_HF_HOOKS)
@@ -85,8 +89,8 @@ def _metadata(locate: FileLocator, raw_cfg: dict[str, Any], transcoder: bool) ->
         metadata["hook_name"] = hook
         metadata["hf_hook_name"] = raw_cfg.get("hf_hook_point_in", hf_hook)
     model_name = raw_cfg.get("model_name")
-    if not isinstance(model_name, str) and locate.repo_id is not None and "gemma-scope-2" in locate.repo_id:
-        model_name = locate.repo_id.replace("gemma-scope-2", "gemma-3")
+    if not isinstance(model_name, str) and repo_id is not None and "gemma-scope-2" in repo_id:
+        model_name = repo_id.replace("gemma-scope-2", "gemma-3")
     if isinstance(model_name, str):
         metadata["model_name"] = _normalised_model_name(model_name)
     return metadata
