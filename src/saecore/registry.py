@@ -73,7 +73,7 @@ class SourceEntry:
 class ReleaseEntry:
     name: str
     repo_id: str
-    saes: dict[str, dict[str, Any]]
+    saes: Mapping[str, dict[str, Any]]
     fields: dict[str, Any]
     provider: PluginInfo
 
@@ -229,9 +229,11 @@ class _Builder:
         return register
 
     def release(self, provider: PluginInfo) -> Callable[..., None]:
-        def register(name: str, repo_id: str, saes: dict[str, dict[str, Any]], **fields: Any) -> None:
+        def register(name: str, repo_id: str, saes: Mapping[str, dict[str, Any]], **fields: Any) -> None:
             self._claim(self.registry.releases, name, "release", provider)
-            self.registry.releases[name] = ReleaseEntry(name, repo_id, dict(saes), fields, provider)
+            # A dict is copied, as its plugin may change it later; another Mapping (a table read on first use) is kept.
+            table = dict(saes) if isinstance(saes, dict) else saes
+            self.registry.releases[name] = ReleaseEntry(name, repo_id, table, fields, provider)
 
         return register
 

@@ -75,7 +75,7 @@ def _target_in_release(entry: ReleaseEntry, sae_id: str) -> PretrainedTarget:
         hint = f"; did you mean {', '.join(listed)}?" if close else f"; valid ids include {', '.join(listed)}"
         raise UnknownNameError(f"sae_id {sae_id!r} is not in release {entry.name!r}{hint}")
     sae = entry.saes[sae_id]
-    overrides = dict(entry.fields.get("config_overrides") or {})
+    overrides = release_config(entry)
     overrides.update({key: sae[name] for name, key in _SAE_FIELDS_TO_CONFIG.items() if sae.get(name) is not None})
     return PretrainedTarget(
         repo_id=entry.repo_id,
@@ -105,8 +105,13 @@ def _target_in_repo(repo_id: str, folder: str, releases: dict[str, ReleaseEntry]
         folder=folder,
         conversion=str(first.fields.get("conversion") or DEFAULT_CONVERSION),
         revision=first.fields.get("revision"),
-        config_overrides=dict(first.fields.get("config_overrides") or {}),
+        config_overrides=release_config(first),
     )
+
+
+def release_config(entry: ReleaseEntry) -> dict[str, Any]:
+    """Config values a release sets on each of its SAEs: its ``config_facts``, then its ``config_overrides``."""
+    return {**(entry.fields.get("config_facts") or {}), **(entry.fields.get("config_overrides") or {})}
 
 
 def _warn_repo_id_used(repo_id: str, release_names: list[str], suggestion: str) -> None:

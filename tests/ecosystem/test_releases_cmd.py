@@ -11,7 +11,7 @@ import pytest
 from fixtures.in_process import ReleasePlugin
 
 from saecore.cli import releases_cmd
-from saecore.converters.release_directory import load_release_directory
+from saecore.converters.release_directory import load_release_index
 
 AddPlugin = Callable[[Any, str], None]
 
@@ -31,8 +31,8 @@ def test_table_lists_release_repo_model_count_and_conversion(capsys: pytest.Capt
     assert rows["gpt2-small-res-jb"] == ["gpt2-small-res-jb", "jbloom/GPT2-Small-SAEs-Reformatted", "gpt2-small",
                                          "13", "sae_lens"]
     assert rows["sae-llama-3-8b-32x"][-2:] == ["32", "sparsify"]
-    assert set(load_release_directory()) <= set(rows)
-    assert lines[-1].startswith(f"{len(load_release_directory())} release(s).")
+    assert set(load_release_index()) <= set(rows)
+    assert lines[-1].startswith(f"{len(load_release_index())} release(s).")
 
 
 def test_pattern_filters_by_substring(capsys: pytest.CaptureFixture[str]) -> None:

@@ -34,7 +34,7 @@ def release_record(entry: ReleaseEntry, with_saes: bool) -> dict[str, Any]:
         "provider": entry.provider.distribution or entry.provider.name,
     }
     if with_saes:
-        record["saes"] = entry.saes
+        record["saes"] = dict(entry.saes)
     return record
 
 
