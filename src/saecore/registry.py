@@ -20,7 +20,13 @@ from importlib import import_module
 from typing import Any
 
 from saecore.errors import DuplicateNameError, PluginLoadError, UnknownNameError
-from saecore.known_plugins import ARCHITECTURE_PACKAGES, SOURCE_PACKAGES, TRAINING_RECIPE_PACKAGES, install_hint
+from saecore.known_plugins import (
+    ARCHITECTURE_PACKAGES,
+    CONVERTER_PACKAGES,
+    SOURCE_PACKAGES,
+    TRAINING_RECIPE_PACKAGES,
+    install_hint,
+)
 from saecore.plugin_manager import (
     ENV_BLOCK,
     ENV_STRICT,
@@ -145,7 +151,7 @@ class Registry:
         return _lookup(self.sources, name, "activation source", SOURCE_PACKAGES)
 
     def converter(self, name: str) -> Any:
-        return _lookup(self.converters, name, "converter", {}).converter
+        return _lookup(self.converters, name, "converter", CONVERTER_PACKAGES).converter
 
     def exported_classes(self) -> ExportedClasses:
         """Every public class a registered plugin provides, by class name."""
