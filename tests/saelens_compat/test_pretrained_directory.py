@@ -16,7 +16,9 @@ from saecore.releases import resolve_release
 directory = pytest.importorskip("sae_lens.loading.pretrained_saes_directory")
 
 
+@pytest.fixture(scope="module")
 def saelens_yaml() -> dict[str, Any]:
+    """SAELens's directory file as it is written, parsed once for the module."""
     import yaml
 
     text = resources.files("sae_lens").joinpath("pretrained_saes.yaml").read_text(encoding="utf-8")
@@ -33,9 +35,9 @@ def test_no_saelens_release_is_missing_and_none_differs_in_any_field() -> None:
     assert len(theirs) == 170 and sum(len(lookup.saes_map) for lookup in theirs.values()) == 13_857
 
 
-def test_every_saelens_sae_resolves_to_the_same_repo_folder_format_and_facts() -> None:
+def test_every_saelens_sae_resolves_to_the_same_repo_folder_format_and_facts(saelens_yaml: dict[str, Any]) -> None:
     mismatched = []
-    for name, release in saelens_yaml().items():
+    for name, release in saelens_yaml.items():
         overrides = release.get("config_overrides") or {}
         for sae in release["saes"]:
             target = resolve_release(name, sae["id"])
@@ -49,10 +51,10 @@ def test_every_saelens_sae_resolves_to_the_same_repo_folder_format_and_facts() -
     assert mismatched == []
 
 
-def test_models_links_and_per_sae_facts_match_saelens_yaml() -> None:
+def test_models_links_and_per_sae_facts_match_saelens_yaml(saelens_yaml: dict[str, Any]) -> None:
     registry = saecore.get_registry()
     mismatched = []
-    for name, release in saelens_yaml().items():
+    for name, release in saelens_yaml.items():
         entry = registry.releases[name]
         if (entry.fields.get("model"), entry.fields.get("links")) != (release["model"], release.get("links")):
             mismatched.append(name)

@@ -76,13 +76,13 @@ def get_repo_id_and_folder_name(release: str, sae_id: str) -> tuple[str, str]:
 
 
 def get_config_overrides(release: str, sae_id: str) -> dict[str, Any]:
-    """The release's config overrides, with the SAE's Neuronpedia id as ``neuronpedia_id`` where it has one."""
+    """The release's config overrides and, for an SAE it lists, its Neuronpedia id (None when it has none)."""
     entry = get_registry().releases.get(release)
     if entry is None:
         return {}
     overrides = dict(entry.fields.get("config_overrides") or {})
-    if sae_id in entry.saes and entry.saes[sae_id].get("neuronpedia") is not None:
-        overrides["neuronpedia_id"] = entry.saes[sae_id]["neuronpedia"]
+    if sae_id in entry.saes:
+        overrides["neuronpedia_id"] = entry.saes[sae_id].get("neuronpedia")
     return overrides
 
 
