@@ -100,3 +100,9 @@ def test_a_config_override_that_contradicts_the_weights_names_both(
     assert message.startswith("release 'my-lab-res', sae_id 'layer_0': the directory's config override d_sae=32 "
                               "(the files say 16) contradicts the weights in ")
     assert "layer_0/sae_weights.safetensors" in message and "dataset_path" not in message
+
+
+def test_a_converter_named_for_a_local_folder_names_the_package_that_provides_it(tmp_path: Path) -> None:
+    with pytest.raises(UnknownNameError, match=r"converter 'mwhanna_transcoder' is not installed: "
+                                               r"pip install saecore-transcoders"):
+        SAE.load_from_disk(tmp_path, converter="mwhanna_transcoder")
