@@ -15,6 +15,7 @@ Usage (PyYAML needed; sae-lens installs it):
 from __future__ import annotations
 
 import argparse
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.partition("\n\n")[0])
     parser.add_argument("saelens_yaml", type=Path, help="SAELens's sae_lens/pretrained_saes.yaml")
     args = parser.parse_args()
+    imported = Path(str(resources.files("saecore"))).resolve()
+    if imported != DATA_FOLDER.parent:
+        parser.error(f"saecore is imported from {imported}, not from this checkout ({DATA_FOLDER.parent}); the "
+                     "directory being replaced must be this checkout's: install it editable or set PYTHONPATH=src")
     with args.saelens_yaml.open(encoding="utf-8") as file:
         saelens_directory = yaml.load(file, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     releases = build(saelens_directory)
