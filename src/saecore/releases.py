@@ -6,6 +6,10 @@ is not a known release but looks like ``owner/repo`` is taken as a Hub repo id, 
 ``sae_id`` as the folder inside it. When that repo is in the directory under a release
 name, the load still works, uses the release's converter and metadata, and warns with the
 release name to use instead (SAELens's habit: the directory carries facts the files lack).
+
+A release loads when a converter for its format is registered, and the architectures its
+SAEs need are; ``missing_plugins`` says what is missing and which package provides it, for
+``saecore releases`` and for the error ``from_pretrained`` raises before any download.
 """
 
 from __future__ import annotations
