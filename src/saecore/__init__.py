@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from saecore_source_llm import LLMSource as LLMSource
     from saecore_source_llm import LLMSourceConfig as LLMSourceConfig
     from saecore_source_llm import SAETrainingRunner as SAETrainingRunner
+    from saecore_source_llm import SAETransformerBridge as SAETransformerBridge
     from saecore_source_llm import TopKFeatures as TopKFeatures
     from saecore_source_llm import ablate_features as ablate_features
     from saecore_source_llm import clamp_features as clamp_features
