@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from fixtures.hub_cache import add_repo_snapshot, use_offline_hub_cache
+from fixtures.hub_cache import add_repo_snapshot, offline_hub_cache
 from saelens_compat_support import METADATA, assert_cfg_carries_file, assert_close, read_cfg_json, saelens_metadata
 from safetensors.torch import save_file
 
@@ -95,7 +95,7 @@ def test_saecore_sae_loads_in_saelens(case: str, tmp_path: Path) -> None:
 
 @pytest.fixture
 def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    return use_offline_hub_cache(tmp_path, monkeypatch)
+    return offline_hub_cache(tmp_path, monkeypatch)
 
 
 @pytest.mark.parametrize("tied", [True, False])
