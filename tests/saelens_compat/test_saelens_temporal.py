@@ -100,7 +100,8 @@ def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.mark.parametrize("tied", [True, False])
 def test_published_files_load_alike(hub_cache: Path, tmp_path: Path, tied: bool) -> None:
-    """conf.yaml + latest_ckpt.safetensors as published: both loaders give the same SAE (rel err <= 1e-5)."""
+    """conf.yaml + latest_ckpt.safetensors as published: both loaders give the same SAE (rel err <= 1e-5),
+    through the release's name and through the repo and folder."""
     source = saelens_temporal({"tied_weights": tied, "n_attn_layers": 2})
     names = {"W_dec": "D", "b_dec": "b", "W_enc": "E"}
     local = tmp_path / "published"
@@ -117,10 +118,14 @@ def test_published_files_load_alike(hub_cache: Path, tmp_path: Path, tied: bool)
     add_repo_snapshot(hub_cache, REPO, {f"{FOLDER}/{f.name}": f for f in local.iterdir()})
 
     expected = sae_lens.SAE.from_pretrained("temporal-sae-gemma-2-2b", "blocks.12.hook_resid_post")
-    loaded = saecore.SAE.from_pretrained(REPO, FOLDER, converter="temporal")
+    from_release = saecore.SAE.from_pretrained("temporal-sae-gemma-2-2b", "blocks.12.hook_resid_post")
+    with pytest.warns(UserWarning, match="lists this repo as temporal-sae-gemma-2-2b"):
+        loaded = saecore.SAE.from_pretrained(REPO, FOLDER, converter="temporal")
 
     assert type(loaded).__name__ == "TemporalSAE"
     assert loaded.cfg.metadata.hook_name == "blocks.12.hook_resid_post"
+    assert from_release.cfg.metadata.model_name == "gemma-2-2b"
+    assert_same_outputs(from_release, expected, sequences(1))
     for field in ("d_in", "d_sae", "n_heads", "n_attn_layers", "bottleneck_factor", "sae_diff_type", "kval_topk",
                   "tied_weights", "normalize_activations", "activation_normalization_factor", "apply_b_dec_to_input"):
         assert getattr(loaded.cfg, field) == getattr(expected.cfg, field), field
