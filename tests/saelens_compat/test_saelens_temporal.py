@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 import torch
-import yaml
-from fixtures.hub_cache import add_repo_snapshot, offline_hub_cache
+from fixtures.hub_cache import offline_hub_cache
+from fixtures.published_formats import publish, write_temporal
 from saelens_compat_support import METADATA, assert_cfg_carries_file, assert_close, read_cfg_json, saelens_metadata
-from safetensors.torch import save_file
 
 sae_lens = pytest.importorskip("sae_lens")
 saecore = pytest.importorskip("saecore")
@@ -30,7 +29,6 @@ CASES: dict[str, dict[str, Any]] = {
     "two-layers-no-b-dec-in": {"n_attn_layers": 2, "apply_b_dec_to_input": False},
     "layer-norm": {"normalize_activations": "layer_norm"},
 }
-REPO, FOLDER = "canrager/temporalSAEs", "gemma-2-2B/layer_12/temporal"
 
 
 @torch.no_grad()
@@ -41,8 +39,8 @@ def randomize(module: torch.nn.Module, seed: int = 1) -> None:
         parameter.copy_(torch.randn(parameter.shape, generator=generator, dtype=torch.float64) * scale)
 
 
-def sequences(seed: int = 0) -> torch.Tensor:
-    return torch.randn(3, 5, D_IN, generator=torch.Generator().manual_seed(seed)) * 1.5 + 0.3
+def sequences(seed: int = 0, d_in: int = D_IN) -> torch.Tensor:
+    return torch.randn(3, 5, d_in, generator=torch.Generator().manual_seed(seed)) * 1.5 + 0.3
 
 
 @torch.no_grad()
@@ -102,31 +100,20 @@ def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_published_files_load_alike(hub_cache: Path, tmp_path: Path, tied: bool) -> None:
     """conf.yaml + latest_ckpt.safetensors as published: both loaders give the same SAE (rel err <= 1e-5),
     through the release's name and through the repo and folder."""
-    source = saelens_temporal({"tied_weights": tied, "n_attn_layers": 2})
-    names = {"W_dec": "D", "b_dec": "b", "W_enc": "E"}
-    local = tmp_path / "published"
-    local.mkdir()
-    save_file({names.get(k, k): v.contiguous() for k, v in source.state_dict().items()},
-              str(local / "latest_ckpt.safetensors"))
-    conf = {
-        "llm": {"dimin": D_IN},
-        "data": {"dtype": "float32"},
-        "sae": {"exp_factor": D_SAE // D_IN, "n_heads": 2, "n_attn_layers": 2, "bottleneck_factor": 4,
-                "sae_diff_type": "topk", "kval_topk": 9, "tied_weights": tied, "scaling_factor": 0.2},
-    }
-    (local / "conf.yaml").write_text(yaml.safe_dump(conf))
-    add_repo_snapshot(hub_cache, REPO, {f"{FOLDER}/{f.name}": f for f in local.iterdir()})
+    published = write_temporal(tmp_path / "upload", tied=tied)
+    publish(hub_cache, tmp_path / "upload", published.repo_id)
 
     expected = sae_lens.SAE.from_pretrained("temporal-sae-gemma-2-2b", "blocks.12.hook_resid_post")
     from_release = saecore.SAE.from_pretrained("temporal-sae-gemma-2-2b", "blocks.12.hook_resid_post")
     with pytest.warns(UserWarning, match="lists this repo as temporal-sae-gemma-2-2b"):
-        loaded = saecore.SAE.from_pretrained(REPO, FOLDER, converter="temporal")
+        loaded = saecore.SAE.from_pretrained(published.repo_id, published.sae_path, converter="temporal")
 
     assert type(loaded).__name__ == "TemporalSAE"
     assert loaded.cfg.metadata.hook_name == "blocks.12.hook_resid_post"
     assert from_release.cfg.metadata.model_name == "gemma-2-2b"
-    assert_same_outputs(from_release, expected, sequences(1))
     for field in ("d_in", "d_sae", "n_heads", "n_attn_layers", "bottleneck_factor", "sae_diff_type", "kval_topk",
                   "tied_weights", "normalize_activations", "activation_normalization_factor", "apply_b_dec_to_input"):
         assert getattr(loaded.cfg, field) == getattr(expected.cfg, field), field
-    assert_same_outputs(loaded, expected, sequences(1))
+    x = sequences(1, d_in=loaded.cfg.d_in)
+    assert_same_outputs(loaded, expected, x)
+    assert_same_outputs(from_release, expected, x)
