@@ -61,7 +61,7 @@ class CircuitTracerTranscoderConverter(SAEConverter):
 
 def _metadata(locate: FileLocator, weights_path: Path, wandb_path: Path | None) -> dict[str, Any]:
     """Hooks from the file's layer, the model from config.yaml or the repo id, the context from the W&B config."""
-    metadata: dict[str, Any] = {"dataset_path": "monology/pile-uncopyrighted",
+    metadata: dict[str, Any] = {"prepend_bos": True, "dataset_path": "monology/pile-uncopyrighted",
                                 "model_from_pretrained_kwargs": {"fold_ln": False}}
     layer = _LAYER_FILE.fullmatch(weights_path.name) or _LAYER_FILE.search(locate.sae_path)
     if layer is not None:

@@ -56,6 +56,7 @@ class CrossLayerTranscoderLayerConverter(SAEConverter):
             "hook_name": f"blocks.{layer}.{config['feature_input_hook']}",
             "hook_name_out": f"blocks.{layer}.{config['feature_output_hook']}",
             "model_from_pretrained_kwargs": {"fold_ln": False},
+            "prepend_bos": True,
         }
         cfg_dict = converted_cfg("transcoder", state_dict, encoder_path, apply_b_dec_to_input=False,
                                  metadata=metadata, d_out=state_dict["W_dec"].shape[-1])
