@@ -29,7 +29,13 @@ from saecore.errors import (
 from saecore.hookspecs import hookimpl
 from saecore.known_plugins import CLASS_PACKAGES, install_hint
 from saecore.lazy_exports import lazy_exports
-from saecore.registry import get_registry
+from saecore.registry import (
+    get_registry,
+    get_sae_class,
+    get_sae_training_class,
+    register_sae_class,
+    register_sae_training_class,
+)
 from saecore.version import __version__
 
 if TYPE_CHECKING:
@@ -135,7 +141,11 @@ __all__ = [
     "UnknownNameError",
     "__version__",
     "get_registry",
+    "get_sae_class",
+    "get_sae_training_class",
     "hookimpl",
+    "register_sae_class",
+    "register_sae_training_class",
 ]
 
 
