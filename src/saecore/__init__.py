@@ -82,6 +82,8 @@ if TYPE_CHECKING:
     from saecore.config.sae_config import TrainingSAEConfig as TrainingSAEConfig
     from saecore.config.training_presets import TrainingPresets as TrainingPresets
     from saecore.hook_points import HookPoint as HookPoint
+    from saecore.io.pretrained_loaders import PretrainedSaeDiskLoader as PretrainedSaeDiskLoader
+    from saecore.io.pretrained_loaders import PretrainedSaeHuggingfaceLoader as PretrainedSaeHuggingfaceLoader
     from saecore.sae import SAE as SAE
     from saecore.sources.base import ActivationSource as ActivationSource
     from saecore.sources.base import SourceConfig as SourceConfig
@@ -102,6 +104,8 @@ _LAZY_EXPORTS = {
     "SAEConfig": "saecore.config.sae_config",
     "TrainingSAEConfig": "saecore.config.sae_config",
     "TrainingPresets": "saecore.config.training_presets",
+    "PretrainedSaeDiskLoader": "saecore.io.pretrained_loaders",
+    "PretrainedSaeHuggingfaceLoader": "saecore.io.pretrained_loaders",
     "HookPoint": "saecore.hook_points",
     "SAE": "saecore.sae",
     "ActivationSource": "saecore.sources.base",
@@ -121,6 +125,8 @@ __all__ = [
     "HookPoint",
     "LoggingConfig",
     "PluginLoadError",
+    "PretrainedSaeDiskLoader",
+    "PretrainedSaeHuggingfaceLoader",
     "SAEConfig",
     "SAEFileError",
     "SAEMetadata",

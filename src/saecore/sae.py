@@ -21,6 +21,7 @@ from saecore import resolver
 from saecore.config.sae_config import SAEConfig
 from saecore.dtypes import canonical_dtype_name, dtype_from_name
 from saecore.hook_points import HookedModule, HookPoint
+from saecore.io.pretrained_loaders import PretrainedSaeDiskLoader, PretrainedSaeHuggingfaceLoader
 from saecore.io.sae_files import save_sae_files
 
 C = TypeVar("C", bound=SAEConfig)
@@ -295,13 +296,14 @@ class SAE(HookedModule, Generic[C]):
         path: str | Path,
         device: str = "cpu",
         dtype: str | None = None,
+        converter: str | PretrainedSaeDiskLoader = "sae_lens",
         fold_W_dec_norm: bool = False,
-        converter: str = "sae_lens",
     ) -> SAE[Any]:
         """Load an SAE folder; the class comes from its cfg ``architecture``.
 
         ``converter`` names the format (``sae_lens``: cfg.json + sae_weights.safetensors;
-        plugins add others).
+        plugins add others), or is a SAELens-style disk loader callable
+        (``saecore.io.pretrained_loaders``).
         """
         return resolver.load_sae_folder(
             Path(path), device=device, dtype=dtype, fold_W_dec_norm=fold_W_dec_norm,
@@ -321,9 +323,9 @@ class SAE(HookedModule, Generic[C]):
         device: str = "cpu",
         dtype: str = "float32",
         force_download: bool = False,
+        converter: str | PretrainedSaeHuggingfaceLoader | None = None,
         fold_W_dec_norm: bool = False,
         revision: str | None = None,
-        converter: str | None = None,
     ) -> SAE[Any]:
         """Load a published SAE by release name (or Hub repo id) and sae_id."""
         return cls.from_pretrained_with_cfg_and_sparsity(
@@ -339,13 +341,15 @@ class SAE(HookedModule, Generic[C]):
         device: str = "cpu",
         dtype: str = "float32",
         force_download: bool = False,
+        converter: str | PretrainedSaeHuggingfaceLoader | None = None,
         fold_W_dec_norm: bool = False,
         revision: str | None = None,
-        converter: str | None = None,
     ) -> tuple[SAE[Any], dict[str, Any], torch.Tensor | None]:
         """Like ``from_pretrained`` but also return the cfg dict and log10 sparsity (or None).
 
-        ``converter`` overrides the format the release declares (default: SAELens's).
+        ``converter`` overrides the format the release declares (default: SAELens's): a
+        registered converter's name or a SAELens-style Hub loader callable
+        (``saecore.io.pretrained_loaders``).
         """
         return resolver.load_pretrained(
             release, sae_id, device=device, dtype=dtype, force_download=force_download,

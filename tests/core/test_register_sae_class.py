@@ -77,7 +77,7 @@ def test_registering_a_name_twice_is_a_value_error_naming_the_first_provider() -
 
 
 def test_a_config_class_declaring_another_architecture_is_refused_and_nothing_is_kept() -> None:
-    with pytest.raises(PluginLoadError, match="InProcessReluSAEConfig.ARCHITECTURE is 'inproc_relu'"):
+    with pytest.raises(PluginLoadError, match=r"InProcessReluSAEConfig\.ARCHITECTURE is 'inproc_relu'"):
         register_sae_class("other_name", InProcessReluSAE, InProcessReluSAEConfig)
     with pytest.raises(KeyError):
         get_sae_class("other_name")

@@ -36,7 +36,7 @@ def test_hook_z_reshaping_can_be_turned_on_and_off() -> None:
 
 def test_hook_z_reshaping_is_refused_for_an_sae_on_another_hook() -> None:
     sae = randomized_sae(metadata={"hook_name": "blocks.1.hook_resid_post"})
-    with pytest.raises(ValueError, match="reads 'blocks.1.hook_resid_post'; only an SAE on a hook_z point"):
+    with pytest.raises(ValueError, match=r"reads 'blocks\.1\.hook_resid_post'; only an SAE on a hook_z point"):
         sae.turn_on_forward_pass_hook_z_reshaping()
     assert not sae.reshape_hook_z
 
