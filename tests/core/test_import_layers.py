@@ -31,7 +31,7 @@ TRAINING_NAMES = ("LoggingConfig", "SAESweepConfig", "SAESweepRunner", "SAETrain
                   "TrainingRunnerConfig")
 TORCH_BACKED_NAMES = ("SAE", "SAEConfig", "TrainingSAEConfig", "TrainingPresets", "SAEMetadata", "HookPoint",
                       "ActivationSource", "SourceConfig", "TrainCoefficientConfig", "TrainingSAE", "TrainStepInput",
-                      "TrainStepOutput")
+                      "TrainStepOutput", "PretrainedSaeDiskLoader", "PretrainedSaeHuggingfaceLoader")
 HEAVY_PACKAGES = ("saecore.training", "saecore.distributed", "saecore.cli")
 
 
