@@ -61,6 +61,8 @@ if TYPE_CHECKING:
     from saecore_sae_topk import TopKSAEConfig as TopKSAEConfig
     from saecore_sae_topk import TopKTrainingSAE as TopKTrainingSAE
     from saecore_sae_topk import TopKTrainingSAEConfig as TopKTrainingSAEConfig
+    from saecore_source_llm import CacheActivationsRunner as CacheActivationsRunner
+    from saecore_source_llm import CacheActivationsRunnerConfig as CacheActivationsRunnerConfig
     from saecore_source_llm import HookedSAETransformer as HookedSAETransformer
     from saecore_source_llm import LanguageModelSAERunnerConfig as LanguageModelSAERunnerConfig
     from saecore_source_llm import LanguageModelSAETrainingRunner as LanguageModelSAETrainingRunner

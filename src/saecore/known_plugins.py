@@ -46,6 +46,7 @@ CLASS_PACKAGES: dict[str, str] = {
     **{name: "saecore-sae-matryoshka-batchtopk" for name in (
         "MatryoshkaBatchTopKTrainingSAE", "MatryoshkaBatchTopKTrainingSAEConfig")},
     **{name: "saecore-source-llm" for name in (
+        "CacheActivationsRunner", "CacheActivationsRunnerConfig",
         "HookedSAETransformer", "LLMSource", "LLMSourceConfig", "LanguageModelSAERunnerConfig",
         "LanguageModelSAETrainingRunner", "SAETrainingRunner", "TopKFeatures", "ablate_features", "clamp_features",
         "feature_activation_scale", "feature_activations", "feature_attribution", "splice", "steer_feature",

@@ -12,6 +12,10 @@ from typing import TYPE_CHECKING
 from saecore.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
+    from saecore_source_llm.cache_activations_runner import CacheActivationsRunner as CacheActivationsRunner
+    from saecore_source_llm.cache_activations_runner import (
+        CacheActivationsRunnerConfig as CacheActivationsRunnerConfig,
+    )
     from saecore_source_llm.config import LLMSourceConfig as LLMSourceConfig
     from saecore_source_llm.feature_tools import TopKFeatures as TopKFeatures
     from saecore_source_llm.feature_tools import ablate_features as ablate_features
@@ -28,6 +32,8 @@ if TYPE_CHECKING:
     from saecore_source_llm.source import LLMSource as LLMSource
 
 _EXPORTS = {
+    "CacheActivationsRunner": "saecore_source_llm.cache_activations_runner",
+    "CacheActivationsRunnerConfig": "saecore_source_llm.cache_activations_runner",
     "TopKFeatures": "saecore_source_llm.feature_tools",
     "ablate_features": "saecore_source_llm.feature_tools",
     "clamp_features": "saecore_source_llm.feature_tools",

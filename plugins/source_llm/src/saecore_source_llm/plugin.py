@@ -31,6 +31,8 @@ def saecore_register_exports(register: RegisterExport) -> None:
     register(LanguageModelSAETrainingRunner)
     register(SAETrainingRunner)
     register("saecore_source_llm.hooked_sae_transformer:HookedSAETransformer")
+    register("saecore_source_llm.cache_activations_runner:CacheActivationsRunner")
+    register("saecore_source_llm.cache_activations_runner:CacheActivationsRunnerConfig")
     register("saecore_source_llm.hf_splice:splice")
     for name in ("TopKFeatures", "ablate_features", "clamp_features", "feature_activation_scale",
                  "feature_activations", "feature_attribution", "steer_feature", "top_k_features"):
