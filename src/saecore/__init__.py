@@ -68,6 +68,8 @@ if TYPE_CHECKING:
     from saecore_source_llm import LanguageModelSAETrainingRunner as LanguageModelSAETrainingRunner
     from saecore_source_llm import LLMSource as LLMSource
     from saecore_source_llm import LLMSourceConfig as LLMSourceConfig
+    from saecore_source_llm import PretokenizeRunner as PretokenizeRunner
+    from saecore_source_llm import PretokenizeRunnerConfig as PretokenizeRunnerConfig
     from saecore_source_llm import SAETrainingRunner as SAETrainingRunner
     from saecore_source_llm import TopKFeatures as TopKFeatures
     from saecore_source_llm import ablate_features as ablate_features
@@ -75,6 +77,7 @@ if TYPE_CHECKING:
     from saecore_source_llm import feature_activation_scale as feature_activation_scale
     from saecore_source_llm import feature_activations as feature_activations
     from saecore_source_llm import feature_attribution as feature_attribution
+    from saecore_source_llm import pretokenize_runner as pretokenize_runner
     from saecore_source_llm import splice as splice
     from saecore_source_llm import steer_feature as steer_feature
     from saecore_source_llm import top_k_features as top_k_features
