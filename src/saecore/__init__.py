@@ -89,6 +89,7 @@ if TYPE_CHECKING:
     from saecore.hook_points import HookPoint as HookPoint
     from saecore.io.pretrained_loaders import PretrainedSaeDiskLoader as PretrainedSaeDiskLoader
     from saecore.io.pretrained_loaders import PretrainedSaeHuggingfaceLoader as PretrainedSaeHuggingfaceLoader
+    from saecore.publishing import upload_saes_to_huggingface as upload_saes_to_huggingface
     from saecore.sae import SAE as SAE
     from saecore.sources.base import ActivationSource as ActivationSource
     from saecore.sources.base import SourceConfig as SourceConfig
@@ -117,6 +118,7 @@ _LAZY_EXPORTS = {
     "SourceConfig": "saecore.sources.base",
     **dict.fromkeys(("TrainCoefficientConfig", "TrainingSAE", "TrainStepInput", "TrainStepOutput"),
                     "saecore.training_sae"),
+    "upload_saes_to_huggingface": "saecore.publishing",
     **dict.fromkeys(("LoggingConfig", "SAESweepConfig", "SAESweepRunner", "SAETrainer", "SweepMember",
                      "TrainerConfig", "TrainingRunnerConfig"), "saecore.training"),
 }
@@ -157,6 +159,7 @@ __all__ = [
     "hookimpl",
     "register_sae_class",
     "register_sae_training_class",
+    "upload_saes_to_huggingface",
 ]
 
 

@@ -31,7 +31,8 @@ TRAINING_NAMES = ("LoggingConfig", "SAESweepConfig", "SAESweepRunner", "SAETrain
                   "TrainingRunnerConfig")
 TORCH_BACKED_NAMES = ("SAE", "SAEConfig", "TrainingSAEConfig", "TrainingPresets", "SAEMetadata", "HookPoint",
                       "ActivationSource", "SourceConfig", "TrainCoefficientConfig", "TrainingSAE", "TrainStepInput",
-                      "TrainStepOutput", "PretrainedSaeDiskLoader", "PretrainedSaeHuggingfaceLoader")
+                      "TrainStepOutput", "PretrainedSaeDiskLoader", "PretrainedSaeHuggingfaceLoader",
+                      "upload_saes_to_huggingface")
 HEAVY_PACKAGES = ("saecore.training", "saecore.distributed", "saecore.cli")
 
 

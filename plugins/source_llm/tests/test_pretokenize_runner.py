@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 from saecore_source_llm import LLMSource, LLMSourceConfig, PretokenizeRunner, PretokenizeRunnerConfig
-from saecore_source_llm.pretokenize_runner import pretokenize_runner
+from saecore_source_llm.pretokenize import pretokenize_runner
 
 CONTEXT = 16
 

@@ -26,9 +26,9 @@ if TYPE_CHECKING:
     from saecore_source_llm.feature_tools import steer_feature as steer_feature
     from saecore_source_llm.feature_tools import top_k_features as top_k_features
     from saecore_source_llm.hf_splice import splice as splice
-    from saecore_source_llm.pretokenize_runner import PretokenizeRunner as PretokenizeRunner
-    from saecore_source_llm.pretokenize_runner import PretokenizeRunnerConfig as PretokenizeRunnerConfig
-    from saecore_source_llm.pretokenize_runner import pretokenize_runner as pretokenize_runner
+    from saecore_source_llm.pretokenize import PretokenizeRunner as PretokenizeRunner
+    from saecore_source_llm.pretokenize import PretokenizeRunnerConfig as PretokenizeRunnerConfig
+    from saecore_source_llm.pretokenize import pretokenize_runner as pretokenize_runner
     from saecore_source_llm.runner import LanguageModelSAERunnerConfig as LanguageModelSAERunnerConfig
     from saecore_source_llm.runner import LanguageModelSAETrainingRunner as LanguageModelSAETrainingRunner
     from saecore_source_llm.runner import SAETrainingRunner as SAETrainingRunner
@@ -47,9 +47,9 @@ _EXPORTS = {
     "top_k_features": "saecore_source_llm.feature_tools",
     "HookedSAETransformer": "saecore_source_llm.hooked_sae_transformer",
     "LLMSource": "saecore_source_llm.source",
-    "PretokenizeRunner": "saecore_source_llm.pretokenize_runner",
-    "PretokenizeRunnerConfig": "saecore_source_llm.pretokenize_runner",
-    "pretokenize_runner": "saecore_source_llm.pretokenize_runner",
+    "PretokenizeRunner": "saecore_source_llm.pretokenize",
+    "PretokenizeRunnerConfig": "saecore_source_llm.pretokenize",
+    "pretokenize_runner": "saecore_source_llm.pretokenize",
     "LLMSourceConfig": "saecore_source_llm.config",
     "LanguageModelSAERunnerConfig": "saecore_source_llm.runner",
     "LanguageModelSAETrainingRunner": "saecore_source_llm.runner",

@@ -34,7 +34,7 @@ def saecore_register_exports(register: RegisterExport) -> None:
     register("saecore_source_llm.cache_activations_runner:CacheActivationsRunner")
     register("saecore_source_llm.cache_activations_runner:CacheActivationsRunnerConfig")
     for name in ("PretokenizeRunner", "PretokenizeRunnerConfig", "pretokenize_runner"):
-        register(f"saecore_source_llm.pretokenize_runner:{name}")
+        register(f"saecore_source_llm.pretokenize:{name}")
     register("saecore_source_llm.hf_splice:splice")
     for name in ("TopKFeatures", "ablate_features", "clamp_features", "feature_activation_scale",
                  "feature_activations", "feature_attribution", "steer_feature", "top_k_features"):
