@@ -94,10 +94,13 @@ def load_sae_folder(
     training: bool = False,
     converter: str | PretrainedSaeDiskLoader = "sae_lens",
 ) -> tuple[Any, dict[str, Any], torch.Tensor | None]:
-    """Load an SAE folder in the named format, or through a SAELens-style disk loader callable;
-    return ``(sae, cfg_dict, log_sparsity or None)`` (no log sparsity from a callable)."""
-    if not folder.is_dir():
-        raise SAEFileError(f"{folder}: no such SAE folder")
+    """Load an SAE folder (or file, for one-file formats) in the named format, or through a SAELens-style
+    disk loader callable.
+
+    Returns ``(sae, cfg_dict, log_sparsity or None)`` (no log sparsity from a callable).
+    """
+    if not folder.exists():
+        raise SAEFileError(f"{folder}: no such SAE folder or file")
     if callable(converter):
         cfg_dict, state_dict = converter(folder, device, cfg_overrides={"dtype": dtype} if dtype is not None else None)
         source = f"{_loader_name(converter)}({str(folder)!r})"

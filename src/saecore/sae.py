@@ -303,7 +303,8 @@ class SAE(HookedModule, Generic[C]):
 
         ``converter`` names the format (``sae_lens``: cfg.json + sae_weights.safetensors;
         plugins add others), or is a SAELens-style disk loader callable
-        (``saecore.io.pretrained_loaders``).
+        (``saecore.io.pretrained_loaders``). Formats that publish one file per SAE
+        (``qwen_scope``, ``goodfire``, ...) take that file as ``path``.
         """
         return resolver.load_sae_folder(
             Path(path), device=device, dtype=dtype, fold_W_dec_norm=fold_W_dec_norm,

@@ -56,8 +56,9 @@ def test_classes_by_architecture_come_from_the_registry(add_plugin: Callable[[An
 def test_log_histograms_gives_the_decoder_row_norms() -> None:
     sae = TrainingSAE.from_dict({"architecture": "standard", "d_in": 8, "d_sae": 16})
     histograms = sae.log_histograms()
-    assert list(histograms) == ["weights/W_dec_norms"]
+    assert list(histograms) == ["weights/W_dec_norms", "weights/b_e"]
     np.testing.assert_allclose(histograms["weights/W_dec_norms"], sae.W_dec.detach().norm(dim=1).numpy(), rtol=1e-6)
+    np.testing.assert_array_equal(histograms["weights/b_e"], sae.b_enc.detach().numpy())
 
 
 def test_metadata_from_dict_and_values() -> None:
