@@ -52,14 +52,15 @@ def test_converter_parameter_sits_where_saelens_puts_it(method: str) -> None:
 def test_saecore_loads_through_saelens_disk_loader(tmp_path: Path) -> None:
     original = saved_sae(tmp_path)
     sae = saecore.SAE.load_from_disk(tmp_path, dtype="float64", converter=saelens_loaders.sae_lens_disk_loader)
-    x = torch.randn(4, D_IN, dtype=torch.float64)
-    torch.testing.assert_close(sae(x), original.double()(x))
+    x = torch.randn(4, D_IN, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    assert sae.W_enc.dtype == torch.float64
+    torch.testing.assert_close(sae(x), original.double()(x), rtol=1e-6, atol=1e-6)
 
 
 def test_saelens_loads_through_saecore_disk_loader(tmp_path: Path) -> None:
     original = saved_sae(tmp_path)
     sae = sae_lens.SAE.load_from_disk(tmp_path, converter=pretrained_loaders.sae_lens_disk_loader)
-    x = torch.randn(4, D_IN)
+    x = torch.randn(4, D_IN, generator=torch.Generator().manual_seed(6))
     torch.testing.assert_close(sae(x), original(x))
 
 
