@@ -65,3 +65,16 @@ def test_metadata_from_dict_and_values() -> None:
     metadata = SAEMetadata.from_dict({"model_name": "gpt2", "context_size": 64})
     assert metadata == SAEMetadata(model_name="gpt2", context_size=64)
     assert list(metadata.values()) == ["gpt2", 64]
+
+
+def test_training_config_methods_under_saelens_names() -> None:
+    cfg = TrainingSAE.from_dict({"architecture": "standard", "d_in": 8, "d_sae": 16, "l1_coefficient": 2.0}).cfg
+    assert cfg.get_inference_config_class() is get_registry().architecture("standard").config_class
+    assert cfg.get_training_architecture_details() == cfg.training_architecture_details()
+    assert cfg.get_training_architecture_details()["l1_coefficient"] == 2.0
+    assert cfg.get_inference_sae_cfg_dict() == cfg.to_inference_dict()
+    assert cfg.get_inference_sae_cfg_dict()["architecture"] == "standard"
+    assert "training_architecture" not in cfg.metadata
+    cfg.add_training_info_to_metadata()
+    assert cfg.metadata.training_architecture == "standard"
+    assert cfg.metadata.training_architecture_details == cfg.training_architecture_details()

@@ -141,3 +141,19 @@ def test_metadata_from_dict_matches() -> None:
     versions = ("sae_lens_version", "sae_lens_training_version")  # SAELens stamps its own version on every metadata
     assert ours.to_dict() == {key: value for key, value in theirs.to_dict().items() if key not in versions}
     assert list(ours.values()) == [value for key, value in theirs.items() if key not in versions]
+
+
+@pytest.mark.parametrize("architecture", ["standard", "gated", "jumprelu", "topk"])
+def test_training_config_methods_match(architecture: str) -> None:
+    cfg = {"architecture": architecture, "d_in": D_IN, "d_sae": D_SAE, "k": 4}
+    theirs = sae_lens.TrainingSAE.from_dict(cfg).cfg
+    ours = saecore.TrainingSAE.from_dict(cfg).cfg
+    assert ours.get_inference_config_class().__name__ == theirs.get_inference_config_class().__name__
+    their_details = theirs.get_training_architecture_details()
+    our_details = ours.get_training_architecture_details()
+    assert {key: our_details[key] for key in their_details} == their_details
+    their_dict, our_dict = theirs.get_inference_sae_cfg_dict(), ours.get_inference_sae_cfg_dict()
+    shared = set(their_dict) - {"metadata"}
+    assert {key: our_dict[key] for key in shared} == {key: their_dict[key] for key in shared}
+    ours.add_training_info_to_metadata()
+    assert ours.metadata.training_architecture == theirs.metadata.training_architecture
