@@ -76,3 +76,19 @@ def test_disk_loaders_return_the_same_cfg_and_tensors(tmp_path: Path) -> None:
     for name, tensor in their_tensors.items():
         assert our_tensors[name].dtype == tensor.dtype
         torch.testing.assert_close(our_tensors[name], tensor)
+
+
+PORTED_LOADERS = ("sparsify_huggingface_loader", "sparsify_disk_loader", "gemma_2_sae_huggingface_loader",
+                  "gemma_3_sae_huggingface_loader", "llama_scope_sae_huggingface_loader",
+                  "llama_scope_r1_distill_sae_huggingface_loader", "dictionary_learning_sae_huggingface_loader_1",
+                  "deepseek_r1_sae_huggingface_loader", "qwen_scope_sae_huggingface_loader",
+                  "connor_rob_hook_z_huggingface_loader", "get_goodfire_huggingface_loader")
+
+
+@pytest.mark.parametrize("name", PORTED_LOADERS)
+def test_format_loaders_take_saelens_parameters(name: str) -> None:
+    ours = inspect.signature(getattr(pretrained_loaders, name)).parameters
+    theirs = inspect.signature(getattr(saelens_loaders, name)).parameters
+    assert [(p.name, p.default) for p in ours.values()] == [(p.name, p.default) for p in theirs.values()]
+    assert getattr(pretrained_loaders, name).__name__ == name
+
