@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -90,3 +91,29 @@ def test_the_default_folder_is_saelens_s(model_dir: Path, text_dir: Path, tmp_pa
     cfg = runner_config(model_dir, text_dir, tmp_path, new_cached_activations_path=None, dataset_path="org/data",
                         model_name="gpt2", context_size=CONTEXT)
     assert cfg.new_cached_activations_path == f"activations/org_data/gpt2/{HOOK}"
+
+
+def test_context_size_minus_one_is_read_from_a_tokenized_dataset(model_dir: Path, text_dir: Path,
+                                                                 tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.mkdir()
+    (tokens / "train.jsonl").write_text("".join(json.dumps({"input_ids": list(range(12))}) + "\n" for _ in range(3)))
+    assert runner_config(model_dir, tokens, tmp_path / "a", context_size=-1).context_size == 12
+    with pytest.raises(ValueError, match=r"is not tokenized; set context_size"):
+        runner_config(model_dir, text_dir, tmp_path / "b", context_size=-1)
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"training_tokens": 4}, r"context_size \(8\) is greater than training_tokens \(4\)"),
+    ({"buffer_size_gb": 1e-9}, r"buffer_size_gb=1e-09 holds less than one forward pass of 16 activations"),
+    ({"seqpos_slice": (8, None)}, r"seqpos_slice=\(8, None\) keeps no position"),
+])
+def test_settings_that_cannot_cache_are_named(model_dir: Path, text_dir: Path, tmp_path: Path,
+                                              fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        runner_config(model_dir, text_dir, tmp_path, **fields)
+
+
+def test_d_in_must_be_the_hook_width(model_dir: Path, text_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=rf"d_in=7, but '{HOOK}' of .* is {D_MODEL} wide"):
+        CacheActivationsRunner(runner_config(model_dir, text_dir, tmp_path, d_in=7))
