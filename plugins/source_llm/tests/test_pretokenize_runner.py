@@ -11,6 +11,8 @@ import torch
 from saecore_source_llm import LLMSource, LLMSourceConfig, PretokenizeRunner, PretokenizeRunnerConfig
 from saecore_source_llm.pretokenize import pretokenize_runner
 
+from saecore import ConfigError
+
 CONTEXT = 16
 
 
@@ -60,3 +62,40 @@ def test_the_function_form_is_deprecated(model_dir: Path, text_dir: Path) -> Non
 def test_a_misspelled_field_is_named_with_close_matches() -> None:
     with pytest.raises(ValueError, match=r"unknown field 'contxt_size'; did you mean 'context_size'"):
         PretokenizeRunnerConfig(contxt_size=8)
+
+
+def test_streaming_with_several_processes_is_refused(model_dir: Path, text_dir: Path) -> None:
+    with pytest.raises(ConfigError, match="num_proc=2: must be 1 when streaming is True"):
+        PretokenizeRunner(config(model_dir, text_dir, streaming=True, num_proc=2)).run()
+
+
+def test_a_streamed_dataset_is_not_saved(model_dir: Path, text_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="a streamed dataset cannot be saved; set streaming=False"):
+        PretokenizeRunner(config(model_dir, text_dir, streaming=True, save_path=str(tmp_path))).run()
+
+
+def test_a_special_token_the_tokenizer_lacks_is_named(model_dir: Path, text_dir: Path) -> None:
+    with pytest.raises(ConfigError, match="sequence_separator_token='sep': the tokenizer has no sep token"):
+        PretokenizeRunner(config(model_dir, text_dir, sequence_separator_token="sep")).run()
+
+
+def test_chat_formatting_tokenizes_through_the_chat_template(model_dir: Path, text_dir: Path, tmp_path: Path,
+                                                             tokenizer: Any) -> None:
+    chat = tmp_path / "chat-tokenizer"
+    tokenizer.save_pretrained(chat)
+    template = "{% for message in messages %}{{ message['role'] }}: {{ message['content'] }}\n{% endfor %}"
+    settings = json.loads((chat / "tokenizer_config.json").read_text())
+    (chat / "tokenizer_config.json").write_text(json.dumps({**settings, "chat_template": template}))
+    with pytest.warns(UserWarning, match="each is tokenized as one user message"):
+        dataset = PretokenizeRunner(config(chat, text_dir, use_chat_formatting=True, begin_batch_token=None,
+                                           sequence_separator_token=None)).run()
+    first_document = json.loads((text_dir / "part-0.jsonl").read_text().splitlines()[0])["text"]
+    expected = tokenizer.encode(f"user: {first_document}\n")
+    assert dataset[:]["input_ids"][0].tolist() == expected[:CONTEXT]
+
+
+def test_streaming_gives_the_same_prompts(model_dir: Path, text_dir: Path) -> None:
+    loaded = PretokenizeRunner(config(model_dir, text_dir)).run()[:]["input_ids"]
+    streamed = torch.stack([row["input_ids"] for row in PretokenizeRunner(config(model_dir, text_dir,
+                                                                                 streaming=True)).run()])
+    assert torch.equal(streamed, loaded)

@@ -134,6 +134,8 @@ class PretokenizeRunner:
             raise ConfigError(f"dataset_path={cfg.dataset_path!r} has the splits {list(dataset)}; set split to one")
         if cfg.streaming and cfg.num_proc > 1:
             raise ConfigError(f"num_proc={cfg.num_proc}: must be 1 when streaming is True")
+        if cfg.streaming and cfg.save_path is not None:
+            raise ConfigError(f"save_path={cfg.save_path!r}: a streamed dataset cannot be saved; set streaming=False")
         tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer_name)
         tokenizer.model_max_length = sys.maxsize
         packer = _Packer(cfg, tokenizer)
@@ -142,7 +144,7 @@ class PretokenizeRunner:
                                 remove_columns=dataset.column_names, **options)
         if cfg.shuffle:
             tokenized = tokenized.shuffle(seed=cfg.seed)
-        tokenized = tokenized.with_format("torch", columns=None if cfg.streaming else ["input_ids"])
+        tokenized = tokenized.with_format("torch") if cfg.streaming else tokenized.with_format("torch", ["input_ids"])
         if cfg.save_path is not None:
             tokenized.save_to_disk(cfg.save_path)
             (Path(cfg.save_path) / METADATA_FILE).write_text(json.dumps(cfg.metadata(), indent=2, ensure_ascii=False))
