@@ -32,14 +32,30 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return write_tokenizer(root / "tokenizer", documents), write_text_folder(root / "text", documents)
 
 
-@pytest.mark.parametrize("name", SETTINGS)
-def test_both_runners_produce_the_same_prompts(name: str, inputs: tuple[Path, Path], tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def chat_tokenizer(inputs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tokenizer with a chat template, for ``use_chat_formatting``."""
+    folder = tmp_path_factory.mktemp("chat-tokenizer")
+    for file in inputs[0].iterdir():
+        (folder / file.name).write_bytes(file.read_bytes())
+    settings = json.loads((folder / "tokenizer_config.json").read_text())
+    template = "{% for message in messages %}{{ message['role'] }}: {{ message['content'] }}\n{% endfor %}"
+    (folder / "tokenizer_config.json").write_text(json.dumps({**settings, "chat_template": template}))
+    return folder
+
+
+@pytest.mark.parametrize("name", [*SETTINGS, "chat-formatting"])
+def test_both_runners_produce_the_same_prompts(name: str, inputs: tuple[Path, Path], chat_tokenizer: Path,
+                                               tmp_path: Path) -> None:
     tokenizer, text = inputs
+    if name == "chat-formatting":
+        tokenizer = chat_tokenizer
     outputs = {}
     for library in (sae_lens, saecore):
         save_path = tmp_path / library.__name__
         settings = {"tokenizer_name": str(tokenizer), "dataset_path": str(text), "context_size": 12, "num_proc": 1,
-                    "shuffle": False, "save_path": str(save_path), **SETTINGS[name]}
+                    "shuffle": False, "save_path": str(save_path),
+                    **SETTINGS.get(name, {"use_chat_formatting": True})}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             library.PretokenizeRunner(library.PretokenizeRunnerConfig(**settings)).run()
