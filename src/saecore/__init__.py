@@ -39,6 +39,10 @@ from saecore.registry import (
 from saecore.version import __version__
 
 if TYPE_CHECKING:
+    from saecore_sae_abstopk import AbsTopKSAE as AbsTopKSAE
+    from saecore_sae_abstopk import AbsTopKSAEConfig as AbsTopKSAEConfig
+    from saecore_sae_abstopk import AbsTopKTrainingSAE as AbsTopKTrainingSAE
+    from saecore_sae_abstopk import AbsTopKTrainingSAEConfig as AbsTopKTrainingSAEConfig
     from saecore_sae_batchtopk import BatchTopKTrainingSAE as BatchTopKTrainingSAE
     from saecore_sae_batchtopk import BatchTopKTrainingSAEConfig as BatchTopKTrainingSAEConfig
     from saecore_sae_gated import GatedSAE as GatedSAE
@@ -49,6 +53,10 @@ if TYPE_CHECKING:
     from saecore_sae_jumprelu import JumpReLUSAEConfig as JumpReLUSAEConfig
     from saecore_sae_jumprelu import JumpReLUTrainingSAE as JumpReLUTrainingSAE
     from saecore_sae_jumprelu import JumpReLUTrainingSAEConfig as JumpReLUTrainingSAEConfig
+    from saecore_sae_matching_pursuit import MatchingPursuitSAE as MatchingPursuitSAE
+    from saecore_sae_matching_pursuit import MatchingPursuitSAEConfig as MatchingPursuitSAEConfig
+    from saecore_sae_matching_pursuit import MatchingPursuitTrainingSAE as MatchingPursuitTrainingSAE
+    from saecore_sae_matching_pursuit import MatchingPursuitTrainingSAEConfig as MatchingPursuitTrainingSAEConfig
     from saecore_sae_matryoshka_batchtopk import MatryoshkaBatchTopKTrainingSAE as MatryoshkaBatchTopKTrainingSAE
     from saecore_sae_matryoshka_batchtopk import (
         MatryoshkaBatchTopKTrainingSAEConfig as MatryoshkaBatchTopKTrainingSAEConfig,
@@ -57,6 +65,8 @@ if TYPE_CHECKING:
     from saecore_sae_standard import StandardSAEConfig as StandardSAEConfig
     from saecore_sae_standard import StandardTrainingSAE as StandardTrainingSAE
     from saecore_sae_standard import StandardTrainingSAEConfig as StandardTrainingSAEConfig
+    from saecore_sae_temporal import TemporalSAE as TemporalSAE
+    from saecore_sae_temporal import TemporalSAEConfig as TemporalSAEConfig
     from saecore_sae_topk import TopKSAE as TopKSAE
     from saecore_sae_topk import TopKSAEConfig as TopKSAEConfig
     from saecore_sae_topk import TopKTrainingSAE as TopKTrainingSAE
@@ -71,6 +81,7 @@ if TYPE_CHECKING:
     from saecore_source_llm import PretokenizeRunner as PretokenizeRunner
     from saecore_source_llm import PretokenizeRunnerConfig as PretokenizeRunnerConfig
     from saecore_source_llm import SAETrainingRunner as SAETrainingRunner
+    from saecore_source_llm import SAETransformerBridge as SAETransformerBridge
     from saecore_source_llm import TopKFeatures as TopKFeatures
     from saecore_source_llm import ablate_features as ablate_features
     from saecore_source_llm import clamp_features as clamp_features
@@ -89,6 +100,16 @@ if TYPE_CHECKING:
     from saecore.hook_points import HookPoint as HookPoint
     from saecore.io.pretrained_loaders import PretrainedSaeDiskLoader as PretrainedSaeDiskLoader
     from saecore.io.pretrained_loaders import PretrainedSaeHuggingfaceLoader as PretrainedSaeHuggingfaceLoader
+    from saecore.loading.pretrained_saes_directory import PretrainedSAELookup as PretrainedSAELookup
+    from saecore.loading.pretrained_saes_directory import get_config_overrides as get_config_overrides
+    from saecore.loading.pretrained_saes_directory import get_norm_scaling_factor as get_norm_scaling_factor
+    from saecore.loading.pretrained_saes_directory import (
+        get_pretrained_saes_directory as get_pretrained_saes_directory,
+    )
+    from saecore.loading.pretrained_saes_directory import get_releases_for_repo_id as get_releases_for_repo_id
+    from saecore.loading.pretrained_saes_directory import (
+        get_repo_id_and_folder_name as get_repo_id_and_folder_name,
+    )
     from saecore.publishing import upload_saes_to_huggingface as upload_saes_to_huggingface
     from saecore.sae import SAE as SAE
     from saecore.sources.base import ActivationSource as ActivationSource
@@ -121,6 +142,9 @@ _LAZY_EXPORTS = {
     "upload_saes_to_huggingface": "saecore.publishing",
     **dict.fromkeys(("LoggingConfig", "SAESweepConfig", "SAESweepRunner", "SAETrainer", "SweepMember",
                      "TrainerConfig", "TrainingRunnerConfig"), "saecore.training"),
+    **dict.fromkeys(("PretrainedSAELookup", "get_config_overrides", "get_norm_scaling_factor",
+                     "get_pretrained_saes_directory", "get_releases_for_repo_id", "get_repo_id_and_folder_name"),
+                    "saecore.loading.pretrained_saes_directory"),
 }
 _lazy_attribute, _module_dir = lazy_exports(__name__, _LAZY_EXPORTS)
 

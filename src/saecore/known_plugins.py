@@ -24,13 +24,22 @@ ARCHITECTURE_PACKAGES = {
     "gated": "saecore-sae-gated",
     "jumprelu": "saecore-sae-jumprelu",
     "topk": "saecore-sae-topk",
+    "abstopk": "saecore-sae-abstopk",
+    "matching_pursuit": "saecore-sae-matching-pursuit",
+    "temporal": "saecore-sae-temporal",
 }
 TRAINING_RECIPE_PACKAGES = {
-    **ARCHITECTURE_PACKAGES,
+    **{name: package for name, package in ARCHITECTURE_PACKAGES.items() if name != "temporal"},
     "batchtopk": "saecore-sae-batchtopk",
     "matryoshka_batchtopk": "saecore-sae-matryoshka-batchtopk",
 }
 SOURCE_PACKAGES = {"llm": "saecore-source-llm"}
+# Formats of published SAEs whose converter ships with a plugin rather than the core.
+TRANSCODERS_PACKAGE = "saecore-transcoders"
+CONVERTER_PACKAGES = {
+    "temporal": "saecore-sae-temporal",
+    **dict.fromkeys(("mwhanna_transcoder", "gemma_2_transcoder", "mntss_clt_layer_transcoder"), TRANSCODERS_PACKAGE),
+}
 
 
 def _class_names(prefix: str) -> list[str]:
@@ -42,6 +51,9 @@ CLASS_PACKAGES: dict[str, str] = {
     **{name: "saecore-sae-gated" for name in _class_names("Gated")},
     **{name: "saecore-sae-jumprelu" for name in _class_names("JumpReLU")},
     **{name: "saecore-sae-topk" for name in _class_names("TopK")},
+    **{name: "saecore-sae-abstopk" for name in _class_names("AbsTopK")},
+    **{name: "saecore-sae-matching-pursuit" for name in _class_names("MatchingPursuit")},
+    **{name: "saecore-sae-temporal" for name in ("TemporalSAE", "TemporalSAEConfig")},
     **{name: "saecore-sae-batchtopk" for name in ("BatchTopKTrainingSAE", "BatchTopKTrainingSAEConfig")},
     **{name: "saecore-sae-matryoshka-batchtopk" for name in (
         "MatryoshkaBatchTopKTrainingSAE", "MatryoshkaBatchTopKTrainingSAEConfig")},
@@ -49,9 +61,9 @@ CLASS_PACKAGES: dict[str, str] = {
         "CacheActivationsRunner", "CacheActivationsRunnerConfig", "PretokenizeRunner", "PretokenizeRunnerConfig",
         "pretokenize_runner",
         "HookedSAETransformer", "LLMSource", "LLMSourceConfig", "LanguageModelSAERunnerConfig",
-        "LanguageModelSAETrainingRunner", "SAETrainingRunner", "TopKFeatures", "ablate_features", "clamp_features",
-        "feature_activation_scale", "feature_activations", "feature_attribution", "splice", "steer_feature",
-        "top_k_features",
+        "LanguageModelSAETrainingRunner", "SAETrainingRunner", "SAETransformerBridge", "TopKFeatures",
+        "ablate_features", "clamp_features", "feature_activation_scale", "feature_activations",
+        "feature_attribution", "splice", "steer_feature", "top_k_features",
     )},
 }
 

@@ -54,6 +54,7 @@ _EXPORTS = {
     "LanguageModelSAERunnerConfig": "saecore_source_llm.runner",
     "LanguageModelSAETrainingRunner": "saecore_source_llm.runner",
     "SAETrainingRunner": "saecore_source_llm.runner",
+    "SAETransformerBridge": "saecore_source_llm.sae_transformer_bridge",
     "splice": "saecore_source_llm.hf_splice",
 }
 

@@ -1,5 +1,5 @@
 """Entry point module: registers the ``llm`` source, the language-model runner, HookedSAETransformer,
-splice and the feature tools.
+SAETransformerBridge, splice and the feature tools.
 
 Kept light: nothing here imports transformer_lens, transformers or datasets; the source
 imports them when it builds a model or reads a dataset.
@@ -35,6 +35,7 @@ def saecore_register_exports(register: RegisterExport) -> None:
     register("saecore_source_llm.cache_activations_runner:CacheActivationsRunnerConfig")
     for name in ("PretokenizeRunner", "PretokenizeRunnerConfig", "pretokenize_runner"):
         register(f"saecore_source_llm.pretokenize:{name}")
+    register("saecore_source_llm.sae_transformer_bridge:SAETransformerBridge")
     register("saecore_source_llm.hf_splice:splice")
     for name in ("TopKFeatures", "ablate_features", "clamp_features", "feature_activation_scale",
                  "feature_activations", "feature_attribution", "steer_feature", "top_k_features"):
