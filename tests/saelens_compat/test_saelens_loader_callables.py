@@ -85,6 +85,15 @@ PORTED_LOADERS = ("sparsify_huggingface_loader", "sparsify_disk_loader", "gemma_
                   "connor_rob_hook_z_huggingface_loader", "get_goodfire_huggingface_loader")
 
 
+def test_the_loaders_import_from_saelens_module_path() -> None:
+    from saecore.loading import pretrained_sae_loaders
+
+    for name in (*PORTED_LOADERS, "sae_lens_huggingface_loader", "sae_lens_disk_loader",
+                 "PretrainedSaeHuggingfaceLoader", "PretrainedSaeDiskLoader"):
+        assert hasattr(saelens_loaders, name)
+        assert getattr(pretrained_sae_loaders, name) is getattr(pretrained_loaders, name)
+
+
 @pytest.mark.parametrize("name", PORTED_LOADERS)
 def test_format_loaders_take_saelens_parameters(name: str) -> None:
     ours = inspect.signature(getattr(pretrained_loaders, name)).parameters
