@@ -110,3 +110,4 @@ deepseek_r1_sae_huggingface_loader = huggingface_loader("deepseek_r1", "deepseek
 qwen_scope_sae_huggingface_loader = huggingface_loader("qwen_scope", "qwen_scope_sae_huggingface_loader")
 connor_rob_hook_z_huggingface_loader = huggingface_loader("connor_rob_hook_z", "connor_rob_hook_z_huggingface_loader")
 get_goodfire_huggingface_loader = huggingface_loader("goodfire", "get_goodfire_huggingface_loader")
+temporal_sae_huggingface_loader = huggingface_loader("temporal", "temporal_sae_huggingface_loader")

@@ -19,6 +19,7 @@ from saecore.io.pretrained_loaders import (
     sae_lens_huggingface_loader,
     sparsify_disk_loader,
     sparsify_huggingface_loader,
+    temporal_sae_huggingface_loader,
 )
 
 __all__ = [
@@ -37,4 +38,5 @@ __all__ = [
     "sae_lens_huggingface_loader",
     "sparsify_disk_loader",
     "sparsify_huggingface_loader",
+    "temporal_sae_huggingface_loader",
 ]
