@@ -1,0 +1,319 @@
+"""SAELens 6's ``ActivationsStore``, served by the ``llm`` source.
+
+SAELens code builds a store with ``ActivationsStore.from_sae`` / ``from_config`` (or the
+constructor) and then draws prompts (``get_batch_tokens``), a model's activations on them
+(``get_activations``) or shuffled training batches (``next_batch``). Here each store holds
+an :class:`LLMSource` configured from the same arguments: the prompts come from the
+source's token stream (the same packing rules, BOS and separators as SAELens), the
+activations from its hooked model, and the batches from its mixing buffer. Prompts drawn
+with ``get_batch_tokens`` and prompts the buffer consumes come from one stream, as in SAELens.
+
+Where the behaviour differs from SAELens 6.54, on purpose:
+
+* ``n_batches_in_buffer`` counts forward passes of ``store_batch_size_prompts`` prompts
+  (see :mod:`saecore_source_llm.config`); ``next_batch`` raises a ConfigError naming the
+  sizes when the buffer cannot serve ``train_batch_size_tokens``.
+* ``reset_input_dataset`` reads the dataset from its first document again. (SAELens's
+  replaces an iterator its token stream does not read, so there the prompts continue.)
+* Cached activations (``cached_activations_path``), chat formatting
+  (``use_chat_formatting``) and extra model arguments (``model_kwargs``) are refused with
+  an error naming the argument.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import torch
+
+from saecore.dtypes import dtype_from_name
+from saecore.errors import ConfigError
+from saecore_source_llm.config import LLMSourceConfig
+from saecore_source_llm.source import LLMSource
+
+SeparatorToken = int | Literal["bos", "eos", "sep"] | None
+
+
+class ActivationsStore:
+    """Prompts, activations and shuffled activation batches of one hook of a language model (SAELens's API)."""
+
+    def __init__(
+        self,
+        model: Any,
+        dataset: Any,
+        streaming: bool,
+        hook_name: str,
+        hook_head_index: int | None,
+        context_size: int,
+        d_in: int,
+        n_batches_in_buffer: int,
+        total_training_tokens: int,
+        store_batch_size_prompts: int,
+        train_batch_size_tokens: int,
+        prepend_bos: bool,
+        normalize_activations: str,
+        device: torch.device | str,
+        dtype: str,
+        cached_activations_path: str | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+        autocast_lm: bool = False,
+        dataset_trust_remote_code: bool | None = None,
+        seqpos_slice: tuple[int | None, ...] = (None,),
+        exclude_special_tokens: torch.Tensor | None = None,
+        disable_concat_sequences: bool = False,
+        sequence_separator_token: SeparatorToken = "bos",
+        activations_mixing_fraction: float = 0.5,
+        use_chat_formatting: bool = False,
+    ) -> None:
+        _refuse_unsupported(cached_activations_path=cached_activations_path, model_kwargs=model_kwargs,
+                            use_chat_formatting=use_chat_formatting)
+        if dataset is None:
+            raise ConfigError("dataset is None: give a dataset name, local data files or a datasets object")
+        self.model = model
+        self.model_kwargs: dict[str, Any] = {}
+        self.hook_name = hook_name
+        self.hook_head_index = hook_head_index
+        self.context_size = context_size
+        self.d_in = d_in
+        self.n_batches_in_buffer = n_batches_in_buffer
+        self.total_training_tokens = total_training_tokens
+        self.store_batch_size_prompts = store_batch_size_prompts
+        self.train_batch_size_tokens = train_batch_size_tokens
+        self.prepend_bos = prepend_bos
+        self.normalize_activations = normalize_activations
+        self.device = torch.device(device)
+        self.dtype = dtype_from_name(dtype)
+        self.cached_activations_path = cached_activations_path
+        self.autocast_lm = autocast_lm
+        self.dataset_trust_remote_code = dataset_trust_remote_code
+        self.seqpos_slice = tuple(seqpos_slice)
+        self.exclude_special_tokens = exclude_special_tokens
+        self.disable_concat_sequences = disable_concat_sequences
+        self.sequence_separator_token = sequence_separator_token
+        self.activations_mixing_fraction = activations_mixing_fraction
+        self.use_chat_formatting = use_chat_formatting
+        by_name = isinstance(dataset, str)
+        self.source = LLMSource(
+            LLMSourceConfig(
+                model=model,
+                dataset_path=dataset if by_name else "",
+                dataset=None if by_name else dataset,
+                streaming=streaming,
+                hook_name=hook_name,
+                hook_head_index=hook_head_index,
+                context_size=context_size,
+                prepend_bos=prepend_bos,
+                sequence_separator_token=sequence_separator_token,
+                disable_concat_sequences=disable_concat_sequences,
+                exclude_special_tokens=False if exclude_special_tokens is None else exclude_special_tokens.tolist(),
+                seqpos_slice=self.seqpos_slice,
+                store_batch_size_prompts=store_batch_size_prompts,
+                n_batches_in_buffer=n_batches_in_buffer,
+                activations_mixing_fraction=activations_mixing_fraction,
+                autocast_lm=autocast_lm,
+                verbose=False,
+            ),
+            device=str(self.device),
+        )
+        if self.source.d_in != d_in:
+            raise ConfigError(f"d_in={d_in} but {hook_name!r} of the model gives activations of width "
+                              f"{self.source.d_in}" + (f" (head {hook_head_index})" if hook_head_index is not None
+                                                       else ""))
+
+    # -- constructors ---------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, model: Any, cfg: Any, override_dataset: Any = None) -> ActivationsStore:
+        """The store a ``LanguageModelSAERunnerConfig`` trains on; ``override_dataset`` replaces ``dataset_path``.
+
+        Its device is ``act_store_device`` where the config has one ("with_model": the
+        config's ``device``).
+        """
+        if override_dataset is None and cfg.dataset_path == "":
+            raise ConfigError("dataset_path is empty and no override_dataset was given; set one of them")
+        device = getattr(cfg, "act_store_device", None)
+        if device in (None, "with_model"):
+            device = cfg.device
+        exclude = cfg.exclude_special_tokens
+        if exclude is True:
+            exclude = special_token_ids(model.tokenizer)
+        use_cached = getattr(cfg, "use_cached_activations", False)
+        return cls(
+            model=model,
+            dataset=override_dataset if override_dataset is not None else cfg.dataset_path,
+            streaming=cfg.streaming,
+            hook_name=cfg.hook_name,
+            hook_head_index=cfg.hook_head_index,
+            context_size=cfg.context_size,
+            d_in=cfg.sae.d_in,
+            n_batches_in_buffer=cfg.n_batches_in_buffer,
+            total_training_tokens=cfg.training_tokens,
+            store_batch_size_prompts=cfg.store_batch_size_prompts,
+            train_batch_size_tokens=cfg.train_batch_size_tokens,
+            prepend_bos=cfg.prepend_bos,
+            normalize_activations=cfg.sae.normalize_activations,
+            device=device,
+            dtype=cfg.dtype,
+            cached_activations_path=getattr(cfg, "cached_activations_path", None) if use_cached else None,
+            model_kwargs=getattr(cfg, "model_kwargs", None),
+            autocast_lm=cfg.autocast_lm,
+            dataset_trust_remote_code=getattr(cfg, "dataset_trust_remote_code", None),
+            seqpos_slice=cfg.seqpos_slice,
+            exclude_special_tokens=None if exclude is False else torch.tensor(list(exclude), dtype=torch.long),
+            disable_concat_sequences=cfg.disable_concat_sequences,
+            sequence_separator_token=cfg.sequence_separator_token,
+            activations_mixing_fraction=cfg.activations_mixing_fraction,
+            use_chat_formatting=getattr(cfg, "use_chat_formatting", False),
+        )
+
+    @classmethod
+    def from_sae(
+        cls,
+        model: Any,
+        sae: Any,
+        dataset: Any,
+        dataset_trust_remote_code: bool = False,
+        context_size: int | None = None,
+        streaming: bool = True,
+        store_batch_size_prompts: int = 8,
+        n_batches_in_buffer: int = 8,
+        train_batch_size_tokens: int = 4096,
+        total_tokens: int = 10**9,
+        device: str = "cpu",
+        disable_concat_sequences: bool = False,
+        sequence_separator_token: SeparatorToken = "bos",
+    ) -> ActivationsStore:
+        """The store for evaluating ``sae``: its hook, head, context size, BOS and seqpos_slice from its metadata."""
+        metadata = sae.cfg.metadata
+        context_size = context_size if context_size is not None else metadata.context_size
+        for name, value in (("hook_name", metadata.hook_name), ("context_size", context_size),
+                            ("prepend_bos", metadata.prepend_bos)):
+            if value is None:
+                raise ConfigError(f"the SAE's metadata has no {name}; set sae.cfg.metadata.{name}"
+                                  + (" or pass context_size" if name == "context_size" else ""))
+        return cls(
+            model=model,
+            dataset=dataset,
+            d_in=sae.cfg.d_in,
+            hook_name=metadata.hook_name,
+            hook_head_index=metadata.hook_head_index,
+            context_size=context_size,
+            prepend_bos=metadata.prepend_bos,
+            streaming=streaming,
+            store_batch_size_prompts=store_batch_size_prompts,
+            train_batch_size_tokens=train_batch_size_tokens,
+            n_batches_in_buffer=n_batches_in_buffer,
+            total_training_tokens=total_tokens,
+            normalize_activations=sae.cfg.normalize_activations,
+            dataset_trust_remote_code=dataset_trust_remote_code,
+            dtype=str(sae.cfg.dtype),
+            device=device,
+            seqpos_slice=tuple(metadata.seqpos_slice or (None,)),
+            disable_concat_sequences=disable_concat_sequences,
+            sequence_separator_token=sequence_separator_token,
+        )
+
+    # -- the dataset ----------------------------------------------------------------------
+    @property
+    def dataset(self) -> Any:
+        """The ``datasets`` object prompts are read from."""
+        return self.source.dataset
+
+    @property
+    def is_dataset_tokenized(self) -> bool:
+        return self.source.column.tokenized
+
+    @property
+    def tokens_column(self) -> str:
+        return self.source.column.name
+
+    @property
+    def training_context_size(self) -> int:
+        """Positions of each prompt kept after ``seqpos_slice``."""
+        return len(range(self.context_size)[slice(*self.seqpos_slice)])
+
+    def shuffle_input_dataset(self, seed: int, buffer_size: int = 1) -> None:
+        """Shuffle the dataset and read it from the start; a streamed one by shards and within ``buffer_size`` rows."""
+        dataset = self.source.dataset
+        if _is_streamed(dataset):
+            shuffled = dataset.shuffle(seed=seed, buffer_size=buffer_size)
+        else:
+            shuffled = dataset.shuffle(seed=seed)
+        self.source.restart_stream(shuffled)
+
+    def reset_input_dataset(self) -> None:
+        """Read the dataset from its first document again."""
+        self.source.restart_stream()
+
+    # -- prompts and activations ------------------------------------------------------------
+    def get_batch_tokens(
+        self, batch_size: int | None = None, raise_at_epoch_end: bool = False, move_to_model_device: bool = True
+    ) -> torch.Tensor:
+        """The next ``[batch_size, context_size]`` prompts (default ``store_batch_size_prompts``).
+
+        With ``raise_at_epoch_end`` a batch that reaches the end of the dataset raises
+        StopIteration; the next call starts the next pass.
+        """
+        stream = self.source.stream
+        epoch = stream.position.epoch
+        tokens = stream.next_prompts(batch_size or self.store_batch_size_prompts)
+        if raise_at_epoch_end and stream.position.epoch > epoch:
+            raise StopIteration(f"the dataset ran out during this batch; pass {stream.position.epoch + 1} begins")
+        return tokens.to(self.source.model.input_device) if move_to_model_device else tokens
+
+    @torch.no_grad()
+    def get_activations(self, batch_tokens: torch.Tensor) -> torch.Tensor:
+        """``[batch, positions after seqpos_slice, d_in]`` float32 activations at the hook (heads flattened)."""
+        return self.source.activations(batch_tokens).reshape(batch_tokens.shape[0], -1, self.d_in)
+
+    def get_raw_llm_batch(self, raise_on_epoch_end: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """``([n, d_in] activations, [n] token ids)`` of the next ``store_batch_size_prompts`` prompts."""
+        tokens = self.get_batch_tokens(raise_at_epoch_end=raise_on_epoch_end)
+        activations = self.get_activations(tokens).reshape(-1, self.d_in)
+        return activations, tokens[:, slice(*self.seqpos_slice)].reshape(-1).to(self.device)
+
+    def get_filtered_llm_batch(self, raise_on_epoch_end: bool = False) -> torch.Tensor:
+        """``get_raw_llm_batch``'s activations without those at ``exclude_special_tokens``."""
+        activations, token_ids = self.get_raw_llm_batch(raise_on_epoch_end)
+        if self.exclude_special_tokens is None:
+            return activations
+        return activations[~torch.isin(token_ids, self.exclude_special_tokens.to(token_ids.device))]
+
+    # -- shuffled training batches ----------------------------------------------------------
+    def next_batch(self) -> torch.Tensor:
+        """The next ``[train_batch_size_tokens, d_in]`` batch from the mixing buffer."""
+        return self.source.next_batch(self.train_batch_size_tokens)
+
+    def __next__(self) -> torch.Tensor:
+        return self.next_batch()
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return self
+
+    def get_data_loader(self) -> Iterator[torch.Tensor]:
+        """An endless iterator of training batches (the store itself)."""
+        return self
+
+
+def special_token_ids(tokenizer: Any) -> list[int]:
+    """The tokenizer's BOS, EOS, PAD, SEP and decoder-start ids: SAELens's ``exclude_special_tokens=True``."""
+    attributes = ("bos_token_id", "eos_token_id", "pad_token_id", "sep_token_id", "decoder_start_token_id")
+    return sorted({getattr(tokenizer, name, None) for name in attributes} - {None})
+
+
+def _is_streamed(dataset: Any) -> bool:
+    import datasets
+
+    return isinstance(dataset, datasets.IterableDataset)
+
+
+def _refuse_unsupported(**arguments: Any) -> None:
+    reasons = {
+        "cached_activations_path": "read cached activations with the 'cached' source (saecore cache)",
+        "model_kwargs": "the store runs the model with its default arguments",
+        "use_chat_formatting": "the store tokenizes text without a chat template",
+    }
+    for name, value in arguments.items():
+        if value:
+            raise ConfigError(f"ActivationsStore: {name}={value!r} is not supported ({reasons[name]}); "
+                              f"leave {name} unset")

@@ -1,0 +1,176 @@
+"""SAELens's evals API and ActivationsStore give SAELens 6.54's values on saecore.
+
+A SAELens user's evals script, written from SAELens's docs (build a store from the SAE,
+take the eval-everything config, call ``run_evals``), runs once with ``sae_lens`` and once
+with ``saecore`` as the only change, on the same tiny TransformerLens 3 model, text
+dataset and SAE folder; every metric must agree to 1e-4 relative. The model has a real
+tokenizer, so prompts carry BOS and separator tokens that the evals must ignore.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from saelens_compat_support import randomize_parameters
+
+sae_lens = pytest.importorskip("sae_lens")
+transformer_lens = pytest.importorskip("transformer_lens")
+datasets = pytest.importorskip("datasets")
+saecore = pytest.importorskip("saecore")
+pytest.importorskip("saecore_source_llm")
+
+END_OF_TEXT = "<|endoftext|>"
+WORDS = "the cat dog bird sat ran on under a mat tree river house big small red".split()
+D_MODEL, N_HEADS, CONTEXT = 16, 4, 12
+REL_TOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def corpus() -> list[str]:
+    rng = random.Random(0)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 30))) for _ in range(80)]
+
+
+@pytest.fixture(scope="module")
+def model(corpus: list[str], tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A 2-layer HookedTransformer with random weights and a BPE tokenizer trained on the corpus."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE(unk_token=END_OF_TEXT))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=[END_OF_TEXT],
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    folder = tmp_path_factory.mktemp("tokenizer")
+    PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token=END_OF_TEXT, eos_token=END_OF_TEXT,
+                            unk_token=END_OF_TEXT).save_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)  # TransformerLens needs the tokenizer's name_or_path
+    cfg = transformer_lens.HookedTransformerConfig(n_layers=2, d_model=D_MODEL, n_ctx=32, d_head=D_MODEL // N_HEADS,
+                                                   n_heads=N_HEADS, d_vocab=len(tokenizer), act_fn="gelu", seed=0)
+    return transformer_lens.HookedTransformer(cfg, tokenizer=tokenizer)
+
+
+@pytest.fixture(scope="module")
+def dataset(corpus: list[str]) -> Any:
+    return datasets.Dataset.from_list([{"text": text} for text in corpus])
+
+
+def save_sae(folder: Path, architecture: str, hook_name: str, **options: Any) -> Path:
+    head_index = options.pop("hook_head_index", None)
+    d_in = D_MODEL // N_HEADS if head_index is not None else D_MODEL
+    sae = saecore.SAE.from_dict({
+        "architecture": architecture, "d_in": d_in, "d_sae": 32, **options,
+        "metadata": {"hook_name": hook_name, "hook_head_index": head_index, "context_size": CONTEXT,
+                     "prepend_bos": True, "model_name": "tiny"},
+    })
+    randomize_parameters(sae)
+    sae.save_model(folder)
+    return folder
+
+
+def saelens_evals_script(library: str, sae_folder: Path, model: Any, dataset: Any,
+                         scaling_factor: float | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """SAELens's documented evals workflow; ``library`` is the only thing that changes."""
+    imported = importlib.import_module(library)
+    evals = importlib.import_module(f"{library}.evals")
+    ActivationScaler = importlib.import_module(f"{library}.training.activation_scaler").ActivationScaler
+
+    sae = imported.SAE.load_from_disk(sae_folder, device="cpu")
+    activation_store = imported.ActivationsStore.from_sae(
+        model=model, sae=sae, dataset=dataset, streaming=False, store_batch_size_prompts=4, n_batches_in_buffer=8,
+        device="cpu",
+    )
+    eval_config = evals.get_eval_everything_config(
+        batch_size_prompts=4, n_eval_reconstruction_batches=3, n_eval_sparsity_variance_batches=1,
+    )
+    return imported.run_evals(
+        sae=sae, activation_store=activation_store, model=model,
+        activation_scaler=ActivationScaler(scaling_factor=scaling_factor), eval_config=eval_config,
+    )
+
+
+def assert_close(ours: Any, theirs: Any, where: str) -> None:
+    if isinstance(theirs, dict):
+        assert set(ours) == set(theirs), where
+        for key in theirs:
+            assert_close(ours[key], theirs[key], f"{where}.{key}")
+    elif isinstance(theirs, list):
+        assert len(ours) == len(theirs), where
+        for index, (a, b) in enumerate(zip(ours, theirs)):
+            assert_close(a, b, f"{where}[{index}]")
+    elif isinstance(theirs, float) and math.isnan(theirs):
+        assert math.isnan(ours), where
+    else:
+        assert ours == pytest.approx(theirs, rel=REL_TOL, abs=1e-6), where
+
+
+CASES = [
+    pytest.param("standard", "blocks.0.hook_resid_post", {}, None, id="standard-resid"),
+    pytest.param("topk", "blocks.1.hook_mlp_out", {"k": 5}, 0.5, id="topk-mlp-scaled"),
+    pytest.param("jumprelu", "blocks.0.attn.hook_z", {"reshape_activations": "hook_z"}, None, id="jumprelu-hook-z"),
+    pytest.param("standard", "blocks.1.attn.hook_z", {"hook_head_index": 2}, None, id="standard-one-head"),
+]
+
+
+@pytest.mark.parametrize(("architecture", "hook_name", "options", "scaling_factor"), CASES)
+def test_the_saelens_evals_script_gives_saelens_metrics_on_saecore(
+    architecture: str, hook_name: str, options: dict[str, Any], scaling_factor: float | None,
+    model: Any, dataset: Any, tmp_path: Path,
+) -> None:
+    folder = save_sae(tmp_path, architecture, hook_name, **options)
+
+    their_metrics, their_features = saelens_evals_script("sae_lens", folder, model, dataset, scaling_factor)
+    our_metrics, our_features = saelens_evals_script("saecore", folder, model, dataset, scaling_factor)
+
+    assert set(their_metrics) == {"model_behavior_preservation", "model_performance_preservation",
+                                  "reconstruction_quality", "shrinkage", "sparsity", "token_stats"}
+    assert_close(our_metrics, their_metrics, "metrics")
+    assert_close(our_features, their_features, "feature_metrics")
+    assert their_metrics["sparsity"]["l0"] > 0
+
+
+def test_the_store_serves_saelens_prompts_and_activations(model: Any, dataset: Any, tmp_path: Path) -> None:
+    folder = save_sae(tmp_path, "standard", "blocks.1.hook_resid_pre")
+
+    def stores() -> list[Any]:
+        return [importlib.import_module(library).ActivationsStore.from_sae(
+            model=model, sae=importlib.import_module(library).SAE.load_from_disk(folder), dataset=dataset,
+            streaming=False, store_batch_size_prompts=3) for library in ("sae_lens", "saecore")]
+
+    in_order = stores()
+    for _ in range(4):
+        theirs, ours = (store.get_batch_tokens() for store in in_order)
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    torch.testing.assert_close(in_order[1].get_activations(theirs), in_order[0].get_activations(theirs))
+    shuffled = stores()
+    for store in shuffled:
+        store.shuffle_input_dataset(seed=7)
+    theirs, ours = (store.get_batch_tokens(5) for store in shuffled)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    assert ours.shape == (5, CONTEXT) and (ours[:, 0] == model.tokenizer.bos_token_id).all()
+    assert not torch.equal(ours, in_order[1].source.eval_tokens()[:5])
+
+
+def test_get_recons_loss_gives_saelens_per_position_values(model: Any, dataset: Any, tmp_path: Path) -> None:
+    folder = save_sae(tmp_path, "standard", "blocks.0.hook_resid_post")
+    tokens = saecore.ActivationsStore.from_sae(model, saecore.SAE.load_from_disk(folder), dataset=dataset,
+                                               streaming=False).get_batch_tokens(3)
+    bos = model.tokenizer.bos_token_id
+    results = []
+    for library in ("sae_lens", "saecore"):
+        imported = importlib.import_module(library)
+        scaler = importlib.import_module(f"{library}.training.activation_scaler").ActivationScaler()
+        results.append(importlib.import_module(f"{library}.evals").get_recons_loss(
+            imported.SAE.load_from_disk(folder), model, scaler, tokens, compute_kl=True, compute_ce_loss=True,
+            ignore_tokens=[bos]))
+    theirs, ours = results
+    assert set(ours) == set(theirs)
+    for name, values in theirs.items():
+        torch.testing.assert_close(ours[name].float(), values.float(), rtol=REL_TOL, atol=1e-5, msg=name)
