@@ -49,10 +49,7 @@ CLASS_PACKAGES: dict[str, str] = {
         "HookedSAETransformer", "LLMSource", "LLMSourceConfig", "LanguageModelSAERunnerConfig",
         "LanguageModelSAETrainingRunner", "SAETrainingRunner", "TopKFeatures", "ablate_features", "clamp_features",
         "feature_activation_scale", "feature_activations", "feature_attribution", "splice", "steer_feature",
-        "top_k_features", "ActivationsStore", "EvalConfig", "get_downstream_reconstruction_metrics",
-        "get_eval_everything_config", "get_featurewise_weight_based_metrics", "get_git_hash", "get_library_version",
-        "get_recons_loss", "get_sparsity_and_variance_metrics", "nested_dict", "process_results",
-        "replace_nans_with_negative_one", "run_evals",
+        "top_k_features", "ActivationsStore", "EvalConfig", "run_evals",
     )},
 }
 

@@ -16,13 +16,17 @@ from saecore.known_plugins import CLASS_PACKAGES, install_hint
 from saecore.registry import get_registry
 
 
-def plugin_export(module: str, name: str) -> Any:
-    """The object a plugin exports as ``name``, asked for from ``module``."""
+def plugin_export(module: str, name: str, package: str | None = None) -> Any:
+    """The object a plugin exports as ``name``, asked for from ``module``.
+
+    ``package`` is the plugin package that provides it, for the error when none does
+    (default: the package ``known_plugins.CLASS_PACKAGES`` names).
+    """
     exported = get_registry().exported_classes()
     if name in exported:
         return exported[name]
-    if name in CLASS_PACKAGES:
-        package = CLASS_PACKAGES[name]
+    package = package or CLASS_PACKAGES.get(name)
+    if package is not None:
         raise ImportError(
             f"cannot import name {name!r} from {module!r}: it is provided by the plugin package "
             f"{package}, which is not installed: {install_hint(package)}",
@@ -31,13 +35,15 @@ def plugin_export(module: str, name: str) -> Any:
     raise AttributeError(f"module {module!r} has no attribute {name!r}")
 
 
-def plugin_exports(module: str, names: Collection[str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
-    """``(__getattr__, __dir__)`` for ``module``, serving the plugin exports ``names``."""
+def plugin_exports(
+    module: str, names: Collection[str], package: str
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """``(__getattr__, __dir__)`` for ``module``, serving the exports ``names`` of the plugin package ``package``."""
 
     def __getattr__(name: str) -> Any:
         if name not in names:
             raise AttributeError(f"module {module!r} has no attribute {name!r}")
-        return plugin_export(module, name)
+        return plugin_export(module, name, package)
 
     def __dir__() -> list[str]:
         return sorted({*vars(sys.modules[module]), *names})

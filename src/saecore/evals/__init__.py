@@ -21,4 +21,4 @@ SAELENS_EVALS_NAMES = (
     "run_evals",
 )
 
-__getattr__, __dir__ = plugin_exports(__name__, SAELENS_EVALS_NAMES)
+__getattr__, __dir__ = plugin_exports(__name__, SAELENS_EVALS_NAMES, "saecore-source-llm")
