@@ -30,6 +30,8 @@ import torch
 from saecore.dtypes import dtype_from_name
 from saecore.errors import ConfigError
 from saecore_source_llm.config import LLMSourceConfig
+from saecore_source_llm.hooked_model import HookedModel
+from saecore_source_llm.model_loading import wrap_model
 from saecore_source_llm.source import LLMSource
 
 SeparatorToken = int | Literal["bos", "eos", "sep"] | None
@@ -136,7 +138,7 @@ class ActivationsStore:
             device = cfg.device
         exclude = cfg.exclude_special_tokens
         if exclude is True:
-            exclude = special_token_ids(model.tokenizer)
+            exclude = special_token_ids(hooked_model(model).tokenizer)
         use_cached = getattr(cfg, "use_cached_activations", False)
         return cls(
             model=model,
@@ -293,6 +295,11 @@ class ActivationsStore:
     def get_data_loader(self) -> Iterator[torch.Tensor]:
         """An endless iterator of training batches (the store itself)."""
         return self
+
+
+def hooked_model(model: Any) -> HookedModel:
+    """A model object from Python behind saecore's model interface (with its tokenizer, for a transformers model)."""
+    return wrap_model(model, LLMSourceConfig(model=model, verbose=False))
 
 
 def special_token_ids(tokenizer: Any) -> list[int]:

@@ -37,10 +37,8 @@ import torch
 
 from saecore.errors import ConfigError
 from saecore.evals.reconstruction import ReconstructionAccumulator
-from saecore_source_llm.activations_store import ActivationsStore, special_token_ids
-from saecore_source_llm.config import LLMSourceConfig
+from saecore_source_llm.activations_store import ActivationsStore, hooked_model, special_token_ids
 from saecore_source_llm.hooked_model import HookedModel
-from saecore_source_llm.model_loading import wrap_model
 from saecore_source_llm.spliced_evals import (
     SpliceSite,
     divergences,
@@ -127,7 +125,7 @@ def run_evals(
     those ids, False ignores none. ``verbose`` is accepted for SAELens's signature.
     """
     eval_config = eval_config if eval_config is not None else EvalConfig()
-    ignore_tokens = _ignored_tokens(model, exclude_special_tokens)
+    ignore_tokens = _ignored_tokens(hooked_model(model), exclude_special_tokens)
     batch_size = eval_config.batch_size_prompts or activation_store.store_batch_size_prompts
     reconstruction = eval_config.compute_kl or eval_config.compute_ce_loss
     if reconstruction and eval_config.n_eval_reconstruction_batches <= 0:
@@ -242,7 +240,7 @@ def get_recons_loss(
     ``ignore_tokens``; the zero ablation replaces every position.
     """
     _refuse_model_kwargs(model_kwargs)
-    hooked = _hooked(model)
+    hooked = hooked_model(model)
     hook_name = hook_name or sae.cfg.metadata.hook_name
     if hook_name is None:
         raise ConfigError("the SAE's metadata has no hook_name; pass hook_name")
@@ -290,7 +288,7 @@ def get_sparsity_and_variance_metrics(
     Every position of each prompt is evaluated except those at ``ignore_tokens``.
     """
     _refuse_model_kwargs(model_kwargs)
-    hooked = _hooked(model)
+    hooked = hooked_model(model)
     hook_name, head_index = sae.cfg.metadata.hook_name, sae.cfg.metadata.hook_head_index
     d_sae = sae.cfg.d_sae
     overall = ReconstructionAccumulator(d_sae)
@@ -371,10 +369,9 @@ def process_results(eval_results: list[dict[str, Any]], output_dir: str) -> dict
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def _ignored_tokens(model: Any, exclude_special_tokens: Iterable[int] | bool) -> list[int] | None:
+def _ignored_tokens(model: HookedModel, exclude_special_tokens: Iterable[int] | bool) -> list[int] | None:
     if exclude_special_tokens is True:
-        tokenizer = getattr(model, "tokenizer", None)
-        return special_token_ids(tokenizer) if tokenizer is not None else None
+        return special_token_ids(model.tokenizer) if model.tokenizer is not None else None
     if exclude_special_tokens is False:
         return None
     return list(exclude_special_tokens) or None
@@ -385,10 +382,6 @@ def _kept(tokens: torch.Tensor, ignore_tokens: list[int] | None) -> torch.Tensor
     if not ignore_tokens:
         return torch.ones(tokens.shape, dtype=torch.bool)
     return ~torch.isin(tokens.cpu(), torch.tensor(ignore_tokens, dtype=tokens.dtype))
-
-
-def _hooked(model: Any) -> HookedModel:
-    return wrap_model(model, LLMSourceConfig(model=model, verbose=False))
 
 
 def _pick(metrics: Mapping[str, Any], *names: str) -> dict[str, Any]:

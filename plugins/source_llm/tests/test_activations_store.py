@@ -1,0 +1,138 @@
+"""SAELens's ActivationsStore and run_evals on saecore's llm source: the behaviour saecore defines itself.
+
+Equality with SAELens's values is tested in tests/saelens_compat; here the store and the
+evals run on a plain transformers GPT-2 (hook names are module paths), and the tests cover
+what differs from SAELens or is saecore's own: rewinding, epoch ends, refused arguments,
+the training config path and the special tokens the evals ignore.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from saecore_source_llm import ActivationsStore, LanguageModelSAERunnerConfig, run_evals
+from saecore_source_llm.evals import EvalConfig, get_eval_everything_config
+
+from saecore import SAE
+from saecore.errors import ConfigError
+from saecore.training.activation_scaler import ActivationScaler
+
+HOOK = "transformer.h.0"
+CONTEXT = 16
+
+
+@pytest.fixture(scope="module")
+def sae(hf_model: Any) -> Any:
+    torch.manual_seed(0)
+    sae = SAE.from_dict({"architecture": "standard", "d_in": 32, "d_sae": 64,
+                         "metadata": {"hook_name": HOOK, "context_size": CONTEXT, "prepend_bos": True}})
+    with torch.no_grad():
+        sae.b_enc.normal_(0, 0.5)
+    return sae
+
+
+def make_store(hf_model: Any, sae: Any, text_dir: Path, **options: Any) -> ActivationsStore:
+    return ActivationsStore.from_sae(hf_model, sae, dataset=str(text_dir), streaming=False,
+                                     store_batch_size_prompts=4, **options)
+
+
+def test_reset_input_dataset_reads_the_first_prompts_again(hf_model: Any, sae: Any, text_dir: Path) -> None:
+    store = make_store(hf_model, sae, text_dir, train_batch_size_tokens=32)
+    first = store.get_batch_tokens()
+    assert not torch.equal(store.get_batch_tokens(), first)
+    store.reset_input_dataset()
+    torch.testing.assert_close(store.get_batch_tokens(), first, rtol=0, atol=0)
+
+
+def test_a_reset_keeps_the_buffered_activations_resumable(hf_model: Any, sae: Any, text_dir: Path) -> None:
+    store = make_store(hf_model, sae, text_dir, train_batch_size_tokens=32)
+    store.next_batch()
+    store.reset_input_dataset()
+    state = store.source.state_dict()
+    assert len(state["chunk_ids"]) == len(state["chunk_tokens"]) > 0
+
+
+def test_raise_at_epoch_end_stops_the_batch_that_reaches_the_end(hf_model: Any, sae: Any, text_dir: Path) -> None:
+    store = make_store(hf_model, sae, text_dir)
+    first = store.get_batch_tokens()
+    with pytest.raises(StopIteration), pytest.warns(UserWarning, match="the dataset ran out"):
+        for _ in range(1000):
+            store.get_batch_tokens(raise_at_epoch_end=True)
+    store.reset_input_dataset()
+    torch.testing.assert_close(store.get_batch_tokens(), first, rtol=0, atol=0)
+
+
+def test_batches_and_activations_have_saelens_shapes(hf_model: Any, sae: Any, text_dir: Path,
+                                                     tokenizer: Any) -> None:
+    store = make_store(hf_model, sae, text_dir, train_batch_size_tokens=32)
+    assert store.next_batch().shape == next(store).shape == (32, 32)
+    tokens = store.get_batch_tokens(3)
+    assert tokens.shape == (3, CONTEXT) and (tokens[:, 0] == tokenizer.bos_token_id).all()
+    assert store.get_activations(tokens).shape == (3, CONTEXT, 32)
+    store.exclude_special_tokens = torch.tensor([tokenizer.bos_token_id])
+    activations, token_ids = store.get_raw_llm_batch()
+    kept = int((token_ids != tokenizer.bos_token_id).sum())
+    assert activations.shape == (4 * CONTEXT, 32) and kept < 4 * CONTEXT
+    assert store.get_filtered_llm_batch().shape[0] < 4 * CONTEXT
+
+
+@pytest.mark.parametrize(("option", "value"), [("cached_activations_path", "/tmp/cache"),
+                                               ("model_kwargs", {"attention_mask": None}),
+                                               ("use_chat_formatting", True)])
+def test_unsupported_arguments_are_refused_by_name(hf_model: Any, text_dir: Path, option: str, value: Any) -> None:
+    with pytest.raises(ConfigError, match=rf"{option}=.*not supported"):
+        ActivationsStore(hf_model, str(text_dir), False, HOOK, None, CONTEXT, 32, 8, 10**6, 4, 64, True, "none",
+                         "cpu", "float32", **{option: value})
+
+
+def test_a_wrong_d_in_names_the_hook_width(hf_model: Any, text_dir: Path) -> None:
+    with pytest.raises(ConfigError, match=r"d_in=8 but 'transformer\.h\.0' of the model gives activations of width 32"):
+        ActivationsStore(hf_model, str(text_dir), False, HOOK, None, CONTEXT, 8, 8, 10**6, 4, 64, True, "none",
+                         "cpu", "float32")
+
+
+def test_from_config_builds_the_store_a_training_config_describes(hf_model: Any, text_dir: Path) -> None:
+    cfg = LanguageModelSAERunnerConfig(
+        sae={"architecture": "standard", "d_in": 32, "d_sae": 64}, hook_name=HOOK, context_size=CONTEXT,
+        dataset_path="unused", store_batch_size_prompts=2, n_batches_in_buffer=4, train_batch_size_tokens=16,
+        seqpos_slice=(1, None), exclude_special_tokens=True,
+    )
+    from datasets import load_dataset
+
+    dataset = load_dataset("json", data_dir=str(text_dir), split="train")
+    store = ActivationsStore.from_config(hf_model, cfg, override_dataset=dataset)
+    assert (store.hook_name, store.context_size, store.train_batch_size_tokens) == (HOOK, CONTEXT, 16)
+    assert store.dataset is dataset and store.training_context_size == CONTEXT - 1
+    assert store.get_activations(store.get_batch_tokens()).shape == (2, CONTEXT - 1, 32)
+    assert store.exclude_special_tokens is not None and store.next_batch().shape == (16, 32)
+
+
+def test_run_evals_ignores_the_tokenizers_special_tokens(hf_model: Any, sae: Any, text_dir: Path) -> None:
+    config = get_eval_everything_config(batch_size_prompts=3, n_eval_reconstruction_batches=2)
+    results = {}
+    for exclude in (True, False):
+        store = make_store(hf_model, sae, text_dir)
+        results[exclude] = run_evals(sae, store, hf_model, ActivationScaler(), config, exclude_special_tokens=exclude)
+    (ignoring, features), (counting, _) = results[True], results[False]
+    assert set(ignoring) == {"model_behavior_preservation", "model_performance_preservation",
+                             "reconstruction_quality", "shrinkage", "sparsity", "token_stats"}
+    assert ignoring["sparsity"]["l0"] != counting["sparsity"]["l0"]
+    assert ignoring["token_stats"] == {"total_tokens_eval_reconstruction": 2 * 3 * CONTEXT,
+                                       "total_tokens_eval_sparsity_variance": 3 * CONTEXT}
+    assert len(features["feature_density"]) == len(features["encoder_norm"]) == 64
+
+
+def test_run_evals_refuses_what_it_cannot_do(hf_model: Any, sae: Any, text_dir: Path) -> None:
+    store = make_store(hf_model, sae, text_dir)
+    no_batches = EvalConfig(compute_kl=True, n_eval_reconstruction_batches=0)
+    with pytest.raises(ConfigError, match="n_eval_reconstruction_batches=0 must be at least 1"):
+        run_evals(sae, store, hf_model, ActivationScaler(), no_batches)
+    with pytest.raises(ConfigError, match=r"model_kwargs=.*not supported"):
+        run_evals(sae, store, hf_model, ActivationScaler(), EvalConfig(compute_ce_loss=True),
+                  model_kwargs={"attention_mask": None})
+    assert run_evals(sae, store, hf_model, ActivationScaler(), EvalConfig()) == (
+        {"token_stats": {"total_tokens_eval_reconstruction": 10 * 4 * CONTEXT,
+                         "total_tokens_eval_sparsity_variance": 4 * CONTEXT}}, {})
