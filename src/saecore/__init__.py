@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from saecore_source_llm import LanguageModelSAETrainingRunner as LanguageModelSAETrainingRunner
     from saecore_source_llm import LLMSource as LLMSource
     from saecore_source_llm import LLMSourceConfig as LLMSourceConfig
+    from saecore_source_llm import MultiSAEEvaluator as MultiSAEEvaluator
     from saecore_source_llm import SAETrainingRunner as SAETrainingRunner
     from saecore_source_llm import TopKFeatures as TopKFeatures
     from saecore_source_llm import ablate_features as ablate_features

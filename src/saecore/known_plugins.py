@@ -49,7 +49,7 @@ CLASS_PACKAGES: dict[str, str] = {
         "HookedSAETransformer", "LLMSource", "LLMSourceConfig", "LanguageModelSAERunnerConfig",
         "LanguageModelSAETrainingRunner", "SAETrainingRunner", "TopKFeatures", "ablate_features", "clamp_features",
         "feature_activation_scale", "feature_activations", "feature_attribution", "splice", "steer_feature",
-        "top_k_features", "ActivationsStore", "EvalConfig", "run_evals",
+        "top_k_features", "ActivationsStore", "EvalConfig", "MultiSAEEvaluator", "run_evals",
     )},
 }
 

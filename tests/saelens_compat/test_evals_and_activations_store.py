@@ -105,6 +105,8 @@ def assert_close(ours: Any, theirs: Any, where: str) -> None:
         assert len(ours) == len(theirs), where
         for index, (a, b) in enumerate(zip(ours, theirs)):
             assert_close(a, b, f"{where}[{index}]")
+    elif isinstance(theirs, str):
+        assert ours == theirs, where
     elif isinstance(theirs, float) and math.isnan(theirs):
         assert math.isnan(ours), where
     else:
@@ -174,3 +176,26 @@ def test_get_recons_loss_gives_saelens_per_position_values(model: Any, dataset: 
     assert set(ours) == set(theirs)
     for name, values in theirs.items():
         torch.testing.assert_close(ours[name].float(), values.float(), rtol=REL_TOL, atol=1e-5, msg=name)
+
+
+def test_multi_sae_evaluator_gives_saelens_metrics(model: Any, dataset: Any, tmp_path: Path) -> None:
+    hooks = {"resid": "blocks.0.hook_resid_post", "mlp": "blocks.1.hook_mlp_out"}
+    folders = {name: save_sae(tmp_path / name, "standard", hook) for name, hook in hooks.items()}
+    batch = {hook: torch.full((2, D_MODEL), float(index)) for index, hook in enumerate(hooks.values())}
+
+    def user_evaluator(sae: Any, batches: Any, scaler: Any) -> dict[str, Any]:
+        return {"first_batch_mean": float(next(batches).mean()), "hook": sae.cfg.metadata.hook_name}
+
+    results = []
+    for library in ("sae_lens", "saecore"):
+        imported = importlib.import_module(library)
+        scaler_class = importlib.import_module(f"{library}.training.activation_scaler").ActivationScaler
+        saes = {name: imported.SAE.load_from_disk(folder) for name, folder in folders.items()}
+        store = imported.ActivationsStore.from_sae(model=model, sae=saes["resid"], dataset=dataset, streaming=False,
+                                                   store_batch_size_prompts=4)
+        evaluator = imported.MultiSAEEvaluator(model=model, activations_store=store, eval_batch_size_prompts=3,
+                                               n_eval_batches=2, model_kwargs={}, user_evaluator=user_evaluator)
+        results.append(evaluator(saes, iter([batch, batch]), {name: scaler_class() for name in saes}, hooks))
+    theirs, ours = results
+    assert "mlp/model_performance_preservation" in theirs and theirs["mlp/first_batch_mean"] == 1.0
+    assert_close(ours, theirs, "multi-SAE metrics")

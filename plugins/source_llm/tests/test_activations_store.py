@@ -88,6 +88,11 @@ def test_unsupported_arguments_are_refused_by_name(hf_model: Any, text_dir: Path
                          "cpu", "float32", **{option: value})
 
 
+def test_trusting_remote_code_warns_that_it_has_no_effect(hf_model: Any, sae: Any, text_dir: Path) -> None:
+    with pytest.warns(UserWarning, match="dataset_trust_remote_code=True has no effect"):
+        make_store(hf_model, sae, text_dir, dataset_trust_remote_code=True)
+
+
 def test_a_wrong_d_in_names_the_hook_width(hf_model: Any, text_dir: Path) -> None:
     with pytest.raises(ConfigError, match=r"d_in=8 but 'transformer\.h\.0' of the model gives activations of width 32"):
         ActivationsStore(hf_model, str(text_dir), False, HOOK, None, CONTEXT, 8, 8, 10**6, 4, 64, True, "none",

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from saecore_source_llm.feature_tools import steer_feature as steer_feature
     from saecore_source_llm.feature_tools import top_k_features as top_k_features
     from saecore_source_llm.hf_splice import splice as splice
+    from saecore_source_llm.multi_sae_evaluator import MultiSAEEvaluator as MultiSAEEvaluator
     from saecore_source_llm.runner import LanguageModelSAERunnerConfig as LanguageModelSAERunnerConfig
     from saecore_source_llm.runner import LanguageModelSAETrainingRunner as LanguageModelSAETrainingRunner
     from saecore_source_llm.runner import SAETrainingRunner as SAETrainingRunner
@@ -46,6 +47,7 @@ _EXPORTS = {
     "LLMSource": "saecore_source_llm.source",
     "LLMSourceConfig": "saecore_source_llm.config",
     "LanguageModelSAERunnerConfig": "saecore_source_llm.runner",
+    "MultiSAEEvaluator": "saecore_source_llm.multi_sae_evaluator",
     "LanguageModelSAETrainingRunner": "saecore_source_llm.runner",
     "SAETrainingRunner": "saecore_source_llm.runner",
     "splice": "saecore_source_llm.hf_splice",

@@ -15,6 +15,10 @@ Where the behaviour differs from SAELens 6.54, on purpose:
   sizes when the buffer cannot serve ``train_batch_size_tokens``.
 * ``reset_input_dataset`` reads the dataset from its first document again. (SAELens's
   replaces an iterator its token stream does not read, so there the prompts continue.)
+* ``shuffle_input_dataset`` reads the shuffled dataset from its start at once. (SAELens's
+  keeps the order it is reading until the pass ends, unless no prompt was read yet.)
+* ``dataset_trust_remote_code=True`` has no effect and says so: ``datasets`` 4 and later run no
+  dataset scripts.
 * Cached activations (``cached_activations_path``), chat formatting
   (``use_chat_formatting``) and extra model arguments (``model_kwargs``) are refused with
   an error naming the argument.
@@ -22,6 +26,7 @@ Where the behaviour differs from SAELens 6.54, on purpose:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -72,6 +77,9 @@ class ActivationsStore:
                             use_chat_formatting=use_chat_formatting)
         if dataset is None:
             raise ConfigError("dataset is None: give a dataset name, local data files or a datasets object")
+        if dataset_trust_remote_code:
+            warnings.warn("ActivationsStore: dataset_trust_remote_code=True has no effect (datasets 4 and later run no "
+                          "dataset scripts)", stacklevel=2)
         self.model = model
         self.model_kwargs: dict[str, Any] = {}
         self.hook_name = hook_name

@@ -11,8 +11,6 @@ As in SAELens, the SAE replaces the hook's activations at every position whose t
 not ignored, and the zero ablation replaces every position; the averages skip ignored
 tokens. Where the values differ from SAELens 6.54, on purpose:
 
-* ``relative_reconstruction_bias`` is one ratio over all evaluated tokens (SAELens averages
-  one ratio per batch; the two agree with one sparsity batch, the default);
 * ``feature_density`` and ``consistent_activation_heuristic`` are measured whenever the
   sparsity batches run (SAELens returns NaN lists unless
   ``compute_featurewise_density_statistics`` is set);

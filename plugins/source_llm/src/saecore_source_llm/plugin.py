@@ -1,5 +1,5 @@
 """Entry point module: registers the ``llm`` source, the language-model runner, HookedSAETransformer,
-splice, the feature tools, SAELens's ActivationsStore and its evals API.
+splice, the feature tools, SAELens's ActivationsStore, its evals API and MultiSAEEvaluator.
 
 Kept light: nothing here imports transformer_lens, transformers or datasets; the source
 imports them when it builds a model or reads a dataset.
@@ -36,6 +36,7 @@ def saecore_register_exports(register: RegisterExport) -> None:
                  "feature_activations", "feature_attribution", "steer_feature", "top_k_features"):
         register(f"saecore_source_llm.feature_tools:{name}")
     register("saecore_source_llm.activations_store:ActivationsStore")
+    register("saecore_source_llm.multi_sae_evaluator:MultiSAEEvaluator")
     for name in ("EvalConfig", "get_downstream_reconstruction_metrics", "get_eval_everything_config",
                  "get_featurewise_weight_based_metrics", "get_git_hash", "get_library_version", "get_recons_loss",
                  "get_sparsity_and_variance_metrics", "nested_dict", "process_results",
