@@ -399,9 +399,11 @@ def _refuse_model_kwargs(model_kwargs: Mapping[str, Any] | None) -> None:
 @contextmanager
 def _hook_z_reshaping_off(sae: Any) -> Iterator[None]:
     """The evals feed per-head activations flattened, so an SAE that reshapes hook_z inputs stops for the duration."""
-    reshaping = getattr(sae, "reshape_hook_z", False)
+    if not getattr(sae, "reshape_hook_z", False):
+        yield
+        return
     sae.reshape_hook_z = False
     try:
         yield
     finally:
-        sae.reshape_hook_z = reshaping
+        sae.reshape_hook_z = True
