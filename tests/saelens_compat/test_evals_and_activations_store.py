@@ -199,3 +199,35 @@ def test_multi_sae_evaluator_gives_saelens_metrics(model: Any, dataset: Any, tmp
     theirs, ours = results
     assert "mlp/model_performance_preservation" in theirs and theirs["mlp/first_batch_mean"] == 1.0
     assert_close(ours, theirs, "multi-SAE metrics")
+
+
+def test_raw_and_filtered_batches_are_saelens(model: Any, dataset: Any, tmp_path: Path) -> None:
+    folder = save_sae(tmp_path, "standard", "blocks.0.hook_mlp_out")
+    batches = []
+    for library in ("sae_lens", "saecore"):
+        imported = importlib.import_module(library)
+        store = imported.ActivationsStore.from_sae(model=model, sae=imported.SAE.load_from_disk(folder),
+                                                   dataset=dataset, streaming=False, store_batch_size_prompts=3)
+        store.exclude_special_tokens = torch.tensor([model.tokenizer.bos_token_id])
+        batches.append((*store.get_raw_llm_batch(), store.get_filtered_llm_batch()))
+    for theirs, ours in zip(*batches):
+        torch.testing.assert_close(ours, theirs)
+    assert batches[1][2].shape[0] < batches[1][0].shape[0]
+
+
+def test_result_files_are_saelens(tmp_path: Path) -> None:
+    results = [{"unique_id": "release-blocks.0", "eval_cfg": {"context_size": 128, "dataset": "org/data"},
+                "metrics": {"sparsity": {"l0": 3.5, "l1": float("nan")}}, "feature_metrics": {"density": [0.5, 1.0]}}]
+    written = {}
+    for library in ("sae_lens", "saecore"):
+        evals = importlib.import_module(f"{library}.evals")
+        assert evals.replace_nans_with_negative_one(results) == [
+            {**results[0], "metrics": {"sparsity": {"l0": 3.5, "l1": -1}}}]
+        files = evals.process_results(results, str(tmp_path / library))
+        written[library] = {path.name: path.read_text() for path in (*files["individual_jsons"], files["csv"])}
+        tree = evals.nested_dict()
+        tree["a"]["b"]["c"] = 1
+        assert tree["a"]["b"] == {"c": 1}
+    assert written["saecore"] == written["sae_lens"]
+    assert set(written["saecore"]) == {"release-blocks.0_128_org_data.json", "all_eval_results.json",
+                                       "all_eval_results.csv"}
