@@ -231,3 +231,30 @@ def test_result_files_are_saelens(tmp_path: Path) -> None:
     assert written["saecore"] == written["sae_lens"]
     assert set(written["saecore"]) == {"release-blocks.0_128_org_data.json", "all_eval_results.json",
                                        "all_eval_results.csv"}
+
+
+def test_the_saved_position_counts_documents_and_loads_in_saelens(model: Any, dataset: Any, tmp_path: Path) -> None:
+    folder = save_sae(tmp_path / "sae", "standard", "blocks.0.hook_resid_post")
+
+    def stores() -> list[Any]:
+        return [importlib.import_module(library).ActivationsStore.from_sae(
+            model=model, sae=importlib.import_module(library).SAE.load_from_disk(folder), dataset=dataset,
+            streaming=False, store_batch_size_prompts=4) for library in ("sae_lens", "saecore")]
+
+    theirs, ours = stores()
+    boundaries = 0
+    for _ in range(40):  # more than one pass over the 80 documents
+        theirs.get_batch_tokens()
+        ours.get_batch_tokens()
+        # SAELens counts a document once the next one is started, saecore once a prompt ends it
+        assert ours.n_dataset_processed - theirs.n_dataset_processed in (0, 1)
+        boundaries += ours.n_dataset_processed - theirs.n_dataset_processed
+    assert boundaries < 10
+    assert ours.n_dataset_processed > len(dataset)
+    ours.save_to_checkpoint(tmp_path)
+    fresh_theirs, fresh_ours = stores()
+    fresh_theirs.load_from_checkpoint(tmp_path)
+    fresh_ours.load_from_checkpoint(tmp_path)
+    target = ours.n_dataset_processed
+    assert fresh_theirs.n_dataset_processed >= target
+    assert fresh_ours.n_dataset_processed == target % len(dataset)

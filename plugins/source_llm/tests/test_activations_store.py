@@ -141,3 +141,20 @@ def test_run_evals_refuses_what_it_cannot_do(hf_model: Any, sae: Any, text_dir: 
     assert run_evals(sae, store, hf_model, ActivationScaler(), EvalConfig()) == (
         {"token_stats": {"total_tokens_eval_reconstruction": 10 * 4 * CONTEXT,
                          "total_tokens_eval_sparsity_variance": 4 * CONTEXT}}, {})
+
+
+def test_a_saved_position_resumes_after_the_documents_used(hf_model: Any, sae: Any, tmp_path: Path) -> None:
+    from datasets import Dataset
+
+    rows = torch.arange(40 * CONTEXT).reshape(40, CONTEXT) % 200
+    dataset = Dataset.from_dict({"tokens": rows.tolist()})
+    store = ActivationsStore.from_sae(hf_model, sae, dataset=dataset, streaming=False, store_batch_size_prompts=4)
+    for _ in range(3):
+        store.get_batch_tokens()
+    store.save(str(tmp_path / "state.safetensors"))
+    resumed = ActivationsStore.from_sae(hf_model, sae, dataset=dataset, streaming=False, store_batch_size_prompts=4)
+    resumed.load(str(tmp_path / "state.safetensors"))
+    assert resumed.n_dataset_processed == store.n_dataset_processed == 12
+    torch.testing.assert_close(resumed.get_batch_tokens(), store.get_batch_tokens(), rtol=0, atol=0)
+    torch.testing.assert_close(resumed.get_batch_tokens(1), rows[16:17], rtol=0, atol=0)
+

@@ -7,6 +7,7 @@ an :class:`LLMSource` configured from the same arguments: the prompts come from 
 source's token stream (the same packing rules, BOS and separators as SAELens), the
 activations from its hooked model, and the batches from its mixing buffer. Prompts drawn
 with ``get_batch_tokens`` and prompts the buffer consumes come from one stream, as in SAELens.
+A saved state is SAELens's: how many documents the prompts have used up.
 
 Where the behaviour differs from SAELens 6.54, on purpose:
 
@@ -19,6 +20,9 @@ Where the behaviour differs from SAELens 6.54, on purpose:
   keeps the order it is reading until the pass ends, unless no prompt was read yet.)
 * ``dataset_trust_remote_code=True`` has no effect and says so: ``datasets`` 4 and later run no
   dataset scripts.
+* ``n_dataset_processed`` counts a document once a prompt has used its last token; SAELens
+  counts it once the next document is started, so at a document boundary its count is
+  one lower. Saved states load in either library.
 * Cached activations (``cached_activations_path``), chat formatting
   (``use_chat_formatting``) and extra model arguments (``model_kwargs``) are refused with
   an error naming the argument.
@@ -28,18 +32,23 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from safetensors.torch import save_file
 
 from saecore.dtypes import dtype_from_name
 from saecore.errors import ConfigError
+from saecore.io.atomic import write_atomically
+from saecore.io.sae_files import read_safetensors
 from saecore_source_llm.config import LLMSourceConfig
 from saecore_source_llm.hooked_model import HookedModel
 from saecore_source_llm.model_loading import wrap_model
 from saecore_source_llm.source import LLMSource
 
 SeparatorToken = int | Literal["bos", "eos", "sep"] | None
+ACTIVATIONS_STORE_STATE_FILENAME = "activations_store_state.safetensors"
 
 
 class ActivationsStore:
@@ -255,6 +264,41 @@ class ActivationsStore:
         """Read the dataset from its first document again."""
         self.source.restart_stream()
 
+    # -- where the store is in the dataset ---------------------------------------------------
+    @property
+    def n_dataset_processed(self) -> int:
+        """Documents the prompts drawn so far have used up, counting every pass over a dataset of known length."""
+        position = self.source.stream.position
+        if position.epoch == 0:
+            return position.document
+        return position.epoch * _length(self.dataset, "n_dataset_processed after the first pass") + position.document
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"n_dataset_processed": torch.tensor(self.n_dataset_processed)}
+
+    def save(self, file_path: str) -> None:
+        """Write ``state_dict`` as a safetensors file."""
+        state = self.state_dict()
+        write_atomically(Path(file_path), lambda tmp: save_file(state, str(tmp)))
+
+    def save_to_checkpoint(self, checkpoint_path: str | Path) -> None:
+        self.save(str(Path(checkpoint_path) / ACTIVATIONS_STORE_STATE_FILENAME))
+
+    def load(self, file_path: str) -> None:
+        """Continue reading after the documents a saved store had used up, if that is further than this store is.
+
+        The mixing buffer keeps what it holds; only the prompts read next change.
+        """
+        processed = int(read_safetensors(Path(file_path)).get("n_dataset_processed", torch.tensor(0)))
+        if processed <= self.n_dataset_processed:
+            return
+        if not _is_streamed(self.dataset):
+            processed %= _length(self.dataset, "load")
+        self.source.restart_stream(first_document=processed)
+
+    def load_from_checkpoint(self, checkpoint_path: str | Path) -> None:
+        self.load(str(Path(checkpoint_path) / ACTIVATIONS_STORE_STATE_FILENAME))
+
     # -- prompts and activations ------------------------------------------------------------
     def get_batch_tokens(
         self, batch_size: int | None = None, raise_at_epoch_end: bool = False, move_to_model_device: bool = True
@@ -314,6 +358,13 @@ def special_token_ids(tokenizer: Any) -> list[int]:
     """The tokenizer's BOS, EOS, PAD, SEP and decoder-start ids: SAELens's ``exclude_special_tokens=True``."""
     attributes = ("bos_token_id", "eos_token_id", "pad_token_id", "sep_token_id", "decoder_start_token_id")
     return sorted({getattr(tokenizer, name, None) for name in attributes} - {None})
+
+
+def _length(dataset: Any, what: str) -> int:
+    if _is_streamed(dataset):
+        raise ConfigError(f"{what} needs the dataset's length, which a streamed dataset does not know; "
+                          "open it with streaming=False")
+    return len(dataset)
 
 
 def _is_streamed(dataset: Any) -> bool:
