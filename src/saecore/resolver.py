@@ -93,9 +93,12 @@ def load_sae_folder(
     training: bool = False,
     converter: str = "sae_lens",
 ) -> tuple[Any, dict[str, Any], torch.Tensor | None]:
-    """Load an SAE folder in the named format; return ``(sae, cfg_dict, log_sparsity or None)``."""
-    if not folder.is_dir():
-        raise SAEFileError(f"{folder}: no such SAE folder")
+    """Load an SAE folder (or file, for one-file formats) in the named format.
+
+    Returns ``(sae, cfg_dict, log_sparsity or None)``.
+    """
+    if not folder.exists():
+        raise SAEFileError(f"{folder}: no such SAE folder or file")
     converted = get_registry().converter(converter).convert(folder_locator(folder))
     sae = build_sae(converted.cfg_dict, converted.state_dict, device=device, dtype=dtype,
                     cfg_source=converted.cfg_source, weights_source=converted.weights_source, training=training)
