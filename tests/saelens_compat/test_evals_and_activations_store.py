@@ -258,3 +258,26 @@ def test_the_saved_position_counts_documents_and_loads_in_saelens(model: Any, da
     target = ours.n_dataset_processed
     assert fresh_theirs.n_dataset_processed >= target
     assert fresh_ours.n_dataset_processed == target % len(dataset)
+
+
+def test_a_multi_hook_store_serves_saelens_activations_aligned(model: Any, dataset: Any) -> None:
+    hooks = ["blocks.0.hook_resid_post", "blocks.1.hook_resid_pre", "blocks.1.attn.hook_z"]
+    widths = dict.fromkeys(hooks, D_MODEL)
+    stores = [importlib.import_module(library).ActivationsStore.from_config_multi_hook(
+        model, dataset=dataset, hook_names=hooks, hook_d_ins=widths, streaming=False, context_size=CONTEXT,
+        store_batch_size_prompts=4, n_batches_in_buffer=8, train_batch_size_tokens=64)
+        for library in ("sae_lens", "saecore")]
+
+    theirs, ours = stores
+    tokens = theirs.get_batch_tokens()
+    torch.testing.assert_close(ours.get_batch_tokens(), tokens, rtol=0, atol=0)
+    their_activations = theirs.get_multi_hook_activations(tokens)
+    our_activations = ours.get_multi_hook_activations(tokens)
+    assert list(our_activations) == hooks
+    for hook in hooks:
+        torch.testing.assert_close(our_activations[hook], their_activations[hook], msg=hook)
+    batch = next(ours.get_multi_hook_data_loader())
+    assert {hook: tuple(values.shape) for hook, values in batch.items()} == dict.fromkeys(hooks, (64, D_MODEL))
+    # the residual stream after block 0 is the one entering block 1: rows stay aligned across hooks
+    torch.testing.assert_close(batch[hooks[0]], batch[hooks[1]])
+    assert ours.next_batch().shape == (64, D_MODEL)

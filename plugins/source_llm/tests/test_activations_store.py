@@ -158,3 +158,20 @@ def test_a_saved_position_resumes_after_the_documents_used(hf_model: Any, sae: A
     torch.testing.assert_close(resumed.get_batch_tokens(), store.get_batch_tokens(), rtol=0, atol=0)
     torch.testing.assert_close(resumed.get_batch_tokens(1), rows[16:17], rtol=0, atol=0)
 
+
+def test_a_multi_hook_store_checks_its_hooks(hf_model: Any, text_dir: Path) -> None:
+    hooks = ["transformer.h.0", "transformer.h.1"]
+    options: dict[str, Any] = {"dataset": str(text_dir), "hook_names": hooks, "streaming": False,
+                               "context_size": CONTEXT, "store_batch_size_prompts": 4}
+    with pytest.raises(ConfigError, match=r"hook_d_ins has no width for \['transformer\.h\.1'\]"):
+        ActivationsStore.from_config_multi_hook(hf_model, hook_d_ins={hooks[0]: 32}, **options)
+    wrong_width = r"hook_d_ins gives \{'transformer\.h\.1': 8\}.*widths \{'transformer\.h\.1': 32\}"
+    with pytest.raises(ConfigError, match=wrong_width):
+        ActivationsStore.from_config_multi_hook(hf_model, hook_d_ins={hooks[0]: 32, hooks[1]: 8}, **options)
+    with pytest.raises(ConfigError, match="reads heads flattened"):
+        ActivationsStore.from_config_multi_hook(hf_model, hook_d_ins=dict.fromkeys(hooks, 32),
+                                                hook_head_indices={hooks[1]: 0}, **options)
+    store = ActivationsStore.from_config_multi_hook(hf_model, hook_d_ins=dict.fromkeys(hooks, 32), **options)
+    activations = store.get_multi_hook_activations(store.get_batch_tokens(2))
+    assert {hook: tuple(values.shape) for hook, values in activations.items()} == dict.fromkeys(hooks, (2, CONTEXT, 32))
+

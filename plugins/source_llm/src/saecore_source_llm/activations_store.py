@@ -7,7 +7,9 @@ an :class:`LLMSource` configured from the same arguments: the prompts come from 
 source's token stream (the same packing rules, BOS and separators as SAELens), the
 activations from its hooked model, and the batches from its mixing buffer. Prompts drawn
 with ``get_batch_tokens`` and prompts the buffer consumes come from one stream, as in SAELens.
-A saved state is SAELens's: how many documents the prompts have used up.
+A saved state is SAELens's: how many documents the prompts have used up. A store from
+``from_config_multi_hook`` reads all its hooks in one forward pass (the source's
+``additional_hook_names``) and serves ``{hook: activations}``, aligned row for row.
 
 Where the behaviour differs from SAELens 6.54, on purpose:
 
@@ -31,7 +33,7 @@ Where the behaviour differs from SAELens 6.54, on purpose:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -81,7 +83,10 @@ class ActivationsStore:
         sequence_separator_token: SeparatorToken = "bos",
         activations_mixing_fraction: float = 0.5,
         use_chat_formatting: bool = False,
+        *,
+        additional_hook_names: Sequence[str] = (),
     ) -> None:
+        """SAELens's arguments; ``additional_hook_names`` (saecore's) are read in the same forward pass."""
         _refuse_unsupported(cached_activations_path=cached_activations_path, model_kwargs=model_kwargs,
                             use_chat_formatting=use_chat_formatting)
         if dataset is None:
@@ -121,6 +126,7 @@ class ActivationsStore:
                 streaming=streaming,
                 hook_name=hook_name,
                 hook_head_index=hook_head_index,
+                additional_hook_names=list(additional_hook_names),
                 context_size=context_size,
                 prepend_bos=prepend_bos,
                 sequence_separator_token=sequence_separator_token,
@@ -135,10 +141,11 @@ class ActivationsStore:
             ),
             device=str(self.device),
         )
-        if self.source.d_in != d_in:
+        self.hook_widths = self.source.streams()
+        if self.hook_widths[hook_name] != d_in:
             raise ConfigError(f"d_in={d_in} but {hook_name!r} of the model gives activations of width "
-                              f"{self.source.d_in}" + (f" (head {hook_head_index})" if hook_head_index is not None
-                                                       else ""))
+                              f"{self.hook_widths[hook_name]}" + (f" (head {hook_head_index})"
+                                                                 if hook_head_index is not None else ""))
 
     # -- constructors ---------------------------------------------------------------------
     @classmethod
@@ -232,6 +239,68 @@ class ActivationsStore:
             sequence_separator_token=sequence_separator_token,
         )
 
+    @classmethod
+    def from_config_multi_hook(
+        cls,
+        model: Any,
+        *,
+        dataset: Any,
+        hook_names: list[str],
+        hook_d_ins: dict[str, int],
+        hook_head_indices: dict[str, int | None] | None = None,
+        streaming: bool = True,
+        context_size: int = 128,
+        n_batches_in_buffer: int = 20,
+        total_training_tokens: int = 2_000_000,
+        store_batch_size_prompts: int = 32,
+        train_batch_size_tokens: int = 4096,
+        prepend_bos: bool = True,
+        normalize_activations: str = "none",
+        device: torch.device | str = "cpu",
+        dtype: str = "float32",
+        model_kwargs: dict[str, Any] | None = None,
+        autocast_lm: bool = False,
+        dataset_trust_remote_code: bool | None = None,
+        seqpos_slice: tuple[int | None, ...] = (None,),
+        exclude_special_tokens: torch.Tensor | None = None,
+        disable_concat_sequences: bool = False,
+        sequence_separator_token: SeparatorToken = "bos",
+        activations_mixing_fraction: float = 0.5,
+        use_chat_formatting: bool = False,
+    ) -> ActivationsStore:
+        """A store reading every hook of ``hook_names`` in one forward pass (the first is the single-hook view's).
+
+        Heads are read flattened: a per-head hook cannot also select one head here.
+        """
+        hooks = list(dict.fromkeys(hook_names))
+        if not hooks:
+            raise ConfigError("hook_names is empty; give at least one hook")
+        missing = [hook for hook in hooks if hook not in hook_d_ins]
+        if missing:
+            raise ConfigError(f"hook_d_ins has no width for {missing}; give one for every hook in hook_names")
+        heads = {hook: head for hook, head in (hook_head_indices or {}).items() if head is not None}
+        if heads and len(hooks) > 1:
+            raise ConfigError(f"hook_head_indices={heads}: a store reading several hooks reads heads flattened; "
+                              "use one store per head")
+        store = cls(
+            model=model, dataset=dataset, streaming=streaming, hook_name=hooks[0],
+            hook_head_index=heads.get(hooks[0]), context_size=context_size, d_in=hook_d_ins[hooks[0]],
+            n_batches_in_buffer=n_batches_in_buffer, total_training_tokens=total_training_tokens,
+            store_batch_size_prompts=store_batch_size_prompts, train_batch_size_tokens=train_batch_size_tokens,
+            prepend_bos=prepend_bos, normalize_activations=normalize_activations, device=device, dtype=dtype,
+            model_kwargs=model_kwargs, autocast_lm=autocast_lm, dataset_trust_remote_code=dataset_trust_remote_code,
+            seqpos_slice=seqpos_slice, exclude_special_tokens=exclude_special_tokens,
+            disable_concat_sequences=disable_concat_sequences, sequence_separator_token=sequence_separator_token,
+            activations_mixing_fraction=activations_mixing_fraction, use_chat_formatting=use_chat_formatting,
+            additional_hook_names=hooks[1:],
+        )
+        wrong = [hook for hook, width in store.hook_widths.items() if width != hook_d_ins[hook]]
+        if wrong:
+            given = {hook: hook_d_ins[hook] for hook in wrong}
+            found = {hook: store.hook_widths[hook] for hook in wrong}
+            raise ConfigError(f"hook_d_ins gives {given} but the model's activations there have widths {found}")
+        return store
+
     # -- the dataset ----------------------------------------------------------------------
     @property
     def dataset(self) -> Any:
@@ -317,8 +386,18 @@ class ActivationsStore:
 
     @torch.no_grad()
     def get_activations(self, batch_tokens: torch.Tensor) -> torch.Tensor:
-        """``[batch, positions after seqpos_slice, d_in]`` float32 activations at the hook (heads flattened)."""
-        return self.source.activations(batch_tokens).reshape(batch_tokens.shape[0], -1, self.d_in)
+        """``[batch, positions after seqpos_slice, d_in]`` float32 activations at ``hook_name`` (heads flattened)."""
+        return self.get_multi_hook_activations(batch_tokens)[self.hook_name]
+
+    @torch.no_grad()
+    def get_multi_hook_activations(self, batch_tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each hook's ``[batch, positions after seqpos_slice, width]`` activations, from one forward pass."""
+        rows = self.source.activations(batch_tokens).reshape(batch_tokens.shape[0], -1, self.source.d_in)
+        return self._split(rows)
+
+    def _split(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The hooks' columns of ``rows`` (side by side, in ``hook_widths`` order)."""
+        return dict(zip(self.hook_widths, rows.split(list(self.hook_widths.values()), dim=-1)))
 
     def get_raw_llm_batch(self, raise_on_epoch_end: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """``([n, d_in] activations, [n] token ids)`` of the next ``store_batch_size_prompts`` prompts."""
@@ -335,8 +414,16 @@ class ActivationsStore:
 
     # -- shuffled training batches ----------------------------------------------------------
     def next_batch(self) -> torch.Tensor:
-        """The next ``[train_batch_size_tokens, d_in]`` batch from the mixing buffer."""
-        return self.source.next_batch(self.train_batch_size_tokens)
+        """The next ``[train_batch_size_tokens, d_in]`` batch at ``hook_name`` from the mixing buffer."""
+        return self._next_rows()[self.hook_name]
+
+    def _next_rows(self) -> dict[str, torch.Tensor]:
+        return self._split(self.source.next_batch(self.train_batch_size_tokens))
+
+    def get_multi_hook_data_loader(self) -> Iterator[dict[str, torch.Tensor]]:
+        """Endless ``{hook: [train_batch_size_tokens, width]}`` batches; row ``i`` of every hook is one token."""
+        while True:
+            yield self._next_rows()
 
     def __next__(self) -> torch.Tensor:
         return self.next_batch()
