@@ -281,3 +281,16 @@ def test_a_multi_hook_store_serves_saelens_activations_aligned(model: Any, datas
     # the residual stream after block 0 is the one entering block 1: rows stay aligned across hooks
     torch.testing.assert_close(batch[hooks[0]], batch[hooks[1]])
     assert ours.next_batch().shape == (64, D_MODEL)
+
+
+def test_the_norm_scaling_estimate_is_saelens(model: Any, dataset: Any, tmp_path: Path) -> None:
+    folder = save_sae(tmp_path, "standard", "blocks.0.hook_resid_post")
+    store = saecore.ActivationsStore.from_sae(model=model, sae=saecore.SAE.load_from_disk(folder), dataset=dataset,
+                                              streaming=False, store_batch_size_prompts=4, train_batch_size_tokens=48)
+    batches = [store.next_batch() for _ in range(3)]
+    factors = []
+    for library in ("sae_lens", "saecore"):
+        scaler = importlib.import_module(f"{library}.training.activation_scaler").ActivationScaler()
+        scaler.estimate_scaling_factor(D_MODEL, iter(batches), n_batches_for_norm_estimate=3)
+        factors.append(scaler.scaling_factor)
+    assert factors[1] == pytest.approx(factors[0], rel=1e-6)
