@@ -15,6 +15,7 @@ import pytest
 import torch
 from saecore_source_llm import ActivationsStore, LanguageModelSAERunnerConfig, run_evals
 from saecore_source_llm.evals import EvalConfig, get_eval_everything_config
+from saecore_source_llm.model_loading import transformer_lens_major
 
 from saecore import SAE
 from saecore.errors import ConfigError
@@ -174,4 +175,21 @@ def test_a_multi_hook_store_checks_its_hooks(hf_model: Any, text_dir: Path) -> N
     store = ActivationsStore.from_config_multi_hook(hf_model, hook_d_ins=dict.fromkeys(hooks, 32), **options)
     activations = store.get_multi_hook_activations(store.get_batch_tokens(2))
     assert {hook: tuple(values.shape) for hook, values in activations.items()} == dict.fromkeys(hooks, (2, CONTEXT, 32))
+
+
+@pytest.mark.skipif(transformer_lens_major() is None, reason="transformer-lens not installed")
+def test_run_evals_gives_the_same_metrics_on_a_transformer_bridge(
+    hf_model: Any, model_dir: Path, text_dir: Path, sae: Any
+) -> None:
+    from transformer_lens.model_bridge import TransformerBridge
+
+    bridge = TransformerBridge.boot_transformers(str(model_dir), device="cpu")
+    on_bridge = SAE.from_dict({**sae.cfg.to_dict(), "metadata": {**sae.cfg.metadata.to_dict(),
+                                                                "hook_name": "blocks.0.hook_resid_post"}})
+    on_bridge.load_state_dict(sae.state_dict())
+    config = get_eval_everything_config(batch_size_prompts=3, n_eval_reconstruction_batches=2)
+    results = [run_evals(evaluated, make_store(model, evaluated, text_dir), model, ActivationScaler(), config)[0]
+               for model, evaluated in ((hf_model, sae), (bridge, on_bridge))]
+    for group, values in results[0].items():
+        assert results[1][group] == pytest.approx(values, rel=1e-4, abs=1e-6), group
 
