@@ -50,6 +50,7 @@ _EXPORTS = {
     "MultiSAEEvaluator": "saecore_source_llm.multi_sae_evaluator",
     "LanguageModelSAETrainingRunner": "saecore_source_llm.runner",
     "SAETrainingRunner": "saecore_source_llm.runner",
+    "SAETransformerBridge": "saecore_source_llm.sae_transformer_bridge",
     "splice": "saecore_source_llm.hf_splice",
 }
 

@@ -1,5 +1,6 @@
 """Entry point module: registers the ``llm`` source, the language-model runner, HookedSAETransformer,
-splice, the feature tools, SAELens's ActivationsStore, its evals API and MultiSAEEvaluator.
+SAETransformerBridge, splice, the feature tools, SAELens's ActivationsStore, its evals API and
+MultiSAEEvaluator.
 
 Kept light: nothing here imports transformer_lens, transformers or datasets; the source
 imports them when it builds a model or reads a dataset.
@@ -31,6 +32,7 @@ def saecore_register_exports(register: RegisterExport) -> None:
     register(LanguageModelSAETrainingRunner)
     register(SAETrainingRunner)
     register("saecore_source_llm.hooked_sae_transformer:HookedSAETransformer")
+    register("saecore_source_llm.sae_transformer_bridge:SAETransformerBridge")
     register("saecore_source_llm.hf_splice:splice")
     for name in ("TopKFeatures", "ablate_features", "clamp_features", "feature_activation_scale",
                  "feature_activations", "feature_attribution", "steer_feature", "top_k_features"):
