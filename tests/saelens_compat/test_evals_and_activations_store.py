@@ -294,3 +294,12 @@ def test_the_norm_scaling_estimate_is_saelens(model: Any, dataset: Any, tmp_path
         scaler.estimate_scaling_factor(D_MODEL, iter(batches), n_batches_for_norm_estimate=3)
         factors.append(scaler.scaling_factor)
     assert factors[1] == pytest.approx(factors[0], rel=1e-6)
+
+
+def test_the_directory_listings_of_loadable_saes_are_saelens() -> None:
+    patterns = ("gpt2-small-res-jb", r"blocks\.[0-5]\.hook_resid_pre")
+    theirs = importlib.import_module("sae_lens.evals").get_saes_from_regex(*patterns)
+    ours = importlib.import_module("saecore.evals").get_saes_from_regex(*patterns)
+    assert ours == theirs and len(ours) == 6
+    their_all = set(importlib.import_module("sae_lens.evals").all_loadable_saes())
+    assert their_all <= set(importlib.import_module("saecore.evals").all_loadable_saes())

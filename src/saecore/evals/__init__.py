@@ -8,12 +8,14 @@ from saecore.plugin_exports import plugin_exports
 
 SAELENS_EVALS_NAMES = (
     "EvalConfig",
+    "all_loadable_saes",
     "get_downstream_reconstruction_metrics",
     "get_eval_everything_config",
     "get_featurewise_weight_based_metrics",
     "get_git_hash",
     "get_library_version",
     "get_recons_loss",
+    "get_saes_from_regex",
     "get_sparsity_and_variance_metrics",
     "nested_dict",
     "process_results",

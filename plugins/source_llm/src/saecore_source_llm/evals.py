@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 import subprocess
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
@@ -35,6 +36,7 @@ import torch
 
 from saecore.errors import ConfigError
 from saecore.evals.reconstruction import ReconstructionAccumulator
+from saecore.loading.pretrained_saes_directory import get_pretrained_saes_directory
 from saecore_source_llm.activations_store import ActivationsStore, hooked_model, special_token_ids
 from saecore_source_llm.hooked_model import HookedModel
 from saecore_source_llm.spliced_evals import (
@@ -330,6 +332,22 @@ def get_sparsity_and_variance_metrics(
         "consistent_activation_heuristic": (firing_tokens / firing_prompts).tolist(),
     }
     return metrics, feature_metrics
+
+
+def all_loadable_saes() -> list[tuple[str, str, float, float]]:
+    """``(release, sae_id, expected explained variance, expected L0)`` of every SAE in the pretrained directory."""
+    return [
+        (release, sae_id, lookup.expected_var_explained[sae_id], lookup.expected_l0[sae_id])
+        for release, lookup in get_pretrained_saes_directory().items()
+        for sae_id in lookup.saes_map
+    ]
+
+
+def get_saes_from_regex(sae_regex_pattern: str, sae_block_pattern: str) -> list[tuple[str, str, float, float]]:
+    """The ``all_loadable_saes`` entries whose release and SAE id fully match the two patterns."""
+    release_pattern, sae_pattern = re.compile(sae_regex_pattern), re.compile(sae_block_pattern)
+    return [entry for entry in all_loadable_saes()
+            if release_pattern.fullmatch(entry[0]) and sae_pattern.fullmatch(entry[1])]
 
 
 def nested_dict() -> defaultdict[Any, Any]:

@@ -9,6 +9,7 @@ imports them when it builds a model or reads a dataset.
 from __future__ import annotations
 
 from saecore import hookimpl
+from saecore.evals import SAELENS_EVALS_NAMES
 from saecore.hookspecs import RegisterExport, RegisterSource
 
 
@@ -39,8 +40,5 @@ def saecore_register_exports(register: RegisterExport) -> None:
         register(f"saecore_source_llm.feature_tools:{name}")
     register("saecore_source_llm.activations_store:ActivationsStore")
     register("saecore_source_llm.multi_sae_evaluator:MultiSAEEvaluator")
-    for name in ("EvalConfig", "get_downstream_reconstruction_metrics", "get_eval_everything_config",
-                 "get_featurewise_weight_based_metrics", "get_git_hash", "get_library_version", "get_recons_loss",
-                 "get_sparsity_and_variance_metrics", "nested_dict", "process_results",
-                 "replace_nans_with_negative_one", "run_evals"):
+    for name in SAELENS_EVALS_NAMES:
         register(f"saecore_source_llm.evals:{name}")
