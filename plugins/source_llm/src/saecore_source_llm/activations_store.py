@@ -437,7 +437,12 @@ class ActivationsStore:
 
 
 def hooked_model(model: Any) -> HookedModel:
-    """A model object from Python behind saecore's model interface (with its tokenizer, for a transformers model)."""
+    """A model object from Python behind saecore's model interface (with its tokenizer, for a transformers model).
+
+    A HookedModel is returned as it is, so callers wrap a model once and pass the result on.
+    """
+    if isinstance(model, HookedModel):
+        return model
     return wrap_model(model, LLMSourceConfig(model=model, verbose=False))
 
 

@@ -125,7 +125,8 @@ def run_evals(
     those ids, False ignores none. ``verbose`` is accepted for SAELens's signature.
     """
     eval_config = eval_config if eval_config is not None else EvalConfig()
-    ignore_tokens = _ignored_tokens(hooked_model(model), exclude_special_tokens)
+    model = activation_store.source.model if model is activation_store.model else hooked_model(model)
+    ignore_tokens = _ignored_tokens(model, exclude_special_tokens)
     batch_size = eval_config.batch_size_prompts or activation_store.store_batch_size_prompts
     reconstruction = eval_config.compute_kl or eval_config.compute_ce_loss
     if reconstruction and eval_config.n_eval_reconstruction_batches <= 0:
@@ -204,6 +205,7 @@ def get_downstream_reconstruction_metrics(
 ) -> dict[str, float]:
     """CE-loss and KL metrics, averaged over the non-ignored positions of ``n_batches`` batches from the store."""
     per_position: dict[str, list[torch.Tensor]] = defaultdict(list)
+    model = hooked_model(model)
     for _ in range(n_batches):
         tokens = activation_store.get_batch_tokens(eval_batch_size_prompts)
         keep = _kept(tokens, ignore_tokens)
