@@ -303,3 +303,21 @@ def test_the_directory_listings_of_loadable_saes_are_saelens() -> None:
     assert ours == theirs and len(ours) == 6
     their_all = set(importlib.import_module("sae_lens.evals").all_loadable_saes())
     assert their_all <= set(importlib.import_module("saecore.evals").all_loadable_saes())
+
+
+def test_the_end_of_the_dataset_stops_a_batch_as_in_saelens(model: Any, dataset: Any, tmp_path: Path) -> None:
+    folder = save_sae(tmp_path, "standard", "blocks.0.hook_resid_post")
+    outcomes = []
+    for library in ("sae_lens", "saecore"):
+        imported = importlib.import_module(library)
+        store = imported.ActivationsStore.from_sae(model=model, sae=imported.SAE.load_from_disk(folder),
+                                                   dataset=dataset, streaming=False, store_batch_size_prompts=5)
+        batches = 0
+        with pytest.raises(StopIteration):
+            while True:
+                store.get_batch_tokens(raise_at_epoch_end=True)
+                batches += 1
+        outcomes.append((batches, store.get_batch_tokens()))
+    (their_batches, their_next), (our_batches, our_next) = outcomes
+    assert our_batches == their_batches > 0
+    torch.testing.assert_close(our_next, their_next, rtol=0, atol=0)

@@ -62,8 +62,8 @@ def test_raise_at_epoch_end_stops_the_batch_that_reaches_the_end(hf_model: Any, 
     with pytest.raises(StopIteration), pytest.warns(UserWarning, match="the dataset ran out"):
         for _ in range(1000):
             store.get_batch_tokens(raise_at_epoch_end=True)
-    store.reset_input_dataset()
     torch.testing.assert_close(store.get_batch_tokens(), first, rtol=0, atol=0)
+    assert store.source.stream.position.epoch == 1
 
 
 def test_batches_and_activations_have_saelens_shapes(hf_model: Any, sae: Any, text_dir: Path,

@@ -48,6 +48,7 @@ from saecore_source_llm.config import LLMSourceConfig
 from saecore_source_llm.hooked_model import HookedModel
 from saecore_source_llm.model_loading import wrap_model
 from saecore_source_llm.source import LLMSource
+from saecore_source_llm.token_stream import StreamPosition
 
 SeparatorToken = int | Literal["bos", "eos", "sep"] | None
 ACTIVATIONS_STORE_STATE_FILENAME = "activations_store_state.safetensors"
@@ -363,7 +364,7 @@ class ActivationsStore:
             return
         if not _is_streamed(self.dataset):
             processed %= _length(self.dataset, "load")
-        self.source.restart_stream(first_document=processed)
+        self.source.restart_stream(position=StreamPosition(document=processed))
 
     def load_from_checkpoint(self, checkpoint_path: str | Path) -> None:
         self.load(str(Path(checkpoint_path) / ACTIVATIONS_STORE_STATE_FILENAME))
@@ -374,14 +375,15 @@ class ActivationsStore:
     ) -> torch.Tensor:
         """The next ``[batch_size, context_size]`` prompts (default ``store_batch_size_prompts``).
 
-        With ``raise_at_epoch_end`` a batch that reaches the end of the dataset raises
-        StopIteration; the next call starts the next pass.
+        With ``raise_at_epoch_end`` a batch that reaches the end of the dataset is dropped
+        with a StopIteration, and the next call starts the next pass from its first prompt.
         """
         stream = self.source.stream
         epoch = stream.position.epoch
         tokens = stream.next_prompts(batch_size or self.store_batch_size_prompts)
         if raise_at_epoch_end and stream.position.epoch > epoch:
-            raise StopIteration(f"the dataset ran out during this batch; pass {stream.position.epoch + 1} begins")
+            self.source.restart_stream(position=StreamPosition(epoch=epoch + 1))
+            raise StopIteration(f"the dataset ran out during this batch; pass {epoch + 2} begins")
         return tokens.to(self.source.model.input_device) if move_to_model_device else tokens
 
     @torch.no_grad()

@@ -317,8 +317,8 @@ class LLMSource(ActivationSource):
                                f"this source is rank {selection.rank}'s of {selection.world_size}; resume with the "
                                "same number of ranks")
 
-    def restart_stream(self, dataset: Any = None, first_document: int = 0) -> None:
-        """Read the training documents again from document ``first_document``; from ``dataset`` when given.
+    def restart_stream(self, dataset: Any = None, position: StreamPosition | None = None) -> None:
+        """Read the training documents again from ``position`` (default: the first); from ``dataset`` when given.
 
         ``dataset`` replaces the one being read, with the same columns (a shuffled copy, for
         ``ActivationsStore.shuffle_input_dataset``). The buffer keeps what it holds, and a
@@ -327,7 +327,7 @@ class LLMSource(ActivationSource):
         if dataset is not None:
             self.dataset = dataset
         held_chunks = self._chunk_tokens
-        self._start_stream(StreamPosition(document=first_document), next_chunk=self._next_chunk)
+        self._start_stream(position or StreamPosition(), next_chunk=self._next_chunk)
         self._chunk_tokens = held_chunks
 
     def close(self) -> None:
