@@ -131,6 +131,14 @@ def test_run_evals_ignores_the_tokenizers_special_tokens(hf_model: Any, sae: Any
     assert len(features["feature_density"]) == len(features["encoder_norm"]) == 64
 
 
+def test_verbose_run_evals_shows_progress(hf_model: Any, sae: Any, text_dir: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    config = EvalConfig(compute_ce_loss=True, compute_sparsity_metrics=True, n_eval_reconstruction_batches=1)
+    run_evals(sae, make_store(hf_model, sae, text_dir), hf_model, ActivationScaler(), config, verbose=True)
+    shown = capsys.readouterr().err
+    assert "Reconstruction batches" in shown and "Sparsity and variance batches" in shown
+
+
 def test_run_evals_refuses_what_it_cannot_do(hf_model: Any, sae: Any, text_dir: Path) -> None:
     store = make_store(hf_model, sae, text_dir)
     no_batches = EvalConfig(compute_kl=True, n_eval_reconstruction_batches=0)

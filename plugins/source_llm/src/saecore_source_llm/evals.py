@@ -122,7 +122,7 @@ def run_evals(
     """``(metrics grouped as SAELens groups them, per-feature metrics)`` of ``sae`` on prompts from the store.
 
     ``exclude_special_tokens``: True ignores the tokenizer's special tokens, a list ignores
-    those ids, False ignores none. ``verbose`` is accepted for SAELens's signature.
+    those ids, False ignores none. ``verbose`` shows a progress bar per kind of batch.
     """
     eval_config = eval_config if eval_config is not None else EvalConfig()
     model = activation_store.source.model if model is activation_store.model else hooked_model(model)
@@ -146,7 +146,8 @@ def run_evals(
             downstream = get_downstream_reconstruction_metrics(
                 sae, model, activation_store, activation_scaler, compute_kl=eval_config.compute_kl,
                 compute_ce_loss=eval_config.compute_ce_loss, n_batches=eval_config.n_eval_reconstruction_batches,
-                eval_batch_size_prompts=batch_size, ignore_tokens=ignore_tokens, model_kwargs=model_kwargs,
+                eval_batch_size_prompts=batch_size, ignore_tokens=ignore_tokens, verbose=verbose,
+                model_kwargs=model_kwargs,
             )
             groups["model_behavior_preservation"] = _pick(downstream, "kl_div_score", "kl_div_with_ablation",
                                                           "kl_div_with_sae")
@@ -161,6 +162,7 @@ def run_evals(
                 compute_variance_metrics=eval_config.compute_variance_metrics,
                 compute_featurewise_density_statistics=eval_config.compute_featurewise_density_statistics,
                 eval_batch_size_prompts=batch_size, model_kwargs=model_kwargs, ignore_tokens=ignore_tokens,
+                verbose=verbose,
             )
             groups["shrinkage"] = _pick(scalars, "l2_norm_in", "l2_norm_out", "l2_ratio",
                                         "relative_reconstruction_bias")
@@ -206,7 +208,7 @@ def get_downstream_reconstruction_metrics(
     """CE-loss and KL metrics, averaged over the non-ignored positions of ``n_batches`` batches from the store."""
     per_position: dict[str, list[torch.Tensor]] = defaultdict(list)
     model = hooked_model(model)
-    for _ in range(n_batches):
+    for _ in _batches(n_batches, "Reconstruction batches", verbose):
         tokens = activation_store.get_batch_tokens(eval_batch_size_prompts)
         keep = _kept(tokens, ignore_tokens)
         losses = get_recons_loss(sae, model, activation_scaler, tokens, compute_kl=compute_kl,
@@ -297,7 +299,7 @@ def get_sparsity_and_variance_metrics(
     batch_biases: list[float] = []
     firing_tokens = torch.zeros(d_sae, dtype=torch.float64)
     firing_prompts = torch.zeros(d_sae, dtype=torch.float64)
-    for _ in range(n_batches):
+    for _ in _batches(n_batches, "Sparsity and variance batches", verbose):
         tokens = activation_store.get_batch_tokens(eval_batch_size_prompts)
         raw = hooked.activations(tokens.to(hooked.input_device), [hook_name])[0]
         if raw.ndim == 4:
@@ -400,6 +402,13 @@ def _kept(tokens: torch.Tensor, ignore_tokens: list[int] | None) -> torch.Tensor
     if not ignore_tokens:
         return torch.ones(tokens.shape, dtype=torch.bool)
     return ~torch.isin(tokens.cpu(), torch.tensor(ignore_tokens, dtype=tokens.dtype))
+
+
+def _batches(count: int, description: str, verbose: bool) -> Iterable[int]:
+    """``range(count)``, with a progress bar when ``verbose``."""
+    from tqdm.auto import tqdm
+
+    return tqdm(range(count), desc=description, leave=False, disable=not verbose)
 
 
 def _pick(metrics: Mapping[str, Any], *names: str) -> dict[str, Any]:
