@@ -8,6 +8,7 @@ the training config path and the special tokens the evals ignore.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -201,3 +202,33 @@ def test_run_evals_gives_the_same_metrics_on_a_transformer_bridge(
     for group, values in results[0].items():
         assert results[1][group] == pytest.approx(values, rel=1e-4, abs=1e-6), group
 
+
+
+def test_the_evals_command_line_evaluates_a_pretrained_release(
+    model_dir: Path, text_dir: Path, sae: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from fixtures.hub_cache import add_repo_snapshot, offline_hub_cache
+    from fixtures.in_process import ReleasePlugin
+    from saecore_source_llm.evals import run_evals_cli
+
+    from saecore.registry import add_in_process_plugin, remove_in_process_plugin
+
+    published = SAE.from_dict({**sae.cfg.to_dict(), "metadata": {
+        **sae.cfg.metadata.to_dict(), "model_name": str(model_dir), "hook_name": "blocks.0.hook_resid_post"}})
+    published.load_state_dict(sae.state_dict())
+    published.save_model(tmp_path / "sae")
+    cache = offline_hub_cache(tmp_path, monkeypatch)
+    add_repo_snapshot(cache, "org/tiny-saes", {f"layer_0/{f.name}": f for f in (tmp_path / "sae").iterdir()})
+    add_in_process_plugin(ReleasePlugin("tiny-res", "org/tiny-saes", {"blocks.0": {"path": "layer_0"}}), "tiny")
+    try:
+        run_evals_cli(["tiny-res", "blocks\\.0", "--batch_size_prompts", "2", "--n_eval_reconstruction_batches", "1",
+                       "--datasets", str(text_dir), "--ctx_lens", "16", "--output_dir", str(tmp_path / "out")])
+    finally:
+        remove_in_process_plugin("tiny")
+    assert "Total number of SAE IDs: 1" in capsys.readouterr().out
+    [result] = json.loads((tmp_path / "out" / "all_eval_results.json").read_text())
+    assert result["unique_id"] == "tiny-res-blocks.0" and result["eval_cfg"]["context_size"] == 16
+    assert set(result["metrics"]) == {"model_behavior_preservation", "model_performance_preservation",
+                                      "reconstruction_quality", "shrinkage", "sparsity", "token_stats"}
+    assert (tmp_path / "out" / "all_eval_results.csv").is_file()

@@ -17,10 +17,14 @@ SAELENS_EVALS_NAMES = (
     "get_recons_loss",
     "get_saes_from_regex",
     "get_sparsity_and_variance_metrics",
+    "multiple_evals",
     "nested_dict",
+    "process_args",
     "process_results",
     "replace_nans_with_negative_one",
     "run_evals",
+    "run_evals_cli",
+    "run_evaluations",
 )
 
 __getattr__, __dir__ = plugin_exports(__name__, SAELENS_EVALS_NAMES, "saecore-source-llm")

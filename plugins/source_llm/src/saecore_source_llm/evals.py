@@ -19,13 +19,14 @@ tokens. Where the values differ from SAELens 6.54, on purpose:
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import math
 import re
 import subprocess
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -37,8 +38,12 @@ import torch
 from saecore.errors import ConfigError
 from saecore.evals.reconstruction import ReconstructionAccumulator
 from saecore.loading.pretrained_saes_directory import get_pretrained_saes_directory
+from saecore.sae import SAE
+from saecore.training.activation_scaler import ActivationScaler
 from saecore_source_llm.activations_store import ActivationsStore, hooked_model, special_token_ids
+from saecore_source_llm.config import LLMSourceConfig
 from saecore_source_llm.hooked_model import HookedModel
+from saecore_source_llm.model_loading import HOOKED_TRANSFORMER, load_model, resolve_model_class
 from saecore_source_llm.spliced_evals import (
     SpliceSite,
     divergences,
@@ -352,6 +357,126 @@ def get_saes_from_regex(sae_regex_pattern: str, sae_block_pattern: str) -> list[
     release_pattern, sae_pattern = re.compile(sae_regex_pattern), re.compile(sae_block_pattern)
     return [entry for entry in all_loadable_saes()
             if release_pattern.fullmatch(entry[0]) and sae_pattern.fullmatch(entry[1])]
+
+
+UNPROCESSED_HOOKED_TRANSFORMER = {"fold_ln": False, "center_writing_weights": False, "center_unembed": False,
+                                  "fold_value_biases": False, "refactor_factored_attn_matrices": False}
+"""HookedTransformer options that keep the weights as published (SAELens's ``from_pretrained_no_processing``)."""
+
+
+def multiple_evals(
+    sae_regex_pattern: str,
+    sae_block_pattern: str,
+    n_eval_reconstruction_batches: int,
+    n_eval_sparsity_variance_batches: int,
+    eval_batch_size_prompts: int = 8,
+    datasets: Sequence[str] = ("Skylion007/openwebtext",),
+    dataset_trust_remote_code: bool = False,
+    ctx_lens: Sequence[int] = (128,),
+    output_dir: str = "eval_results",
+    verbose: bool = False,
+) -> list[dict[str, Any]]:
+    """Every metric of each pretrained SAE whose release and id match the patterns, per dataset and context size.
+
+    Each SAE comes from its release (the Hub or its cache) and runs on the model its
+    metadata names, loaded with its weights as published; the store reads the dataset
+    shuffled with seed 42. ``output_dir`` is created; ``process_results`` writes there.
+    """
+    selected = get_saes_from_regex(sae_regex_pattern, sae_block_pattern)
+    if not selected:
+        raise ConfigError(f"no pretrained SAE matches the release pattern {sae_regex_pattern!r} and the SAE id "
+                          f"pattern {sae_block_pattern!r} (all_loadable_saes() lists them)")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    eval_config = get_eval_everything_config(eval_batch_size_prompts, n_eval_reconstruction_batches,
+                                             n_eval_sparsity_variance_batches)
+    results: list[dict[str, Any]] = []
+    model, model_name = None, None
+    for release, sae_id, _, _ in selected:
+        sae = SAE.from_pretrained(release, sae_id, device=device)
+        if model is None or sae.cfg.metadata.model_name != model_name:
+            model_name = sae.cfg.metadata.model_name
+            model = _unprocessed_model(sae.cfg.metadata.to_dict(), device)
+        for context_size in ctx_lens:
+            for dataset in datasets:
+                store = ActivationsStore.from_sae(model, sae, context_size=context_size, dataset=dataset,
+                                                  dataset_trust_remote_code=dataset_trust_remote_code, device=device)
+                store.shuffle_input_dataset(seed=42)
+                result = nested_dict()
+                result["unique_id"] = f"{release}-{sae_id}"
+                result["sae_set"] = release
+                result["sae_id"] = sae_id
+                result["eval_cfg"] |= {"context_size": context_size, "dataset": dataset,
+                                       "library_version": eval_config.library_version,
+                                       "git_hash": eval_config.git_hash}
+                metrics, feature_metrics = run_evals(sae, store, model, ActivationScaler(), eval_config,
+                                                     verbose=verbose)
+                result["metrics"] = metrics
+                result["feature_metrics"] = feature_metrics
+                result["sae_cfg"] = sae.cfg.to_dict()
+                result["eval_cfg"] |= vars(eval_config)
+                results.append(result)
+    return results
+
+
+def _unprocessed_model(metadata: Mapping[str, Any], device: str) -> Any:
+    """The model an SAE's metadata names, with a HookedTransformer's weights left unprocessed."""
+    values = LLMSourceConfig.defaults_from_sae_metadata(metadata)
+    if resolve_model_class(values.get("model_class_name", "auto")) == HOOKED_TRANSFORMER:
+        values["model_from_pretrained_kwargs"] = {**UNPROCESSED_HOOKED_TRANSFORMER,
+                                                  **(values.get("model_from_pretrained_kwargs") or {})}
+    return load_model(LLMSourceConfig(**values, verbose=False), torch.device(device)).model
+
+
+def run_evaluations(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """``multiple_evals`` with the options ``process_args`` parses, after printing how many SAEs match."""
+    selected = get_saes_from_regex(args.sae_regex_pattern, args.sae_block_pattern)
+    print("Filtered SAEs based on provided patterns:")
+    print(f"Number of SAE sets: {len({release for release, _, _, _ in selected})}")
+    print(f"Total number of SAE IDs: {len(selected)}")
+    return multiple_evals(
+        sae_regex_pattern=args.sae_regex_pattern, sae_block_pattern=args.sae_block_pattern,
+        n_eval_reconstruction_batches=args.n_eval_reconstruction_batches,
+        n_eval_sparsity_variance_batches=args.n_eval_sparsity_variance_batches,
+        eval_batch_size_prompts=args.batch_size_prompts, datasets=args.datasets,
+        dataset_trust_remote_code=args.dataset_trust_remote_code, ctx_lens=args.ctx_lens,
+        output_dir=args.output_dir, verbose=args.verbose,
+    )
+
+
+def process_args(args: list[str]) -> argparse.Namespace:
+    """SAELens's evals command-line options."""
+    parser = argparse.ArgumentParser(description="Run evaluations on pretrained SAEs")
+    parser.add_argument("sae_regex_pattern", help="Regex the release name must fully match.")
+    parser.add_argument("sae_block_pattern", help="Regex the SAE id must fully match.")
+    parser.add_argument("--batch_size_prompts", type=int, default=16, help="Prompts per eval batch.")
+    parser.add_argument("--n_eval_reconstruction_batches", type=int, default=10,
+                        help="Batches for the CE-loss and KL metrics.")
+    parser.add_argument("--n_eval_sparsity_variance_batches", type=int, default=1,
+                        help="Batches for the sparsity, variance and shrinkage metrics.")
+    for flag in ("compute_kl", "compute_ce_loss", "compute_l2_norms", "compute_sparsity_metrics",
+                 "compute_variance_metrics", "compute_featurewise_density_statistics",
+                 "compute_featurewise_weight_based_metrics"):
+        parser.add_argument(f"--{flag}", action="store_true",
+                            help="Accepted as SAELens accepts it; every metric is computed.")
+    parser.add_argument("--datasets", nargs="+", default=["Skylion007/openwebtext"],
+                        help="Datasets to evaluate on (Hub names or local data).")
+    parser.add_argument("--dataset_trust_remote_code", action="store_true",
+                        help="Accepted; it has no effect (datasets 4 and later run no dataset scripts).")
+    parser.add_argument("--ctx_lens", nargs="+", type=int, default=[128], help="Context sizes to evaluate at.")
+    parser.add_argument("--output_dir", default="eval_results", help="Folder the results are written to.")
+    parser.add_argument("--verbose", action="store_true", help="Show progress bars.")
+    return parser.parse_args(args)
+
+
+def run_evals_cli(args: list[str]) -> None:
+    """Parse ``args``, evaluate the matching SAEs and write the results to ``--output_dir``."""
+    options = process_args(args)
+    written = process_results(run_evaluations(options), options.output_dir)
+    print("Evaluation complete. Output files:")
+    print(f"Individual JSONs: {len(written['individual_jsons'])}")
+    print(f"Combined JSON: {written['combined_json']}")
+    print(f"CSV: {written['csv']}")
 
 
 def nested_dict() -> defaultdict[Any, Any]:
