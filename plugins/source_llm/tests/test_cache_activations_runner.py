@@ -13,6 +13,7 @@ from saecore_source_llm import CacheActivationsRunner, CacheActivationsRunnerCon
 from saecore_source_llm.cache_activations_runner import TMP_SHARDS
 
 from saecore import ConfigError
+from saecore.cli import train_cmd
 from saecore.sources.cached import CachedSource, CachedSourceConfig
 
 HOOK = "transformer.h.1"
@@ -117,3 +118,15 @@ def test_settings_that_cannot_cache_are_named(model_dir: Path, text_dir: Path, t
 def test_d_in_must_be_the_hook_width(model_dir: Path, text_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=rf"d_in=7, but '{HOOK}' of .* is {D_MODEL} wide"):
         CacheActivationsRunner(runner_config(model_dir, text_dir, tmp_path, d_in=7))
+
+
+def test_an_sae_trains_from_the_cache(written: tuple[Path, Any], tmp_path: Path) -> None:
+    folder, _ = written
+    argv = ["--arch", "standard", "--source", "cached", "--path", str(folder), "--training-tokens", "96",
+            "--train-batch-size-tokens", "16", "--d-sae", "64", "--n-eval-batches", "1",
+            "--output-path", str(tmp_path / "sae")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # 48 cached rows serve two epochs
+        assert train_cmd.run_from_argv(argv) == 0
+    metadata = json.loads((tmp_path / "sae" / "cfg.json").read_text())["metadata"]
+    assert (metadata["hook_name"], metadata["context_size"]) == (HOOK, CONTEXT)
