@@ -28,8 +28,7 @@ from fixtures.published_formats import (
     write_qwen_scope,
 )
 
-from saecore import SAE, SAEFileError, UnknownNameError
-from saecore.registry import get_registry
+from saecore import SAE, SAEFileError, UnknownNameError, get_registry
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*is a Hugging Face repo id:UserWarning")
 
@@ -101,12 +100,6 @@ def x_in(shape: tuple[int, ...] = (12, D_IN)) -> torch.Tensor:
     return 2 * torch.randn(*shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
 
 
-def skip_if_transcoders_installed() -> None:
-    """Where saecore-transcoders is installed, tests/ecosystem/test_published_transcoder_formats.py loads them."""
-    if "jumprelu_transcoder" in get_registry().architectures:
-        pytest.skip("saecore-transcoders is installed: the transcoder folders load")
-
-
 def load_published(
     hub_cache: Path, tmp_path: Path, writer: Callable[[Path], PublishedSAE]
 ) -> tuple[SAE[Any], PublishedSAE]:
@@ -159,12 +152,19 @@ def test_gemma_scope_2_attention_sae_reads_flat_hook_z(hub_cache: Path, tmp_path
 def test_gemma_scope_2_transcoder_needs_the_transcoder_architecture(
     affine: bool, hub_cache: Path, tmp_path: Path
 ) -> None:
+    """Without saecore-transcoders the error names the architecture; with it, the transcoder loads as it."""
     name = "jumprelu_skip_transcoder" if affine else "jumprelu_transcoder"
-    skip_if_transcoders_installed()
     suffix = "_affine" if affine else ""
+
+    def load() -> Any:
+        return load_published(hub_cache, tmp_path, lambda root: write_gemma_scope_2(
+            root, sae_path=f"transcoder/layer_5_width_16k_l0_tiny{suffix}", affine=affine))[0]
+
+    if name in get_registry().architectures:
+        assert load().cfg.architecture() == name
+        return
     with pytest.raises(UnknownNameError, match=name):
-        load_published(hub_cache, tmp_path, lambda root: write_gemma_scope_2(
-            root, sae_path=f"transcoder/layer_5_width_16k_l0_tiny{suffix}", affine=affine))
+        load()
 
 
 def test_gemma_scope_embedding_sae_takes_raw_embeddings(hub_cache: Path, tmp_path: Path) -> None:
@@ -232,6 +232,7 @@ def test_gemma_scope_2_reads_site_and_layer_from_a_local_folder(tmp_path: Path) 
     published = write_gemma_scope_2(tmp_path / "downloads", sae_path="transcoder_all/layer_2_width_16k_l0_tiny")
     if "jumprelu_transcoder" in get_registry().architectures:
         transcoder = SAE.load_from_disk(tmp_path / "downloads" / published.sae_path, converter="gemma_3")
+        assert transcoder.cfg.architecture() == "jumprelu_transcoder"
         assert transcoder.cfg.metadata.hook_name_out == "blocks.2.hook_mlp_out"
         return
     with pytest.raises(UnknownNameError, match="jumprelu_transcoder"):
