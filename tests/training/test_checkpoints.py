@@ -175,3 +175,21 @@ def test_a_checkpoint_is_never_written_from_non_finite_weights(tmp_path: Path) -
     with pytest.raises(TrainingDivergedError, match="no checkpoint was written before it"):
         trainer.save_checkpoint()
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_checkpoint_path_none_writes_no_checkpoint_even_when_interrupted(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="checkpoint_path=None writes no checkpoint, but n_checkpoints=2"):
+        _resume_config(tmp_path, checkpoint_path=None, n_checkpoints=2)
+    cfg = _resume_config(tmp_path / "run", checkpoint_path=None)
+    source = ToySource(cfg.source, seed=cfg.seed)
+
+    def send_signal(index: int, batch: torch.Tensor) -> torch.Tensor:
+        if index == 3 + 4:
+            signal.raise_signal(signal.SIGINT)
+        return batch
+
+    source.on_batch = send_signal
+    with pytest.raises(TrainingInterruptedError, match=r"no checkpoint was written \(checkpoint_path=None\)") as info:
+        TrainingRunner(cfg, source=source).run()
+    assert info.value.checkpoint is None
+    assert not (tmp_path / "run" / "checkpoints").exists() and not Path("checkpoints").exists()

@@ -157,14 +157,15 @@ class SAESweepRunner:
         """Lock every output folder and the checkpoint folder; clear killed runs' unfinished checkpoint writes."""
         first = self.cfg.first
         outputs = [(Path(m.run.output_path), "output_path") for m in self.cfg.members if m.run.output_path is not None]
-        checkpoints = Path(first.checkpoint_path)
-        locks = claim_folders([*outputs, (checkpoints, "checkpoint_path")])
-        remove_stale_writes(checkpoints)
+        checkpoints = Path(first.checkpoint_path) if first.checkpoint_path is not None else None
+        locks = claim_folders([*outputs, *([(checkpoints, "checkpoint_path")] if checkpoints is not None else [])])
+        if checkpoints is not None:
+            remove_stale_writes(checkpoints)
         resume = first.resume_from_checkpoint
         if resume is not None and is_stale_write(Path(resume)):
             release_folders(locks)
             raise ConfigError(f"resume_from_checkpoint={resume!r} is an unfinished checkpoint write (its run was "
-                              f"killed while writing it); resume from a complete checkpoint folder in {checkpoints}")
+                              "killed while writing it); resume from a complete checkpoint folder")
         return locks
 
     def _check_room(self, runs: list[MemberRun], saes: list[TrainingSAE[Any]]) -> None:
@@ -173,7 +174,7 @@ class SAESweepRunner:
             if run.cfg.output_path is not None:
                 self._require_room(Path(run.cfg.output_path), run.output_bytes(sae), "output_path")
         first = self.cfg.first
-        if first.n_checkpoints > 0 or first.save_final_checkpoint:
+        if first.checkpoint_path is not None and (first.n_checkpoints > 0 or first.save_final_checkpoint):
             needed = sum(ADAM_COPIES * state_bytes(sae) for sae in saes) + METADATA_BYTES
             self._require_room(Path(first.checkpoint_path), needed, "checkpoint_path")
 
