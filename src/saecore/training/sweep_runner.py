@@ -29,7 +29,7 @@ gets every SAE's summary.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
@@ -94,7 +94,8 @@ class SAESweepRunner:
     """Train every SAE of ``cfg`` on ``source`` (default: built from the shared ``source`` config).
 
     After ``run()``, ``summaries`` maps each SAE's name to its final numbers. ``single``
-    makes this the run of one SAE (see the module docstring).
+    makes this the run of one SAE (see the module docstring). ``start_from`` maps SAE names
+    to training SAEs to continue training (fine-tuning) instead of building fresh ones.
     """
 
     def __init__(
@@ -104,6 +105,7 @@ class SAESweepRunner:
         *,
         progress_stream: TextIO | None = None,
         single: bool = False,
+        start_from: Mapping[str, TrainingSAE[Any]] | None = None,
     ) -> None:
         if single and len(cfg.members) != 1:
             raise ValueError(f"a single run trains one SAE, but the config has {len(cfg.members)}")
@@ -111,6 +113,7 @@ class SAESweepRunner:
         self.source = source
         self.progress_stream = progress_stream
         self.single = single
+        self.start_from = dict(start_from or {})
         self.summaries: dict[str, TrainingSummary] = {}
         self.trainer: SweepTrainer | None = None
         self.distributed = DistributedContext()
@@ -220,7 +223,7 @@ class SAESweepRunner:
             saes = []
             for member, run in zip(own, runs):
                 seed_everything(seed)
-                saes.append(run.build_sae(source, member.stream))
+                saes.append(run.build_sae(source, member.stream, self.start_from.get(member.name)))
             self._agreed(lambda: self._check_room(runs, saes), self.saves_here)
             self.trainer = self._build_trainer(source, own, runs, saes, [columns[m.name] for m in own], loggers)
             self._resume_if_asked()

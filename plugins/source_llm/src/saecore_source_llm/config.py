@@ -84,6 +84,19 @@ class LanguageModelFields(BaseModel):
     )
     autocast_lm: bool = Field(default=False, description="Run the language model under bfloat16 autocast.")
     llm_device: str | None = Field(default=None, description="Device of the language model (None: the source's).")
+    act_store_device: str | None = Field(
+        default=None,
+        description="Device of the activation buffer (None: the source's; 'with_model': llm_device). Batches are "
+        "moved to the SAE's device as they are served.",
+    )
+    model_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Extra keyword arguments of every forward pass (run_with_cache, logits)."
+    )
+    compile_llm: bool = Field(default=False, description="Run the language model's forward passes under torch.compile.")
+    llm_compilation_mode: str | None = Field(default=None, description="torch.compile's mode with compile_llm.")
+    llm_compilation_backend: str = Field(
+        default="inductor", description="torch.compile's backend with compile_llm ('eager' only traces)."
+    )
 
     # -- data ----------------------------------------------------------------------------
     dataset_path: str = Field(
@@ -92,6 +105,16 @@ class LanguageModelFields(BaseModel):
     dataset: Any = Field(default=None, description="A datasets Dataset/IterableDataset object from Python.")
     dataset_split: str = Field(default="train", description="Split of the dataset to read.")
     streaming: bool = Field(default=True, description="Stream the dataset instead of downloading/preparing it.")
+    dataset_trust_remote_code: bool = Field(
+        default=True,
+        description="Let a Hub dataset run its loading script (datasets < 4 only: datasets 4 and later run no "
+        "scripts, so there it has no effect).",
+    )
+    use_chat_formatting: bool = Field(
+        default=False,
+        description="Tokenize each row with the tokenizer's chat template: a 'conversation', 'conversations' or "
+        "'messages' column of role/content messages, or a 'text' column taken as one user message.",
+    )
     is_dataset_tokenized: bool | None = Field(
         default=None,
         description="True: read a tokens/input_ids column; False: tokenize a text column; None: detect.",
@@ -206,6 +229,9 @@ class LanguageModelFields(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> LanguageModelFields:
+        if self.use_chat_formatting and self.is_dataset_tokenized:
+            raise ValueError("use_chat_formatting=True tokenizes conversations, so is_dataset_tokenized cannot be "
+                             "True; leave it None or set it to False")
         if self.training_context_size == 0:
             raise ValueError(
                 f"seqpos_slice={self.seqpos_slice} keeps no position of a context_size={self.context_size} prompt"
@@ -229,6 +255,13 @@ class LanguageModelFields(BaseModel):
                 f"{self.additional_hook_names}: it would be unclear which hooks it narrows to one head. Read the "
                 "heads flattened (hook_head_index=None), or use one source per head"
             )
+
+    @property
+    def buffer_device(self) -> str | None:
+        """``act_store_device`` resolved: None (the source's device), a device, or llm_device for 'with_model'."""
+        if self.act_store_device == "with_model":
+            return self.llm_device
+        return self.act_store_device
 
     @property
     def hook_names(self) -> list[str]:
