@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from saecore.errors import UnknownNameError
+from saecore.errors import UnknownReleaseError
 from saecore.registry import ReleaseEntry, get_registry
 
 DEFAULT_CONVERSION = "sae_lens"
@@ -45,7 +45,7 @@ def resolve_release(release: str, sae_id: str) -> PretrainedTarget:
         return _target_in_repo(release, sae_id, releases)
     close = difflib.get_close_matches(release, list(releases), n=5)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    raise UnknownNameError(
+    raise UnknownReleaseError(
         f"{release!r} is neither a known release nor a Hugging Face repo id (owner/name).{hint}"
     )
 
@@ -73,7 +73,7 @@ def _target_in_release(entry: ReleaseEntry, sae_id: str) -> PretrainedTarget:
         close = difflib.get_close_matches(sae_id, list(entry.saes), n=5)
         listed = close or list(entry.saes)[:5]
         hint = f"; did you mean {', '.join(listed)}?" if close else f"; valid ids include {', '.join(listed)}"
-        raise UnknownNameError(f"sae_id {sae_id!r} is not in release {entry.name!r}{hint}")
+        raise UnknownReleaseError(f"sae_id {sae_id!r} is not in release {entry.name!r}{hint}")
     sae = entry.saes[sae_id]
     overrides = dict(entry.fields.get("config_overrides") or {})
     overrides.update({key: sae[name] for name, key in _SAE_FIELDS_TO_CONFIG.items() if sae.get(name) is not None})
