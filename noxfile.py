@@ -129,7 +129,7 @@ def saelens_compat(session: nox.Session) -> None:
     SAE computes the same in SAELens's HookedSAETransformer as in saecore's (TransformerLens 3)."""
     session.install(TORCH)
     session.install("sae-lens>=6.0,<7", ".[test]", *[f"./plugins/{p}" for p in ARCHITECTURE_PLUGINS],
-                    "./plugins/source_llm")
+                    "./plugins/sae_batchtopk", "./plugins/source_llm")
     session.run("pytest", "tests/saelens_compat", "-q", env=TEST_ENV)
 
 
