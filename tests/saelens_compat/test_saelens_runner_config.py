@@ -162,3 +162,19 @@ def test_metadata_version_fields_are_filled_in_both() -> None:
     ours = saecore.StandardSAEConfig(d_in=4, d_sae=8).metadata
     for key in ("sae_lens_version", "sae_lens_training_version"):
         assert isinstance(getattr(theirs, key), str) and isinstance(getattr(ours, key), str)
+
+
+def test_load_weights_from_checkpoint_reads_a_saelens_checkpoint(tmp_path: Any) -> None:
+    import sae_lens
+
+    import saecore
+
+    theirs = sae_lens.StandardTrainingSAE(sae_lens.StandardTrainingSAEConfig(d_in=8, d_sae=16))
+    with torch.no_grad():
+        for parameter in theirs.parameters():
+            parameter.normal_()
+    theirs.save_model(tmp_path)  # what SAELens's trainer writes into a checkpoint folder
+    ours = saecore.StandardTrainingSAE(saecore.StandardTrainingSAEConfig(d_in=8, d_sae=16))
+    ours.load_weights_from_checkpoint(tmp_path)
+    for name, parameter in theirs.named_parameters():
+        torch.testing.assert_close(dict(ours.named_parameters())[name], parameter, msg=name)

@@ -14,7 +14,7 @@ from saecore_sae_standard.standard_sae import StandardTrainingSAE, StandardTrain
 from safetensors.torch import load_file
 from training_helpers import NoisyTrainingSAEConfig, ToySource, ToySourceConfig, make_config
 
-from saecore.errors import ConfigError
+from saecore.errors import ConfigError, SAEFileError
 from saecore.training import (
     SAETrainer,
     TrainingDivergedError,
@@ -193,3 +193,17 @@ def test_checkpoint_path_none_writes_no_checkpoint_even_when_interrupted(tmp_pat
         TrainingRunner(cfg, source=source).run()
     assert info.value.checkpoint is None
     assert not (tmp_path / "run" / "checkpoints").exists() and not Path("checkpoints").exists()
+
+
+def test_load_weights_from_checkpoint_loads_the_checkpoint_weights_only(tmp_path: Path) -> None:
+    cfg = _resume_config(tmp_path, sae=StandardTrainingSAEConfig(d_in=8, d_sae=16), n_checkpoints=1)
+    TrainingRunner(cfg).run()
+    checkpoint = next(p for p in (tmp_path / "checkpoints").iterdir() if p.is_dir() and not p.name.startswith("."))
+    fresh = StandardTrainingSAE(StandardTrainingSAEConfig(d_in=8, d_sae=16))
+    fresh.load_weights_from_checkpoint(checkpoint)
+    saved = load_file(checkpoint / "sae_weights.safetensors")
+    assert set(fresh.state_dict()) == set(saved)
+    for name, tensor in fresh.state_dict().items():
+        assert torch.equal(tensor, saved[name]), name
+    with pytest.raises(SAEFileError, match="has shape"):
+        StandardTrainingSAE(StandardTrainingSAEConfig(d_in=8, d_sae=32)).load_weights_from_checkpoint(checkpoint)
