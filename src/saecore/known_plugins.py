@@ -47,7 +47,8 @@ CLASS_PACKAGES: dict[str, str] = {
         "MatryoshkaBatchTopKTrainingSAE", "MatryoshkaBatchTopKTrainingSAEConfig")},
     **{name: "saecore-source-llm" for name in (
         "HookedSAETransformer", "LLMSource", "LLMSourceConfig", "LanguageModelSAERunnerConfig",
-        "LanguageModelSAETrainingRunner", "SAETrainingRunner", "TopKFeatures", "ablate_features", "clamp_features",
+        "LanguageModelSAETrainingRunner", "MultiSAETrainingRunner", "MultiSAETrainingRunnerConfig",
+        "SAETrainingRunner", "TopKFeatures", "ablate_features", "clamp_features",
         "feature_activation_scale", "feature_activations", "feature_attribution", "splice", "steer_feature",
         "top_k_features",
     )},

@@ -178,3 +178,24 @@ def test_load_weights_from_checkpoint_reads_a_saelens_checkpoint(tmp_path: Any) 
     ours.load_weights_from_checkpoint(tmp_path)
     for name, parameter in theirs.named_parameters():
         torch.testing.assert_close(dict(ours.named_parameters())[name], parameter, msg=name)
+
+
+def test_the_multi_sae_config_takes_saelens_fields_and_kwargs() -> None:
+    import sae_lens
+
+    import saecore
+
+    theirs = {f.name for f in dataclasses.fields(sae_lens.MultiSAETrainingRunnerConfig)
+              if f.init and not f.name.startswith("_")}
+    ours = saecore.MultiSAETrainingRunnerConfig
+    assert theirs <= {*ours.model_fields, "hook_names"}
+    shared = {key: value for key, value in KWARGS.items() if key in theirs}
+    values = {**shared, "hook_names": {"a": "blocks.1.hook_resid_post", "b": "blocks.2.hook_resid_post"},
+              "verbose": False}
+    their_cfg = sae_lens.MultiSAETrainingRunnerConfig(
+        saes={name: sae_lens.StandardTrainingSAEConfig(**SAE_FIELDS) for name in "ab"},
+        logger=sae_lens.LoggingConfig(log_to_wandb=False), **values)
+    our_cfg = ours(saes={name: saecore.StandardTrainingSAEConfig(**SAE_FIELDS) for name in "ab"},
+                   logger=saecore.LoggingConfig(log_to_wandb=False), **values)
+    assert our_cfg.hook_names_per_sae == their_cfg.hook_names_per_sae
+    assert our_cfg.total_training_steps == their_cfg.total_training_steps

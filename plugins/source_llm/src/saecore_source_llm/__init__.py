@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from saecore_source_llm.feature_tools import steer_feature as steer_feature
     from saecore_source_llm.feature_tools import top_k_features as top_k_features
     from saecore_source_llm.hf_splice import splice as splice
+    from saecore_source_llm.multi_runner import MultiSAETrainingRunner as MultiSAETrainingRunner
+    from saecore_source_llm.multi_runner import MultiSAETrainingRunnerConfig as MultiSAETrainingRunnerConfig
     from saecore_source_llm.runner import LanguageModelSAERunnerConfig as LanguageModelSAERunnerConfig
     from saecore_source_llm.runner import LanguageModelSAETrainingRunner as LanguageModelSAETrainingRunner
     from saecore_source_llm.runner import SAETrainingRunner as SAETrainingRunner
@@ -41,6 +43,8 @@ _EXPORTS = {
     "LLMSourceConfig": "saecore_source_llm.config",
     "LanguageModelSAERunnerConfig": "saecore_source_llm.runner",
     "LanguageModelSAETrainingRunner": "saecore_source_llm.runner",
+    "MultiSAETrainingRunner": "saecore_source_llm.multi_runner",
+    "MultiSAETrainingRunnerConfig": "saecore_source_llm.multi_runner",
     "SAETrainingRunner": "saecore_source_llm.runner",
     "splice": "saecore_source_llm.hf_splice",
 }

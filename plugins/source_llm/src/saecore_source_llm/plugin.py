@@ -30,6 +30,8 @@ def saecore_register_exports(register: RegisterExport) -> None:
     register(LanguageModelSAERunnerConfig)
     register(LanguageModelSAETrainingRunner)
     register(SAETrainingRunner)
+    register("saecore_source_llm.multi_runner:MultiSAETrainingRunner")
+    register("saecore_source_llm.multi_runner:MultiSAETrainingRunnerConfig")
     register("saecore_source_llm.hooked_sae_transformer:HookedSAETransformer")
     register("saecore_source_llm.hf_splice:splice")
     for name in ("TopKFeatures", "ablate_features", "clamp_features", "feature_activation_scale",

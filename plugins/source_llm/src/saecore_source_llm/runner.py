@@ -40,6 +40,28 @@ HOOK_EVAL_UNUSED = "NOT_IN_USE"
 DEAD_FEATURE_THRESHOLD_DEFAULT = 1e-8
 
 
+def reject_unknown_fields(values: Any, fields: Mapping[str, Any]) -> Any:
+    """A misspelled field is an error that names it and the fields it is close to."""
+    if not isinstance(values, Mapping):
+        return values
+    problems = []
+    for key in values:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=3, cutoff=0.7)
+            hint = f" (did you mean {', '.join(repr(name) for name in close)}?)" if close else ""
+            problems.append(f"unknown field {key!r}{hint}")
+    if problems:
+        raise ValueError("; ".join(problems))
+    return values
+
+
+def warn_dead_feature_threshold(value: float) -> None:
+    """``dead_feature_threshold`` has no effect (nor in SAELens): say so when it is set."""
+    if value != DEAD_FEATURE_THRESHOLD_DEFAULT:
+        warnings.warn(f"dead_feature_threshold={value} has no effect (SAELens does not read it either); a latent "
+                      "is dead after dead_feature_window steps without firing", UserWarning, stacklevel=3)
+
+
 def default_cached_activations_path(dataset_path: str, model_name: str, hook_name: str,
                                     hook_head_index: int | None) -> str:
     """SAELens's default cache folder: ``activations/{dataset}/{model}/{hook_name}[_{hook_head_index}]``."""
@@ -85,18 +107,7 @@ class LanguageModelSAERunnerConfig(TrainerConfig, LanguageModelFields, Generic[T
     @model_validator(mode="before")
     @classmethod
     def _unknown_fields_named_with_close_matches(cls, values: Any) -> Any:
-        """A misspelled field is an error that names it and the fields it is close to."""
-        if not isinstance(values, Mapping):
-            return values
-        problems = []
-        for key in values:
-            if key not in cls.model_fields:
-                close = difflib.get_close_matches(str(key), list(cls.model_fields), n=3, cutoff=0.7)
-                hint = f" (did you mean {', '.join(repr(name) for name in close)}?)" if close else ""
-                problems.append(f"unknown field {key!r}{hint}")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return values
+        return reject_unknown_fields(values, cls.model_fields)
 
     @field_validator("sae", mode="before")
     @classmethod
@@ -136,10 +147,7 @@ class LanguageModelSAERunnerConfig(TrainerConfig, LanguageModelFields, Generic[T
         if self.hook_eval != HOOK_EVAL_UNUSED:
             warnings.warn(f"hook_eval={self.hook_eval!r} has no effect (deprecated in SAELens and unused there too); "
                           "remove it", DeprecationWarning, stacklevel=2)
-        if self.dead_feature_threshold != DEAD_FEATURE_THRESHOLD_DEFAULT:
-            warnings.warn(f"dead_feature_threshold={self.dead_feature_threshold} has no effect (SAELens does not read "
-                          "it either); a latent is dead after dead_feature_window steps without firing",
-                          UserWarning, stacklevel=2)
+        warn_dead_feature_threshold(self.dead_feature_threshold)
         return self
 
     @property
