@@ -190,8 +190,7 @@ def test_the_multi_sae_config_takes_saelens_fields_and_kwargs() -> None:
     ours = saecore.MultiSAETrainingRunnerConfig
     assert theirs <= {*ours.model_fields, "hook_names"}
     shared = {key: value for key, value in KWARGS.items() if key in theirs}
-    values = {**shared, "hook_names": {"a": "blocks.1.hook_resid_post", "b": "blocks.2.hook_resid_post"},
-              "verbose": False}
+    values = {**shared, "hook_names": {"a": "blocks.1.hook_resid_post", "b": "blocks.2.hook_resid_post"}}
     their_cfg = sae_lens.MultiSAETrainingRunnerConfig(
         saes={name: sae_lens.StandardTrainingSAEConfig(**SAE_FIELDS) for name in "ab"},
         logger=sae_lens.LoggingConfig(log_to_wandb=False), **values)
