@@ -1,7 +1,7 @@
 """Test sessions that mirror how people install saecore.
 
-Each architecture session installs the core plus that one plugin, proving the plugins
-are independent; ``everything`` installs all of them and runs the whole suite and the
+``one_plugin_at_a_time`` installs the core, then each plugin beside it alone, proving the
+plugins independent; ``everything`` installs all of them and runs the whole suite and the
 CLI end to end; ``saelens_compat`` installs SAELens beside saecore to prove files move
 both ways. torch is pinned to the CPU wheel here (test path only): package metadata
 keeps a loose ``torch>=2.1`` so GPU users bring their own build.
@@ -45,72 +45,76 @@ def lint(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", "--noconftest", "-q", "tests/lint/test_import_cycles.py", env=source)
 
 
+def distribution(plugin: str) -> str:
+    """The installed distribution name of ``plugins/<plugin>`` (``sae_topk`` -> ``saecore-sae-topk``)."""
+    return "saecore-" + plugin.replace("_", "-")
+
+
 @nox.session(python="3.11")
-def core_alone(session: nox.Session) -> None:
-    """The core with no plugin: installs, imports, and says what to install."""
+def one_plugin_at_a_time(session: nox.Session) -> None:
+    """The core alone, then each plugin beside it alone: installed, tested and uninstalled in turn.
+
+    One environment serves every step, so torch and the core install once; each step starts
+    from the core alone, which is what proves the plugins independent. ``nox -s
+    one_plugin_at_a_time -- sae_topk`` runs the named plugins' steps only.
+    """
     install_core(session)
-    session.run("pytest", "tests/core_alone", "-q", env=TEST_ENV)
+    chosen = set(session.posargs)
+    if not chosen:
+        session.run("pytest", "tests/core_alone", "-q", env=TEST_ENV)
+    for plugin in ARCHITECTURE_PLUGINS:
+        if chosen and plugin not in chosen:
+            continue
+        session.install(f"./plugins/{plugin}")
+        session.run("pytest", f"plugins/{plugin}/tests", "-q", env=TEST_ENV)
+        session.run("pip", "uninstall", "-y", "-q", distribution(plugin))
+    if not chosen or "sae_topk" in chosen:
+        topk_without_compiler(session)
+    if not chosen or chosen & set(EXTRA_ARCHITECTURE_PLUGINS):
+        batchtopk_family(session)
 
 
-@nox.session(python="3.11")
-@nox.parametrize("plugin", ARCHITECTURE_PLUGINS)
-def architecture(session: nox.Session, plugin: str) -> None:
-    """The core plus one architecture plugin, alone."""
-    install_core(session, plugin)
-    session.run("pytest", f"plugins/{plugin}/tests", "-q", env=TEST_ENV)
-
-
-@nox.session(python="3.11")
 def topk_without_compiler(session: nox.Session) -> None:
     """saecore-sae-topk where no C++ compiler works: it installs without its kernels, and its tests pass."""
-    install_core(session)
     # A copy without build/: an in-tree build left by another session would hold compiled objects.
     source = Path(session.create_tmp()) / "sae_topk"
     shutil.rmtree(source, ignore_errors=True)
     shutil.copytree("plugins/sae_topk", source, ignore=shutil.ignore_patterns("build", "*.so", "*.egg-info"))
-    session.install(str(source), env={"CC": "false", "CXX": "false"})
+    session.install("--no-cache-dir", str(source), env={"CC": "false", "CXX": "false"})
     session.run("python", "-c", "from saecore_sae_topk import native_kernels as k; "
                 "assert k.ROW_TOPK is None and k.CODE_DOTS is None, 'the kernels were built'")
     session.run("pytest", "plugins/sae_topk/tests", "-q", env={**TEST_ENV, "SAECORE_ALLOW_NO_TOPK_KERNEL": "1"})
+    session.run("pip", "uninstall", "-y", "-q", distribution("sae_topk"))
 
 
-@nox.session(python="3.11")
-def everything(session: nox.Session) -> None:
-    """All plugins together: the whole suite, then the quick start's training command."""
-    plugins = ARCHITECTURE_PLUGINS + EXTRA_ARCHITECTURE_PLUGINS
-    install_core(session, *plugins)
-    session.run("pytest", "tests", *[f"plugins/{p}/tests" for p in plugins], "-q",
-                "--ignore=tests/core_alone", "--ignore=tests/saelens_compat", "--ignore=tests/sae_bench", env=TEST_ENV)
-    session.run("saecore", "train", "--arch", "topk", env=TEST_ENV)
-
-
-@nox.session(python="3.11")
-def fuzz(session: nox.Session) -> None:
-    """The property-based fuzz tests (cfg.json, safetensors, checkpoints, CLI) with many more examples."""
-    install_core(session, "sae_standard", "sae_topk")
-    session.run("pytest", "tests/fuzz", "-q", env={**TEST_ENV, "HYPOTHESIS_PROFILE": "long"})
-
-
-@nox.session(python="3.11")
-def batchtopk(session: nox.Session) -> None:
-    """BatchTopK with only the core and saecore-sae-jumprelu (the format it saves as)."""
-    install_core(session, "sae_jumprelu", "sae_batchtopk")
+def batchtopk_family(session: nox.Session) -> None:
+    """BatchTopK and Matryoshka BatchTopK beside the core and saecore-sae-jumprelu (the format they save as)."""
+    session.install("./plugins/sae_jumprelu", "./plugins/sae_batchtopk")
     session.run("pytest", "plugins/sae_batchtopk/tests", "-q", env=TEST_ENV)
-    # The trained SAE must load once the recipe's package is gone: only the core and jumprelu remain.
+    session.install("./plugins/sae_matryoshka_batchtopk")
+    session.run("pytest", "plugins/sae_matryoshka_batchtopk/tests", "-q", env=TEST_ENV)
+    # A trained SAE must load once the recipes' packages are gone: only the core and jumprelu remain.
     output = f"{session.create_tmp()}/batchtopk"
     session.run("saecore", "train", "--arch", "batchtopk", "--training-tokens", "40960", "--output-path", output,
                 env=TEST_ENV)
-    session.run("pip", "uninstall", "-y", "saecore-sae-batchtopk")
+    session.run("pip", "uninstall", "-y", "-q", *map(distribution, EXTRA_ARCHITECTURE_PLUGINS))
     session.run("python", "-c", "import sys; from saecore import SAE, get_registry; "
                 "assert 'batchtopk' not in get_registry().training_recipes; "
                 "sae = SAE.load_from_disk(sys.argv[1]); assert sae.cfg.architecture() == 'jumprelu'; print(sae.cfg)",
                 output, env=TEST_ENV)
+    session.run("pip", "uninstall", "-y", "-q", distribution("sae_jumprelu"))
 
 
 @nox.session(python="3.11")
-def matryoshka_batchtopk(session: nox.Session) -> None:
-    install_core(session, "sae_jumprelu", "sae_batchtopk", "sae_matryoshka_batchtopk")
-    session.run("pytest", "plugins/sae_matryoshka_batchtopk/tests", "-q", env=TEST_ENV)
+def everything(session: nox.Session) -> None:
+    """All plugins together: the whole suite, the fuzz tests with many examples, the quick start's command."""
+    plugins = ARCHITECTURE_PLUGINS + EXTRA_ARCHITECTURE_PLUGINS
+    install_core(session, *plugins)
+    session.run("pytest", "tests", *[f"plugins/{p}/tests" for p in plugins], "-q",
+                "--ignore=tests/core_alone", "--ignore=tests/saelens_compat", "--ignore=tests/sae_bench",
+                "--ignore=tests/fuzz", env=TEST_ENV)
+    session.run("pytest", "tests/fuzz", "-q", env={**TEST_ENV, "HYPOTHESIS_PROFILE": "long"})
+    session.run("saecore", "train", "--arch", "topk", env=TEST_ENV)
 
 
 @nox.session(python="3.11")

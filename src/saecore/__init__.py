@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from saecore_source_llm import LLMSource as LLMSource
     from saecore_source_llm import LLMSourceConfig as LLMSourceConfig
     from saecore_source_llm import SAETrainingRunner as SAETrainingRunner
+    from saecore_source_llm import SAETransformerBridge as SAETransformerBridge
     from saecore_source_llm import TopKFeatures as TopKFeatures
     from saecore_source_llm import ablate_features as ablate_features
     from saecore_source_llm import clamp_features as clamp_features
@@ -76,6 +77,16 @@ if TYPE_CHECKING:
     from saecore.config.sae_config import TrainingSAEConfig as TrainingSAEConfig
     from saecore.config.training_presets import TrainingPresets as TrainingPresets
     from saecore.hook_points import HookPoint as HookPoint
+    from saecore.loading.pretrained_saes_directory import PretrainedSAELookup as PretrainedSAELookup
+    from saecore.loading.pretrained_saes_directory import get_config_overrides as get_config_overrides
+    from saecore.loading.pretrained_saes_directory import get_norm_scaling_factor as get_norm_scaling_factor
+    from saecore.loading.pretrained_saes_directory import (
+        get_pretrained_saes_directory as get_pretrained_saes_directory,
+    )
+    from saecore.loading.pretrained_saes_directory import get_releases_for_repo_id as get_releases_for_repo_id
+    from saecore.loading.pretrained_saes_directory import (
+        get_repo_id_and_folder_name as get_repo_id_and_folder_name,
+    )
     from saecore.sae import SAE as SAE
     from saecore.sources.base import ActivationSource as ActivationSource
     from saecore.sources.base import SourceConfig as SourceConfig
@@ -104,6 +115,9 @@ _LAZY_EXPORTS = {
                     "saecore.training_sae"),
     **dict.fromkeys(("LoggingConfig", "SAESweepConfig", "SAESweepRunner", "SAETrainer", "SweepMember",
                      "TrainerConfig", "TrainingRunnerConfig"), "saecore.training"),
+    **dict.fromkeys(("PretrainedSAELookup", "get_config_overrides", "get_norm_scaling_factor",
+                     "get_pretrained_saes_directory", "get_releases_for_repo_id", "get_repo_id_and_folder_name"),
+                    "saecore.loading.pretrained_saes_directory"),
 }
 _lazy_attribute, _module_dir = lazy_exports(__name__, _LAZY_EXPORTS)
 

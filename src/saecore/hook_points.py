@@ -31,12 +31,19 @@ HookTarget = str | Callable[[str], bool]
 
 @dataclass
 class HookHandle:
-    """One attached hook as TransformerLens keeps it: ``reset_hooks`` removes by permanence and level."""
+    """One attached hook as TransformerLens keeps it: ``reset_hooks`` removes by permanence and level.
+
+    ``add_hook`` returns it, as TransformerLens 4's does, for its callers that read ``is_permanent``.
+    """
 
     hook: RemovableHandle
     is_permanent: bool = False
     context_level: int | None = None
     user_hook: HookFn | None = None
+
+    def remove(self) -> None:
+        """Detach the hook now, whatever its permanence."""
+        self.hook.remove()
 
 
 def _rebuild_hook_point(cls: type[HookPoint]) -> HookPoint:
@@ -85,7 +92,7 @@ class HookPoint(nn.Module):
         is_permanent: bool = False,
         level: int | None = None,
         prepend: bool = False,
-    ) -> RemovableHandle:
+    ) -> HookHandle:
         """Call ``fn(activation, hook=self)`` on every forward (``dir="fwd"``) or ``fn(grad, hook=self)``
         on every backward pass (``dir="bwd"``); a returned tensor replaces the activation or gradient.
 
@@ -111,7 +118,7 @@ class HookPoint(nn.Module):
             raise ValueError(f"hook direction must be 'fwd' or 'bwd', got {dir!r}")
         entry = HookHandle(handle, is_permanent, level, fn)
         entries.insert(0, entry) if prepend else entries.append(entry)
-        return handle
+        return entry
 
     def remove_hooks(
         self,

@@ -16,6 +16,7 @@ A plugin module implements any subset of these with ``@saecore.hookimpl``::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
@@ -61,7 +62,7 @@ class RegisterExport(Protocol):
 
 
 class RegisterRelease(Protocol):
-    def __call__(self, name: str, repo_id: str, saes: dict[str, dict[str, Any]], **fields: Any) -> None: ...
+    def __call__(self, name: str, repo_id: str, saes: Mapping[str, dict[str, Any]], **fields: Any) -> None: ...
 
 
 @hookspec
@@ -114,8 +115,11 @@ def saecore_register_releases(register: RegisterRelease) -> None:
         each ``sae_id`` to a dict with at least ``path`` (the folder inside the
         repo) and optionally ``norm_scaling_factor``, ``l0``, ``variance_explained``,
         ``neuronpedia`` and ``hook_name`` (the last two reach the loaded SAE's metadata).
-        ``fields`` may carry ``model``, ``conversion`` (a converter name),
-        ``config_overrides``, ``revision`` and ``links``.
+        A ``dict`` is copied; any other mapping is kept as given, so a large table can
+        be read on its first lookup. ``fields`` may carry ``model``, ``conversion`` (a
+        converter name), ``architectures`` (what its SAEs load as, for ``saecore
+        releases``), ``config_overrides`` and ``config_facts`` (both applied to each
+        loaded SAE's config, the overrides last), ``revision`` and ``links``.
     """
 
 

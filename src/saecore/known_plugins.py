@@ -31,6 +31,12 @@ TRAINING_RECIPE_PACKAGES = {
     "matryoshka_batchtopk": "saecore-sae-matryoshka-batchtopk",
 }
 SOURCE_PACKAGES = {"llm": "saecore-source-llm"}
+# Formats of published SAEs whose converter ships with a plugin rather than the core.
+TRANSCODERS_PACKAGE = "saecore-transcoders"
+CONVERTER_PACKAGES = {
+    "temporal": "saecore-sae-temporal",
+    **dict.fromkeys(("mwhanna_transcoder", "gemma_2_transcoder", "mntss_clt_layer_transcoder"), TRANSCODERS_PACKAGE),
+}
 
 
 def _class_names(prefix: str) -> list[str]:
@@ -48,9 +54,9 @@ CLASS_PACKAGES: dict[str, str] = {
     **{name: "saecore-source-llm" for name in (
         "HookedSAETransformer", "LLMSource", "LLMSourceConfig", "LanguageModelSAERunnerConfig",
         "LanguageModelSAETrainingRunner", "MultiSAETrainingRunner", "MultiSAETrainingRunnerConfig",
-        "SAETrainingRunner", "TopKFeatures", "ablate_features", "clamp_features",
-        "feature_activation_scale", "feature_activations", "feature_attribution", "splice", "steer_feature",
-        "top_k_features",
+        "SAETrainingRunner", "SAETransformerBridge", "TopKFeatures",
+        "ablate_features", "clamp_features", "feature_activation_scale", "feature_activations",
+        "feature_attribution", "splice", "steer_feature", "top_k_features",
     )},
 }
 

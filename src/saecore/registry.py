@@ -20,7 +20,13 @@ from importlib import import_module
 from typing import Any
 
 from saecore.errors import DuplicateNameError, PluginLoadError, UnknownNameError
-from saecore.known_plugins import ARCHITECTURE_PACKAGES, SOURCE_PACKAGES, TRAINING_RECIPE_PACKAGES, install_hint
+from saecore.known_plugins import (
+    ARCHITECTURE_PACKAGES,
+    CONVERTER_PACKAGES,
+    SOURCE_PACKAGES,
+    TRAINING_RECIPE_PACKAGES,
+    install_hint,
+)
 from saecore.plugin_manager import (
     ENV_BLOCK,
     ENV_STRICT,
@@ -73,7 +79,7 @@ class SourceEntry:
 class ReleaseEntry:
     name: str
     repo_id: str
-    saes: dict[str, dict[str, Any]]
+    saes: Mapping[str, dict[str, Any]]
     fields: dict[str, Any]
     provider: PluginInfo
 
@@ -145,7 +151,7 @@ class Registry:
         return _lookup(self.sources, name, "activation source", SOURCE_PACKAGES)
 
     def converter(self, name: str) -> Any:
-        return _lookup(self.converters, name, "converter", {}).converter
+        return _lookup(self.converters, name, "converter", CONVERTER_PACKAGES).converter
 
     def exported_classes(self) -> ExportedClasses:
         """Every public class a registered plugin provides, by class name."""
@@ -229,9 +235,11 @@ class _Builder:
         return register
 
     def release(self, provider: PluginInfo) -> Callable[..., None]:
-        def register(name: str, repo_id: str, saes: dict[str, dict[str, Any]], **fields: Any) -> None:
+        def register(name: str, repo_id: str, saes: Mapping[str, dict[str, Any]], **fields: Any) -> None:
             self._claim(self.registry.releases, name, "release", provider)
-            self.registry.releases[name] = ReleaseEntry(name, repo_id, dict(saes), fields, provider)
+            # A dict is copied, as its plugin may change it later; another Mapping (a table read on first use) is kept.
+            table = dict(saes) if isinstance(saes, dict) else saes
+            self.registry.releases[name] = ReleaseEntry(name, repo_id, table, fields, provider)
 
         return register
 

@@ -6,6 +6,10 @@ is not a known release but looks like ``owner/repo`` is taken as a Hub repo id, 
 ``sae_id`` as the folder inside it. When that repo is in the directory under a release
 name, the load still works, uses the release's converter and metadata, and warns with the
 release name to use instead (SAELens's habit: the directory carries facts the files lack).
+
+A release loads when a converter for its format is registered, and the architectures its
+SAEs need are; ``missing_plugins`` says what is missing and which package provides it, for
+``saecore releases`` and for the error ``from_pretrained`` raises before any download.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ import fnmatch
 import sys
 import warnings
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from typing import Any
 
-from saecore.errors import UnknownReleaseError
+from saecore.errors import UnknownNameError, UnknownReleaseError
+from saecore.known_plugins import ARCHITECTURE_PACKAGES, CONVERTER_PACKAGES, TRANSCODERS_PACKAGE, install_hint
 from saecore.registry import ReleaseEntry, get_registry
 
 DEFAULT_CONVERSION = "sae_lens"
@@ -68,6 +74,58 @@ def find_releases(pattern: str | None = None) -> list[ReleaseEntry]:
     ]
 
 
+def release_conversion(entry: ReleaseEntry) -> str:
+    """The converter name of the format a release is published in."""
+    return str(entry.fields.get("conversion") or DEFAULT_CONVERSION)
+
+
+def missing_plugins(entry: ReleaseEntry) -> list[str]:
+    """What keeps the release from loading with the installed plugins, one line each; empty when it loads.
+
+    A release needs a converter for its format and, where the directory records them
+    (``architectures``), the architectures its SAEs load as; for the others the
+    architecture is read from each SAE's files when it loads.
+    """
+    registry = get_registry()
+    conversion = release_conversion(entry)
+    missing = [] if conversion in registry.converters else [format_needs(conversion)]
+    for architecture in entry.fields.get("architectures") or ():
+        if architecture not in registry.architectures:
+            package = ARCHITECTURE_PACKAGES.get(architecture)
+            provider = install_hint(package) if package else "no installed plugin provides it"
+            missing.append(f"architecture {architecture!r} is not installed ({provider})")
+    return missing
+
+
+def format_needs(conversion: str) -> str:
+    """Why no converter reads ``conversion``, and the package that provides one where known."""
+    package = CONVERTER_PACKAGES.get(conversion)
+    if package is None:
+        installed = ", ".join(sorted(get_registry().converters)) or "none"
+        return f"no installed plugin reads the {conversion!r} format (converters installed: {installed})"
+    needs = (f"transcoder support, a {TRANSCODERS_PACKAGE} plugin package" if package == TRANSCODERS_PACKAGE
+             else f"the {package} plugin package")
+    if _is_installed(package):
+        return f"the {conversion!r} format needs {needs}; {package} is installed but registers no converter for it"
+    return f"the {conversion!r} format needs {needs}: {install_hint(package)}"
+
+
+def release_converter(release: str, conversion: str) -> Any:
+    """The registered converter for ``conversion``; an error naming what to install when none is."""
+    registry = get_registry()
+    if conversion not in registry.converters:
+        raise UnknownNameError(f"release {release!r} cannot be loaded: {format_needs(conversion)}")
+    return registry.converter(conversion)
+
+
+def _is_installed(package: str) -> bool:
+    try:
+        distribution(package)
+    except PackageNotFoundError:
+        return False
+    return True
+
+
 def _target_in_release(entry: ReleaseEntry, sae_id: str) -> PretrainedTarget:
     if sae_id not in entry.saes:
         close = difflib.get_close_matches(sae_id, list(entry.saes), n=5)
@@ -75,12 +133,12 @@ def _target_in_release(entry: ReleaseEntry, sae_id: str) -> PretrainedTarget:
         hint = f"; did you mean {', '.join(listed)}?" if close else f"; valid ids include {', '.join(listed)}"
         raise UnknownReleaseError(f"sae_id {sae_id!r} is not in release {entry.name!r}{hint}")
     sae = entry.saes[sae_id]
-    overrides = dict(entry.fields.get("config_overrides") or {})
+    overrides = release_config(entry)
     overrides.update({key: sae[name] for name, key in _SAE_FIELDS_TO_CONFIG.items() if sae.get(name) is not None})
     return PretrainedTarget(
         repo_id=entry.repo_id,
         folder=str(sae.get("path", sae_id)),
-        conversion=str(entry.fields.get("conversion") or DEFAULT_CONVERSION),
+        conversion=release_conversion(entry),
         norm_scaling_factor=sae.get("norm_scaling_factor"),
         revision=entry.fields.get("revision"),
         config_overrides=overrides,
@@ -103,10 +161,15 @@ def _target_in_repo(repo_id: str, folder: str, releases: dict[str, ReleaseEntry]
     return PretrainedTarget(
         repo_id=repo_id,
         folder=folder,
-        conversion=str(first.fields.get("conversion") or DEFAULT_CONVERSION),
+        conversion=release_conversion(first),
         revision=first.fields.get("revision"),
-        config_overrides=dict(first.fields.get("config_overrides") or {}),
+        config_overrides=release_config(first),
     )
+
+
+def release_config(entry: ReleaseEntry) -> dict[str, Any]:
+    """Config values a release sets on each of its SAEs: its ``config_facts``, then its ``config_overrides``."""
+    return {**(entry.fields.get("config_facts") or {}), **(entry.fields.get("config_overrides") or {})}
 
 
 def _warn_repo_id_used(repo_id: str, release_names: list[str], suggestion: str) -> None:

@@ -23,11 +23,14 @@ from saecore.config.sae_config import SAEConfig
 from saecore.config.validation import architecture_name
 from saecore.dtypes import canonical_dtype_name
 from saecore.errors import ConfigError, SAEFileError, UnknownNameError
-from saecore.io.converters import folder_locator
+from saecore.io.converters import ConvertedSAE, folder_locator
 from saecore.io.hub import hub_locator
 from saecore.io.sae_files import check_tensors_match, drop_identity_scaling_factor, normalize_cfg_dict
 from saecore.registry import get_registry
-from saecore.releases import resolve_release
+from saecore.releases import release_converter, resolve_release
+
+# cfg fields that fix the tensors an SAE holds: a directory override of one cannot disagree with the files.
+_WEIGHT_SHAPING_FIELDS = ("architecture", "d_in", "d_sae", "d_out")
 
 
 def classes_named(architecture: str, *, training: bool) -> tuple[Any, Any]:
@@ -93,9 +96,12 @@ def load_sae_folder(
     training: bool = False,
     converter: str = "sae_lens",
 ) -> tuple[Any, dict[str, Any], torch.Tensor | None]:
-    """Load an SAE folder in the named format; return ``(sae, cfg_dict, log_sparsity or None)``."""
-    if not folder.is_dir():
-        raise SAEFileError(f"{folder}: no such SAE folder")
+    """Load an SAE folder (or file, for one-file formats) in the named format.
+
+    Returns ``(sae, cfg_dict, log_sparsity or None)``.
+    """
+    if not folder.exists():
+        raise SAEFileError(f"{folder}: no such SAE folder or file")
     converted = get_registry().converter(converter).convert(folder_locator(folder))
     sae = build_sae(converted.cfg_dict, converted.state_dict, device=device, dtype=dtype,
                     cfg_source=converted.cfg_source, weights_source=converted.weights_source, training=training)
@@ -117,20 +123,38 @@ def load_pretrained(
 ) -> tuple[Any, dict[str, Any], torch.Tensor | None]:
     """Resolve ``release``/``sae_id`` and load the SAE with its cfg dict and log sparsity."""
     target = resolve_release(release, sae_id)
-    reader = get_registry().converter(converter or target.conversion)
+    reader = release_converter(release, converter or target.conversion)
     locate = hub_locator(target.repo_id, target.folder, force_download=force_download,
                          revision=revision or target.revision)
     converted = reader.convert(locate)
-    sae = build_sae(
-        {**converted.cfg_dict, **target.config_overrides},
-        converted.state_dict,
-        device=device,
-        dtype=dtype,
-        cfg_source=converted.cfg_source,
-        weights_source=converted.weights_source,
-    )
+    try:
+        sae = build_sae(
+            {**converted.cfg_dict, **target.config_overrides},
+            converted.state_dict,
+            device=device,
+            dtype=dtype,
+            cfg_source=converted.cfg_source,
+            weights_source=converted.weights_source,
+        )
+    except SAEFileError as error:
+        raise _blame_overrides(error, release, sae_id, target.config_overrides, converted) from None
     if sae.cfg.normalize_activations == "expected_average_only_in" and target.norm_scaling_factor is not None:
         sae.fold_activation_norm_scaling_factor(target.norm_scaling_factor)
     if fold_W_dec_norm:
         sae.fold_W_dec_norm()
     return sae, sae.cfg.to_dict(), converted.sparsity
+
+
+def _blame_overrides(error: SAEFileError, release: str, sae_id: str, overrides: dict[str, Any],
+                     converted: ConvertedSAE) -> SAEFileError:
+    """The build error, naming the directory's overrides of the fields that shape the weights where they differ."""
+    found = converted.cfg_dict
+    contradicting = {key: value for key, value in overrides.items()
+                     if key in _WEIGHT_SHAPING_FIELDS and found.get(key) != value}
+    if not contradicting:
+        return error
+    described = ", ".join(
+        f"{key}={value!r} (" + (f"the files say {found[key]!r}" if key in found else "the files do not set it") + ")"
+        for key, value in contradicting.items())
+    return SAEFileError(f"release {release!r}, sae_id {sae_id!r}: the directory's config override {described} "
+                        f"contradicts the weights in {converted.weights_source}: {error}")

@@ -259,7 +259,8 @@ class SAE(HookedModule, Generic[C]):
         """Load an SAE folder; the class comes from its cfg ``architecture``.
 
         ``converter`` names the format (``sae_lens``: cfg.json + sae_weights.safetensors;
-        plugins add others).
+        plugins add others). Formats that publish one file per SAE (``qwen_scope``,
+        ``goodfire``, ...) take that file as ``path``.
         """
         return resolver.load_sae_folder(
             Path(path), device=device, dtype=dtype, fold_W_dec_norm=fold_W_dec_norm,

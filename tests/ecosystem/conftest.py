@@ -6,8 +6,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import huggingface_hub.constants
 import pytest
+from fixtures.hub_cache import offline_hub_cache
 
 from saecore.plugin_manager import ENV_BLOCK, ENV_ONLY, ENV_STRICT, ENV_TRACE
 from saecore.registry import add_in_process_plugin, remove_in_process_plugin, reset_registry
@@ -39,13 +39,6 @@ def add_plugin() -> Iterator[Callable[[Any, str], None]]:
 
 @pytest.fixture
 def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty Hub cache in offline mode; huggingface_hub read its settings at import, so patch them too."""
-    cache = tmp_path / "hub"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    return cache
+    """An empty Hub cache in offline mode."""
+    return offline_hub_cache(tmp_path, monkeypatch)
 

@@ -11,31 +11,44 @@ import pytest
 from fixtures.in_process import ReleasePlugin
 
 from saecore import DuplicateNameError, UnknownNameError, get_registry
-from saecore.converters.release_directory import DIRECTORY_RESOURCE, load_release_directory
+from saecore.converters.release_directory import (
+    DIRECTORY_RESOURCE,
+    SAE_TABLES_RESOURCE,
+    SAETable,
+    load_release_index,
+    load_sae_table,
+)
 from saecore.plugin_manager import ENV_ONLY
 from saecore.releases import find_releases, resolve_release
 
 AddPlugin = Callable[[Any, str], None]
-RELEASE_KEYS = {"repo_id", "model", "conversion", "config_overrides", "links", "saes"}
+RELEASE_KEYS = {"repo_id", "model", "conversion", "n_saes", "architectures", "config_overrides", "config_facts",
+                "links"}
 SAE_KEYS = {"path", "l0", "variance_explained", "neuronpedia", "norm_scaling_factor", "hook_name"}
 NUMERIC_SAE_KEYS = ("l0", "variance_explained", "norm_scaling_factor")
+# saecore's names for the formats of SAELens 6.54's directory, and sparsify for saecore's own release.
+FORMATS = {"sae_lens", "gemma_scope", "gemma_3", "dictionary_learning", "qwen_scope", "llama_scope",
+           "llama_scope_r1_distill", "goodfire", "connor_rob_hook_z", "deepseek_r1", "temporal", "mwhanna_transcoder",
+           "gemma_2_transcoder", "mntss_clt_layer_transcoder", "sparsify"}
 
 
-def test_the_directory_ships_inside_the_package_and_stays_small() -> None:
+def test_the_directory_ships_inside_the_package_and_its_index_stays_small() -> None:
     resource = resources.files("saecore").joinpath(DIRECTORY_RESOURCE)
     assert resource.is_file()
     assert len(resource.read_bytes()) < 300_000
+    tables = resources.files("saecore").joinpath(SAE_TABLES_RESOURCE)
+    assert {table.name for table in tables.iterdir()} == {f"{name}.json" for name in load_release_index()}
 
 
-def test_every_release_is_complete_and_names_a_registered_converter() -> None:
-    converters = set(get_registry().converters)
-    for name, release in load_release_directory().items():
+def test_every_release_is_complete_and_names_a_known_format() -> None:
+    for name, release in load_release_index().items():
         assert set(release) <= RELEASE_KEYS, name
         assert re.fullmatch(r"[\w.-]+/[\w.-]+", release["repo_id"]), name
         assert isinstance(release["model"], str) and release["model"], name
-        assert release["conversion"] in converters, name
-        assert release["saes"], name
-        for sae_id, sae in release["saes"].items():
+        assert release["conversion"] in FORMATS, name
+        saes = load_sae_table(name)
+        assert saes and len(saes) == release["n_saes"], name
+        for sae_id, sae in saes.items():
             assert set(sae) <= SAE_KEYS, (name, sae_id)
             assert isinstance(sae["path"], str) and sae["path"], (name, sae_id)
             for key in NUMERIC_SAE_KEYS:
@@ -45,19 +58,18 @@ def test_every_release_is_complete_and_names_a_registered_converter() -> None:
 
 
 def test_the_directory_covers_every_format_and_the_well_known_releases() -> None:
-    directory = load_release_directory()
-    assert {release["conversion"] for release in directory.values()} == {
-        "sae_lens", "sparsify", "dictionary_learning", "gemma_scope"}
+    directory = load_release_index()
+    assert {release["conversion"] for release in directory.values()} == FORMATS
     assert directory["gpt2-small-res-jb"]["repo_id"] == "jbloom/GPT2-Small-SAEs-Reformatted"
     assert directory["gemma-scope-2b-pt-res"]["repo_id"] == "google/gemma-scope-2b-pt-res"
     assert directory["sae-llama-3-8b-32x"]["repo_id"] == "EleutherAI/sae-llama-3-8b-32x"
-    assert sum(len(release["saes"]) for release in directory.values()) > 500
+    assert sum(release["n_saes"] for release in directory.values()) > 13_857
 
 
 def test_the_core_registers_the_directory_through_the_release_hook() -> None:
     entry = get_registry().releases["gpt2-small-res-jb"]
     assert entry.provider.name == "builtin_converters"
-    assert get_registry().registrations_of("builtin_converters")["releases"] == sorted(load_release_directory())
+    assert get_registry().registrations_of("builtin_converters")["releases"] == sorted(load_release_index())
 
 
 def test_the_directory_is_registered_even_when_plugins_are_restricted(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -139,4 +151,13 @@ def test_find_releases_matches_names_repos_and_models_or_a_glob() -> None:
     assert "pythia-70m-deduped-res-sm" in {e.name for e in find_releases("pythia-70m")}
     assert find_releases("no-such-release-anywhere") == []
     names = [entry.name for entry in find_releases()]
-    assert names == sorted(names) and len(names) == len(load_release_directory())
+    assert names == sorted(names) and len(names) == len(load_release_index())
+
+
+def test_building_the_registry_reads_no_sae_table_until_one_is_asked_for() -> None:
+    load_sae_table.cache_clear()
+    entry = get_registry().releases["gemma-scope-2b-pt-res-canonical"]
+    assert isinstance(entry.saes, SAETable) and len(entry.saes) == 58
+    assert load_sae_table.cache_info().currsize == 0
+    resolve_release("gemma-scope-2b-pt-res-canonical", "layer_3/width_16k/canonical")
+    assert load_sae_table.cache_info().currsize == 1

@@ -11,7 +11,7 @@ import pytest
 from fixtures.in_process import ReleasePlugin
 
 from saecore.cli import releases_cmd
-from saecore.converters.release_directory import load_release_directory
+from saecore.converters.release_directory import load_release_index
 
 AddPlugin = Callable[[Any, str], None]
 
@@ -26,13 +26,13 @@ def run_releases(*argv: str) -> int:
 def test_table_lists_release_repo_model_count_and_conversion(capsys: pytest.CaptureFixture[str]) -> None:
     assert run_releases() == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["release", "repo", "model", "#saes", "conversion"]
+    assert lines[0].split() == ["release", "repo", "model", "#saes", "conversion", "loadable"]
     rows = {line.split()[0]: line.split() for line in lines[2:] if line and not line.startswith(" ")}
     assert rows["gpt2-small-res-jb"] == ["gpt2-small-res-jb", "jbloom/GPT2-Small-SAEs-Reformatted", "gpt2-small",
-                                         "13", "sae_lens"]
-    assert rows["sae-llama-3-8b-32x"][-2:] == ["32", "sparsify"]
-    assert set(load_release_directory()) <= set(rows)
-    assert lines[-1].startswith(f"{len(load_release_directory())} release(s).")
+                                         "13", "sae_lens", "yes"]
+    assert rows["sae-llama-3-8b-32x"][-3:] == ["32", "sparsify", "yes"]
+    assert set(load_release_index()) <= set(rows)
+    assert lines[-1].startswith(f"{len(load_release_index())} release(s).")
 
 
 def test_pattern_filters_by_substring(capsys: pytest.CaptureFixture[str]) -> None:
@@ -67,7 +67,7 @@ def test_plugin_releases_are_listed_with_their_provider(capsys: pytest.CaptureFi
     assert run_releases("my-lab", "--json") == 0
     assert json.loads(capsys.readouterr().out) == [{
         "release": "my-lab-gpt2-res", "repo_id": "my-lab/gpt2-saes", "model": "gpt2", "n_saes": 1,
-        "conversion": "sae_lens", "provider": "my_lab"}]
+        "conversion": "sae_lens", "provider": "my_lab", "loadable": True, "missing": []}]
 
 
 def test_no_match_says_so(capsys: pytest.CaptureFixture[str]) -> None:
@@ -75,3 +75,35 @@ def test_no_match_says_so(capsys: pytest.CaptureFixture[str]) -> None:
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "No release matches 'no-such-release-anywhere'" in captured.err
+
+
+def test_counts_per_format_and_which_releases_load(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_releases("gemma-scope-*") == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("format "))
+    assert lines[header].split() == ["format", "releases", "#saes", "loadable", "releases"]
+    formats = {line.split()[0]: line.split()[1:] for line in lines[header + 2:] if line.strip()}
+    assert formats["gemma_scope"] == ["16", "2833", "16"]
+    assert formats["gemma_3"][:2] == ["75", "8784"]
+
+
+def test_a_release_whose_format_no_plugin_reads_is_marked_and_explained(
+        capsys: pytest.CaptureFixture[str], add_plugin: AddPlugin) -> None:
+    add_plugin(ReleasePlugin("my-lab-clt", "my-lab/clt", {"a": {"path": "a"}}, model="gemma-2-2b",
+                             conversion="mntss_clt_layer_transcoder", architectures=["no_such_architecture"]),
+               "my_lab")
+    assert run_releases("my-lab") == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[2].split()[-2:] == ["mntss_clt_layer_transcoder", "no"]
+    assert ("the 'mntss_clt_layer_transcoder' format needs transcoder support, "
+            "a saecore-transcoders plugin package") in out
+    assert ("architecture 'no_such_architecture' is not installed (no installed plugin provides it)\n"
+            "    my-lab-clt") in out
+    assert run_releases("my-lab", "--json") == 0
+    [record] = json.loads(capsys.readouterr().out)
+    assert record["loadable"] is False and len(record["missing"]) == 2
+
+
+def test_an_unknown_release_gets_close_matches(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_releases("gpt2-smal-res-jb") == 0
+    assert "No release matches 'gpt2-smal-res-jb'. Did you mean: gpt2-small-res-jb" in capsys.readouterr().err

@@ -235,3 +235,17 @@ def test_splice_is_exported_from_the_plugin_and_saecore() -> None:
 
     assert saecore_source_llm.splice is splice
     assert saecore.splice is splice
+
+
+@pytest.mark.parametrize(("module_name", "width"), [
+    (BLOCK, D_MODEL), (ATTENTION, D_MODEL), (MLP, D_MODEL), ("transformer.h.0.mlp.c_fc", 4 * D_MODEL),
+    ("transformer.h.0.ln_1", D_MODEL), ("transformer.wte", D_MODEL),
+])
+def test_a_width_the_model_tells_is_checked_when_the_splice_starts(model: nn.Module, module_name: str,
+                                                                    width: int) -> None:
+    wrong = make_sae(d_in=width + 1)
+    with pytest.raises(ValueError, match=rf"^{module_name} outputs width {width} but the SAE spliced there "
+                                         rf"\(StandardSAE\(d_in={width + 1}, d_sae=48\)\) has d_in={width + 1}$"), \
+            splice(model, {module_name: wrong}):
+        pytest.fail("the splice started")
+    assert all(not module._forward_hooks for module in model.modules())

@@ -174,10 +174,19 @@ def test_run_with_saes_and_run_with_hooks_with_saes_detach_afterwards() -> None:
 
 def test_a_sae_whose_width_differs_from_the_hook_names_both() -> None:
     model = make_model()
-    model.add_sae(SAE.from_dict({"architecture": "standard", "d_in": 24, "d_sae": 8, "dtype": "float64",
-                                 "metadata": {"hook_name": RESID}}))
     with pytest.raises(ValueError, match=rf"{RESID} has width 16 but the SAE attached there "
                                          r"\(StandardSAE\(d_in=24, d_sae=8\)\) has d_in=24"):
+        model.add_sae(SAE.from_dict({"architecture": "standard", "d_in": 24, "d_sae": 8, "dtype": "float64",
+                                     "metadata": {"hook_name": RESID}}))
+    assert model.acts_to_saes == {}
+
+
+def test_a_width_the_config_does_not_tell_is_checked_on_the_first_pass() -> None:
+    model = make_model()
+    model.add_sae(SAE.from_dict({"architecture": "standard", "d_in": 5, "d_sae": 8, "dtype": "float64",
+                                 "metadata": {"hook_name": "blocks.0.attn.hook_q"}}))
+    with pytest.raises(ValueError, match=r"^blocks.0.attn.hook_q has width 4 but the SAE attached there "
+                                         r"\(StandardSAE\(d_in=5, d_sae=8\)\) has d_in=5$"):
         model(tokens())
 
 

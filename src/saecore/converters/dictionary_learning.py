@@ -1,9 +1,8 @@
 """The dictionary_learning library's format: ``ae.pt`` (a state dict) + ``config.json``.
 
 ``config.json`` holds ``{"trainer": {...}, "buffer": {...}}``; ``trainer.dict_class`` names
-the autoencoder class, which fixes the formula and the tensor names. ``ae.pt`` is read with
-``torch.load(weights_only=True)``, which refuses anything but tensors and plain containers,
-so a published file cannot run code on load.
+the autoencoder class, which fixes the formula and the tensor names. ``ae.pt`` is read
+without running its code (``pickled_state``).
 
 Each class maps onto a saecore architecture with identical outputs:
 
@@ -19,7 +18,6 @@ Each class maps onto a saecore architecture with identical outputs:
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Any
 
 import torch
 
+from saecore.converters.pickled_state import load_pickled_state_dict
 from saecore.converters.tensors import dtype_name_of, require_tensors
 from saecore.errors import SAEFileError
 from saecore.io.converters import ConvertedSAE, FileLocator, SAEConverter
@@ -135,7 +134,7 @@ class DictionaryLearningConverter(SAEConverter):
             raise SAEFileError(f"{cfg_path}: trainer.dict_class = {dict_class!r} is not supported; "
                                f"allowed: {', '.join(DICT_CLASSES)}")
         spec = DICT_CLASSES[dict_class]
-        state = _load_state_dict(weights_path)
+        state = load_pickled_state_dict(weights_path)
         require_tensors(state, spec.tensors, weights_path, f"dictionary_learning {dict_class}")
         state_dict = spec.convert(state)
         d_in, d_sae = state_dict["W_enc"].shape
@@ -155,17 +154,6 @@ class DictionaryLearningConverter(SAEConverter):
             cfg_dict["rescale_acts_by_decoder_norm"] = False
         return ConvertedSAE(cfg_dict=cfg_dict, state_dict=state_dict, sparsity=None,
                             cfg_source=str(cfg_path), weights_source=str(weights_path))
-
-
-def _load_state_dict(path: Path) -> Tensors:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise SAEFileError(f"{path}: not a loadable tensor state dict ({message})") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise SAEFileError(f"{path}: expected a dict of tensors (a state_dict), found {type(state).__name__}")
-    return state
 
 
 def _k(trainer: dict[str, Any], state: Tensors, cfg_path: Path) -> int:

@@ -13,19 +13,28 @@ from saecore.errors import SAEFileError
 from saecore.io.converters import FileLocator
 
 
-def hub_locator(repo_id: str, folder: str, *, force_download: bool, revision: str | None) -> FileLocator:
-    """Locate (download or find in the cache) files of one SAE folder of a Hub repo."""
+class HubLocator(FileLocator):
+    """Files of one SAE of a Hub repo, downloaded one by one (or found in the cache) as a converter asks."""
 
-    def locate(filename: str, required: bool) -> Path | None:
+    def __init__(self, repo_id: str, sae_path: str, *, force_download: bool, revision: str | None) -> None:
+        super().__init__(repo_id, sae_path, repo_id)
+        self.force_download = force_download
+        self.revision = revision
+
+    def find(self, path: str, required: bool) -> Path | None:
         from huggingface_hub import hf_hub_download
         from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
-        path_in_repo = f"{folder.strip('/')}/{filename}" if folder.strip("/") else filename
+        path_in_repo = path.strip("/")
         try:
-            return Path(hf_hub_download(repo_id, path_in_repo, revision=revision, force_download=force_download))
+            return Path(hf_hub_download(self.root, path_in_repo, revision=self.revision,
+                                        force_download=self.force_download))
         except (EntryNotFoundError, LocalEntryNotFoundError) as error:
             if required:
-                raise SAEFileError(f"{repo_id}/{path_in_repo}: could not be found or downloaded ({error})") from None
+                raise SAEFileError(f"{self.root}/{path_in_repo}: could not be found or downloaded ({error})") from None
             return None
 
-    return locate
+
+def hub_locator(repo_id: str, folder: str, *, force_download: bool, revision: str | None) -> FileLocator:
+    """Locate (download or find in the cache) the files of the SAE at ``folder`` (a folder or one file) of a repo."""
+    return HubLocator(repo_id, folder, force_download=force_download, revision=revision)

@@ -46,6 +46,7 @@ _EXPORTS = {
     "MultiSAETrainingRunner": "saecore_source_llm.multi_runner",
     "MultiSAETrainingRunnerConfig": "saecore_source_llm.multi_runner",
     "SAETrainingRunner": "saecore_source_llm.runner",
+    "SAETransformerBridge": "saecore_source_llm.sae_transformer_bridge",
     "splice": "saecore_source_llm.hf_splice",
 }
 

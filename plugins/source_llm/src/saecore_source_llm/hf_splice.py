@@ -13,7 +13,6 @@ The SAE's own hook points (``hook_sae_input`` ... ``hook_sae_output``) can be ca
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -22,15 +21,17 @@ from weakref import WeakKeyDictionary
 import torch
 from torch import nn
 
-from saecore.errors import UnknownNameError
 from saecore.hook_points import HookFn, HookPoint, NamesFilter, names_predicate
 from saecore.sae import SAE
+from saecore_source_llm.module_widths import module_output_width
 from saecore_source_llm.sae_description import describe_sae
+from saecore_source_llm.sae_splicing import SplicedSAE, check_width, unknown_name_error
 
 SpliceHook = Callable[[nn.Module, Any, Any], Any]
 
-# Which SAE each module holds while a splice is active, so that a nested splice cannot stack a second one.
-_SPLICED: WeakKeyDictionary[nn.Module, tuple[str, SAE[Any]]] = WeakKeyDictionary()
+# The SplicedSAE each module holds while a splice is active: the feature tools find the SAEs
+# through it, and a nested splice cannot stack a second SAE on the module.
+_SPLICED: WeakKeyDictionary[nn.Module, SplicedSAE] = WeakKeyDictionary()
 
 
 @contextmanager
@@ -56,13 +57,19 @@ def splice(
     with ExitStack() as cleanup:
         for module_name, sae in saes.items():
             module = _module_to_splice(model, modules, module_name, sae)
-            _SPLICED[module] = (module_name, sae)
+            site = SplicedSAE(sae, module_name, sae.use_error_term if use_error_term is None else use_error_term,
+                              module_output=True)
+            _SPLICED[module] = site
             cleanup.callback(_SPLICED.pop, module, None)
-            error_term = sae.use_error_term if use_error_term is None else use_error_term
             caching = None if cache is None else _caching_hooks(sae, module_name, cache, names_filter, incl_bwd)
-            handle = module.register_forward_hook(_replace_output(sae, module_name, error_term, caching))
+            handle = module.register_forward_hook(_replace_output(site, caching))
             cleanup.callback(handle.remove)
         yield model
+
+
+def spliced_saes(model: nn.Module) -> dict[str, SplicedSAE]:
+    """The SAEs an active ``splice`` runs in ``model``, as ``SplicedSAE`` objects by module name."""
+    return {site.hook_name: site for module in model.modules() if (site := _SPLICED.get(module)) is not None}
 
 
 def _module_to_splice(model: nn.Module, modules: dict[str, nn.Module], module_name: str, sae: Any) -> nn.Module:
@@ -74,14 +81,16 @@ def _module_to_splice(model: nn.Module, modules: dict[str, nn.Module], module_na
                          f"hook_z); splice at {module_name!r} needs an SAE on the module's [..., d_in] output")
     module = modules.get(module_name) if module_name else None
     if module is None:
-        close = difflib.get_close_matches(module_name, [name for name in modules if name], n=3)
-        hint = f"; close matches: {', '.join(close)}" if close else "; model.named_modules() lists the names"
-        raise UnknownNameError(f"{type(model).__name__} has no module named {module_name!r} to splice "
-                               f"{describe_sae(sae)} at{hint}")
+        raise unknown_name_error(f"{type(model).__name__} has no module named {module_name!r} to splice "
+                                 f"{describe_sae(sae)} at", module_name, [name for name in modules if name],
+                                 "model.named_modules()")
     held = _SPLICED.get(module)
     if held is not None:
-        raise ValueError(f"{module_name} already holds {describe_sae(held[1])} from an enclosing splice (as "
-                         f"{held[0]}); end that block before splicing {describe_sae(sae)} there")
+        raise ValueError(f"{module_name} already holds {describe_sae(held.sae)} from an enclosing splice (as "
+                         f"{held.hook_name}); end that block before splicing {describe_sae(sae)} there")
+    width = module_output_width(model, module_name, module)
+    if width is not None:
+        check_width(sae, width, module_name, module_output=True)
     return module
 
 
@@ -104,36 +113,26 @@ def _caching_hooks(
 
 
 def _replace_output(
-    sae: SAE[Any],
-    module_name: str,
-    use_error_term: bool,
-    caching: tuple[list[tuple[str, HookFn]], list[tuple[str, HookFn]]] | None,
+    site: SplicedSAE, caching: tuple[list[tuple[str, HookFn]], list[tuple[str, HookFn]]] | None
 ) -> SpliceHook:
-    """The forward hook that swaps the module's output activation for the SAE's output."""
+    """The forward hook that swaps the module's output activation for the SAE's output.
 
-    def run_sae(activation: torch.Tensor) -> torch.Tensor:
-        if activation.shape[-1] != sae.cfg.d_in:
-            raise ValueError(f"{module_name} outputs width {activation.shape[-1]} but the SAE spliced there "
-                             f"({describe_sae(sae)}) has d_in={sae.cfg.d_in}")
-        if (activation.device, activation.dtype) != (sae.device, sae.dtype):
-            raise ValueError(f"{describe_sae(sae)} is on {sae.device}/{sae.dtype} but {module_name} outputs "
-                             f"{activation.device}/{activation.dtype} activations; move it first: "
-                             f"sae.to({str(activation.device)!r}, {activation.dtype})")
-        own_setting, sae.use_error_term = sae.use_error_term, use_error_term
-        try:
-            if caching is None:
-                return sae(activation)
-            with sae.hooks(fwd_hooks=caching[0], bwd_hooks=caching[1]):
-                return sae(activation)
-        finally:
-            sae.use_error_term = own_setting
+    The caching hooks are on the SAE only while it runs here, so an SAE spliced at two modules
+    caches each pass under its own module's keys.
+    """
+
+    def run_site(activation: torch.Tensor) -> torch.Tensor:
+        if caching is None:
+            return site(activation)  # type: ignore[no-any-return]
+        with site.sae.hooks(fwd_hooks=caching[0], bwd_hooks=caching[1]):
+            return site(activation)  # type: ignore[no-any-return]
 
     def hook(module: nn.Module, inputs: Any, output: Any) -> Any:
         if isinstance(output, torch.Tensor):
-            return run_sae(output)
+            return run_site(output)
         if type(output) in (tuple, list) and output and isinstance(output[0], torch.Tensor):
-            return type(output)([run_sae(output[0]), *output[1:]])
-        raise TypeError(f"{module_name} returns a {type(output).__name__}; splice replaces a module output that is "
-                        "a tensor or a tuple whose first element is the hidden state")
+            return type(output)([run_site(output[0]), *output[1:]])
+        raise TypeError(f"{site.hook_name} returns a {type(output).__name__}; splice replaces a module output that "
+                        "is a tensor or a tuple whose first element is the hidden state")
 
     return hook

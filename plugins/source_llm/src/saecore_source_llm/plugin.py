@@ -1,5 +1,5 @@
 """Entry point module: registers the ``llm`` source, the language-model runner, HookedSAETransformer,
-splice and the feature tools.
+SAETransformerBridge, splice and the feature tools.
 
 Kept light: nothing here imports transformer_lens, transformers or datasets; the source
 imports them when it builds a model or reads a dataset.
@@ -33,6 +33,7 @@ def saecore_register_exports(register: RegisterExport) -> None:
     register("saecore_source_llm.multi_runner:MultiSAETrainingRunner")
     register("saecore_source_llm.multi_runner:MultiSAETrainingRunnerConfig")
     register("saecore_source_llm.hooked_sae_transformer:HookedSAETransformer")
+    register("saecore_source_llm.sae_transformer_bridge:SAETransformerBridge")
     register("saecore_source_llm.hf_splice:splice")
     for name in ("TopKFeatures", "ablate_features", "clamp_features", "feature_activation_scale",
                  "feature_activations", "feature_attribution", "steer_feature", "top_k_features"):
