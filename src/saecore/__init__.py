@@ -60,6 +60,8 @@ if TYPE_CHECKING:
     from saecore_source_llm import LanguageModelSAETrainingRunner as LanguageModelSAETrainingRunner
     from saecore_source_llm import LLMSource as LLMSource
     from saecore_source_llm import LLMSourceConfig as LLMSourceConfig
+    from saecore_source_llm import MultiSAETrainingRunner as MultiSAETrainingRunner
+    from saecore_source_llm import MultiSAETrainingRunnerConfig as MultiSAETrainingRunnerConfig
     from saecore_source_llm import SAETrainingRunner as SAETrainingRunner
     from saecore_source_llm import SAETransformerBridge as SAETransformerBridge
     from saecore_source_llm import TopKFeatures as TopKFeatures
