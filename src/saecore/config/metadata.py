@@ -4,7 +4,9 @@ SAELens code reads ``cfg.metadata.hook_name`` and gets ``None`` when the key was
 set, so this is an attribute bag rather than a closed pydantic model: unknown keys are
 kept (a cfg.json written by another tool loses nothing) and missing keys read as None.
 As in SAELens, the version fields ``sae_lens_version`` and ``sae_lens_training_version``
-are always set: to the values given, else to the SAELens version saecore follows.
+are always set: to the values given, else to the SAELens version saecore follows. Saved
+files need it: SAELens reads a cfg.json without ``sae_lens_version`` as pre-6.0 and drops
+its nested metadata.
 """
 
 from __future__ import annotations
