@@ -30,6 +30,8 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from saecore.errors import ConfigError
 from saecore.sources.base import SourceConfig
 
+FIELDS_NEVER_FROM_FILES = ("dataset_trust_remote_code",)
+
 ModelClassName = Literal["auto", "HookedTransformer", "TransformerBridge", "AutoModelForCausalLM"]
 SpecialTokenName = Literal["bos", "eos", "sep"]
 
@@ -323,11 +325,13 @@ class LLMSourceConfig(SourceConfig, LanguageModelFields):
         ``auto`` (SAELens files say ``HookedTransformer``, which transformer-lens 4 lacks);
         ``AutoModelForCausalLM`` is kept, its hook names being module paths. Recorded
         ``model_from_pretrained_kwargs`` are HookedTransformer processing options and are
-        kept only when a HookedTransformer will load the model.
+        kept only when a HookedTransformer will load the model. ``dataset_trust_remote_code``
+        is never taken from a file: running a dataset's loading script is the user's choice.
         """
         from saecore_source_llm.model_loading import HOOKED_TRANSFORMER, TRANSFORMERS, resolve_model_class
 
-        values = {name: metadata[name] for name in cls.model_fields if metadata.get(name) is not None}
+        values = {name: metadata[name] for name in cls.model_fields
+                  if metadata.get(name) is not None and name not in FIELDS_NEVER_FROM_FILES}
         if values.get("model_class_name") != TRANSFORMERS:
             values.pop("model_class_name", None)
         if resolve_model_class(values.get("model_class_name", "auto")) != HOOKED_TRANSFORMER:
