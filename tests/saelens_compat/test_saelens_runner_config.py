@@ -51,6 +51,7 @@ def test_every_saelens_field_is_a_field_here() -> None:
 
     theirs = {f.name for f in dataclasses.fields(sae_lens.LanguageModelSAERunnerConfig) if f.init}
     assert theirs <= set(saecore.LanguageModelSAERunnerConfig.model_fields)
+    assert {f.name for f in dataclasses.fields(sae_lens.LoggingConfig)} <= set(saecore.LoggingConfig.model_fields)
 
 
 def test_the_same_kwargs_give_the_same_training_sae_cfg_dict() -> None:
@@ -198,3 +199,13 @@ def test_the_multi_sae_config_takes_saelens_fields_and_kwargs() -> None:
                    logger=saecore.LoggingConfig(log_to_wandb=False), **values)
     assert our_cfg.hook_names_per_sae == their_cfg.hook_names_per_sae
     assert our_cfg.total_training_steps == their_cfg.total_training_steps
+
+
+def test_a_saelens_runner_cfg_dict_loads_here() -> None:
+    import saecore
+
+    theirs, ours = configs()
+    loaded = saecore.LanguageModelSAERunnerConfig.from_dict(theirs.to_dict())
+    assert {key: getattr(loaded, key) for key in KWARGS if key != "checkpoint_path"} == {
+        key: getattr(ours, key) for key in KWARGS if key != "checkpoint_path"}
+    assert loaded.get_training_sae_cfg_dict()["l1_coefficient"] == theirs.sae.l1_coefficient

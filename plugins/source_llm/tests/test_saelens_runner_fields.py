@@ -190,3 +190,9 @@ def test_chat_formatting_picks_the_conversation_column(hf_model: Any, tokenizer:
     assert source.column == DatasetColumn("conversation", tokenized=False, chat=True)
     assert source.eval_tokens().shape[1] == 8
     source.close()
+
+
+def test_saelens_logging_fields_that_saelens_does_not_read_are_accepted_with_a_warning() -> None:
+    with pytest.warns(UserWarning, match="log_optimizer_state_to_wandb=True has no effect"):
+        logger = LoggingConfig(log_optimizer_state_to_wandb=True, log_activations_store_to_wandb=False)
+    assert logger.log_optimizer_state_to_wandb is True
