@@ -36,3 +36,10 @@ def test_fields_are_still_validated_on_assignment() -> None:
         cfg.d_sae = 16
     with pytest.raises(ConfigError, match="field 'd_in' = 'x'"):
         cfg.d_in = "x"
+
+
+def test_class_attributes_are_not_shadowed_by_assignment() -> None:
+    cfg = SAEConfig(d_in=4, d_sae=8)
+    with pytest.raises(ConfigError, match="'architecture'"):
+        cfg.architecture = "standard"
+    assert "architecture" not in cfg.metadata

@@ -57,14 +57,14 @@ class SAEConfig(BaseModel):
             raise ConfigError(describe_validation_error(error, type(self).__name__)) from None
 
     def __setattr__(self, name: str, value: Any) -> None:
-        """Set a field (validated); any other public name goes to ``metadata``, with a warning.
+        """Set a field (validated); any other public name that is not a class attribute goes to ``metadata``.
 
         SAELens configs are dataclasses, which take any attribute, and tools written for
         them (sae_bench) set their own (``cfg.hook_layer = 0``). Such a value is kept in
-        ``metadata`` and reads back as an attribute; the warning names the field it is
-        close to, in case it is a typo.
+        ``metadata`` and reads back as an attribute, with a warning that names the field it
+        is close to, in case it is a typo.
         """
-        if name not in type(self).model_fields and not name.startswith("_"):
+        if name not in type(self).model_fields and not name.startswith("_") and not hasattr(type(self), name):
             self._keep_in_metadata(name, value)
             return
         try:
