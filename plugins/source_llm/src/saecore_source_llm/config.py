@@ -94,7 +94,9 @@ class LanguageModelFields(BaseModel):
     model_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Extra keyword arguments of every forward pass (run_with_cache, logits)."
     )
-    compile_llm: bool = Field(default=False, description="Run the language model's forward passes under torch.compile.")
+    compile_llm: bool = Field(
+        default=False, description="Run the forward passes that produce training activations under torch.compile."
+    )
     llm_compilation_mode: str | None = Field(default=None, description="torch.compile's mode with compile_llm.")
     llm_compilation_backend: str = Field(
         default="inductor", description="torch.compile's backend with compile_llm ('eager' only traces)."
