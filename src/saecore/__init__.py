@@ -27,8 +27,8 @@ from saecore.errors import (
     UnknownNameError,
 )
 from saecore.hookspecs import hookimpl
-from saecore.known_plugins import CLASS_PACKAGES, install_hint
 from saecore.lazy_exports import lazy_exports
+from saecore.plugin_exports import plugin_export
 from saecore.registry import get_registry
 from saecore.version import __version__
 
@@ -65,11 +65,14 @@ if TYPE_CHECKING:
     from saecore_sae_topk import TopKSAEConfig as TopKSAEConfig
     from saecore_sae_topk import TopKTrainingSAE as TopKTrainingSAE
     from saecore_sae_topk import TopKTrainingSAEConfig as TopKTrainingSAEConfig
+    from saecore_source_llm import ActivationsStore as ActivationsStore
+    from saecore_source_llm import EvalConfig as EvalConfig
     from saecore_source_llm import HookedSAETransformer as HookedSAETransformer
     from saecore_source_llm import LanguageModelSAERunnerConfig as LanguageModelSAERunnerConfig
     from saecore_source_llm import LanguageModelSAETrainingRunner as LanguageModelSAETrainingRunner
     from saecore_source_llm import LLMSource as LLMSource
     from saecore_source_llm import LLMSourceConfig as LLMSourceConfig
+    from saecore_source_llm import MultiSAEEvaluator as MultiSAEEvaluator
     from saecore_source_llm import MultiSAETrainingRunner as MultiSAETrainingRunner
     from saecore_source_llm import MultiSAETrainingRunnerConfig as MultiSAETrainingRunnerConfig
     from saecore_source_llm import SAETrainingRunner as SAETrainingRunner
@@ -80,6 +83,7 @@ if TYPE_CHECKING:
     from saecore_source_llm import feature_activation_scale as feature_activation_scale
     from saecore_source_llm import feature_activations as feature_activations
     from saecore_source_llm import feature_attribution as feature_attribution
+    from saecore_source_llm import run_evals as run_evals
     from saecore_source_llm import splice as splice
     from saecore_source_llm import steer_feature as steer_feature
     from saecore_source_llm import top_k_features as top_k_features
@@ -173,17 +177,7 @@ def __getattr__(name: str) -> Any:
     if find_spec(f"{__name__}.{name}") is not None:
         # A submodule not imported yet (``from saecore import resolver``): the import system imports it.
         raise AttributeError(name)
-    exported = get_registry().exported_classes()
-    if name in exported:
-        return exported[name]
-    if name in CLASS_PACKAGES:
-        package = CLASS_PACKAGES[name]
-        raise ImportError(
-            f"cannot import name {name!r} from 'saecore': it is provided by the plugin package "
-            f"{package}, which is not installed: {install_hint(package)}",
-            name=name,
-        )
-    raise AttributeError(f"module 'saecore' has no attribute {name!r}")
+    return plugin_export(__name__, name)
 
 
 def __dir__() -> list[str]:

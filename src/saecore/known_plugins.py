@@ -62,7 +62,8 @@ CLASS_PACKAGES: dict[str, str] = {
         "LanguageModelSAETrainingRunner", "MultiSAETrainingRunner", "MultiSAETrainingRunnerConfig",
         "SAETrainingRunner", "SAETransformerBridge", "TopKFeatures",
         "ablate_features", "clamp_features", "feature_activation_scale", "feature_activations",
-        "feature_attribution", "splice", "steer_feature", "top_k_features",
+        "feature_attribution", "splice", "steer_feature", "top_k_features", "ActivationsStore", "EvalConfig",
+        "MultiSAEEvaluator", "run_evals",
     )},
 }
 

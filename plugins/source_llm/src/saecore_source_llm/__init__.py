@@ -12,7 +12,10 @@ from typing import TYPE_CHECKING
 from saecore.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
+    from saecore_source_llm.activations_store import ActivationsStore as ActivationsStore
     from saecore_source_llm.config import LLMSourceConfig as LLMSourceConfig
+    from saecore_source_llm.evals import EvalConfig as EvalConfig
+    from saecore_source_llm.evals import run_evals as run_evals
     from saecore_source_llm.feature_tools import TopKFeatures as TopKFeatures
     from saecore_source_llm.feature_tools import ablate_features as ablate_features
     from saecore_source_llm.feature_tools import clamp_features as clamp_features
@@ -24,12 +27,16 @@ if TYPE_CHECKING:
     from saecore_source_llm.hf_splice import splice as splice
     from saecore_source_llm.multi_runner import MultiSAETrainingRunner as MultiSAETrainingRunner
     from saecore_source_llm.multi_runner import MultiSAETrainingRunnerConfig as MultiSAETrainingRunnerConfig
+    from saecore_source_llm.multi_sae_evaluator import MultiSAEEvaluator as MultiSAEEvaluator
     from saecore_source_llm.runner import LanguageModelSAERunnerConfig as LanguageModelSAERunnerConfig
     from saecore_source_llm.runner import LanguageModelSAETrainingRunner as LanguageModelSAETrainingRunner
     from saecore_source_llm.runner import SAETrainingRunner as SAETrainingRunner
     from saecore_source_llm.source import LLMSource as LLMSource
 
 _EXPORTS = {
+    "ActivationsStore": "saecore_source_llm.activations_store",
+    "EvalConfig": "saecore_source_llm.evals",
+    "run_evals": "saecore_source_llm.evals",
     "TopKFeatures": "saecore_source_llm.feature_tools",
     "ablate_features": "saecore_source_llm.feature_tools",
     "clamp_features": "saecore_source_llm.feature_tools",
@@ -42,6 +49,7 @@ _EXPORTS = {
     "LLMSource": "saecore_source_llm.source",
     "LLMSourceConfig": "saecore_source_llm.config",
     "LanguageModelSAERunnerConfig": "saecore_source_llm.runner",
+    "MultiSAEEvaluator": "saecore_source_llm.multi_sae_evaluator",
     "LanguageModelSAETrainingRunner": "saecore_source_llm.runner",
     "MultiSAETrainingRunner": "saecore_source_llm.multi_runner",
     "MultiSAETrainingRunnerConfig": "saecore_source_llm.multi_runner",
