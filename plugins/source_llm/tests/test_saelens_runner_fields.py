@@ -196,3 +196,19 @@ def test_saelens_logging_fields_that_saelens_does_not_read_are_accepted_with_a_w
     with pytest.warns(UserWarning, match="log_optimizer_state_to_wandb=True has no effect"):
         logger = LoggingConfig(log_optimizer_state_to_wandb=True, log_activations_store_to_wandb=False)
     assert logger.log_optimizer_state_to_wandb is True
+
+
+def test_the_activations_store_warns_about_trust_remote_code_only_when_it_is_given(hf_model: Any,
+                                                                                   corpus: list[str]) -> None:
+    from datasets import Dataset
+    from saecore_source_llm import ActivationsStore
+
+    dataset = Dataset.from_list([{"text": text} for text in corpus])
+    fields: dict[str, Any] = {"sae": sae_config(), "hook_name": "transformer.h.0", "context_size": 16,
+                              "store_batch_size_prompts": 2, "n_batches_in_buffer": 4, "train_batch_size_tokens": 16}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ActivationsStore.from_config(hf_model, LanguageModelSAERunnerConfig(**fields), override_dataset=dataset)
+    with pytest.warns(UserWarning, match="dataset_trust_remote_code=True has no effect"):
+        ActivationsStore.from_config(hf_model, LanguageModelSAERunnerConfig(**fields, dataset_trust_remote_code=True),
+                                     override_dataset=dataset)
