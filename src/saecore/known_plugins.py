@@ -58,6 +58,8 @@ CLASS_PACKAGES: dict[str, str] = {
     **{name: "saecore-sae-matryoshka-batchtopk" for name in (
         "MatryoshkaBatchTopKTrainingSAE", "MatryoshkaBatchTopKTrainingSAEConfig")},
     **{name: "saecore-source-llm" for name in (
+        "CacheActivationsRunner", "CacheActivationsRunnerConfig", "PretokenizeRunner", "PretokenizeRunnerConfig",
+        "pretokenize_runner",
         "HookedSAETransformer", "LLMSource", "LLMSourceConfig", "LanguageModelSAERunnerConfig",
         "LanguageModelSAETrainingRunner", "MultiSAETrainingRunner", "MultiSAETrainingRunnerConfig",
         "SAETrainingRunner", "SAETransformerBridge", "TopKFeatures",

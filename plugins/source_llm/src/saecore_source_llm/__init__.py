@@ -13,6 +13,10 @@ from saecore.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from saecore_source_llm.activations_store import ActivationsStore as ActivationsStore
+    from saecore_source_llm.cache_activations_runner import CacheActivationsRunner as CacheActivationsRunner
+    from saecore_source_llm.cache_activations_runner import (
+        CacheActivationsRunnerConfig as CacheActivationsRunnerConfig,
+    )
     from saecore_source_llm.config import LLMSourceConfig as LLMSourceConfig
     from saecore_source_llm.evals import EvalConfig as EvalConfig
     from saecore_source_llm.evals import run_evals as run_evals
@@ -28,12 +32,17 @@ if TYPE_CHECKING:
     from saecore_source_llm.multi_runner import MultiSAETrainingRunner as MultiSAETrainingRunner
     from saecore_source_llm.multi_runner import MultiSAETrainingRunnerConfig as MultiSAETrainingRunnerConfig
     from saecore_source_llm.multi_sae_evaluator import MultiSAEEvaluator as MultiSAEEvaluator
+    from saecore_source_llm.pretokenize import PretokenizeRunner as PretokenizeRunner
+    from saecore_source_llm.pretokenize import PretokenizeRunnerConfig as PretokenizeRunnerConfig
+    from saecore_source_llm.pretokenize import pretokenize_runner as pretokenize_runner
     from saecore_source_llm.runner import LanguageModelSAERunnerConfig as LanguageModelSAERunnerConfig
     from saecore_source_llm.runner import LanguageModelSAETrainingRunner as LanguageModelSAETrainingRunner
     from saecore_source_llm.runner import SAETrainingRunner as SAETrainingRunner
     from saecore_source_llm.source import LLMSource as LLMSource
 
 _EXPORTS = {
+    "CacheActivationsRunner": "saecore_source_llm.cache_activations_runner",
+    "CacheActivationsRunnerConfig": "saecore_source_llm.cache_activations_runner",
     "ActivationsStore": "saecore_source_llm.activations_store",
     "EvalConfig": "saecore_source_llm.evals",
     "run_evals": "saecore_source_llm.evals",
@@ -47,6 +56,9 @@ _EXPORTS = {
     "top_k_features": "saecore_source_llm.feature_tools",
     "HookedSAETransformer": "saecore_source_llm.hooked_sae_transformer",
     "LLMSource": "saecore_source_llm.source",
+    "PretokenizeRunner": "saecore_source_llm.pretokenize",
+    "PretokenizeRunnerConfig": "saecore_source_llm.pretokenize",
+    "pretokenize_runner": "saecore_source_llm.pretokenize",
     "LLMSourceConfig": "saecore_source_llm.config",
     "LanguageModelSAERunnerConfig": "saecore_source_llm.runner",
     "MultiSAEEvaluator": "saecore_source_llm.multi_sae_evaluator",

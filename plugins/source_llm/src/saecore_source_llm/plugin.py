@@ -35,6 +35,10 @@ def saecore_register_exports(register: RegisterExport) -> None:
     register("saecore_source_llm.multi_runner:MultiSAETrainingRunner")
     register("saecore_source_llm.multi_runner:MultiSAETrainingRunnerConfig")
     register("saecore_source_llm.hooked_sae_transformer:HookedSAETransformer")
+    register("saecore_source_llm.cache_activations_runner:CacheActivationsRunner")
+    register("saecore_source_llm.cache_activations_runner:CacheActivationsRunnerConfig")
+    for name in ("PretokenizeRunner", "PretokenizeRunnerConfig", "pretokenize_runner"):
+        register(f"saecore_source_llm.pretokenize:{name}")
     register("saecore_source_llm.sae_transformer_bridge:SAETransformerBridge")
     register("saecore_source_llm.hf_splice:splice")
     for name in ("TopKFeatures", "ablate_features", "clamp_features", "feature_activation_scale",
