@@ -198,6 +198,15 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11", default=False)
+def bench_transcoder(session: nox.Session) -> None:
+    """TopK transcoder training step beside sparsify's transcoder (not a test; run on a quiet machine)."""
+    session.install(TORCH)
+    session.install(TORCH, "eai-sparsify", ".", "./plugins/sae_topk", "./plugins/sae_jumprelu", "./plugins/transcoders")
+    session.run("python", "benchmarks/transcoder_step_throughput.py", *session.posargs,
+                env={**TEST_ENV, "SPARSIFY_DISABLE_TRITON": "1"})
+
+
+@nox.session(python="3.11", default=False)
 def bench_llm(session: nox.Session) -> None:
     """Training on a language model end to end, beside SAELens 6's runner (not a test; run on a quiet machine)."""
     session.install(TORCH)
