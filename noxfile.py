@@ -166,13 +166,17 @@ def sae_bench(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def ecosystem(session: nox.Session) -> None:
-    """Converters against files written by the formats' own libraries (eai-sparsify, dictionary-learning)."""
+    """Converters against files written by the formats' own libraries (eai-sparsify, dictionary-learning,
+    circuit-tracer)."""
     session.install(TORCH)
     session.install(TORCH, "eai-sparsify", "dictionary-learning", ".[test]",
                     *[f"./plugins/{p}" for p in ARCHITECTURE_PLUGINS], "./plugins/transcoders")
     # nnsight (a dictionary-learning dependency) pulls PyPI's CUDA torchvision, which breaks
     # `import transformers` next to CPU torch; neither converter test needs it.
     session.run("pip", "uninstall", "-y", "torchvision")
+    # circuit-tracer's transcoder writer needs only torch and safetensors; its pins on transformers
+    # and huggingface-hub are for its model code, which the tests do not use.
+    session.install("--no-deps", "circuit-tracer==0.5.0")
     session.run("pytest", "tests/ecosystem", "-q", env={**TEST_ENV, "SPARSIFY_DISABLE_TRITON": "1"})
 
 
