@@ -166,13 +166,17 @@ def sae_bench(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def ecosystem(session: nox.Session) -> None:
-    """Converters against files written by the formats' own libraries (eai-sparsify, dictionary-learning)."""
+    """Converters against files written by the formats' own libraries (eai-sparsify, dictionary-learning,
+    circuit-tracer)."""
     session.install(TORCH)
     session.install(TORCH, "eai-sparsify", "dictionary-learning", ".[test]",
                     *[f"./plugins/{p}" for p in ARCHITECTURE_PLUGINS], "./plugins/transcoders")
     # nnsight (a dictionary-learning dependency) pulls PyPI's CUDA torchvision, which breaks
     # `import transformers` next to CPU torch; neither converter test needs it.
     session.run("pip", "uninstall", "-y", "torchvision")
+    # circuit-tracer's transcoder writer needs only torch and safetensors; its pins on transformers
+    # and huggingface-hub are for its model code, which the tests do not use.
+    session.install("--no-deps", "circuit-tracer==0.5.0")
     session.run("pytest", "tests/ecosystem", "-q", env={**TEST_ENV, "SPARSIFY_DISABLE_TRITON": "1"})
 
 
@@ -194,6 +198,15 @@ def bench(session: nox.Session) -> None:
                     *[f"./plugins/{p}" for p in ARCHITECTURE_PLUGINS])
     args = session.posargs or ["--dead-fraction", "0.2"]
     session.run("python", "benchmarks/train_step_throughput.py", *args,
+                env={**TEST_ENV, "SPARSIFY_DISABLE_TRITON": "1"})
+
+
+@nox.session(python="3.11", default=False)
+def bench_transcoder(session: nox.Session) -> None:
+    """TopK transcoder training step beside sparsify's transcoder (not a test; run on a quiet machine)."""
+    session.install(TORCH)
+    session.install(TORCH, "eai-sparsify", ".", "./plugins/sae_topk", "./plugins/sae_jumprelu", "./plugins/transcoders")
+    session.run("python", "benchmarks/transcoder_step_throughput.py", *session.posargs,
                 env={**TEST_ENV, "SPARSIFY_DISABLE_TRITON": "1"})
 
 
