@@ -65,10 +65,13 @@ CLASS_PACKAGES: dict[str, str] = {
        for prefix in ("", "Skip", "JumpReLU", "JumpReLUSkip", "TopK", "TopKSkip")
        for name in ("Transcoder", "TranscoderConfig", "TrainingTranscoder", "TrainingTranscoderConfig")},
     **{name: "saecore-source-llm" for name in (
+        "CacheActivationsRunner", "CacheActivationsRunnerConfig", "PretokenizeRunner", "PretokenizeRunnerConfig",
+        "pretokenize_runner",
         "HookedSAETransformer", "LLMSource", "LLMSourceConfig", "LanguageModelSAERunnerConfig",
         "LanguageModelSAETrainingRunner", "SAETrainingRunner", "SAETransformerBridge", "TopKFeatures",
         "ablate_features", "clamp_features", "feature_activation_scale", "feature_activations",
-        "feature_attribution", "splice", "steer_feature", "top_k_features",
+        "feature_attribution", "splice", "steer_feature", "top_k_features", "ActivationsStore", "EvalConfig",
+        "MultiSAEEvaluator", "run_evals",
     )},
 }
 
