@@ -208,7 +208,7 @@ def test_attaching_a_transcoder_that_does_not_fit_names_the_hook_and_field() -> 
         model.add_sae(make_transcoder(d_out=12))
     with pytest.raises(UnknownNameError, match=r"no hook named 'blocks\.1\.hook_mlp_outt'"):
         model.add_sae(make_transcoder(hook_name_out="blocks.1.hook_mlp_outt"))
-    with pytest.raises(ValueError, match="no cfg.metadata.hook_name_out"):
+    with pytest.raises(ValueError, match=r"no cfg\.metadata\.hook_name_out"):
         model.add_sae(make_transcoder(hook_name_out=""))
     model.add_sae(make_transcoder())
     with pytest.raises(ValueError, match=r"blocks\.1\.hook_mlp_out already holds .*\(attached at blocks\.1\.ln2"):
@@ -228,8 +228,8 @@ def test_a_transcoder_whose_output_hook_runs_first_or_holds_other_positions_is_r
     def last_position(acts: torch.Tensor, hook: Any) -> torch.Tensor:
         return acts[:, -1:]
 
-    with pytest.raises(ValueError, match=r"reads \[3, 6, 16\] at blocks\.0\.hook_resid_post but blocks\.1\.hook_mlp_out "
-                                         r"carries \[3, 1, 16\]"):
+    with pytest.raises(ValueError, match=r"reads \[3, 6, 16\] at blocks\.0\.hook_resid_post but "
+                                         r"blocks\.1\.hook_mlp_out carries \[3, 1, 16\]"):
         model.run_with_hooks(tokens(), fwd_hooks=[("blocks.0.hook_resid_post", last_position)])
 
 
