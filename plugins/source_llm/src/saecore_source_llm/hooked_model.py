@@ -48,6 +48,11 @@ class HookedModel(ABC):
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
+        self.forward_kwargs: dict[str, Any] = {}
+
+    def compile(self, *, mode: str | None, backend: str) -> None:
+        """Run ``activations`` (the forward passes that feed training) under torch.compile."""
+        self.activations = torch.compile(self.activations, mode=mode, backend=backend)  # type: ignore[method-assign]
 
     @property
     @abstractmethod
@@ -111,14 +116,15 @@ class TransformerLensModel(HookedModel):
 
     def activations(self, tokens: torch.Tensor, hook_names: Sequence[str]) -> list[torch.Tensor]:
         _, cache = self.model.run_with_cache(
-            tokens, names_filter=list(hook_names), stop_at_layer=deepest_stop(hook_names), prepend_bos=False
+            tokens, names_filter=list(hook_names), stop_at_layer=deepest_stop(hook_names), prepend_bos=False,
+            **self.forward_kwargs,
         )
         return [cache[name] for name in hook_names]
 
     def logits(self, tokens: torch.Tensor, edits: Sequence[tuple[str, Edit]] = ()) -> torch.Tensor:
         hooks = [(hook_name, _as_hook_function(edit)) for hook_name, edit in edits]
         logits: torch.Tensor = self.model.run_with_hooks(tokens, fwd_hooks=hooks, return_type="logits",
-                                                         prepend_bos=False)
+                                                         prepend_bos=False, **self.forward_kwargs)
         return logits
 
 
@@ -162,7 +168,7 @@ class TransformersModel(HookedModel):
 
         handles = [self._modules[name].register_forward_hook(capturing(name)) for name in hook_names]
         try:
-            self.model(input_ids=tokens)
+            self.model(input_ids=tokens, **self.forward_kwargs)
         except _StopForward:
             pass
         finally:
@@ -176,7 +182,7 @@ class TransformersModel(HookedModel):
     def logits(self, tokens: torch.Tensor, edits: Sequence[tuple[str, Edit]] = ()) -> torch.Tensor:
         handles = [self._modules[hook_name].register_forward_hook(_as_forward_hook(edit)) for hook_name, edit in edits]
         try:
-            output = self.model(input_ids=tokens)
+            output = self.model(input_ids=tokens, **self.forward_kwargs)
         finally:
             for handle in handles:
                 handle.remove()
