@@ -246,3 +246,28 @@ def test_splice_takes_a_transcoder_by_a_pair_of_module_names(hf_gpt2: Any) -> No
     with pytest.raises(ValueError, match=r"transformer\.h\.1\.mlp outputs width 16 .* has d_out=12"):
         with splice(hf_gpt2, {(HF_IN, HF_OUT): make_transcoder(d_out=12)}):
             pass
+
+
+def test_feature_tools_read_and_steer_a_spliced_transcoder(hf_gpt2: Any) -> None:
+    from saecore_source_llm.feature_tools import feature_activations, steer_feature
+    from saecore_source_llm.hf_splice import splice
+
+    tc = make_transcoder(hook_name=HF_IN, hook_name_out=HF_OUT)
+    seen: dict[str, torch.Tensor] = {}
+    with hand_written_hf_splice(hf_gpt2, tc, steered=False, use_error_term=True, seen=seen), torch.no_grad():
+        hf_gpt2(tokens())
+    step = STRENGTH * tc.W_dec[FEATURE].detach()
+
+    def add_step(module: Any, inputs: Any, output: torch.Tensor) -> torch.Tensor:
+        return output + step
+
+    handle = hf_gpt2.get_submodule(HF_OUT).register_forward_hook(add_step)
+    with torch.no_grad():
+        expected_logits = hf_gpt2(tokens()).logits
+    handle.remove()
+    with splice(hf_gpt2, {(HF_IN, HF_OUT): tc}), torch.no_grad():
+        torch.testing.assert_close(feature_activations(hf_gpt2, tokens()), seen["hook_sae_acts_post"],
+                                   rtol=1e-10, atol=1e-10)
+        with steer_feature(hf_gpt2, FEATURE, STRENGTH, use_error_term=True):
+            logits = hf_gpt2(tokens()).logits
+    torch.testing.assert_close(logits, expected_logits, rtol=1e-10, atol=1e-10)
