@@ -60,3 +60,13 @@ def test_a_transcoder_trained_from_the_cli_beats_the_zero_ablation(
     assert list(scores) == list(METRIC_NAMES)
     assert scores["ce_loss_with_sae"] < scores["ce_loss_with_ablation"] and scores["ce_loss_score"] > 0
     assert scores["kl_div_with_sae"] < scores["kl_div_with_ablation"]
+
+
+def test_saecore_eval_refuses_a_source_of_inputs_only_for_a_transcoder(tmp_path: Path) -> None:
+    from saecore import SAE
+    from saecore.errors import ConfigError
+
+    SAE.from_dict({"architecture": "topk_transcoder", "d_in": 16, "d_sae": 32, "k": 4}).save_model(tmp_path / "tc")
+    with pytest.raises(ConfigError, match=r"is a transcoder \(topk_transcoder\) but the 'synthetic' source serves "
+                                          r"inputs only; give it the output hook too"):
+        eval_cmd.run_from_argv([str(tmp_path / "tc"), "--source", "synthetic", "--d-in", "16"])
