@@ -113,3 +113,16 @@ def test_a_checkpoint_keeps_the_target_scale(tmp_path: Path) -> None:
     resumed.load_checkpoint(folder)
     assert resumed.scaling_factor == trainer.scaling_factor
     assert resumed.target_scaling_factor == trainer.target_scaling_factor is not None
+
+
+def test_help_shows_d_in_and_d_out_from_a_source_of_pairs(capsys: pytest.CaptureFixture[str]) -> None:
+    from saecore.cli.main import main
+
+    try:
+        main(["train", "--arch", "topk_transcoder", "--source", "synthetic_transcoder", "--help"])
+    except SystemExit as exit_:
+        assert exit_.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--d-in VALUE (default: from the source: 64)" in text
+    assert "--d-out VALUE (default: from the source: 64)" in text
+    assert "--d-sae VALUE (default: 512, 8 × d_in)" in text
