@@ -184,7 +184,7 @@ def ecosystem(session: nox.Session) -> None:
 @nox.parametrize("transformer_lens", ["3", "4"])
 def source_llm(session: nox.Session, transformer_lens: str) -> None:
     """The LLM source with each TransformerLens generation users have (3.x HookedTransformer, 4.x bridge)."""
-    install_core(session, "sae_standard", "sae_topk", "source_llm")
+    install_core(session, "sae_standard", "sae_topk", "sae_jumprelu", "transcoders", "source_llm")
     major = int(transformer_lens)
     session.install(f"transformer-lens>={major},<{major + 1}")
     session.run("pytest", "plugins/source_llm/tests", "-q", env={**TEST_ENV, "TRANSFORMERS_OFFLINE": "1"})

@@ -200,12 +200,14 @@ class LLMSource(ActivationSource):
 
         Always on the same prompts: the first ``n_eval_batches × eval_batch_size_prompts``
         of the dataset, read by a stream of their own, so evaluating never moves the
-        training stream and evaluations at different steps compare directly. A transcoder
-        replaces an output hook's activation, not its input's: it gets none of these scores.
+        training stream and evaluations at different steps compare directly. A transcoder is
+        scored by replacement: its prediction from ``hook_name`` replaces ``hook_name_out``.
+        Its output scale is not among the arguments, so a transcoder whose input scale is not
+        folded in yet (``scaling_factor`` given) gets no scores until it is.
         """
-        if sae.cfg.PREDICTS_TARGET:
+        if sae.cfg.PREDICTS_TARGET and scaling_factor is not None:
             return {}
-        site = self._splice_site(sae)
+        site = self._transcoder_site(sae) if sae.cfg.PREDICTS_TARGET else self._splice_site(sae)
         if site is None:
             return {}
         cfg = self.cfg
@@ -217,6 +219,18 @@ class LLMSource(ActivationSource):
                 scaling_factor=scaling_factor, batch_size=cfg.eval_batch_size_prompts or cfg.store_batch_size_prompts,
                 autocast=cfg.autocast_lm,
             )
+
+    def _transcoder_site(self, sae: Any) -> SpliceSite:
+        """Where a transcoder reads and writes: this source's ``hook_name`` and ``hook_name_out``."""
+        cfg = self.cfg
+        if cfg.hook_name_out is None:
+            raise ConfigError(f"{type(sae).__name__} is a transcoder but this llm source has no hook_name_out; set "
+                              f"hook_name_out to the hook it predicts ({sae.cfg.metadata.hook_name_out!r} in its "
+                              "metadata)")
+        if self._widths[cfg.hook_name_out] != sae.cfg.d_target:
+            raise ConfigError(f"the transcoder has d_out={sae.cfg.d_target} but hook_name_out={cfg.hook_name_out!r} "
+                              f"of {self.model.name} gives activations of width {self._widths[cfg.hook_name_out]}")
+        return SpliceSite(cfg.hook_name, output_hook=cfg.hook_name_out)
 
     def _splice_site(self, sae: Any) -> SpliceSite | None:
         """Where ``sae`` replaces activations: the stream its ``metadata.hook_name`` names, else ``hook_name``.
