@@ -18,7 +18,7 @@ from saecore_source_llm import (
     LanguageModelSAETrainingRunner,
     LLMSource,
 )
-from saecore_source_llm.cache_activations_runner import TMP_SHARDS
+from saecore_source_llm.hf_activation_dataset import TMP_SHARDS
 
 from saecore import ConfigError, StandardTrainingSAEConfig
 from saecore.cli import train_cmd
