@@ -41,6 +41,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -365,6 +366,20 @@ class LLMSource(ActivationSource):
         held_chunks = self._chunk_tokens
         self._start_stream(position or StreamPosition(), next_chunk=self._next_chunk)
         self._chunk_tokens = held_chunks
+
+    def write_saelens_cache(self, folder: Path, n_tokens: int, dtype: str) -> int:
+        """SAELens's cache of this source's next prompts, unshuffled, in buffers of ``n_batches_in_buffer`` passes.
+
+        Whole buffers are written, so the tokens written are ``n_tokens`` rounded up to a buffer.
+        """
+        from saecore_source_llm.hf_activation_dataset import write_hf_activation_dataset
+
+        cfg = self.cfg
+        per_buffer = cfg.n_batches_in_buffer * cfg.store_batch_size_prompts * cfg.training_context_size
+        n_buffers = -(-n_tokens // per_buffer)
+        write_hf_activation_dataset(self, folder, n_buffers=n_buffers, n_batches_in_buffer=cfg.n_batches_in_buffer,
+                                    model_batch_size=cfg.store_batch_size_prompts, dtype=dtype)
+        return n_buffers * per_buffer
 
     def close(self) -> None:
         self._stop_prefetching()
