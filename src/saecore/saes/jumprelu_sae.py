@@ -1,0 +1,16 @@
+"""SAELens's ``sae_lens.saes.jumprelu_sae`` path: the JumpReLU SAE classes.
+
+Provided by ``saecore-sae-jumprelu``."""
+
+from saecore.plugin_exports import plugin_exports
+
+__getattr__, __dir__ = plugin_exports(
+    __name__,
+    (
+        "JumpReLUSAE",
+        "JumpReLUSAEConfig",
+        "JumpReLUTrainingSAE",
+        "JumpReLUTrainingSAEConfig",
+    ),
+    "saecore-sae-jumprelu",
+)
