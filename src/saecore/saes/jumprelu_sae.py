@@ -1,4 +1,4 @@
-"""SAELens's ``sae_lens.saes.jumprelu_sae`` path: the JumpReLU SAE classes.
+"""SAELens's ``sae_lens.saes.jumprelu_sae`` path: the JumpReLU SAE classes, ``JumpReLU`` and ``Step``.
 
 Provided by ``saecore-sae-jumprelu``."""
 
@@ -11,6 +11,8 @@ __getattr__, __dir__ = plugin_exports(
         "JumpReLUSAEConfig",
         "JumpReLUTrainingSAE",
         "JumpReLUTrainingSAEConfig",
+        "JumpReLU",
+        "Step",
     ),
     "saecore-sae-jumprelu",
 )
