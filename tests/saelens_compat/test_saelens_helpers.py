@@ -1,9 +1,10 @@
-"""``saecore.util``, ``saecore.training.optim`` and the JumpReLU estimators against SAELens 6.54's, same inputs."""
+"""saecore.util, training.optim, the JumpReLU estimators and the Neuronpedia links against SAELens 6.54's."""
 
 from __future__ import annotations
 
 import dataclasses
 import random
+import webbrowser
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,10 +14,12 @@ import torch
 sae_lens = pytest.importorskip("sae_lens")
 
 from sae_lens import util as saelens_util  # noqa: E402
+from sae_lens.analysis import neuronpedia_integration as saelens_neuronpedia  # noqa: E402
 from sae_lens.saes import jumprelu_sae as saelens_jumprelu  # noqa: E402
 from sae_lens.training import optim as saelens_optim  # noqa: E402
 
 from saecore import util  # noqa: E402
+from saecore.analysis import neuronpedia_integration  # noqa: E402
 from saecore.saes import jumprelu_sae  # noqa: E402
 from saecore.training import optim  # noqa: E402
 
@@ -184,3 +187,33 @@ def test_jumprelu_estimators_give_saelens_values_and_gradients(function_name: st
         assert x_grad is None
     else:
         torch.testing.assert_close(x_grad, expected_x_grad)
+
+
+@pytest.fixture
+def opened_urls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The URLs handed to the browser, which is not started."""
+    urls: list[str] = []
+    monkeypatch.setattr(webbrowser, "open", urls.append)
+    return urls
+
+
+def test_neuronpedia_links_match(opened_urls: list[str]) -> None:
+    metadata = SimpleNamespace(neuronpedia_id="gpt2-small/3-res-jb", model_name="gpt2-small")
+    sae = SimpleNamespace(cfg=SimpleNamespace(metadata=metadata))
+    for function, arguments in (
+        ("open_neuronpedia_feature_dashboard", (7,)),
+        ("get_neuronpedia_quick_list", ([1, 20], "my list")),
+    ):
+        getattr(neuronpedia_integration, function)(sae, *arguments)
+        getattr(saelens_neuronpedia, function)(sae, *arguments)
+        assert opened_urls[-2] == opened_urls[-1]
+    assert opened_urls[0] == "https://neuronpedia.org/gpt2-small/3-res-jb/7"
+    for constant in ("Infinity", "-Infinity", "NaN", "other"):
+        assert neuronpedia_integration.NanAndInfReplacer(constant) == saelens_neuronpedia.NanAndInfReplacer(constant)
+
+
+def test_neuronpedia_links_need_an_id(opened_urls: list[str]) -> None:
+    sae = SimpleNamespace(cfg=SimpleNamespace(metadata=SimpleNamespace(neuronpedia_id=None, model_name="m")))
+    with pytest.raises(ValueError, match="neuronpedia_id"):
+        neuronpedia_integration.open_neuronpedia_feature_dashboard(sae, 1)
+    assert opened_urls == []
