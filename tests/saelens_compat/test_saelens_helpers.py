@@ -113,9 +113,11 @@ def test_path_or_tmp_dir(tmp_path: Path) -> None:
     assert tmp_path.exists()
 
 
-def lr_sequence(factory: object, name: str, steps: int, warm_up: int, decay: int, lr_end: float) -> list[float]:
+def lr_sequence(
+    factory: object, name: str, steps: int, warm_up: int, decay: int, lr_end: float, cycles: int
+) -> list[float]:
     optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
-    scheduler = factory(name, optimizer, steps, 0.01, warm_up, decay, lr_end, 1)  # type: ignore[operator]
+    scheduler = factory(name, optimizer, steps, 0.01, warm_up, decay, lr_end, cycles)  # type: ignore[operator]
     rates = []
     for _ in range(steps):
         rates.append(optimizer.param_groups[0]["lr"])
@@ -125,17 +127,18 @@ def lr_sequence(factory: object, name: str, steps: int, warm_up: int, decay: int
 
 
 @pytest.mark.parametrize(
-    ("name", "warm_up", "decay", "lr_end"),
+    ("name", "warm_up", "decay", "lr_end", "cycles"),
     [
-        ("constant", 0, 0, 0.0),
-        ("constant", 3, 4, 0.0),
-        ("CosineAnnealing", 2, 0, 0.001),
-        ("cosineannealing", 3, 5, 0.002),
+        ("constant", 0, 0, 0.0, 1),
+        ("constant", 3, 4, 0.0, 1),
+        ("CosineAnnealing", 2, 0, 0.001, 1),
+        ("cosineannealing", 3, 5, 0.002, 1),
+        ("cosineannealingwarmrestarts", 2, 3, 0.001, 3),
     ],
 )
-def test_lr_scheduler_gives_saelens_rates(name: str, warm_up: int, decay: int, lr_end: float) -> None:
-    ours = lr_sequence(optim.get_lr_scheduler, name, 20, warm_up, decay, lr_end)
-    theirs = lr_sequence(saelens_optim.get_lr_scheduler, name, 20, warm_up, decay, lr_end)
+def test_lr_scheduler_gives_saelens_rates(name: str, warm_up: int, decay: int, lr_end: float, cycles: int) -> None:
+    ours = lr_sequence(optim.get_lr_scheduler, name, 20, warm_up, decay, lr_end, cycles)
+    theirs = lr_sequence(saelens_optim.get_lr_scheduler, name, 20, warm_up, decay, lr_end, cycles)
     assert ours == pytest.approx(theirs, rel=1e-6, abs=1e-12)
 
 
@@ -143,8 +146,8 @@ def test_lr_scheduler_refusals() -> None:
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
     with pytest.raises(ValueError, match="lr_end"):
         optim.get_lr_scheduler("cosineannealing", optimizer, 10, 0.01, 0, 3, 0.0, 1)
-    with pytest.raises(ValueError, match="cosineannealingwarmrestarts"):
-        optim.get_lr_scheduler("cosineannealingwarmrestarts", optimizer, 10, 0.01, 0, 0, 0.0, 2)
+    with pytest.raises(ValueError, match="linear"):
+        optim.get_lr_scheduler("linear", optimizer, 10, 0.01, 0, 0, 0.0, 1)
 
 
 @pytest.mark.parametrize("warm_up_steps", [0, 4])

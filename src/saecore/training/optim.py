@@ -28,10 +28,9 @@ def get_lr_scheduler(
     lr_end: float,
     num_cycles: int,
 ) -> lr_scheduler.LRScheduler:
-    """A scheduler giving step ``t`` the learning rate of ``LRSchedule`` (``"constant"`` or ``"cosineannealing"``).
+    """A scheduler giving step ``t`` the learning rate of ``LRSchedule`` ``scheduler_name`` (any case).
 
-    ``num_cycles`` belongs to SAELens's ``"cosineannealingwarmrestarts"``, which saecore
-    does not schedule: that name is a ValueError listing the allowed ones.
+    ``num_cycles`` is the number of restarts of ``"cosineannealingwarmrestarts"``.
     """
     name = scheduler_name.lower()
     if decay_steps > 0 and lr_end == 0.0 and name != "constant":
@@ -44,6 +43,7 @@ def get_lr_scheduler(
         warm_up_steps=warm_up_steps,
         decay_steps=decay_steps,
         lr_end=lr_end,
+        restart_cycles=num_cycles,
     )
     last_scheduled_step = training_steps - 1 if decay_steps == 0 else training_steps
 
