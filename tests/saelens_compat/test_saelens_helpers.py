@@ -220,3 +220,15 @@ def test_neuronpedia_links_need_an_id(opened_urls: list[str]) -> None:
     with pytest.raises(ValueError, match="neuronpedia_id"):
         neuronpedia_integration.open_neuronpedia_feature_dashboard(sae, 1)
     assert opened_urls == []
+
+
+def test_pretokenize_runner_is_the_module_and_the_deprecated_function() -> None:
+    import saecore.pretokenize_runner
+    from saecore import pretokenize_runner
+    from saecore.pretokenize_runner import PretokenizeRunner
+
+    assert PretokenizeRunner is saecore.PretokenizeRunner
+    with pytest.deprecated_call(match="use PretokenizeRunner"), pytest.raises(AttributeError):
+        pretokenize_runner(None)
+    with pytest.deprecated_call(match="use PretokenizeRunner"), pytest.raises(AttributeError):
+        saecore.pretokenize_runner(None)
