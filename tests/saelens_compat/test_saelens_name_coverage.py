@@ -43,21 +43,17 @@ SAELENS_MODULES = (
     "sae_lens.analysis.neuronpedia_integration",
 )
 OWNED_ELSEWHERE = {
-    "MultiSAETrainingRunner": "training configs and runners (task B)",
-    "MultiSAETrainingRunnerConfig": "training configs and runners (task B)",
-    **{
-        name: "transcoders (tasks H/J/K)"
-        for name in (
-            "Transcoder",
-            "TranscoderConfig",
-            "SkipTranscoder",
-            "SkipTranscoderConfig",
-            "JumpReLUTranscoder",
-            "JumpReLUTranscoderConfig",
-            "JumpReLUSkipTranscoder",
-            "JumpReLUSkipTranscoderConfig",
-        )
-    },
+    name: "transcoders (tasks H/J/K)"
+    for name in (
+        "Transcoder",
+        "TranscoderConfig",
+        "SkipTranscoder",
+        "SkipTranscoderConfig",
+        "JumpReLUTranscoder",
+        "JumpReLUTranscoderConfig",
+        "JumpReLUSkipTranscoder",
+        "JumpReLUSkipTranscoderConfig",
+    )
 }
 
 
