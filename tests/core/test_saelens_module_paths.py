@@ -76,6 +76,7 @@ def test_other_names_stay_plain_attribute_errors_and_submodules_still_import() -
         ("saecore.multi_sae_training_runner", "MultiSAETrainingRunnerConfig", "saecore-source-llm"),
         ("saecore.analysis.sae_transformer_bridge", "SAETransformerBridge", "saecore-source-llm"),
         ("saecore.config", "LanguageModelSAERunnerConfig", "saecore-source-llm"),
+        ("saecore.saes.transcoder", "JumpReLUSkipTranscoder", "saecore-transcoders"),
     ],
 )
 def test_mirrored_module_paths_name_the_missing_plugin(module: str, name: str, package: str) -> None:

@@ -1,8 +1,7 @@
 """Every public name of SAELens's user-facing modules imports from saecore's same path, or the guide says why not.
 
 A name counts as documented when it is quoted in the first column of a table under
-"## Name by name" in docs/saelens.md. Names other work owns are listed with their
-owner, so a failure says who is to port or document them.
+"## Name by name" in docs/saelens.md.
 """
 
 from __future__ import annotations
@@ -42,19 +41,6 @@ SAELENS_MODULES = (
     "sae_lens.analysis.sae_transformer_bridge",
     "sae_lens.analysis.neuronpedia_integration",
 )
-OWNED_ELSEWHERE = {
-    name: "transcoders (tasks H/J/K)"
-    for name in (
-        "Transcoder",
-        "TranscoderConfig",
-        "SkipTranscoder",
-        "SkipTranscoderConfig",
-        "JumpReLUTranscoder",
-        "JumpReLUTranscoderConfig",
-        "JumpReLUSkipTranscoder",
-        "JumpReLUSkipTranscoderConfig",
-    )
-}
 
 
 def saes_modules() -> list[str]:
@@ -107,8 +93,7 @@ def test_every_saelens_name_is_ported_or_documented() -> None:
         for name in public_names(module):
             if imports_from_saecore(module_name, name) or name in documented:
                 continue
-            owner = OWNED_ELSEWHERE.get(name)
-            gaps.append(f"{module_name}.{name}" + (f" (owned by {owner})" if owner else ""))
+            gaps.append(f"{module_name}.{name}")
     assert not gaps, "neither importable from saecore's same path nor in docs/saelens.md:\n" + "\n".join(gaps)
 
 
