@@ -23,6 +23,7 @@ SAELENS_MODULES = (
     "sae_lens.evals",
     "sae_lens.config",
     "sae_lens.registry",
+    "sae_lens.saes",
     "sae_lens.util",
     "sae_lens.loading.pretrained_sae_loaders",
     "sae_lens.loading.pretrained_saes_directory",
