@@ -6,6 +6,9 @@ re-deriving them.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
 import torch
 
 
@@ -35,3 +38,38 @@ def updated_threshold(threshold: torch.Tensor, feature_acts: torch.Tensor, lr: f
     smallest = torch.where(acts > 0, acts, torch.inf).min().to(threshold.dtype)
     moved = (1 - lr) * threshold + lr * smallest
     return torch.where(torch.isfinite(smallest), moved, threshold)
+
+
+RowSelector = Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
+"""``(scores [N, n], m) -> (values [N, m], latents [N, m])``: each row's m largest, in any order."""
+
+
+def batch_topk_positions(
+    scores: torch.Tensor, k: float, select_rows: RowSelector, width: int
+) -> tuple[torch.Tensor, int]:
+    """Ascending flat positions (``row · d_sae + latent``) of the positive entries :func:`batch_topk` keeps.
+
+    ``scores`` is ``[N, d_sae]``. The batch's ``int(k·N)`` largest entries are found among
+    each row's ``width`` largest (the candidates), which costs one row-wise selection and
+    a top-k over ``N·width`` values instead of over all ``N·d_sae``. That is exact when no
+    row could hold more: a row whose smallest candidate is above the batch's cut-off may
+    hide further entries above it, and then the search repeats with twice the width (up
+    to ``d_sae``). Returns the positions and the width that sufficed, where the caller's
+    next batch can start.
+    """
+    n_rows, d_sae = scores.shape
+    n_keep = min(int(k * n_rows), scores.numel())
+    width = min(max(width, math.ceil(k)), d_sae)
+    while True:
+        values, latents = select_rows(scores, width)
+        kept = values.reshape(-1).topk(n_keep, sorted=False)
+        if width == d_sae or n_keep == 0:
+            break
+        cutoff = kept.values.min().clamp_min(0)
+        if not bool((values.min(dim=1).values > cutoff).any()):
+            break
+        width = min(2 * width, d_sae)
+    chosen = kept.indices[kept.values > 0]
+    rows = torch.div(chosen, width, rounding_mode="floor")
+    positions = rows * d_sae + latents.reshape(-1)[chosen]
+    return positions.sort().values, width
