@@ -19,7 +19,9 @@ nox.options.reuse_venv = "no"
 nox.options.error_on_missing_interpreters = True
 
 TORCH = "torch==2.13.0"
-ARCHITECTURE_PLUGINS = ["sae_standard", "sae_gated", "sae_jumprelu", "sae_topk"]
+ARCHITECTURE_PLUGINS = [
+    "sae_standard", "sae_gated", "sae_jumprelu", "sae_topk", "sae_abstopk", "sae_matching_pursuit", "sae_temporal",
+]
 TEST_ENV = {"WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
 
 

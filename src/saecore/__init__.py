@@ -33,6 +33,10 @@ from saecore.registry import get_registry
 from saecore.version import __version__
 
 if TYPE_CHECKING:
+    from saecore_sae_abstopk import AbsTopKSAE as AbsTopKSAE
+    from saecore_sae_abstopk import AbsTopKSAEConfig as AbsTopKSAEConfig
+    from saecore_sae_abstopk import AbsTopKTrainingSAE as AbsTopKTrainingSAE
+    from saecore_sae_abstopk import AbsTopKTrainingSAEConfig as AbsTopKTrainingSAEConfig
     from saecore_sae_batchtopk import BatchTopKTrainingSAE as BatchTopKTrainingSAE
     from saecore_sae_batchtopk import BatchTopKTrainingSAEConfig as BatchTopKTrainingSAEConfig
     from saecore_sae_gated import GatedSAE as GatedSAE
@@ -43,6 +47,10 @@ if TYPE_CHECKING:
     from saecore_sae_jumprelu import JumpReLUSAEConfig as JumpReLUSAEConfig
     from saecore_sae_jumprelu import JumpReLUTrainingSAE as JumpReLUTrainingSAE
     from saecore_sae_jumprelu import JumpReLUTrainingSAEConfig as JumpReLUTrainingSAEConfig
+    from saecore_sae_matching_pursuit import MatchingPursuitSAE as MatchingPursuitSAE
+    from saecore_sae_matching_pursuit import MatchingPursuitSAEConfig as MatchingPursuitSAEConfig
+    from saecore_sae_matching_pursuit import MatchingPursuitTrainingSAE as MatchingPursuitTrainingSAE
+    from saecore_sae_matching_pursuit import MatchingPursuitTrainingSAEConfig as MatchingPursuitTrainingSAEConfig
     from saecore_sae_matryoshka_batchtopk import MatryoshkaBatchTopKTrainingSAE as MatryoshkaBatchTopKTrainingSAE
     from saecore_sae_matryoshka_batchtopk import (
         MatryoshkaBatchTopKTrainingSAEConfig as MatryoshkaBatchTopKTrainingSAEConfig,
@@ -51,6 +59,8 @@ if TYPE_CHECKING:
     from saecore_sae_standard import StandardSAEConfig as StandardSAEConfig
     from saecore_sae_standard import StandardTrainingSAE as StandardTrainingSAE
     from saecore_sae_standard import StandardTrainingSAEConfig as StandardTrainingSAEConfig
+    from saecore_sae_temporal import TemporalSAE as TemporalSAE
+    from saecore_sae_temporal import TemporalSAEConfig as TemporalSAEConfig
     from saecore_sae_topk import TopKSAE as TopKSAE
     from saecore_sae_topk import TopKSAEConfig as TopKSAEConfig
     from saecore_sae_topk import TopKTrainingSAE as TopKTrainingSAE

@@ -24,9 +24,12 @@ ARCHITECTURE_PACKAGES = {
     "gated": "saecore-sae-gated",
     "jumprelu": "saecore-sae-jumprelu",
     "topk": "saecore-sae-topk",
+    "abstopk": "saecore-sae-abstopk",
+    "matching_pursuit": "saecore-sae-matching-pursuit",
+    "temporal": "saecore-sae-temporal",
 }
 TRAINING_RECIPE_PACKAGES = {
-    **ARCHITECTURE_PACKAGES,
+    **{name: package for name, package in ARCHITECTURE_PACKAGES.items() if name != "temporal"},
     "batchtopk": "saecore-sae-batchtopk",
     "matryoshka_batchtopk": "saecore-sae-matryoshka-batchtopk",
 }
@@ -48,6 +51,9 @@ CLASS_PACKAGES: dict[str, str] = {
     **{name: "saecore-sae-gated" for name in _class_names("Gated")},
     **{name: "saecore-sae-jumprelu" for name in _class_names("JumpReLU")},
     **{name: "saecore-sae-topk" for name in _class_names("TopK")},
+    **{name: "saecore-sae-abstopk" for name in _class_names("AbsTopK")},
+    **{name: "saecore-sae-matching-pursuit" for name in _class_names("MatchingPursuit")},
+    **{name: "saecore-sae-temporal" for name in ("TemporalSAE", "TemporalSAEConfig")},
     **{name: "saecore-sae-batchtopk" for name in ("BatchTopKTrainingSAE", "BatchTopKTrainingSAEConfig")},
     **{name: "saecore-sae-matryoshka-batchtopk" for name in (
         "MatryoshkaBatchTopKTrainingSAE", "MatryoshkaBatchTopKTrainingSAEConfig")},
