@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 import pytest
 import torch
-from saecore_sae_batchtopk.batch_topk import batch_topk, batch_topk_positions
+from saecore_sae_batchtopk.batch_topk import batch_topk, batch_topk_entries
 from saecore_sae_batchtopk.batchtopk_sae import BatchTopKTrainingSAE
 from saecore_sae_batchtopk.config import BatchTopKTrainingSAEConfig
 from saecore_sae_topk.row_topk import row_topk
@@ -15,10 +15,10 @@ from saecore import TrainStepInput
 from saecore.testing import FastRouteConformance
 
 
-def dense_from_positions(scores: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    kept = torch.zeros_like(scores).view(-1)
-    kept[positions] = scores.reshape(-1)[positions]
-    return kept.view_as(scores)
+def dense_from_entries(scores: torch.Tensor, rows: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+    kept = torch.zeros_like(scores)
+    kept[rows, latents] = scores[rows, latents]
+    return kept
 
 
 def skewed_scores() -> torch.Tensor:
@@ -31,9 +31,9 @@ def skewed_scores() -> torch.Tensor:
 @pytest.mark.parametrize("width", [1, 8, 256])
 def test_candidate_search_keeps_what_batch_topk_keeps_and_widens_when_a_row_needs_it(width: int) -> None:
     scores = skewed_scores()
-    positions, used = batch_topk_positions(scores, 4, row_topk, width)
-    assert torch.equal(positions, positions.sort().values)
-    torch.testing.assert_close(dense_from_positions(scores, positions), batch_topk(scores, 4), rtol=0, atol=0)
+    rows, latents, used = batch_topk_entries(scores, 4, row_topk, width)
+    assert torch.equal(rows, rows.sort().values)
+    torch.testing.assert_close(dense_from_entries(scores, rows, latents), batch_topk(scores, 4), rtol=0, atol=0)
     rows_needed = int((batch_topk(scores, 4) > 0).sum(1).max())
     assert used >= rows_needed  # the busiest row holds far more than 4, so a narrow start had to widen
     assert width >= rows_needed or used > width
@@ -42,8 +42,8 @@ def test_candidate_search_keeps_what_batch_topk_keeps_and_widens_when_a_row_need
 def test_candidate_search_keeps_only_the_positive_entries_when_fewer_than_the_budget_are() -> None:
     scores = torch.full((6, 64), -1.0)
     scores[0, 3], scores[2, 10], scores[2, 11] = 0.5, 2.0, 1.0
-    positions, _ = batch_topk_positions(scores, 2, row_topk, 1)
-    assert positions.tolist() == [3, 2 * 64 + 10, 2 * 64 + 11]
+    rows, latents, _ = batch_topk_entries(scores, 2, row_topk, 1)
+    assert sorted(zip(rows.tolist(), latents.tolist())) == [(0, 3), (2, 10), (2, 11)]
 
 
 def test_the_step_on_the_support_tracks_the_threshold_and_reports_sparse_activations() -> None:

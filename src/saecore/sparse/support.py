@@ -65,7 +65,17 @@ class Support:
     def at_positions(cls, positions: torch.Tensor, n_rows: int, d_sae: int) -> Support:
         """The entries at ascending flat ``positions`` (``row · d_sae + latent``) of an ``[n_rows, d_sae]`` batch."""
         rows = torch.div(positions, d_sae, rounding_mode="floor")
-        latents = positions - rows * d_sae
+        return cls.of_entries(rows, positions - rows * d_sae, n_rows, d_sae, positions)
+
+    @classmethod
+    def of_entries(
+        cls, rows: torch.Tensor, latents: torch.Tensor, n_rows: int, d_sae: int, positions: torch.Tensor | None = None
+    ) -> Support:
+        """The entries ``(rows[e], latents[e])``, ``rows`` ascending; a row's latents may come in any order.
+
+        Every product over a support needs each row's entries together, not sorted by latent,
+        so a selection that finds them row by row needs no sort.
+        """
         per_row = torch.bincount(rows, minlength=n_rows)
         return cls(latents, n_rows, d_sae, rows=rows, starts=per_row.cumsum(0) - per_row, positions=positions)
 

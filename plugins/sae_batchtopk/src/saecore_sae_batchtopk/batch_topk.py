@@ -44,18 +44,18 @@ RowSelector = Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
 """``(scores [N, n], m) -> (values [N, m], latents [N, m])``: each row's m largest, in any order."""
 
 
-def batch_topk_positions(
+def batch_topk_entries(
     scores: torch.Tensor, k: float, select_rows: RowSelector, width: int
-) -> tuple[torch.Tensor, int]:
-    """Ascending flat positions (``row · d_sae + latent``) of the positive entries :func:`batch_topk` keeps.
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """``(rows, latents, width)``: the positive entries :func:`batch_topk` keeps, grouped by ascending row.
 
     ``scores`` is ``[N, d_sae]``. The batch's ``int(k·N)`` largest entries are found among
     each row's ``width`` largest (the candidates), which costs one row-wise selection and
     a top-k over ``N·width`` values instead of over all ``N·d_sae``. That is exact when no
     row could hold more: a row whose smallest candidate is above the batch's cut-off may
     hide further entries above it, and then the search repeats with twice the width (up
-    to ``d_sae``). Returns the positions and the width that sufficed, where the caller's
-    next batch can start.
+    to ``d_sae``). Within a row the latents come in the row selection's order. The width
+    that sufficed is returned, where the caller's next batch can start.
     """
     n_rows, d_sae = scores.shape
     n_keep = min(int(k * n_rows), scores.numel())
@@ -69,7 +69,8 @@ def batch_topk_positions(
         if not bool((values.min(dim=1).values > cutoff).any()):
             break
         width = min(2 * width, d_sae)
-    chosen = kept.indices[kept.values > 0]
-    rows = torch.div(chosen, width, rounding_mode="floor")
-    positions = rows * d_sae + latents.reshape(-1)[chosen]
-    return positions.sort().values, width
+    # A mask over the candidates lists the kept ones row by row, without sorting them.
+    chosen = torch.zeros(values.numel(), dtype=torch.bool, device=values.device)
+    chosen[kept.indices[kept.values > 0]] = True
+    flat = chosen.nonzero().squeeze(1)
+    return torch.div(flat, width, rounding_mode="floor"), latents.reshape(-1)[flat], width

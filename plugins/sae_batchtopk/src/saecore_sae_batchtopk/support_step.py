@@ -2,7 +2,7 @@
 
 The encoder product is the one dense product of the step, computed without a graph (the
 TopK plugin's ``encoder_scores``). The batch's kept entries are found from each row's top
-candidates (:func:`~saecore_sae_batchtopk.batch_topk.batch_topk_positions`, with the TopK
+candidates (:func:`~saecore_sae_batchtopk.batch_topk.batch_topk_entries`, with the TopK
 plugin's compiled row top-k), and only their pre-activations re-enter autograd: the decode
 and both weight gradients run over those ``≈ k·N`` entries instead of ``N · d_sae``.
 
@@ -23,7 +23,7 @@ from saecore_sae_topk.sparse_encoder import encoder_scores
 
 from saecore.sparse import SPARSE_TRAINING_MAX_DENSITY, Support, preactivations_at_support, support_route_possible
 from saecore.training_sae import TrainingSAE, TrainStepInput, TrainStepOutput, mse_loss
-from saecore_sae_batchtopk.batch_topk import batch_topk_positions
+from saecore_sae_batchtopk.batch_topk import batch_topk_entries
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class SupportSelection:
     ``[N, d_sae]`` (no graph), ``norms`` the decoder norms they were scaled by (or None),
     ``activations`` the reported ``f = h'`` at the support (no graph) and ``values`` the
     decoded ``h`` there, differentiable in ``W_enc``, ``b_enc`` and ``b_dec``. The support's
-    entries are row-major with ascending latents in each row.
+    entries are grouped by ascending row, in no particular latent order within a row.
     """
 
     centred: torch.Tensor
@@ -62,17 +62,17 @@ def select_support(sae: TrainingSAE[Any], step_input: TrainStepInput, width: int
     """The batch selection of ``step_input`` at its support, and the candidate width that sufficed.
 
     ``width`` is where the search for the kept entries starts: each row's that many largest
-    scores are the candidates (see :func:`batch_topk_positions`).
+    scores are the candidates (see :func:`batch_topk_entries`).
     """
     cfg = sae.cfg
     x = sae.normalize_in(sae.hook_sae_input(step_input.sae_in.to(sae.dtype)))
     norms = sae.W_dec.detach().norm(dim=-1) if cfg.rescale_acts_by_decoder_norm else None
     params = (sae.W_enc, sae.b_enc, sae.b_dec)
     centred, hidden_pre = encoder_scores(x, *params, norms, cfg.apply_b_dec_to_input)
-    positions, width = batch_topk_positions(hidden_pre, cfg.k, row_topk, width)
-    support = Support.at_positions(positions, hidden_pre.shape[0], cfg.d_sae)
+    rows, latents, width = batch_topk_entries(hidden_pre, cfg.k, row_topk, width)
+    support = Support.of_entries(rows, latents, hidden_pre.shape[0], cfg.d_sae)
     with torch.no_grad():
-        activations = hidden_pre.reshape(-1)[positions]
+        activations = hidden_pre[rows, latents]
         unscaled = activations.clone() if norms is None else activations / norms[support.latents]
     values = preactivations_at_support(unscaled, support, centred, *params, cfg.apply_b_dec_to_input)
     return SupportSelection(centred, hidden_pre, norms, support, activations, values), width
@@ -86,9 +86,9 @@ def support_step_output(
 ) -> TrainStepOutput:
     """The step's output, as the dense step reports it: the MSE first, then ``aux_losses``.
 
-    The activations are dense on logging steps (the metrics read them) and a coalesced
-    sparse COO tensor otherwise, which saves the zero-fill of an ``[N, d_sae]`` tensor; the
-    trainer counts firing latents from ``firing_counts``.
+    The activations are dense on logging steps (the metrics read them) and a sparse COO
+    tensor (unique entries, not sorted within a row) otherwise, which saves the zero-fill
+    of an ``[N, d_sae]`` tensor; the trainer counts firing latents from ``firing_counts``.
     """
     support = selection.support
     shape = (support.n_rows, support.d_sae)
@@ -99,7 +99,7 @@ def support_step_output(
     else:
         coords = torch.stack([support.rows, support.latents])
         feature_acts = torch.sparse_coo_tensor(
-            coords, selection.activations, shape, is_coalesced=True, check_invariants=False
+            coords, selection.activations, shape, is_coalesced=False, check_invariants=False
         )
     losses = {"mse_loss": mse_loss(sae_out, step_input.sae_in), **aux_losses}
     return TrainStepOutput(

@@ -7,8 +7,8 @@ learn the general, frequent features, and later latents refine them instead of a
 them. Everything else (selection, threshold, saving as ``jumprelu``) is BatchTopK's.
 
 On BatchTopK's support route the nested reconstructions come from the same sparse codes:
-each level decodes only its own kept entries (its latents are a contiguous run of each
-row's ascending entries), and the prefixes are running sums of those level decodes, so
+each level decodes only its own kept entries, and the prefixes are running sums of
+those level decodes, so
 the levels together cost one sparse decode and no dense product.
 """
 
@@ -94,7 +94,8 @@ class MatryoshkaBatchTopKTrainingSAE(BatchTopKTrainingSAE[MatryoshkaBatchTopKTra
         recons, start = self.b_dec, 0
         for width in self.cfg.matryoshka_widths:
             level = (support.latents >= start) & (support.latents < width)
-            level_support = Support.at_positions(support.positions[level], support.n_rows, support.d_sae)
+            rows, latents = support.rows[level], support.latents[level]
+            level_support = Support.of_entries(rows, latents, support.n_rows, support.d_sae)
             recons = recons + decode_support(selection.values[level], level_support, self.W_dec)
             prefixes.append((width, recons))
             start = width
