@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import pytest
@@ -31,19 +32,20 @@ def skewed_scores() -> torch.Tensor:
 @pytest.mark.parametrize("width", [1, 8, 256])
 def test_candidate_search_keeps_what_batch_topk_keeps_and_widens_when_a_row_needs_it(width: int) -> None:
     scores = skewed_scores()
-    rows, latents, used = batch_topk_entries(scores, 4, row_topk, width)
-    assert torch.equal(rows, rows.sort().values)
-    torch.testing.assert_close(dense_from_entries(scores, rows, latents), batch_topk(scores, 4), rtol=0, atol=0)
-    rows_needed = int((batch_topk(scores, 4) > 0).sum(1).max())
-    assert used >= rows_needed  # the busiest row holds far more than 4, so a narrow start had to widen
-    assert width >= rows_needed or used > width
+    kept = batch_topk_entries(scores, 4, row_topk, width)
+    assert torch.equal(kept.rows, kept.rows.sort().values)
+    expected = batch_topk(scores, 4)
+    torch.testing.assert_close(dense_from_entries(scores, kept.rows, kept.latents), expected, rtol=0, atol=0)
+    torch.testing.assert_close(kept.scores, scores[kept.rows, kept.latents], rtol=0, atol=0)
+    assert kept.busiest_row == int((expected > 0).sum(1).max()) > 8  # so a start at 1 or 8 candidates had to widen
 
 
 def test_candidate_search_keeps_only_the_positive_entries_when_fewer_than_the_budget_are() -> None:
     scores = torch.full((6, 64), -1.0)
     scores[0, 3], scores[2, 10], scores[2, 11] = 0.5, 2.0, 1.0
-    rows, latents, _ = batch_topk_entries(scores, 2, row_topk, 1)
-    assert sorted(zip(rows.tolist(), latents.tolist())) == [(0, 3), (2, 10), (2, 11)]
+    kept = batch_topk_entries(scores, 2, row_topk, 1)
+    assert sorted(zip(kept.rows.tolist(), kept.latents.tolist())) == [(0, 3), (2, 10), (2, 11)]
+    assert kept.busiest_row == 2
 
 
 def test_the_step_on_the_support_tracks_the_threshold_and_reports_sparse_activations() -> None:
@@ -56,6 +58,8 @@ def test_the_step_on_the_support_tracks_the_threshold_and_reports_sparse_activat
     expected = batch_topk(sae.ranking_scores(x).detach(), 4)
     torch.testing.assert_close(acts, expected)
     assert float(sae.topk_threshold) == pytest.approx(0.5 * float(expected[expected > 0].min()), rel=1e-12)
+    # The next batch starts from a quarter more candidates than the busiest row kept.
+    assert sae.candidate_width == math.ceil(1.25 * int((expected > 0).sum(1).max()))
     logged = sae.training_forward_pass(TrainStepInput(x, {}, None, n_training_steps=1, is_logging_step=True))
     assert not logged.feature_acts.is_sparse
     torch.testing.assert_close(logged.feature_acts, expected)

@@ -46,7 +46,7 @@ C = TypeVar("C", bound=BatchTopKTrainingSAEConfig)
 THRESHOLD = "topk_threshold"
 
 # The support route's first batch looks for the kept entries among each row's
-# CANDIDATES_PER_K · k largest scores; later batches start at the width an earlier one needed.
+# CANDIDATES_PER_K · k largest scores; later batches start from what the last one needed.
 CANDIDATES_PER_K = 2
 
 
