@@ -27,9 +27,15 @@ from saecore.errors import (
     UnknownNameError,
 )
 from saecore.hookspecs import hookimpl
-from saecore.known_plugins import CLASS_PACKAGES, install_hint
 from saecore.lazy_exports import lazy_exports
-from saecore.registry import get_registry
+from saecore.plugin_exports import plugin_export
+from saecore.registry import (
+    get_registry,
+    get_sae_class,
+    get_sae_training_class,
+    register_sae_class,
+    register_sae_training_class,
+)
 from saecore.version import __version__
 
 if TYPE_CHECKING:
@@ -65,11 +71,18 @@ if TYPE_CHECKING:
     from saecore_sae_topk import TopKSAEConfig as TopKSAEConfig
     from saecore_sae_topk import TopKTrainingSAE as TopKTrainingSAE
     from saecore_sae_topk import TopKTrainingSAEConfig as TopKTrainingSAEConfig
+    from saecore_source_llm import ActivationsStore as ActivationsStore
+    from saecore_source_llm import CacheActivationsRunner as CacheActivationsRunner
+    from saecore_source_llm import CacheActivationsRunnerConfig as CacheActivationsRunnerConfig
+    from saecore_source_llm import EvalConfig as EvalConfig
     from saecore_source_llm import HookedSAETransformer as HookedSAETransformer
     from saecore_source_llm import LanguageModelSAERunnerConfig as LanguageModelSAERunnerConfig
     from saecore_source_llm import LanguageModelSAETrainingRunner as LanguageModelSAETrainingRunner
     from saecore_source_llm import LLMSource as LLMSource
     from saecore_source_llm import LLMSourceConfig as LLMSourceConfig
+    from saecore_source_llm import MultiSAEEvaluator as MultiSAEEvaluator
+    from saecore_source_llm import PretokenizeRunner as PretokenizeRunner
+    from saecore_source_llm import PretokenizeRunnerConfig as PretokenizeRunnerConfig
     from saecore_source_llm import SAETrainingRunner as SAETrainingRunner
     from saecore_source_llm import SAETransformerBridge as SAETransformerBridge
     from saecore_source_llm import TopKFeatures as TopKFeatures
@@ -78,6 +91,8 @@ if TYPE_CHECKING:
     from saecore_source_llm import feature_activation_scale as feature_activation_scale
     from saecore_source_llm import feature_activations as feature_activations
     from saecore_source_llm import feature_attribution as feature_attribution
+    from saecore_source_llm import pretokenize_runner as pretokenize_runner
+    from saecore_source_llm import run_evals as run_evals
     from saecore_source_llm import splice as splice
     from saecore_source_llm import steer_feature as steer_feature
     from saecore_source_llm import top_k_features as top_k_features
@@ -87,6 +102,8 @@ if TYPE_CHECKING:
     from saecore.config.sae_config import TrainingSAEConfig as TrainingSAEConfig
     from saecore.config.training_presets import TrainingPresets as TrainingPresets
     from saecore.hook_points import HookPoint as HookPoint
+    from saecore.io.pretrained_loaders import PretrainedSaeDiskLoader as PretrainedSaeDiskLoader
+    from saecore.io.pretrained_loaders import PretrainedSaeHuggingfaceLoader as PretrainedSaeHuggingfaceLoader
     from saecore.loading.pretrained_saes_directory import PretrainedSAELookup as PretrainedSAELookup
     from saecore.loading.pretrained_saes_directory import get_config_overrides as get_config_overrides
     from saecore.loading.pretrained_saes_directory import get_norm_scaling_factor as get_norm_scaling_factor
@@ -97,6 +114,7 @@ if TYPE_CHECKING:
     from saecore.loading.pretrained_saes_directory import (
         get_repo_id_and_folder_name as get_repo_id_and_folder_name,
     )
+    from saecore.publishing import upload_saes_to_huggingface as upload_saes_to_huggingface
     from saecore.sae import SAE as SAE
     from saecore.sources.base import ActivationSource as ActivationSource
     from saecore.sources.base import SourceConfig as SourceConfig
@@ -117,12 +135,15 @@ _LAZY_EXPORTS = {
     "SAEConfig": "saecore.config.sae_config",
     "TrainingSAEConfig": "saecore.config.sae_config",
     "TrainingPresets": "saecore.config.training_presets",
+    "PretrainedSaeDiskLoader": "saecore.io.pretrained_loaders",
+    "PretrainedSaeHuggingfaceLoader": "saecore.io.pretrained_loaders",
     "HookPoint": "saecore.hook_points",
     "SAE": "saecore.sae",
     "ActivationSource": "saecore.sources.base",
     "SourceConfig": "saecore.sources.base",
     **dict.fromkeys(("TrainCoefficientConfig", "TrainingSAE", "TrainStepInput", "TrainStepOutput"),
                     "saecore.training_sae"),
+    "upload_saes_to_huggingface": "saecore.publishing",
     **dict.fromkeys(("LoggingConfig", "SAESweepConfig", "SAESweepRunner", "SAETrainer", "SweepMember",
                      "TrainerConfig", "TrainingRunnerConfig"), "saecore.training"),
     **dict.fromkeys(("PretrainedSAELookup", "get_config_overrides", "get_norm_scaling_factor",
@@ -139,6 +160,8 @@ __all__ = [
     "HookPoint",
     "LoggingConfig",
     "PluginLoadError",
+    "PretrainedSaeDiskLoader",
+    "PretrainedSaeHuggingfaceLoader",
     "SAEConfig",
     "SAEFileError",
     "SAEMetadata",
@@ -159,7 +182,12 @@ __all__ = [
     "UnknownNameError",
     "__version__",
     "get_registry",
+    "get_sae_class",
+    "get_sae_training_class",
     "hookimpl",
+    "register_sae_class",
+    "register_sae_training_class",
+    "upload_saes_to_huggingface",
 ]
 
 
@@ -171,17 +199,7 @@ def __getattr__(name: str) -> Any:
     if find_spec(f"{__name__}.{name}") is not None:
         # A submodule not imported yet (``from saecore import resolver``): the import system imports it.
         raise AttributeError(name)
-    exported = get_registry().exported_classes()
-    if name in exported:
-        return exported[name]
-    if name in CLASS_PACKAGES:
-        package = CLASS_PACKAGES[name]
-        raise ImportError(
-            f"cannot import name {name!r} from 'saecore': it is provided by the plugin package "
-            f"{package}, which is not installed: {install_hint(package)}",
-            name=name,
-        )
-    raise AttributeError(f"module 'saecore' has no attribute {name!r}")
+    return plugin_export(__name__, name)
 
 
 def __dir__() -> list[str]:

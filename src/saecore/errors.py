@@ -17,8 +17,12 @@ class PluginLoadError(SaecoreError):
     """A plugin's entry point raised while being imported or registered."""
 
 
-class DuplicateNameError(SaecoreError):
-    """Two plugins registered the same name in the same namespace."""
+class DuplicateNameError(SaecoreError, ValueError):
+    """Two plugins registered the same name in the same namespace.
+
+    Also a ValueError, which is what SAELens's ``register_sae_class`` raises for a name
+    registered twice and what callers written for SAELens catch.
+    """
 
 
 class UnknownNameError(SaecoreError, LookupError):

@@ -58,10 +58,13 @@ CLASS_PACKAGES: dict[str, str] = {
     **{name: "saecore-sae-matryoshka-batchtopk" for name in (
         "MatryoshkaBatchTopKTrainingSAE", "MatryoshkaBatchTopKTrainingSAEConfig")},
     **{name: "saecore-source-llm" for name in (
+        "CacheActivationsRunner", "CacheActivationsRunnerConfig", "PretokenizeRunner", "PretokenizeRunnerConfig",
+        "pretokenize_runner",
         "HookedSAETransformer", "LLMSource", "LLMSourceConfig", "LanguageModelSAERunnerConfig",
         "LanguageModelSAETrainingRunner", "SAETrainingRunner", "SAETransformerBridge", "TopKFeatures",
         "ablate_features", "clamp_features", "feature_activation_scale", "feature_activations",
-        "feature_attribution", "splice", "steer_feature", "top_k_features",
+        "feature_attribution", "splice", "steer_feature", "top_k_features", "ActivationsStore", "EvalConfig",
+        "MultiSAEEvaluator", "run_evals",
     )},
 }
 

@@ -20,6 +20,7 @@ from importlib import import_module
 from typing import Any
 
 from saecore.errors import DuplicateNameError, PluginLoadError, UnknownNameError
+from saecore.hookspecs import RegisterArchitecture, RegisterTrainingRecipe, hookimpl
 from saecore.known_plugins import (
     ARCHITECTURE_PACKAGES,
     CONVERTER_PACKAGES,
@@ -355,3 +356,94 @@ def remove_in_process_plugin(name: str) -> None:
     with _lock:
         _in_process[:] = [(p, i) for p, i in _in_process if i.name != name]
         reset_registry()
+
+
+PYTHON_REGISTRATIONS_PLUGIN = "register_sae_class"
+
+
+class PythonRegistrations:
+    """The architectures and training recipes registered by calling :func:`register_sae_class` and
+    :func:`register_sae_training_class`.
+
+    They join the registry as one in-process plugin, so every name lookup (``SAE.from_dict``,
+    ``load_from_disk``, ``from_pretrained``, the trainer) finds them, ``saecore plugins``
+    lists them, and they outlive :func:`reset_registry`, as SAELens's module-level tables do.
+    """
+
+    def __init__(self) -> None:
+        self.architectures: dict[str, tuple[type, type]] = {}
+        self.training_recipes: dict[str, tuple[type, type]] = {}
+
+    @hookimpl
+    def saecore_register_architectures(self, register: RegisterArchitecture) -> None:
+        for name, (sae_class, config_class) in self.architectures.items():
+            register(name, sae_class, config_class)
+
+    @hookimpl
+    def saecore_register_training_recipes(self, register: RegisterTrainingRecipe) -> None:
+        for name, (training_sae_class, training_config_class) in self.training_recipes.items():
+            register(name, training_sae_class, training_config_class)
+
+
+def _python_registrations() -> PythonRegistrations:
+    for plugin, info in _in_process:
+        if info.name == PYTHON_REGISTRATIONS_PLUGIN:
+            assert isinstance(plugin, PythonRegistrations)
+            return plugin
+    registrations = PythonRegistrations()
+    add_in_process_plugin(registrations, PYTHON_REGISTRATIONS_PLUGIN)
+    return registrations
+
+
+def _refuse_duplicate(table: dict[str, Any], name: str, what: str) -> None:
+    if name in table:
+        raise DuplicateNameError(f"{what} for architecture {name!r} is already registered, by "
+                                 f"{table[name].provider.describe()}; choose another architecture name")
+
+
+def register_sae_class(architecture: str, sae_class: type, sae_config_class: type) -> None:
+    """Register an inference SAE class and its config class under ``architecture`` (SAELens's function).
+
+    The config class's ``architecture()`` must return ``architecture``, as cfg.json files
+    name it. A name already registered, by a plugin or an earlier call, is a
+    DuplicateNameError (a ValueError, as in SAELens).
+    """
+    with _lock:
+        registrations = _python_registrations()
+        registry = get_registry()
+        _refuse_duplicate(registry.architectures, architecture, "SAE class")
+        provider = registry.plugins[PYTHON_REGISTRATIONS_PLUGIN]
+        _Builder(registry).architecture(provider)(architecture, sae_class, sae_config_class)
+        registrations.architectures[architecture] = (sae_class, sae_config_class)
+
+
+def register_sae_training_class(architecture: str, sae_training_class: type, sae_training_config_class: type) -> None:
+    """Register a training SAE class and its config class as the training recipe ``architecture`` (SAELens's function).
+
+    Duplicates and contract checks behave as in :func:`register_sae_class`.
+    """
+    with _lock:
+        registrations = _python_registrations()
+        registry = get_registry()
+        _refuse_duplicate(registry.training_recipes, architecture, "SAE training class")
+        provider = registry.plugins[PYTHON_REGISTRATIONS_PLUGIN]
+        _Builder(registry).training_recipe(provider)(architecture, sae_training_class, sae_training_config_class)
+        registrations.training_recipes[architecture] = (sae_training_class, sae_training_config_class)
+
+
+def get_sae_class(architecture: str) -> tuple[type, type]:
+    """``(SAE class, config class)`` of an inference architecture; a KeyError for an unknown name, as in SAELens."""
+    try:
+        entry = get_registry().architecture(architecture)
+    except UnknownNameError as error:
+        raise KeyError(str(error)) from None
+    return entry.sae_class, entry.config_class
+
+
+def get_sae_training_class(architecture: str) -> tuple[type, type]:
+    """``(training SAE class, training config class)`` of a training recipe; a KeyError for an unknown name."""
+    try:
+        recipe = get_registry().training_recipe(architecture)
+    except UnknownNameError as error:
+        raise KeyError(str(error)) from None
+    return recipe.training_sae_class, recipe.training_config_class

@@ -25,6 +25,7 @@ from saecore.dtypes import canonical_dtype_name
 from saecore.errors import ConfigError, SAEFileError, UnknownNameError
 from saecore.io.converters import ConvertedSAE, folder_locator
 from saecore.io.hub import hub_locator
+from saecore.io.pretrained_loaders import PretrainedSaeDiskLoader, PretrainedSaeHuggingfaceLoader
 from saecore.io.sae_files import check_tensors_match, drop_identity_scaling_factor, normalize_cfg_dict
 from saecore.registry import get_registry
 from saecore.releases import release_converter, resolve_release
@@ -94,15 +95,21 @@ def load_sae_folder(
     dtype: str | None = None,
     fold_W_dec_norm: bool = False,
     training: bool = False,
-    converter: str = "sae_lens",
+    converter: str | PretrainedSaeDiskLoader = "sae_lens",
 ) -> tuple[Any, dict[str, Any], torch.Tensor | None]:
-    """Load an SAE folder (or file, for one-file formats) in the named format.
+    """Load an SAE folder (or file, for one-file formats) in the named format, or through a SAELens-style
+    disk loader callable.
 
-    Returns ``(sae, cfg_dict, log_sparsity or None)``.
+    Returns ``(sae, cfg_dict, log_sparsity or None)`` (no log sparsity from a callable).
     """
     if not folder.exists():
         raise SAEFileError(f"{folder}: no such SAE folder or file")
-    converted = get_registry().converter(converter).convert(folder_locator(folder))
+    if callable(converter):
+        cfg_dict, state_dict = converter(folder, device, cfg_overrides={"dtype": dtype} if dtype is not None else None)
+        source = f"{_loader_name(converter)}({str(folder)!r})"
+        converted = ConvertedSAE(cfg_dict, state_dict, None, cfg_source=source, weights_source=source)
+    else:
+        converted = get_registry().converter(converter).convert(folder_locator(folder))
     sae = build_sae(converted.cfg_dict, converted.state_dict, device=device, dtype=dtype,
                     cfg_source=converted.cfg_source, weights_source=converted.weights_source, training=training)
     if fold_W_dec_norm:
@@ -119,14 +126,25 @@ def load_pretrained(
     force_download: bool = False,
     fold_W_dec_norm: bool = False,
     revision: str | None = None,
-    converter: str | None = None,
+    converter: str | PretrainedSaeHuggingfaceLoader | None = None,
 ) -> tuple[Any, dict[str, Any], torch.Tensor | None]:
-    """Resolve ``release``/``sae_id`` and load the SAE with its cfg dict and log sparsity."""
+    """Resolve ``release``/``sae_id`` and load the SAE with its cfg dict and log sparsity.
+
+    ``converter`` names a registered converter, or is a SAELens-style Hub loader callable,
+    called as SAELens calls it (its ``cfg_overrides`` carry the release's overrides, device and dtype).
+    """
     target = resolve_release(release, sae_id)
-    reader = release_converter(release, converter or target.conversion)
-    locate = hub_locator(target.repo_id, target.folder, force_download=force_download,
-                         revision=revision or target.revision)
-    converted = reader.convert(locate)
+    if callable(converter):
+        overrides = {**target.config_overrides, "device": device, "dtype": dtype}
+        cfg_dict, state_dict, sparsity = converter(repo_id=target.repo_id, folder_name=target.folder, device=device,
+                                                   force_download=force_download, cfg_overrides=overrides)
+        source = f"{_loader_name(converter)}({target.repo_id!r}, {target.folder!r})"
+        converted = ConvertedSAE(cfg_dict, state_dict, sparsity, cfg_source=source, weights_source=source)
+    else:
+        reader = release_converter(release, converter or target.conversion)
+        locate = hub_locator(target.repo_id, target.folder, force_download=force_download,
+                             revision=revision or target.revision)
+        converted = reader.convert(locate)
     try:
         sae = build_sae(
             {**converted.cfg_dict, **target.config_overrides},
@@ -158,3 +176,8 @@ def _blame_overrides(error: SAEFileError, release: str, sae_id: str, overrides: 
         for key, value in contradicting.items())
     return SAEFileError(f"release {release!r}, sae_id {sae_id!r}: the directory's config override {described} "
                         f"contradicts the weights in {converted.weights_source}: {error}")
+
+
+def _loader_name(loader: Any) -> str:
+    """How errors name a loader callable: its function name, or its class's for a callable object."""
+    return str(getattr(loader, "__name__", type(loader).__name__))

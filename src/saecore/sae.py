@@ -21,6 +21,7 @@ from saecore import resolver
 from saecore.config.sae_config import SAEConfig
 from saecore.dtypes import canonical_dtype_name, dtype_from_name
 from saecore.hook_points import HookedModule, HookPoint
+from saecore.io.pretrained_loaders import PretrainedSaeDiskLoader, PretrainedSaeHuggingfaceLoader
 from saecore.io.sae_files import save_sae_files
 
 C = TypeVar("C", bound=SAEConfig)
@@ -181,6 +182,29 @@ class SAE(HookedModule, Generic[C]):
         mu, std = state
         return x * std + mu
 
+    # -- hook_z reshaping (SAELens's switches) --------------------------------------------
+    def turn_on_forward_pass_hook_z_reshaping(self) -> None:
+        """Take attention-head inputs ``[..., n_heads, d_head]`` and return outputs in that shape.
+
+        Only for SAEs trained on a ``hook_z`` point (or with no hook recorded); set by
+        ``reshape_activations="hook_z"`` when the SAE is built.
+        """
+        hook_name = self.cfg.metadata.hook_name
+        if hook_name is not None and not str(hook_name).endswith("_z"):
+            raise ValueError(f"turn_on_forward_pass_hook_z_reshaping: this SAE reads {hook_name!r}; "
+                             "only an SAE on a hook_z point takes per-head inputs")
+        self.reshape_hook_z = True
+
+    def turn_off_forward_pass_hook_z_reshaping(self) -> None:
+        """Take and return flat ``[..., d_in]`` activations."""
+        self.reshape_hook_z = False
+        self._d_head = None
+
+    @property
+    def hook_z_reshaping_mode(self) -> bool:
+        """Whether per-head inputs are flattened (SAELens's name for ``reshape_hook_z``)."""
+        return self.reshape_hook_z
+
     @contextmanager
     def _hooks_bypassed(self) -> Iterator[None]:
         """Swap every hook point for a bare identity (the error term must not see hooks)."""
@@ -242,6 +266,25 @@ class SAE(HookedModule, Generic[C]):
         self.process_state_dict_for_saving(state_dict)
         return save_sae_files(Path(path), self.cfg.to_dict(), state_dict, sparsity)
 
+    def get_name(self) -> str:
+        """``sae_{model_name}_{hook_name}_{d_sae}``, the name SAELens gives an SAE."""
+        return f"sae_{self.cfg.metadata.model_name}_{self.cfg.metadata.hook_name}_{self.cfg.d_sae}"
+
+    @classmethod
+    def get_sae_class_for_architecture(cls, architecture: str) -> type[SAE[Any]]:
+        """The registered class of ``architecture``; a ValueError if it is not a subclass of ``cls``."""
+        sae_class: type[SAE[Any]] = resolver.classes_named(architecture, training=cls._builds_training_recipe)[0]
+        if not issubclass(sae_class, cls):
+            raise ValueError(f"architecture {architecture!r} is a {sae_class.__name__}, not a {cls.__name__}; "
+                             f"use {sae_class.__name__} instead")
+        return sae_class
+
+    @classmethod
+    def get_sae_config_class_for_architecture(cls, architecture: str) -> type[SAEConfig]:
+        """The config class registered with ``architecture``."""
+        config_class: type[SAEConfig] = resolver.classes_named(architecture, training=cls._builds_training_recipe)[1]
+        return config_class
+
     @classmethod
     def from_dict(cls, config_dict: dict[str, Any], use_error_term: bool = False) -> SAE[Any]:
         """Build (with fresh weights) the SAE class named by ``config_dict["architecture"]``."""
@@ -253,14 +296,15 @@ class SAE(HookedModule, Generic[C]):
         path: str | Path,
         device: str = "cpu",
         dtype: str | None = None,
+        converter: str | PretrainedSaeDiskLoader = "sae_lens",
         fold_W_dec_norm: bool = False,
-        converter: str = "sae_lens",
     ) -> SAE[Any]:
         """Load an SAE folder; the class comes from its cfg ``architecture``.
 
         ``converter`` names the format (``sae_lens``: cfg.json + sae_weights.safetensors;
-        plugins add others). Formats that publish one file per SAE (``qwen_scope``,
-        ``goodfire``, ...) take that file as ``path``.
+        plugins add others), or is a SAELens-style disk loader callable
+        (``saecore.io.pretrained_loaders``). Formats that publish one file per SAE
+        (``qwen_scope``, ``goodfire``, ...) take that file as ``path``.
         """
         return resolver.load_sae_folder(
             Path(path), device=device, dtype=dtype, fold_W_dec_norm=fold_W_dec_norm,
@@ -280,9 +324,9 @@ class SAE(HookedModule, Generic[C]):
         device: str = "cpu",
         dtype: str = "float32",
         force_download: bool = False,
+        converter: str | PretrainedSaeHuggingfaceLoader | None = None,
         fold_W_dec_norm: bool = False,
         revision: str | None = None,
-        converter: str | None = None,
     ) -> SAE[Any]:
         """Load a published SAE by release name (or Hub repo id) and sae_id."""
         return cls.from_pretrained_with_cfg_and_sparsity(
@@ -298,13 +342,15 @@ class SAE(HookedModule, Generic[C]):
         device: str = "cpu",
         dtype: str = "float32",
         force_download: bool = False,
+        converter: str | PretrainedSaeHuggingfaceLoader | None = None,
         fold_W_dec_norm: bool = False,
         revision: str | None = None,
-        converter: str | None = None,
     ) -> tuple[SAE[Any], dict[str, Any], torch.Tensor | None]:
         """Like ``from_pretrained`` but also return the cfg dict and log10 sparsity (or None).
 
-        ``converter`` overrides the format the release declares (default: SAELens's).
+        ``converter`` overrides the format the release declares (default: SAELens's): a
+        registered converter's name or a SAELens-style Hub loader callable
+        (``saecore.io.pretrained_loaders``).
         """
         return resolver.load_pretrained(
             release, sae_id, device=device, dtype=dtype, force_download=force_download,

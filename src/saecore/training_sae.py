@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
+import numpy as np
 import torch
 
 from saecore import resolver
@@ -162,6 +163,11 @@ class TrainingSAE(SAE[TC]):
         sae_out = self.decode(feature_acts)
         aux_losses = self.calculate_aux_loss(step_input, feature_acts, hidden_pre, sae_out)
         return training_step_output(step_input, sae_out, feature_acts, hidden_pre, aux_losses)
+
+    @torch.no_grad()
+    def log_histograms(self) -> dict[str, np.ndarray]:
+        """Weight distributions to log as histograms: the decoder rows' norms (``weights/W_dec_norms``)."""
+        return {"weights/W_dec_norms": self.W_dec.detach().float().norm(dim=1).cpu().numpy()}
 
     # -- saving ----------------------------------------------------------------------------
     def process_state_dict_for_saving_inference(self, state_dict: dict[str, torch.Tensor]) -> None:

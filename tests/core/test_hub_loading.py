@@ -6,6 +6,7 @@ A Hub cache is laid out on disk as huggingface_hub writes it, and offline mode i
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,10 @@ import torch
 from fixtures.hub_cache import add_repo_snapshot
 from fixtures.in_process import ReleasePlugin
 from fixtures.saes import randomized_sae, relu_sae_reference
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from saecore import SAE, SAEFileError, UnknownNameError
+from saecore.io.pretrained_loaders import sae_lens_disk_loader, sae_lens_huggingface_loader
 
 AddPlugin = Callable[[Any, str], None]
 REPO = "fixture-owner/fixture-saes"
@@ -142,3 +144,63 @@ def test_unknown_sae_id_in_a_release_lists_close_matches(add_plugin: AddPlugin) 
     expected = r"sae_id 'blocks.3' is not in release 'fixture-release'; did you mean blocks.2\?"
     with pytest.raises(UnknownNameError, match=expected):
         SAE.from_pretrained("fixture-release", "blocks.3")
+
+
+def test_a_saelens_style_hub_loader_callable_is_called_as_saelens_calls_it(
+    hub_cache: Path, tmp_path: Path, add_plugin: AddPlugin, x: torch.Tensor
+) -> None:
+    original = publish(hub_cache, tmp_path, "blocks_2", sparsity=torch.linspace(-6, 0, 16))
+    add_plugin(ReleasePlugin("fixture-release", REPO, {"blocks.2": {"path": "blocks_2"}},
+                             config_overrides={"metadata": {"hook_name": "blocks.2.hook_resid_pre"}}), "releases")
+    calls: list[dict[str, Any]] = []
+
+    def my_loader(repo_id: str, folder_name: str, device: str, force_download: bool,
+                  cfg_overrides: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, torch.Tensor], Any]:
+        calls.append({"repo_id": repo_id, "folder_name": folder_name, "device": device,
+                      "force_download": force_download, "cfg_overrides": cfg_overrides})
+        return sae_lens_huggingface_loader(repo_id, folder_name, device, force_download, cfg_overrides)
+
+    sae, _, sparsity = SAE.from_pretrained_with_cfg_and_sparsity("fixture-release", "blocks.2", dtype="float64",
+                                                                 converter=my_loader)
+    assert calls == [{"repo_id": REPO, "folder_name": "blocks_2", "device": "cpu", "force_download": False,
+                      "cfg_overrides": {"metadata": {"hook_name": "blocks.2.hook_resid_pre"},
+                                        "device": "cpu", "dtype": "float64"}}]
+    assert sae.cfg.metadata.hook_name == "blocks.2.hook_resid_pre"
+    assert torch.equal(sae(x), original(x))
+    assert sparsity is not None and torch.equal(sparsity, torch.linspace(-6, 0, 16))
+
+
+def test_a_disk_loader_callable_reads_a_folder_of_another_layout(tmp_path: Path, x: torch.Tensor) -> None:
+    original = randomized_sae()
+    original.save_model(tmp_path / "saved")
+    renamed = tmp_path / "renamed"
+    renamed.mkdir()
+    (renamed / "config.json").write_text((tmp_path / "saved" / "cfg.json").read_text())
+    weights = load_file(str(tmp_path / "saved" / "sae_weights.safetensors"))
+    save_file({f"sae.{name}": tensor for name, tensor in weights.items()}, str(renamed / "weights.safetensors"))
+
+    def renamed_loader(path: str | Path, device: str, cfg_overrides: dict[str, Any] | None) -> tuple[
+        dict[str, Any], dict[str, torch.Tensor]
+    ]:
+        cfg = {**json.loads((Path(path) / "config.json").read_text()), "device": device, **(cfg_overrides or {})}
+        tensors = load_file(str(Path(path) / "weights.safetensors"), device=device)
+        return cfg, {name.removeprefix("sae."): tensor for name, tensor in tensors.items()}
+
+    sae = SAE.load_from_disk(renamed, converter=renamed_loader)
+    assert torch.equal(sae(x), original(x))
+    assert SAE.load_from_disk(renamed, dtype="float32", converter=renamed_loader).W_enc.dtype == torch.float32
+    default = SAE.load_from_disk(tmp_path / "saved", converter=sae_lens_disk_loader)
+    assert torch.equal(default(x), original(x))
+
+
+def test_a_disk_loader_whose_tensors_do_not_fit_is_named_in_the_error(tmp_path: Path) -> None:
+    randomized_sae().save_model(tmp_path)
+
+    def truncating_loader(path: str | Path, device: str, cfg_overrides: dict[str, Any] | None) -> tuple[
+        dict[str, Any], dict[str, torch.Tensor]
+    ]:
+        cfg, tensors = sae_lens_disk_loader(path, device, cfg_overrides)
+        return cfg, {name: tensor for name, tensor in tensors.items() if name != "b_enc"}
+
+    with pytest.raises(SAEFileError, match=r"truncating_loader\("):
+        SAE.load_from_disk(tmp_path, converter=truncating_loader)

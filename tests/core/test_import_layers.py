@@ -31,7 +31,8 @@ TRAINING_NAMES = ("LoggingConfig", "SAESweepConfig", "SAESweepRunner", "SAETrain
                   "TrainingRunnerConfig")
 TORCH_BACKED_NAMES = ("SAE", "SAEConfig", "TrainingSAEConfig", "TrainingPresets", "SAEMetadata", "HookPoint",
                       "ActivationSource", "SourceConfig", "TrainCoefficientConfig", "TrainingSAE", "TrainStepInput",
-                      "TrainStepOutput")
+                      "TrainStepOutput", "PretrainedSaeDiskLoader", "PretrainedSaeHuggingfaceLoader",
+                      "upload_saes_to_huggingface")
 DIRECTORY_NAMES = ("PretrainedSAELookup", "get_config_overrides", "get_norm_scaling_factor",
                    "get_pretrained_saes_directory", "get_releases_for_repo_id", "get_repo_id_and_folder_name")
 HEAVY_PACKAGES = ("saecore.training", "saecore.distributed", "saecore.cli")

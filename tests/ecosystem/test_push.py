@@ -18,7 +18,7 @@ from huggingface_hub import HfApi
 
 from saecore import SAE, ConfigError, SAEFileError, __version__
 from saecore.cli import push_cmd
-from saecore.publishing import push_to_hub
+from saecore.publishing import push_to_hub, upload_saes_to_huggingface
 
 REPO = "me/gpt2-saes"
 LAYER_0, LAYER_1 = "blocks.0.hook_resid_post", "blocks.1.hook_resid_post"
@@ -251,3 +251,54 @@ def test_a_folder_missing_its_weights_is_named(sae_folders: Path, tmp_path: Path
     (sae_folders / LAYER_1 / "sae_weights.safetensors").unlink()
     with pytest.raises(SAEFileError, match=r"sae_weights\.safetensors: no such file \(an SAE folder to push needs"):
         push_to_hub(sae_folders, REPO, dry_run_dir=tmp_path / "tree")
+
+
+@pytest.fixture
+def repo_has_readme(monkeypatch: pytest.MonkeyPatch, hub: RecordingHfApi) -> list[bool]:
+    """Whether the repo already has a README.md (set by the test); the question is recorded as a call."""
+    answer = [False]
+
+    def file_exists(api: HfApi, repo_id: str, filename: str, **kwargs: Any) -> bool:
+        hub.calls.append(("file_exists", {"repo_id": repo_id, "filename": filename, **kwargs}))
+        return answer[0]
+
+    monkeypatch.setattr(HfApi, "file_exists", file_exists)
+    return answer
+
+
+def test_upload_saes_to_huggingface_sends_saes_and_folders_in_one_commit(
+    sae_folders: Path, hub: RecordingHfApi, repo_has_readme: list[bool]
+) -> None:
+    sae = SAE.load_from_disk(sae_folders / LAYER_1)
+    upload_saes_to_huggingface({LAYER_0: sae_folders / LAYER_0, LAYER_1: sae}, REPO)
+    assert [name for name, _ in hub.calls] == ["create_repo", "file_exists", "upload_folder"]
+    assert hub.calls[1][1] == {"repo_id": REPO, "filename": "README.md", "repo_type": "model", "revision": None}
+    assert hub.calls[2][1]["revision"] is None
+    assert sorted(hub.uploaded) == EXPECTED_FILES
+    assert hub.uploaded["README.md"].decode() == EXPECTED_CARD
+
+
+def test_upload_saes_to_huggingface_keeps_an_existing_readme(
+    sae_folders: Path, hub: RecordingHfApi, repo_has_readme: list[bool]
+) -> None:
+    repo_has_readme[0] = True
+    upload_saes_to_huggingface({LAYER_0: str(sae_folders / LAYER_0)}, REPO, hf_revision="v2")
+    assert [name for name, _ in hub.calls] == ["create_repo", "create_branch", "file_exists", "upload_folder"]
+    assert hub.calls[3][1]["revision"] == "v2"
+    assert "README.md" not in hub.uploaded and f"{LAYER_0}/cfg.json" in hub.uploaded
+
+
+def test_upload_saes_to_huggingface_without_the_default_readme(sae_folders: Path, hub: RecordingHfApi) -> None:
+    upload_saes_to_huggingface({LAYER_0: sae_folders / LAYER_0}, REPO, add_default_readme=False)
+    assert [name for name, _ in hub.calls] == ["create_repo", "upload_folder"]
+    assert sorted(hub.uploaded) == [name for name in EXPECTED_FILES if name.startswith(LAYER_0)]
+
+
+def test_upload_saes_to_huggingface_checks_every_sae_before_sending_anything(
+    sae_folders: Path, tmp_path: Path, hub: RecordingHfApi
+) -> None:
+    with pytest.raises(ValueError, match="nothing to push"):
+        upload_saes_to_huggingface({}, REPO)
+    with pytest.raises(SAEFileError, match=r"missing/cfg\.json: no such file"):
+        upload_saes_to_huggingface({LAYER_0: sae_folders / LAYER_0, "x": tmp_path / "missing"}, REPO)
+    assert hub.calls == []

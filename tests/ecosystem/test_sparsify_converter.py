@@ -18,6 +18,7 @@ from ecosystem_helpers import relative_error, require_architectures
 from safetensors.torch import save_file
 
 from saecore import SAE, SAEFileError
+from saecore.io.pretrained_loaders import sparsify_disk_loader
 
 D_IN, D_SAE, K = 16, 48, 5
 
@@ -125,3 +126,17 @@ def test_d_in_that_disagrees_with_the_weights_is_named(tmp_path: Path) -> None:
     write_sparsify_layout(tmp_path / "layers.0", {"k": 4, "d_in": 6}, tensors)
     with pytest.raises(SAEFileError, match=r"cfg\.json: d_in = 6 but .* holds encoder\.weight of shape \[8, 4\]"):
         SAE.load_from_disk(tmp_path / "layers.0", converter="sparsify")
+
+
+def test_saelens_sparsify_disk_loader_reads_through_the_converter(tmp_path: Path, x: torch.Tensor) -> None:
+    require_architectures("topk")
+    generator = torch.Generator().manual_seed(3)
+    tensors = {"encoder.weight": torch.randn(D_SAE, D_IN, generator=generator),
+               "encoder.bias": torch.randn(D_SAE, generator=generator),
+               "W_dec": torch.randn(D_SAE, D_IN, generator=generator), "b_dec": torch.randn(D_IN, generator=generator)}
+    write_sparsify_layout(tmp_path / "layers.1", {"k": K, "d_in": D_IN, "num_latents": D_SAE}, tensors)
+    by_name = SAE.load_from_disk(tmp_path / "layers.1", converter="sparsify")
+    by_loader = SAE.load_from_disk(tmp_path / "layers.1", converter=sparsify_disk_loader)
+    assert sparsify_disk_loader.__name__ == "sparsify_disk_loader"
+    assert by_loader.cfg.to_dict() == by_name.cfg.to_dict()
+    assert torch.equal(by_loader(x), by_name(x))

@@ -23,6 +23,17 @@ def test_estimate_is_sqrt_d_in_over_mean_norm_and_consumes_the_batches() -> None
     assert torch.equal(source.next_batch(16), twin.next_batch(16))  # the estimate's batches are gone
 
 
+def test_saelens_estimate_reads_whole_batches_from_an_iterator() -> None:
+    batches = [torch.randn(5, 6) + 2, torch.randn(9, 6) * 3, torch.randn(4, 6)]
+    scaler = ActivationScaler()
+    remaining = iter(batches)
+    scaler.estimate_scaling_factor(6, remaining, n_batches_for_norm_estimate=2)
+
+    norms = torch.cat([batch.double().norm(dim=-1) for batch in batches[:2]])
+    assert scaler.scaling_factor == pytest.approx(math.sqrt(6) / float(norms.mean()), rel=1e-6)
+    assert next(remaining) is batches[2]
+
+
 def test_scale_unscale_and_state() -> None:
     scaler = ActivationScaler(2.0)
     x = torch.randn(3, 4)

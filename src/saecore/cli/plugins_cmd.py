@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     table = []
     for row in rows:
         registers = "; ".join(f"{kind.replace('_', ' ')}: {_listing(kind, row[kind])}" for kind in KINDS if row[kind])
-        table.append([row["distribution"] or row["plugin"], row["version"] or "-", registers or "-", row["status"]])
+        version = row["version"] or ("in-process" if row["distribution"] is None else "-")
+        table.append([row["distribution"] or row["plugin"], version, registers or "-", row["status"]])
     widths = [max(len(str(r[i])) for r in [headers, *table]) for i in range(len(headers))]
     for line in [headers, ["-" * w for w in widths], *table]:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip())

@@ -74,6 +74,13 @@ class SAEMetadata:
     def items(self) -> Any:
         return self._values.items()
 
+    def values(self) -> Any:
+        return self._values.values()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SAEMetadata:
+        return cls(**data)
+
     def to_dict(self) -> dict[str, Any]:
         return copy.deepcopy(self._values)
 

@@ -178,3 +178,20 @@ class TrainingSAEConfig(SAEConfig):
 
     def to_inference_config(self) -> SAEConfig:
         return self.inference_config_class()._from_known_and_extra(self.to_inference_dict(), "inference config")
+
+    def add_training_info_to_metadata(self) -> None:
+        """Record the recipe and its training-only fields in ``metadata``, as the saved SAE's cfg.json does."""
+        self.metadata.training_architecture = self.architecture()
+        self.metadata.training_architecture_details = self.training_architecture_details()
+
+    # SAELens's names of the methods above (delegators, so a recipe's overrides apply to both names).
+    def get_inference_config_class(self) -> type[SAEConfig]:
+        return self.inference_config_class()
+
+    def get_training_architecture_details(self) -> dict[str, Any]:
+        return self.training_architecture_details()
+
+    def get_inference_sae_cfg_dict(self) -> dict[str, Any]:
+        """The inference fields with this config's values; a recipe's adjustments for saving
+        (``to_inference_dict``, such as TopK's folded decoder norms) are not applied, as in SAELens."""
+        return TrainingSAEConfig.to_inference_dict(self)

@@ -13,9 +13,18 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from saecore.errors import ConfigError
-from saecore.publishing.upload_tree import SAESource, UploadTree, build_upload_tree, collect_saes
+from saecore.publishing.upload_tree import (
+    MODEL_CARD_FILENAME,
+    SAESource,
+    UploadTree,
+    build_upload_tree,
+    collect_saes,
+)
+
+ModelCardPolicy = Literal["always", "if_absent", "never"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,7 @@ def push_to_hub(
     private: bool = False,
     revision: str | None = None,
     dry_run_dir: str | Path | None = None,
+    model_card: ModelCardPolicy = "always",
 ) -> PushResult:
     """Upload SAEs with a generated model card; with ``dry_run_dir``, only write the tree there.
 
@@ -41,25 +51,30 @@ def push_to_hub(
     :param revision: branch to commit to; created from main if absent. Default: main.
     :param dry_run_dir: an empty or new folder; the exact upload tree is written there
         and nothing is sent.
+    :param model_card: ``always`` writes the generated README.md model card; ``if_absent``
+        keeps a README.md the repo already has (a dry run, which asks the Hub nothing,
+        writes the card); ``never`` leaves it out.
     """
     _check_repo_id(repo_id)
     collected = collect_saes(saes)
     if dry_run_dir is not None:
-        tree = build_upload_tree(collected, Path(dry_run_dir).expanduser(), repo_id)
+        tree = build_upload_tree(collected, Path(dry_run_dir).expanduser(), repo_id, model_card=model_card != "never")
         return PushResult(repo_id=repo_id, files=tree.files(), dry_run_dir=tree.root, commit_url=None)
     with tempfile.TemporaryDirectory(prefix="saecore-push-") as staging:
-        tree = build_upload_tree(collected, Path(staging) / "tree", repo_id)
-        commit_url = _upload(tree, repo_id, private=private, revision=revision)
+        tree = build_upload_tree(collected, Path(staging) / "tree", repo_id, model_card=model_card != "never")
+        commit_url = _upload(tree, repo_id, private=private, revision=revision, keep_readme=model_card == "if_absent")
         return PushResult(repo_id=repo_id, files=tree.files(), dry_run_dir=None, commit_url=commit_url)
 
 
-def _upload(tree: UploadTree, repo_id: str, *, private: bool, revision: str | None) -> str:
+def _upload(tree: UploadTree, repo_id: str, *, private: bool, revision: str | None, keep_readme: bool) -> str:
     from huggingface_hub import HfApi
 
     api = HfApi()
     api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
     if revision is not None:
         api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True)
+    if keep_readme and api.file_exists(repo_id, MODEL_CARD_FILENAME, repo_type="model", revision=revision):
+        (tree.root / MODEL_CARD_FILENAME).unlink()
     count = len(tree.sae_ids)
     commit = api.upload_folder(
         repo_id=repo_id,

@@ -54,8 +54,8 @@ def collect_saes(saes: Mapping[str, SAESource] | str | Path) -> dict[str, SAESou
                        f"{SAE_WEIGHTS_FILENAME}, or a folder of such folders")
 
 
-def build_upload_tree(saes: Mapping[str, SAESource], root: Path, repo_id: str) -> UploadTree:
-    """Write every SAE and the model card under ``root`` (which must be empty or absent)."""
+def build_upload_tree(saes: Mapping[str, SAESource], root: Path, repo_id: str, model_card: bool = True) -> UploadTree:
+    """Write every SAE, and the model card unless ``model_card`` is False, under ``root`` (empty or absent)."""
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise ConfigError(f"{root}: the upload tree must be built in an empty or new folder")
     root.mkdir(parents=True, exist_ok=True)
@@ -65,7 +65,8 @@ def build_upload_tree(saes: Mapping[str, SAESource], root: Path, repo_id: str) -
         _write_sae_folder(source, folder)
         cfg = normalize_cfg_dict(read_cfg_json(folder / SAE_CFG_FILENAME))
         entries.append(CardEntry(sae_id, cfg, has_sparsity=(folder / SPARSITY_FILENAME).is_file()))
-    (root / MODEL_CARD_FILENAME).write_text(render_model_card(repo_id, entries), encoding="utf-8")
+    if model_card:
+        (root / MODEL_CARD_FILENAME).write_text(render_model_card(repo_id, entries), encoding="utf-8")
     return UploadTree(root=root, sae_ids=list(saes))
 
 

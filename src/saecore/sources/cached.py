@@ -21,6 +21,10 @@ Every shard and every version of ``cache_info.json`` is written atomically, and 
 is rewritten after each shard, so a writer that dies leaves a readable cache of the shards
 it finished.
 
+The cached source also reads SAELens's layout, a Hugging Face dataset folder with one
+activation column of ``[context_size, d_in]`` prompts (see ``hf_dataset_cache``): each of
+its Arrow files is a shard, and the cache's metadata is its hook name and context size.
+
 Reading never holds the whole cache in memory. Each epoch visits the shards in a fresh
 random order, ``buffer_shards`` at a time: a group's rows are loaded together, shuffled
 together and served before the next group is loaded. Rows therefore mix across
@@ -52,6 +56,13 @@ from saecore.dtypes import canonical_dtype_name, dtype_from_name
 from saecore.errors import ConfigError, SAEFileError
 from saecore.io.atomic import write_atomically, write_text_atomically
 from saecore.sources.base import ActivationSource, SourceConfig
+from saecore.sources.hf_dataset_cache import (
+    HFDatasetCache,
+    count_hf_rows,
+    is_hf_dataset_folder,
+    read_hf_activations,
+    read_hf_dataset_cache,
+)
 
 CACHE_INFO_FILE = "cache_info.json"
 CACHE_FORMAT = "saecore-activation-cache"
@@ -95,13 +106,17 @@ def check_streams(streams: Sequence[StreamInfo], d_in: int) -> str | None:
 
 @dataclass(frozen=True)
 class CacheInfo:
-    """The parsed ``cache_info.json`` of a cache folder (``streams`` empty: one unnamed stream)."""
+    """The parsed ``cache_info.json`` of a cache folder (``streams`` empty: one unnamed stream).
+
+    ``hf_dataset`` is set for a cache in SAELens's layout, whose shards are Arrow files.
+    """
 
     d_in: int
     dtype: str
     shards: tuple[ShardInfo, ...]
     metadata: dict[str, Any]
     streams: tuple[StreamInfo, ...] = ()
+    hf_dataset: HFDatasetCache | None = None
 
     @property
     def n_tokens(self) -> int:
@@ -123,10 +138,14 @@ class CacheInfo:
 
 
 def read_cache_info(path: Path) -> CacheInfo:
-    """Parse and check ``path/cache_info.json``; SAEFileError names the file and the problem."""
+    """Parse and check ``path/cache_info.json`` (or a SAELens-layout dataset's JSON files); SAEFileError names
+    the file and the problem."""
     info_path = path / CACHE_INFO_FILE
+    if not info_path.is_file() and is_hf_dataset_folder(path):
+        return _read_hf_cache_info(path)
     if not info_path.is_file():
-        raise SAEFileError(f"{info_path}: not found; is {path} a cache written by CachedActivationsWriter?")
+        raise SAEFileError(f"{info_path}: not found; is {path} a cache written by CachedActivationsWriter or by "
+                           "SAELens's CacheActivationsRunner?")
     try:
         raw = json.loads(info_path.read_text())
         shards = tuple(ShardInfo(str(s["file"]), int(s["n_tokens"])) for s in raw["shards"])
@@ -145,6 +164,18 @@ def read_cache_info(path: Path) -> CacheInfo:
     if problem is not None:
         raise SAEFileError(f"{info_path}: 'streams' do not describe the rows: {problem}")
     return info
+
+
+def _read_hf_cache_info(path: Path) -> CacheInfo:
+    """A SAELens-layout cache as shards of ``prompts × context_size`` activations, one per Arrow file."""
+    cache = read_hf_dataset_cache(path)
+    shards = []
+    for file in cache.files:
+        if not (path / file).is_file():
+            raise SAEFileError(f"{path / file}: data file listed in state.json is missing")
+        shards.append(ShardInfo(file, count_hf_rows(path / file) * cache.context_size))
+    metadata = {"hook_name": cache.column, "context_size": cache.context_size}
+    return CacheInfo(cache.d_in, cache.dtype, tuple(shards), metadata, hf_dataset=cache)
 
 
 class CachedActivationsWriter:
@@ -417,6 +448,8 @@ class CachedSource(ActivationSource):
 
     def _load_shard(self, shard: ShardInfo) -> torch.Tensor:
         file = self.cfg.path / shard.file
+        if self.info.hf_dataset is not None:
+            return read_hf_activations(file, self.info.hf_dataset)
         try:
             tensors = load_file(str(file))
         except Exception as error:
@@ -430,6 +463,8 @@ class CachedSource(ActivationSource):
 
     def _check_shard_header(self, shard: ShardInfo) -> None:
         """Read only the header, so a missing or truncated shard is reported before training starts."""
+        if self.info.hf_dataset is not None:  # read_cache_info has already counted each file's rows
+            return
         file = self.cfg.path / shard.file
         if not file.is_file():
             raise SAEFileError(f"{file}: shard listed in {CACHE_INFO_FILE} is missing")

@@ -10,7 +10,7 @@ takes raw activations.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 import torch
@@ -45,12 +45,32 @@ class ActivationScaler:
         assert self.scaling_factor is not None
         return self.scaling_factor
 
+    def estimate_scaling_factor(
+        self, d_in: int, data_provider: Iterator[torch.Tensor], n_batches_for_norm_estimate: int = 1000
+    ) -> None:
+        """SAELens's form of :meth:`estimate`: ``s`` from the next batches of an iterator (an ActivationsStore)."""
+        estimate_scales([(self, slice(0, d_in))], _IteratorBatches(data_provider),
+                        n_batches=n_batches_for_norm_estimate, batch_size=0)
+
     def state_dict(self) -> dict[str, Any]:
         return {"scaling_factor": self.scaling_factor}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         value = state["scaling_factor"]
         self.scaling_factor = None if value is None else float(value)
+
+
+class _IteratorBatches:
+    """An iterator of batches seen as a BatchSupplier: each ``next_batch`` is the iterator's next batch, whole."""
+
+    def __init__(self, batches: Iterator[torch.Tensor]) -> None:
+        self.batches = batches
+        self.device = torch.device("cpu")
+
+    def next_batch(self, batch_size: int) -> torch.Tensor:
+        batch = next(self.batches)
+        self.device = batch.device
+        return batch
 
 
 @torch.no_grad()

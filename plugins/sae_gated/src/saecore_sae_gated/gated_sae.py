@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
@@ -147,6 +148,11 @@ class GatedTrainingSAE(TrainingSAE[GatedTrainingSAEConfig]):
 
     def get_coefficients(self) -> dict[str, float | TrainCoefficientConfig]:
         return {"l1": TrainCoefficientConfig(self.cfg.l1_coefficient, self.cfg.l1_warm_up_steps)}
+
+    @torch.no_grad()
+    def log_histograms(self) -> dict[str, np.ndarray]:
+        return {**super().log_histograms(), "weights/b_gate": self.b_gate.detach().float().cpu().numpy(),
+                "weights/b_mag": self.b_mag.detach().float().cpu().numpy()}
 
     def encode_with_hidden_pre(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         gate_pre, magnitude_pre = _gate_and_magnitude(self, *centred_input(self, x))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
@@ -78,6 +79,10 @@ class StandardTrainingSAE(TrainingSAE[StandardTrainingSAEConfig]):
 
     def get_coefficients(self) -> dict[str, float | TrainCoefficientConfig]:
         return {"l1": TrainCoefficientConfig(self.cfg.l1_coefficient, self.cfg.l1_warm_up_steps)}
+
+    @torch.no_grad()
+    def log_histograms(self) -> dict[str, np.ndarray]:
+        return {**super().log_histograms(), "weights/b_e": self.b_enc.detach().float().cpu().numpy()}
 
     def encode_with_hidden_pre(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self._encode_for_training(x)[1:]

@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING
 from saecore.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
+    from saecore_source_llm.activations_store import ActivationsStore as ActivationsStore
+    from saecore_source_llm.cache_activations_runner import CacheActivationsRunner as CacheActivationsRunner
+    from saecore_source_llm.cache_activations_runner import (
+        CacheActivationsRunnerConfig as CacheActivationsRunnerConfig,
+    )
     from saecore_source_llm.config import LLMSourceConfig as LLMSourceConfig
+    from saecore_source_llm.evals import EvalConfig as EvalConfig
+    from saecore_source_llm.evals import run_evals as run_evals
     from saecore_source_llm.feature_tools import TopKFeatures as TopKFeatures
     from saecore_source_llm.feature_tools import ablate_features as ablate_features
     from saecore_source_llm.feature_tools import clamp_features as clamp_features
@@ -22,12 +29,21 @@ if TYPE_CHECKING:
     from saecore_source_llm.feature_tools import steer_feature as steer_feature
     from saecore_source_llm.feature_tools import top_k_features as top_k_features
     from saecore_source_llm.hf_splice import splice as splice
+    from saecore_source_llm.multi_sae_evaluator import MultiSAEEvaluator as MultiSAEEvaluator
+    from saecore_source_llm.pretokenize import PretokenizeRunner as PretokenizeRunner
+    from saecore_source_llm.pretokenize import PretokenizeRunnerConfig as PretokenizeRunnerConfig
+    from saecore_source_llm.pretokenize import pretokenize_runner as pretokenize_runner
     from saecore_source_llm.runner import LanguageModelSAERunnerConfig as LanguageModelSAERunnerConfig
     from saecore_source_llm.runner import LanguageModelSAETrainingRunner as LanguageModelSAETrainingRunner
     from saecore_source_llm.runner import SAETrainingRunner as SAETrainingRunner
     from saecore_source_llm.source import LLMSource as LLMSource
 
 _EXPORTS = {
+    "CacheActivationsRunner": "saecore_source_llm.cache_activations_runner",
+    "CacheActivationsRunnerConfig": "saecore_source_llm.cache_activations_runner",
+    "ActivationsStore": "saecore_source_llm.activations_store",
+    "EvalConfig": "saecore_source_llm.evals",
+    "run_evals": "saecore_source_llm.evals",
     "TopKFeatures": "saecore_source_llm.feature_tools",
     "ablate_features": "saecore_source_llm.feature_tools",
     "clamp_features": "saecore_source_llm.feature_tools",
@@ -38,8 +54,12 @@ _EXPORTS = {
     "top_k_features": "saecore_source_llm.feature_tools",
     "HookedSAETransformer": "saecore_source_llm.hooked_sae_transformer",
     "LLMSource": "saecore_source_llm.source",
+    "PretokenizeRunner": "saecore_source_llm.pretokenize",
+    "PretokenizeRunnerConfig": "saecore_source_llm.pretokenize",
+    "pretokenize_runner": "saecore_source_llm.pretokenize",
     "LLMSourceConfig": "saecore_source_llm.config",
     "LanguageModelSAERunnerConfig": "saecore_source_llm.runner",
+    "MultiSAEEvaluator": "saecore_source_llm.multi_sae_evaluator",
     "LanguageModelSAETrainingRunner": "saecore_source_llm.runner",
     "SAETrainingRunner": "saecore_source_llm.runner",
     "SAETransformerBridge": "saecore_source_llm.sae_transformer_bridge",

@@ -317,6 +317,19 @@ class LLMSource(ActivationSource):
                                f"this source is rank {selection.rank}'s of {selection.world_size}; resume with the "
                                "same number of ranks")
 
+    def restart_stream(self, dataset: Any = None, position: StreamPosition | None = None) -> None:
+        """Read the training documents again from ``position`` (default: the first); from ``dataset`` when given.
+
+        ``dataset`` replaces the one being read, with the same columns (a shuffled copy, for
+        ``ActivationsStore.shuffle_input_dataset``). The buffer keeps what it holds, and a
+        saved state still finds the prompts of the activations in it.
+        """
+        if dataset is not None:
+            self.dataset = dataset
+        held_chunks = self._chunk_tokens
+        self._start_stream(position or StreamPosition(), next_chunk=self._next_chunk)
+        self._chunk_tokens = held_chunks
+
     def close(self) -> None:
         self._stop_prefetching()
         self._chunk_tokens.clear()
