@@ -178,6 +178,21 @@ def test_support_of_entries_in_any_order_within_rows_decodes_and_differentiates_
         torch.testing.assert_close(any_order_result, sorted_result, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize(("start", "stop"), [(0, 7), (7, 30), (30, D_SAE), (0, D_SAE), (5, 5)])
+def test_a_latent_range_of_a_support_is_the_support_of_those_entries_with_the_same_order_by_latent(
+    start: int, stop: int
+) -> None:
+    support = Support.of_nonzeros(sparse_pattern())
+    part, entries = support.of_latent_range(start, stop)
+    in_range = (support.latents >= start) & (support.latents < stop)
+    assert torch.equal(entries, in_range.nonzero().squeeze(1))
+    fresh = Support.of_entries(support.rows[in_range], support.latents[in_range], BATCH, D_SAE)
+    for name in ("rows", "latents", "starts"):
+        assert torch.equal(getattr(part, name), getattr(fresh, name)), name
+    for mine, sorted_anew in zip(part.by_latent(), fresh.by_latent()):
+        assert torch.equal(mine, sorted_anew)
+
+
 def test_the_route_is_refused_where_it_cannot_reproduce_the_step(monkeypatch: pytest.MonkeyPatch) -> None:
     sae = make_sae()
     x = torch.randn(BATCH, D_IN, dtype=torch.float64)

@@ -129,6 +129,24 @@ class Support:
             self._by_latent = latent_runs(self.latents, self.d_sae)
         return self._by_latent
 
+    def of_latent_range(self, start: int, stop: int) -> tuple[Support, torch.Tensor]:
+        """``(support, entries)``: the entries of latents ``[start, stop)``, and which of this support's they are.
+
+        The part keeps this support's row grouping, and takes its order by latent from this
+        support's (the range's entries are one run of it) instead of sorting again: nested
+        prefixes (Matryoshka's levels) each sum rows by latent over their part.
+        """
+        in_range = (self.latents >= start) & (self.latents < stop)
+        entries = in_range.nonzero().squeeze(1)
+        part = Support.of_entries(self.rows[entries], self.latents[entries], self.n_rows, self.d_sae)
+        order, latent_starts = self.by_latent()
+        first = int(latent_starts[start]) if start < self.d_sae else self.size
+        last = int(latent_starts[stop]) if stop < self.d_sae else self.size
+        # The running count of in-range entries numbers them as the part does.
+        part_index = in_range.cumsum(0) - 1
+        part._by_latent = (part_index[order[first:last]], (latent_starts - first).clamp(0, last - first))
+        return part, entries
+
     def sum_rows_by_latent(self, weights: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """``out[i] = Σ_{entries e of latent i} weights[e] · rows[row(e)]``, shape ``[d_sae, rows.shape[1]]``."""
         return sum_rows_by_latent(weights.reshape(-1), self.latents, self.rows, rows, self.d_sae, self.by_latent())

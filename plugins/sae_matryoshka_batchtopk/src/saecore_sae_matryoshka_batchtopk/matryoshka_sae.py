@@ -7,8 +7,8 @@ learn the general, frequent features, and later latents refine them instead of a
 them. Everything else (selection, threshold, saving as ``jumprelu``) is BatchTopK's.
 
 On BatchTopK's support route the nested reconstructions come from the same sparse codes:
-each level decodes only its own kept entries, and the prefixes are running sums of
-those level decodes, so
+each level decodes only its own kept entries (sharing one sort of them by latent), and
+the prefixes are running sums of those level decodes, so
 the levels together cost one sparse decode and no dense product.
 """
 
@@ -21,7 +21,7 @@ from saecore_sae_batchtopk.batchtopk_sae import BatchTopKTrainingSAE
 from saecore_sae_batchtopk.support_step import SupportSelection, support_step_output
 
 from saecore import TrainStepInput, TrainStepOutput
-from saecore.sparse import AUX_LOSS_NAME, Support, auxk_loss, auxk_plan, decode_support
+from saecore.sparse import AUX_LOSS_NAME, auxk_loss, auxk_plan, decode_support
 from saecore.training_sae import mse_loss
 from saecore_sae_matryoshka_batchtopk.config import MatryoshkaBatchTopKTrainingSAEConfig
 
@@ -93,10 +93,8 @@ class MatryoshkaBatchTopKTrainingSAE(BatchTopKTrainingSAE[MatryoshkaBatchTopKTra
         prefixes: list[tuple[int, torch.Tensor]] = []
         recons, start = self.b_dec, 0
         for width in self.cfg.matryoshka_widths:
-            level = (support.latents >= start) & (support.latents < width)
-            rows, latents = support.rows[level], support.latents[level]
-            level_support = Support.of_entries(rows, latents, support.n_rows, support.d_sae)
-            recons = recons + decode_support(selection.values[level], level_support, self.W_dec)
+            level_support, level_entries = support.of_latent_range(start, width)
+            recons = recons + decode_support(selection.values[level_entries], level_support, self.W_dec)
             prefixes.append((width, recons))
             start = width
         sae_out = self.finish_decode(recons)
