@@ -134,7 +134,8 @@ def saelens_compat(session: nox.Session) -> None:
     """SAELens 6 and saecore in one environment: files saved by either load in the other, and a saecore
     SAE computes the same in SAELens's HookedSAETransformer as in saecore's (TransformerLens 3)."""
     session.install(TORCH)
-    session.install("sae-lens>=6.0,<7", ".[test]", *[f"./plugins/{p}" for p in ARCHITECTURE_PLUGINS],
+    session.install("sae-lens>=6.0,<7", ".[test]",
+                    *[f"./plugins/{p}" for p in ARCHITECTURE_PLUGINS + EXTRA_ARCHITECTURE_PLUGINS],
                     "./plugins/source_llm")
     session.run("pytest", "tests/saelens_compat", "-q", env=TEST_ENV)
 
