@@ -114,7 +114,8 @@ def everything(session: nox.Session) -> None:
     plugins = ARCHITECTURE_PLUGINS + EXTRA_ARCHITECTURE_PLUGINS
     install_core(session, *plugins)
     session.run("pytest", "tests", *[f"plugins/{p}/tests" for p in plugins], "-q",
-                "--ignore=tests/core_alone", "--ignore=tests/saelens_compat", "--ignore=tests/fuzz", env=TEST_ENV)
+                "--ignore=tests/core_alone", "--ignore=tests/saelens_compat", "--ignore=tests/sae_bench",
+                "--ignore=tests/fuzz", env=TEST_ENV)
     session.run("pytest", "tests/fuzz", "-q", env={**TEST_ENV, "HYPOTHESIS_PROFILE": "long"})
     session.run("saecore", "train", "--arch", "topk", env=TEST_ENV)
 
@@ -138,6 +139,19 @@ def saelens_compat(session: nox.Session) -> None:
                     *[f"./plugins/{p}" for p in ARCHITECTURE_PLUGINS + EXTRA_ARCHITECTURE_PLUGINS],
                     "./plugins/source_llm")
     session.run("pytest", "tests/saelens_compat", "-q", env=TEST_ENV)
+
+
+@nox.session(python="3.11")
+def sae_bench(session: nox.Session) -> None:
+    """sae_bench 0.6's custom-SAE path (load_and_format_sae, the core eval's weight metrics) on a saecore SAE.
+
+    sae-bench's own dependency pins (sae-lens, torch, ...) conflict with this stack, so it is installed
+    without them; its imported modules need sae-lens (with TransformerLens 3), pandas and tabulate.
+    """
+    session.install(TORCH)
+    session.install("sae-lens>=6.0,<7", "pandas", "tabulate", ".[test]", "./plugins/sae_standard")
+    session.install("--no-deps", "sae-bench==0.6.0")
+    session.run("pytest", "tests/sae_bench", "-q", env=TEST_ENV)
 
 
 @nox.session(python="3.11")

@@ -81,6 +81,8 @@ if TYPE_CHECKING:
     from saecore_source_llm import LLMSource as LLMSource
     from saecore_source_llm import LLMSourceConfig as LLMSourceConfig
     from saecore_source_llm import MultiSAEEvaluator as MultiSAEEvaluator
+    from saecore_source_llm import MultiSAETrainingRunner as MultiSAETrainingRunner
+    from saecore_source_llm import MultiSAETrainingRunnerConfig as MultiSAETrainingRunnerConfig
     from saecore_source_llm import PretokenizeRunner as PretokenizeRunner
     from saecore_source_llm import PretokenizeRunnerConfig as PretokenizeRunnerConfig
     from saecore_source_llm import SAETrainingRunner as SAETrainingRunner

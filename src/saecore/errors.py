@@ -29,6 +29,14 @@ class UnknownNameError(SaecoreError, LookupError):
     """A name (architecture, training recipe, source, release) that nothing provides."""
 
 
+class UnknownReleaseError(UnknownNameError, ValueError):
+    """A release (or an sae_id in it) that no registered release directory lists.
+
+    Also a ValueError, which is what SAELens's ``SAE.from_pretrained`` raises here and what
+    callers written for SAELens catch.
+    """
+
+
 class ConfigError(SaecoreError, ValueError):
     """A configuration value that cannot be used."""
 

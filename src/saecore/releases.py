@@ -23,7 +23,7 @@ from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from typing import Any
 
-from saecore.errors import UnknownNameError
+from saecore.errors import UnknownNameError, UnknownReleaseError
 from saecore.known_plugins import ARCHITECTURE_PACKAGES, CONVERTER_PACKAGES, TRANSCODERS_PACKAGE, install_hint
 from saecore.registry import ReleaseEntry, get_registry
 
@@ -51,7 +51,7 @@ def resolve_release(release: str, sae_id: str) -> PretrainedTarget:
         return _target_in_repo(release, sae_id, releases)
     close = difflib.get_close_matches(release, list(releases), n=5)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    raise UnknownNameError(
+    raise UnknownReleaseError(
         f"{release!r} is neither a known release nor a Hugging Face repo id (owner/name).{hint}"
     )
 
@@ -131,7 +131,7 @@ def _target_in_release(entry: ReleaseEntry, sae_id: str) -> PretrainedTarget:
         close = difflib.get_close_matches(sae_id, list(entry.saes), n=5)
         listed = close or list(entry.saes)[:5]
         hint = f"; did you mean {', '.join(listed)}?" if close else f"; valid ids include {', '.join(listed)}"
-        raise UnknownNameError(f"sae_id {sae_id!r} is not in release {entry.name!r}{hint}")
+        raise UnknownReleaseError(f"sae_id {sae_id!r} is not in release {entry.name!r}{hint}")
     sae = entry.saes[sae_id]
     overrides = release_config(entry)
     overrides.update({key: sae[name] for name, key in _SAE_FIELDS_TO_CONFIG.items() if sae.get(name) is not None})

@@ -17,7 +17,8 @@ import torch
 
 from saecore import resolver
 from saecore.config.sae_config import TrainingSAEConfig
-from saecore.io.sae_files import save_sae_files
+from saecore.io.format import SAE_WEIGHTS_FILENAME
+from saecore.io.sae_files import check_tensors_match, read_safetensors, save_sae_files
 from saecore.sae import SAE
 
 TC = TypeVar("TC", bound=TrainingSAEConfig)
@@ -179,6 +180,18 @@ class TrainingSAE(SAE[TC]):
         state_dict = {k: v.detach().clone() for k, v in self.state_dict().items()}
         self.process_state_dict_for_saving_inference(state_dict)
         return save_sae_files(Path(path), self.cfg.to_inference_dict(), state_dict, sparsity)
+
+    def load_weights_from_checkpoint(self, checkpoint_path: str | Path) -> None:
+        """Load the weights a checkpoint folder holds (its ``sae_weights.safetensors``) into this SAE.
+
+        SAELens's method: the weights only. Continuing a run also needs the optimizer, the
+        schedules and the data position, which ``resume_from_checkpoint`` restores.
+        """
+        path = Path(checkpoint_path) / SAE_WEIGHTS_FILENAME
+        state_dict = read_safetensors(path, device=str(self.device))
+        self.process_state_dict_for_loading(state_dict)
+        check_tensors_match(self.state_dict(), state_dict, self.cfg.to_dict(), str(path))
+        self.load_state_dict(state_dict)
 
     @classmethod
     def from_dict(cls, config_dict: dict[str, Any], use_error_term: bool = False) -> TrainingSAE[Any]:

@@ -139,6 +139,15 @@ def test_unknown_release_lists_close_matches(add_plugin: AddPlugin) -> None:
     assert "Did you mean: fixture-release-res-jb?" in message
 
 
+@pytest.mark.parametrize(("release", "sae_id"), [("wrong", "x"), ("fixture-release", "x")])
+def test_an_unknown_release_or_sae_id_is_a_value_error_as_in_saelens(add_plugin: AddPlugin, release: str,
+                                                                     sae_id: str) -> None:
+    add_plugin(ReleasePlugin("fixture-release", REPO, {"blocks.2": {"path": "blocks_2"}}), "releases")
+    with pytest.raises(ValueError, match=repr(release) if release == "wrong" else "sae_id 'x'") as caught:
+        SAE.from_pretrained(release, sae_id)
+    assert isinstance(caught.value, UnknownNameError)
+
+
 def test_unknown_sae_id_in_a_release_lists_close_matches(add_plugin: AddPlugin) -> None:
     add_plugin(ReleasePlugin("fixture-release", REPO, {"blocks.2": {"path": "blocks_2"}}), "releases")
     expected = r"sae_id 'blocks.3' is not in release 'fixture-release'; did you mean blocks.2\?"

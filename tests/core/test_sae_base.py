@@ -12,6 +12,8 @@ import torch
 from fixtures.saes import randomized_sae, relu_sae_reference
 
 from saecore import SAE, HookPoint, SAEConfig, SAEMetadata
+from saecore.config.metadata import VERSION_KEYS
+from saecore.version import SAELENS_VERSION
 
 D_IN, D_SAE, BATCH = 8, 16, 5
 HOOK_NAMES = ("hook_sae_input", "hook_sae_acts_pre", "hook_sae_acts_post",
@@ -136,10 +138,17 @@ def test_metadata_accepts_attribute_and_item_assignment() -> None:
     metadata = SAEMetadata(model_name="gpt2")
     metadata.hook_name = "blocks.0.hook_resid_pre"
     metadata["custom_note"] = {"nested": [1, 2]}
-    assert metadata.to_dict() == {
+    assert {key: value for key, value in metadata.to_dict().items() if key not in VERSION_KEYS} == {
         "model_name": "gpt2", "hook_name": "blocks.0.hook_resid_pre", "custom_note": {"nested": [1, 2]},
     }
     assert SAEConfig(d_in=D_IN, d_sae=D_SAE, metadata={"model_name": "gpt2"}).metadata.model_name == "gpt2"
+
+
+def test_metadata_version_fields_are_filled_as_saelens_fills_them() -> None:
+    assert SAEMetadata().sae_lens_version == SAEMetadata().sae_lens_training_version == SAELENS_VERSION
+    assert SAEConfig(d_in=D_IN, d_sae=D_SAE).metadata.sae_lens_training_version == SAELENS_VERSION
+    given = SAEMetadata(sae_lens_version="5.9.1", sae_lens_training_version="5.2.0")
+    assert (given.sae_lens_version, given.sae_lens_training_version) == ("5.9.1", "5.2.0")
 
 
 def test_metadata_copies_are_independent() -> None:

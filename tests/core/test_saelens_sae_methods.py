@@ -12,6 +12,7 @@ from fixtures.in_process import ArchitecturePlugin, InProcessReluSAE, InProcessR
 from fixtures.saes import randomized_sae, relu_sae_reference
 
 from saecore import SAE, SAEMetadata, TrainingSAE, get_registry
+from saecore.version import SAELENS_VERSION
 
 HOOK_Z = {"model_name": "gpt2", "hook_name": "blocks.1.attn.hook_z"}
 
@@ -64,7 +65,8 @@ def test_log_histograms_gives_the_decoder_row_norms() -> None:
 def test_metadata_from_dict_and_values() -> None:
     metadata = SAEMetadata.from_dict({"model_name": "gpt2", "context_size": 64})
     assert metadata == SAEMetadata(model_name="gpt2", context_size=64)
-    assert list(metadata.values()) == ["gpt2", 64]
+    # As in SAELens, whose metadata always starts with its two version fields.
+    assert list(metadata.values()) == [SAELENS_VERSION, SAELENS_VERSION, "gpt2", 64]
 
 
 def test_training_config_methods_under_saelens_names() -> None:

@@ -138,9 +138,13 @@ def test_metadata_from_dict_matches() -> None:
     values = {"model_name": "gpt2", "context_size": 64, "note": {"a": 1}}
     theirs = sae_lens.saes.sae.SAEMetadata.from_dict(values)
     ours = saecore.SAEMetadata.from_dict(values)
-    versions = ("sae_lens_version", "sae_lens_training_version")  # SAELens stamps its own version on every metadata
-    assert ours.to_dict() == {key: value for key, value in theirs.to_dict().items() if key not in versions}
-    assert list(ours.values()) == [value for key, value in theirs.items() if key not in versions]
+    # Both stamp the version fields first (SAELens its own version, saecore the one it follows).
+    versions = ("sae_lens_version", "sae_lens_training_version")
+    assert list(ours.to_dict()) == list(theirs.to_dict()) and list(ours.to_dict())[:2] == list(versions)
+    assert {key: value for key, value in ours.to_dict().items() if key not in versions} == {
+        key: value for key, value in theirs.to_dict().items() if key not in versions}
+    assert [value for key, value in ours.items() if key not in versions] == [
+        value for key, value in theirs.items() if key not in versions]
 
 
 @pytest.mark.parametrize("architecture", ["standard", "gated", "jumprelu", "topk"])

@@ -14,7 +14,7 @@ from saecore_sae_standard.standard_sae import StandardTrainingSAE, StandardTrain
 from safetensors.torch import load_file
 from training_helpers import NoisyTrainingSAEConfig, ToySource, ToySourceConfig, make_config
 
-from saecore.errors import ConfigError
+from saecore.errors import ConfigError, SAEFileError
 from saecore.training import (
     SAETrainer,
     TrainingDivergedError,
@@ -175,3 +175,37 @@ def test_a_checkpoint_is_never_written_from_non_finite_weights(tmp_path: Path) -
     with pytest.raises(TrainingDivergedError, match="no checkpoint was written before it"):
         trainer.save_checkpoint()
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_checkpoint_path_none_writes_no_checkpoint_even_when_interrupted(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # where a default "checkpoints" folder would appear
+    with pytest.raises(ValueError, match="checkpoint_path=None writes no checkpoint, but n_checkpoints=2"):
+        _resume_config(tmp_path, checkpoint_path=None, n_checkpoints=2)
+    cfg = _resume_config(tmp_path / "run", checkpoint_path=None)
+    source = ToySource(cfg.source, seed=cfg.seed)
+
+    def send_signal(index: int, batch: torch.Tensor) -> torch.Tensor:
+        if index == 3 + 4:
+            signal.raise_signal(signal.SIGINT)
+        return batch
+
+    source.on_batch = send_signal
+    with pytest.raises(TrainingInterruptedError, match=r"no checkpoint was written \(checkpoint_path=None\)") as info:
+        TrainingRunner(cfg, source=source).run()
+    assert info.value.checkpoint is None
+    assert not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "checkpoints").exists()
+
+
+def test_load_weights_from_checkpoint_loads_the_checkpoint_weights_only(tmp_path: Path) -> None:
+    cfg = _resume_config(tmp_path, sae=StandardTrainingSAEConfig(d_in=8, d_sae=16), n_checkpoints=1)
+    TrainingRunner(cfg).run()
+    checkpoint = next(p for p in (tmp_path / "checkpoints").iterdir() if p.is_dir() and not p.name.startswith("."))
+    fresh = StandardTrainingSAE(StandardTrainingSAEConfig(d_in=8, d_sae=16))
+    fresh.load_weights_from_checkpoint(checkpoint)
+    saved = load_file(checkpoint / "sae_weights.safetensors")
+    assert set(fresh.state_dict()) == set(saved)
+    for name, tensor in fresh.state_dict().items():
+        assert torch.equal(tensor, saved[name]), name
+    with pytest.raises(SAEFileError, match="has shape"):
+        StandardTrainingSAE(StandardTrainingSAEConfig(d_in=8, d_sae=32)).load_weights_from_checkpoint(checkpoint)

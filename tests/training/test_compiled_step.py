@@ -83,3 +83,14 @@ def test_a_missing_compiler_is_refused_before_training(monkeypatch: pytest.Monke
     sae = _sae()
     with pytest.raises(ConfigError, match=r"compile_training_step=True: .*'/nonexistent/c\+\+' is not on PATH"):
         compiled_training_step(sae.training_forward_pass, CPU, enabled=True)
+
+
+def test_the_eager_backend_needs_no_compiler_and_computes_the_same_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CXX", "/nonexistent/c++")
+    sae = _sae()
+    step = compiled_training_step(sae.training_forward_pass, CPU, enabled=True, backend="eager")
+    assert getattr(step, "_torchdynamo_orig_callable", None) == sae.training_forward_pass
+    x = ToySource(ToySourceConfig(), seed=5).next_batch(32)
+    step_input = TrainStepInput(x, {"l1": L1}, torch.zeros(16, dtype=torch.bool), n_training_steps=0)
+    expected_loss, _ = _reference_loss_and_grads(dict(sae.named_parameters()), x)
+    assert float(step(step_input).loss.detach()) == pytest.approx(expected_loss, rel=1e-5)

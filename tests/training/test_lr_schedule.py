@@ -15,13 +15,18 @@ def _optimizer(lr: float) -> torch.optim.Optimizer:
     return torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=lr)
 
 
-def _torch_chain_lrs(name: str, lr: float, total: int, warm_up: int, decay: int, lr_end: float) -> list[float]:
-    """Warm-up LinearLR → LambdaLR(1) or CosineAnnealingLR → LinearLR decay, via SequentialLR."""
+def _torch_chain_lrs(
+    name: str, lr: float, total: int, warm_up: int, decay: int, lr_end: float, cycles: int = 1
+) -> list[float]:
+    """Warm-up LinearLR → LambdaLR(1), CosineAnnealingLR or CosineAnnealingWarmRestarts → LinearLR decay."""
     optimizer = _optimizer(lr)
     main_steps = total - warm_up - decay
     if name == "constant":
         main: lr_scheduler.LRScheduler = lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
         decay_start_factor = 1.0
+    elif name == "cosineannealingwarmrestarts":
+        main = lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=main_steps // cycles, eta_min=lr_end)
+        decay_start_factor = lr_end / lr
     else:
         main = lr_scheduler.CosineAnnealingLR(optimizer, T_max=main_steps, eta_min=lr_end)
         decay_start_factor = lr_end / lr
@@ -66,6 +71,25 @@ def test_matches_torch_sequential_chain(name: str, total: int, warm_up: int, dec
     )
     expected = _torch_chain_lrs(name, lr, total, warm_up, decay, lr_end)
     assert [schedule.lr_at(t) for t in range(total)] == pytest.approx(expected, rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize(("total", "warm_up", "decay", "cycles"), [(30, 0, 0, 3), (41, 5, 6, 4), (20, 2, 3, 1)])
+def test_warm_restarts_match_torch(total: int, warm_up: int, decay: int, cycles: int) -> None:
+    lr, lr_end = 2e-3, 2e-4
+    schedule = LRSchedule(_optimizer(lr), name="cosineannealingwarmrestarts", lr=lr, total_steps=total,
+                          warm_up_steps=warm_up, decay_steps=decay, lr_end=lr_end, restart_cycles=cycles)
+    expected = _torch_chain_lrs("cosineannealingwarmrestarts", lr, total, warm_up, decay, lr_end, cycles)
+    assert [schedule.lr_at(t) for t in range(total)] == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    if cycles > 1:
+        cycle = (total - warm_up - decay) // cycles
+        assert schedule.lr_at(warm_up + cycle) == pytest.approx(lr)  # the restart
+
+
+def test_more_restart_cycles_than_main_steps_are_refused() -> None:
+    with pytest.raises(ValueError, match="n_restart_cycles=11"):
+        LRSchedule(_optimizer(1.0), name="cosineannealingwarmrestarts", lr=1.0, total_steps=10, warm_up_steps=0,
+                   decay_steps=0, lr_end=0.1, restart_cycles=11)
 
 
 def test_landmarks_of_warm_up_cosine_and_decay() -> None:

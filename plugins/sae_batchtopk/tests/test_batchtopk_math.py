@@ -122,9 +122,10 @@ def test_threshold_is_unchanged_when_nothing_fired() -> None:
 
 
 @pytest.mark.parametrize("rescale", [True, False])
-def test_encode_and_forward_use_the_learned_threshold(rescale: bool) -> None:
+def test_in_eval_mode_encode_and_forward_use_the_learned_threshold(rescale: bool) -> None:
     sae, p = make_sae(rescale_acts_by_decoder_norm=rescale)
     sae.topk_threshold = torch.tensor(0.4, dtype=torch.float64)
+    sae.eval()
     x = inputs(3, 4)
     h = scores(p, x, rescale)
     f = torch.relu(h) * (h > 0.4).double()
@@ -169,3 +170,12 @@ def test_fold_W_dec_norm_is_refused_without_rescaling() -> None:
     with pytest.raises(UnsafeFoldError, match="rescale_acts_by_decoder_norm=False"):
         sae.fold_W_dec_norm()
     assert issubclass(UnsafeFoldError, ConfigError) and issubclass(UnsafeFoldError, NotImplementedError)
+
+
+def test_in_training_mode_encode_applies_the_batch_selection_so_mean_l0_is_k_at_init() -> None:
+    sae = BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(d_in=16, d_sae=128, k=4))
+    x = torch.randn(64, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert float((sae.encode(x) > 0).sum(-1).float().mean()) == 4.0
+        torch.testing.assert_close(sae.encode(x), batch_topk(sae.ranking_scores(x).relu(), 4))
+        assert float((sae.eval().encode(x) > 0).sum(-1).float().mean()) > 4.0  # the threshold, still 0 here

@@ -42,14 +42,17 @@ print(json.dumps({
 
 
 def trained_like_sae(dtype: str = "float64", **fields: Any) -> BatchTopKTrainingSAE[Any]:
-    """Random weights (decoder norms far from 1) and a threshold, as after some training."""
+    """Random weights (decoder norms far from 1) and a threshold, as after some training.
+
+    In eval mode: its encode applies the threshold, as the saved JumpReLU SAE does.
+    """
     cfg = BatchTopKTrainingSAEConfig(d_in=D_IN, d_sae=D_SAE, k=3, dtype=dtype, **fields)
     sae: BatchTopKTrainingSAE[Any] = BatchTopKTrainingSAE(cfg)
     with torch.no_grad():
         for name, value in random_parameters(D_IN, D_SAE, seed=2).items():
             getattr(sae, name).copy_(value)
     sae.topk_threshold = torch.tensor(THETA, dtype=torch.float64)
-    return sae
+    return sae.eval()
 
 
 def inputs(n: int) -> torch.Tensor:
@@ -112,6 +115,7 @@ def test_checkpoint_round_trip_keeps_the_float64_threshold(tmp_path: Path) -> No
     assert isinstance(loaded, BatchTopKTrainingSAE)
     assert loaded.topk_threshold.dtype == torch.float64
     assert float(loaded.topk_threshold) == 0.1234567890123
+    loaded.eval()
     x = inputs(5).float()
     with torch.no_grad():
         assert torch.equal(loaded(x), sae(x))

@@ -21,6 +21,7 @@ def test_saved_sae_is_jumprelu_with_identical_outputs(tmp_path: Path) -> None:
         sae.W_dec.mul_(torch.linspace(0.5, 2.0, 24, dtype=torch.float64).unsqueeze(1))
         sae.b_enc.fill_(0.05)
     sae.topk_threshold = torch.tensor(0.02, dtype=torch.float64)
+    sae.eval()  # the threshold, not the batch selection
     sae.save_inference_model(tmp_path)
     loaded = SAE.load_from_disk(tmp_path, dtype="float64")
     assert type(loaded).__name__ == "JumpReLUSAE"

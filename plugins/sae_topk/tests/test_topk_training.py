@@ -314,3 +314,16 @@ def test_step_under_bf16_autocast(rescale: bool) -> None:
     for name in PARAM_NAMES:
         grad = getattr(sae, name).grad
         assert grad is not None and grad.dtype == torch.float32 and torch.isfinite(grad).all()
+
+
+def test_a_step_on_3d_input_gives_the_losses_of_its_rows() -> None:
+    o = RefOptions(k=K, rescale=True, aux_coefficient=1.5)
+    sae = training_sae(ref.random_params(D_IN, D_SAE, seed=6), o)
+    x, dead = _batch(7), _dead_mask(30)
+    rows = _step(sae, x, dead, is_logging_step=True)
+    positions = _step(sae, x.reshape(4, BATCH // 4, D_IN), dead, is_logging_step=True)
+    assert positions.sae_out.shape == (4, BATCH // 4, D_IN) and positions.feature_acts.shape == (4, BATCH // 4, D_SAE)
+    torch.testing.assert_close(positions.sae_out.reshape(BATCH, D_IN), rows.sae_out)
+    torch.testing.assert_close(positions.feature_acts.reshape(BATCH, D_SAE), rows.feature_acts.to_dense())
+    for name, loss in rows.losses.items():
+        torch.testing.assert_close(positions.losses[name], loss, msg=name)

@@ -3,6 +3,10 @@
 SAELens code reads ``cfg.metadata.hook_name`` and gets ``None`` when the key was never
 set, so this is an attribute bag rather than a closed pydantic model: unknown keys are
 kept (a cfg.json written by another tool loses nothing) and missing keys read as None.
+As in SAELens, the version fields ``sae_lens_version`` and ``sae_lens_training_version``
+are always set: to the values given, else to the SAELens version saecore follows. Saved
+files need it: SAELens reads a cfg.json without ``sae_lens_version`` as pre-6.0 and drops
+its nested metadata.
 """
 
 from __future__ import annotations
@@ -12,6 +16,10 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pydantic_core import core_schema
+
+from saecore.version import SAELENS_VERSION
+
+VERSION_KEYS = ("sae_lens_version", "sae_lens_training_version")
 
 KNOWN_METADATA_KEYS = (
     "sae_lens_version",
@@ -43,7 +51,7 @@ class SAEMetadata:
     __slots__ = ("_values",)
 
     def __init__(self, **values: Any) -> None:
-        object.__setattr__(self, "_values", dict(values))
+        object.__setattr__(self, "_values", {key: SAELENS_VERSION for key in VERSION_KEYS} | values)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):

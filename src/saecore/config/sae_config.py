@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
+import warnings
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from saecore.config.metadata import SAEMetadata
 from saecore.config.training_presets import TrainingPresets
@@ -45,6 +47,7 @@ class SAEConfig(BaseModel):
     normalize_activations: NormalizeActivations = "none"
     reshape_activations: ReshapeActivations = "none"
     metadata: SAEMetadata = Field(default_factory=SAEMetadata)
+    _assigned_names: set[str] = PrivateAttr(default_factory=set)
 
     def __init__(self, **data: Any) -> None:
         """Construct from keywords; a bad value raises a one-line ConfigError naming the field."""
@@ -54,10 +57,39 @@ class SAEConfig(BaseModel):
             raise ConfigError(describe_validation_error(error, type(self).__name__)) from None
 
     def __setattr__(self, name: str, value: Any) -> None:
+        """Set a field (validated); any other public name that is not a class attribute goes to ``metadata``.
+
+        SAELens configs are dataclasses, which take any attribute, and tools written for
+        them (sae_bench) set their own (``cfg.hook_layer = 0``). Such a value is kept in
+        ``metadata`` and reads back as an attribute, with a warning that names the field it
+        is close to, in case it is a typo.
+        """
+        if name not in type(self).model_fields and not name.startswith("_") and not hasattr(type(self), name):
+            self._keep_in_metadata(name, value)
+            return
         try:
             super().__setattr__(name, value)
         except ValidationError as error:
             raise ConfigError(describe_validation_error(error, type(self).__name__)) from None
+
+    def _keep_in_metadata(self, name: str, value: Any) -> None:
+        where = type(self).__name__
+        close = difflib.get_close_matches(name.lower(), list(type(self).model_fields), n=1, cutoff=0.8)
+        hint = f"; did you mean the field {close[0]!r}?" if close else ""
+        warnings.warn(f"{where}: {name!r} is not a field; its value is kept in metadata{hint}", UserWarning,
+                      stacklevel=3)
+        self.metadata[name] = value
+        self.__pydantic_private__["_assigned_names"].add(name)
+
+    def __getattr__(self, name: str) -> Any:
+        """A name set by assignment that is not a field reads back from ``metadata``."""
+        try:
+            private = object.__getattribute__(self, "__pydantic_private__") or {}
+        except AttributeError:  # not yet initialised (unpickling)
+            private = {}
+        if name in private.get("_assigned_names", ()):
+            return self.metadata[name]
+        return super().__getattr__(name)  # type: ignore[misc]
 
     # Marks __init__ as a plain wrapper so pydantic's own validation paths
     # (model_validate, nested models) do not route through it.

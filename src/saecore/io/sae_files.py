@@ -30,9 +30,6 @@ def save_sae_files(
     cfg_dict = dict(cfg_dict)
     metadata = dict(cfg_dict.get("metadata") or {})
     metadata.setdefault("saecore_version", __version__)
-    # SAELens reads a file without sae_lens_version as pre-6.0 and drops nested metadata;
-    # this marks the layout version of the format we write, which is SAELens 6's.
-    metadata.setdefault("sae_lens_version", "6.0.0")
     cfg_dict["metadata"] = metadata
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
     weights_path = folder / SAE_WEIGHTS_FILENAME

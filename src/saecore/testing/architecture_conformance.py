@@ -213,6 +213,7 @@ class ArchitectureConformance:
         sae.save_inference_model(tmp_path / "inference")
         loaded = SAE.load_from_disk(tmp_path / "inference", dtype="float64")
         assert not isinstance(loaded, TrainingSAE)
+        sae.eval()  # a recipe may select across the batch in training mode (batchtopk); eval mode is per input
         with torch.no_grad():
             torch.testing.assert_close(loaded.encode(x), sae.encode(x), rtol=1e-7, atol=1e-9)
             torch.testing.assert_close(loaded(x), sae(x), rtol=1e-7, atol=1e-9)

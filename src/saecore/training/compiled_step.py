@@ -48,12 +48,17 @@ def compile_unavailable_reason(device: torch.device) -> str | None:
     return None
 
 
-def compiled_training_step(step: TrainingStep, device: torch.device, *, enabled: bool) -> TrainingStep:
-    """``step`` under torch.compile when ``enabled``; ``step`` itself otherwise."""
+def compiled_training_step(
+    step: TrainingStep, device: torch.device, *, enabled: bool, mode: str | None = None, backend: str = "inductor"
+) -> TrainingStep:
+    """``step`` under ``torch.compile(mode=mode, backend=backend)`` when ``enabled``; ``step`` itself otherwise.
+
+    Only the inductor backend builds kernels, so only it needs a compiler.
+    """
     if not enabled:
         return step
-    reason = compile_unavailable_reason(device)
+    reason = compile_unavailable_reason(device) if backend == "inductor" else None
     if reason is not None:
         raise ConfigError(f"{FIELD}=True: {reason}; install one or set {FIELD}=False")
-    compiled: TrainingStep = torch.compile(step)
+    compiled: TrainingStep = torch.compile(step, mode=mode, backend=backend)
     return compiled

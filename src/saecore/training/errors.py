@@ -29,9 +29,9 @@ class TrainingDivergedError(SaecoreError):
 
 
 class TrainingInterruptedError(SaecoreError):
-    """SIGINT or SIGTERM arrived; a checkpoint was written and training stopped."""
+    """SIGINT or SIGTERM arrived; a checkpoint was written (unless checkpoint_path=None) and training stopped."""
 
-    def __init__(self, signal_name: str, step: int, checkpoint: Path) -> None:
+    def __init__(self, signal_name: str, step: int, checkpoint: Path | None) -> None:
         self.signal_name = signal_name
         self.step = step
         self.checkpoint = checkpoint
@@ -39,6 +39,9 @@ class TrainingInterruptedError(SaecoreError):
 
     def describe(self, resume: str) -> str:
         """The message with ``resume`` saying how to continue (the Python keyword here; a flag on the command line)."""
+        if self.checkpoint is None:
+            return (f"training stopped by {self.signal_name} after step {self.step}; no checkpoint was written "
+                    "(checkpoint_path=None), so the run cannot be resumed")
         return (f"training stopped by {self.signal_name} after step {self.step}; checkpoint written to "
                 f"{self.checkpoint}. Resume with {resume}")
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import warnings
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+UNREAD_SAELENS_FIELDS = ("log_activations_store_to_wandb", "log_optimizer_state_to_wandb")
 
 
 class LoggingConfig(BaseModel):
@@ -28,3 +32,13 @@ class LoggingConfig(BaseModel):
     log_weights_to_wandb: bool = Field(
         default=True, description="Upload the weights with the final model artifact (the cfg is always uploaded)."
     )
+    log_activations_store_to_wandb: bool = Field(default=False, description="Accepted and ignored, as in SAELens.")
+    log_optimizer_state_to_wandb: bool = Field(default=False, description="Accepted and ignored, as in SAELens.")
+
+    @model_validator(mode="after")
+    def _warn_about_fields_without_effect(self) -> LoggingConfig:
+        for name in UNREAD_SAELENS_FIELDS:
+            if getattr(self, name):
+                warnings.warn(f"LoggingConfig: {name}=True has no effect (SAELens does not read it either)",
+                              UserWarning, stacklevel=2)
+        return self

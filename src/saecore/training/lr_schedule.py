@@ -6,10 +6,13 @@ the step counter) and nothing is computed on the device. With ``W`` warm-up step
 ``D`` decay steps, ``T`` steps in all and ``t`` the 0-based step:
 
 * warm-up, ``t < W``: ``lr · (1/W + (1 − 1/W) · t / (W − 1))``, from ``lr/W`` to ``lr``;
-* main phase, ``τ = t − W`` over ``M = T − W − D`` steps: ``lr`` (constant) or
-  ``lr_end + (lr − lr_end) · (1 + cos(π τ / M)) / 2`` (cosine annealing);
+* main phase, ``τ = t − W`` over ``M = T − W − D`` steps: ``lr`` (constant),
+  ``lr_end + (lr − lr_end) · (1 + cos(π τ / M)) / 2`` (cosine annealing), or the same
+  with ``τ mod C`` over ``C = M // n_restart_cycles`` (cosine annealing with warm
+  restarts: the LR jumps back to ``lr`` every ``C`` steps, as torch's
+  ``CosineAnnealingWarmRestarts(T_0=C)``);
 * decay, ``i = t − (T − D)``: ``start · (1 − i / D)``, with ``start = lr`` after a
-  constant phase and ``lr_end`` after cosine annealing.
+  constant phase and ``lr_end`` after cosine annealing (with or without restarts).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import math
 from typing import Any
 
 import torch
+
+SCHEDULE_NAMES = ("constant", "cosineannealing", "cosineannealingwarmrestarts")
 
 
 class LRSchedule:
@@ -33,9 +38,10 @@ class LRSchedule:
         warm_up_steps: int,
         decay_steps: int,
         lr_end: float,
+        restart_cycles: int = 1,
     ) -> None:
-        if name not in ("constant", "cosineannealing"):
-            raise ValueError(f"lr_scheduler_name={name!r}: allowed values are 'constant' and 'cosineannealing'")
+        if name not in SCHEDULE_NAMES:
+            raise ValueError(f"lr_scheduler_name={name!r}: allowed values are {', '.join(map(repr, SCHEDULE_NAMES))}")
         if warm_up_steps + decay_steps > total_steps:
             raise ValueError(
                 f"lr_warm_up_steps ({warm_up_steps}) + lr_decay_steps ({decay_steps}) exceed "
@@ -48,6 +54,11 @@ class LRSchedule:
         self.warm_up_steps = warm_up_steps
         self.decay_steps = decay_steps
         self.lr_end = lr_end
+        main_steps = total_steps - warm_up_steps - decay_steps
+        if name == "cosineannealingwarmrestarts" and not 1 <= restart_cycles <= main_steps:
+            raise ValueError(f"n_restart_cycles={restart_cycles} must be between 1 and the {main_steps} steps "
+                             "between warm-up and decay")
+        self.cycle_steps = main_steps // restart_cycles if name == "cosineannealingwarmrestarts" else main_steps
         self.last_step = -1
 
     def lr_at(self, step: int) -> float:
@@ -62,8 +73,7 @@ class LRSchedule:
         if step < decay_start:
             if self.name == "constant":
                 return self.lr
-            main_steps = decay_start - warm_up
-            progress = (step - warm_up) / main_steps
+            progress = ((step - warm_up) % self.cycle_steps) / self.cycle_steps
             return self.lr_end + (self.lr - self.lr_end) * (1 + math.cos(math.pi * progress)) / 2
         start_lr = self.lr if self.name == "constant" else self.lr_end
         into_decay = min(step - decay_start, decay)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from saecore.distributed.context import DistributedContext
-from saecore.errors import SaecoreError
+from saecore.errors import ConfigError, SaecoreError
 from saecore.io.atomic import write_text_atomically
 from saecore.registry import get_registry
 from saecore.sources.base import ActivationSource
@@ -68,21 +68,35 @@ class MemberRun:
         source: ActivationSource = entry.source_class(self.cfg.source, seed=self.cfg.seed, device=device)
         return source
 
-    def build_sae(self, source: ActivationSource, stream: str | None = None) -> TrainingSAE[Any]:
-        """A fresh training SAE on ``cfg.device``; ``cfg.sae`` itself is never mutated.
+    def build_sae(
+        self, source: ActivationSource, stream: str | None = None, start_from: TrainingSAE[Any] | None = None
+    ) -> TrainingSAE[Any]:
+        """A fresh training SAE on ``cfg.device``, or ``start_from`` moved there (fine-tuning a given SAE).
 
-        The source's facts (model, hook, dataset …; those of ``stream`` when given) fill
-        metadata keys the user left unset.
+        ``cfg.sae`` itself is never mutated. The source's facts (model, hook, dataset …;
+        those of ``stream`` when given) fill metadata keys left unset.
         """
+        device = str(self.distributed.device_for(self.cfg.device))
+        facts = source.sae_metadata() if stream is None else source.stream_metadata(stream)
+        if start_from is not None:
+            if start_from.cfg.architecture() != self.cfg.sae.architecture():
+                raise ConfigError(f"the SAE to train is a {start_from.cfg.architecture()!r} training SAE, but the "
+                                  f"run's sae config is {self.cfg.sae.architecture()!r}; give the SAE's own config")
+            start_from.to(device)
+            self._fill_metadata(start_from.cfg.metadata, facts)
+            return start_from
         entry = get_registry().training_recipe(self.cfg.sae.architecture())
         sae_cfg = self.cfg.sae.model_copy(deep=True)
-        sae_cfg.device = str(self.distributed.device_for(self.cfg.device))
-        facts = source.sae_metadata() if stream is None else source.stream_metadata(stream)
-        for key, value in facts.items():
-            if sae_cfg.metadata.get(key) is None:
-                sae_cfg.metadata[key] = value
+        sae_cfg.device = device
+        self._fill_metadata(sae_cfg.metadata, facts)
         sae: TrainingSAE[Any] = entry.training_sae_class(sae_cfg)
         return sae
+
+    @staticmethod
+    def _fill_metadata(metadata: Any, facts: dict[str, Any]) -> None:
+        for key, value in facts.items():
+            if metadata.get(key) is None:
+                metadata[key] = value
 
     def start_wandb(self, run_config: dict[str, Any], *, alongside_others: bool = False) -> WandbLogger | None:
         if not self.cfg.logger.log_to_wandb:

@@ -35,8 +35,9 @@ class TrainingRunner:
     """Train the SAE ``cfg.sae`` describes on ``source`` (default: built from ``cfg.source``).
 
     A source passed in is used as is and left open; one the runner builds is closed at
-    the end. After ``run()``, ``summary`` holds the final numbers and ``trainer`` the
-    trainer that produced them.
+    the end. ``sae``, when given, is trained (fine-tuned) instead of a fresh SAE built
+    from ``cfg.sae``, which must be its config's recipe. After ``run()``, ``summary``
+    holds the final numbers and ``trainer`` the trainer that produced them.
     """
 
     def __init__(
@@ -45,9 +46,11 @@ class TrainingRunner:
         source: ActivationSource | None = None,
         *,
         progress_stream: TextIO | None = None,
+        sae: TrainingSAE[Any] | None = None,
     ) -> None:
         self.cfg = cfg
         self.source = source
+        self.sae = sae
         self.progress_stream = progress_stream
         self.summary: TrainingSummary | None = None
         self.trainer: SAETrainer | None = None
@@ -62,6 +65,7 @@ class TrainingRunner:
         sweep = SAESweepRunner(
             SAESweepConfig(members=[SweepMember(name=RUN_NAME, run=self.cfg)]),
             self.source, progress_stream=self.progress_stream, single=True,
+            start_from={RUN_NAME: self.sae} if self.sae is not None else None,
         )
         try:
             return sweep.run()[RUN_NAME]

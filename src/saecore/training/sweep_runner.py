@@ -29,7 +29,7 @@ gets every SAE's summary.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
@@ -94,7 +94,8 @@ class SAESweepRunner:
     """Train every SAE of ``cfg`` on ``source`` (default: built from the shared ``source`` config).
 
     After ``run()``, ``summaries`` maps each SAE's name to its final numbers. ``single``
-    makes this the run of one SAE (see the module docstring).
+    makes this the run of one SAE (see the module docstring). ``start_from`` maps SAE names
+    to training SAEs to continue training (fine-tuning) instead of building fresh ones.
     """
 
     def __init__(
@@ -104,6 +105,7 @@ class SAESweepRunner:
         *,
         progress_stream: TextIO | None = None,
         single: bool = False,
+        start_from: Mapping[str, TrainingSAE[Any]] | None = None,
     ) -> None:
         if single and len(cfg.members) != 1:
             raise ValueError(f"a single run trains one SAE, but the config has {len(cfg.members)}")
@@ -111,6 +113,7 @@ class SAESweepRunner:
         self.source = source
         self.progress_stream = progress_stream
         self.single = single
+        self.start_from = dict(start_from or {})
         self.summaries: dict[str, TrainingSummary] = {}
         self.trainer: SweepTrainer | None = None
         self.distributed = DistributedContext()
@@ -157,14 +160,15 @@ class SAESweepRunner:
         """Lock every output folder and the checkpoint folder; clear killed runs' unfinished checkpoint writes."""
         first = self.cfg.first
         outputs = [(Path(m.run.output_path), "output_path") for m in self.cfg.members if m.run.output_path is not None]
-        checkpoints = Path(first.checkpoint_path)
-        locks = claim_folders([*outputs, (checkpoints, "checkpoint_path")])
-        remove_stale_writes(checkpoints)
+        checkpoints = Path(first.checkpoint_path) if first.checkpoint_path is not None else None
+        locks = claim_folders([*outputs, *([(checkpoints, "checkpoint_path")] if checkpoints is not None else [])])
+        if checkpoints is not None:
+            remove_stale_writes(checkpoints)
         resume = first.resume_from_checkpoint
         if resume is not None and is_stale_write(Path(resume)):
             release_folders(locks)
             raise ConfigError(f"resume_from_checkpoint={resume!r} is an unfinished checkpoint write (its run was "
-                              f"killed while writing it); resume from a complete checkpoint folder in {checkpoints}")
+                              "killed while writing it); resume from a complete checkpoint folder")
         return locks
 
     def _check_room(self, runs: list[MemberRun], saes: list[TrainingSAE[Any]]) -> None:
@@ -173,7 +177,7 @@ class SAESweepRunner:
             if run.cfg.output_path is not None:
                 self._require_room(Path(run.cfg.output_path), run.output_bytes(sae), "output_path")
         first = self.cfg.first
-        if first.n_checkpoints > 0 or first.save_final_checkpoint:
+        if first.checkpoint_path is not None and (first.n_checkpoints > 0 or first.save_final_checkpoint):
             needed = sum(ADAM_COPIES * state_bytes(sae) for sae in saes) + METADATA_BYTES
             self._require_room(Path(first.checkpoint_path), needed, "checkpoint_path")
 
@@ -219,7 +223,7 @@ class SAESweepRunner:
             saes = []
             for member, run in zip(own, runs):
                 seed_everything(seed)
-                saes.append(run.build_sae(source, member.stream))
+                saes.append(run.build_sae(source, member.stream, self.start_from.get(member.name)))
             self._agreed(lambda: self._check_room(runs, saes), self.saves_here)
             self.trainer = self._build_trainer(source, own, runs, saes, [columns[m.name] for m in own], loggers)
             self._resume_if_asked()

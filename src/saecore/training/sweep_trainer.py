@@ -137,11 +137,12 @@ class SweepTrainer:
             stopping = stop.requested
         if not stopping:
             return
-        for trainer in self.trainers:
-            if not trainer.checkpointed_this_step:
-                trainer.save_checkpoint()
-        checkpoint = self.run_checkpoint()
-        assert checkpoint is not None
+        checkpoint = None
+        if lead.cfg.checkpoint_path is not None:
+            for trainer in self.trainers:
+                if not trainer.checkpointed_this_step:
+                    trainer.save_checkpoint()
+            checkpoint = self.run_checkpoint()
         raise TrainingInterruptedError(stop.signal_name or "a signal to another rank", lead.n_training_steps,
                                        checkpoint)
 

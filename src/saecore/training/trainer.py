@@ -126,6 +126,7 @@ class SAETrainer:
             warm_up_steps=cfg.lr_warm_up_steps,
             decay_steps=cfg.lr_decay_steps,
             lr_end=cfg.resolved_lr_end,
+            restart_cycles=cfg.n_restart_cycles,
         )
         self.coefficients = CoefficientSchedule(self.sae.get_coefficients())
         self.feature_stats = FeatureStats(self.sae.cfg.d_sae, cfg.dead_feature_window, self.device)
@@ -138,6 +139,8 @@ class SAETrainer:
             ),
             self.device,
             enabled=cfg.compile_training_step,
+            mode=cfg.compile_mode,
+            backend=cfg.compile_backend,
         )
         self._batches = (
             batches if batches is not None
@@ -330,8 +333,9 @@ class SAETrainer:
         if step in self.checkpoint_steps:
             self.save_checkpoint()
         if self.should_stop(stop, is_log_step):
-            folder = self.last_checkpoint if self.checkpointed_this_step else self.save_checkpoint()
-            assert folder is not None
+            folder = None
+            if self.cfg.checkpoint_path is not None:
+                folder = self.last_checkpoint if self.checkpointed_this_step else self.save_checkpoint()
             raise TrainingInterruptedError(stop.signal_name or "a signal to another rank", step, folder)
 
     def should_stop(self, stop: StopRequest, is_log_step: bool) -> bool:
@@ -449,6 +453,8 @@ class SAETrainer:
         """
         self._raise_if_diverged()
         self._raise_if_weights_not_finite()
+        if self.cfg.checkpoint_path is None:
+            raise ConfigError("checkpoint_path=None: this run writes no checkpoints; set checkpoint_path to a folder")
         folder = Path(self.cfg.checkpoint_path) / (name or str(self.n_training_tokens))
         if self.checkpoint_subfolder is not None:
             folder = folder / self.checkpoint_subfolder

@@ -34,14 +34,20 @@ class TrainerConfig(BaseModel):
     lr: float = Field(default=3e-4, gt=0, description="Adam learning rate.")
     adam_beta1: float = Field(default=0.9, ge=0, lt=1)
     adam_beta2: float = Field(default=0.999, ge=0, lt=1)
-    lr_scheduler_name: Literal["constant", "cosineannealing"] = Field(
-        default="constant", description="Main phase of the LR schedule (between warm-up and decay)."
+    lr_scheduler_name: Literal["constant", "cosineannealing", "cosineannealingwarmrestarts"] = Field(
+        default="constant",
+        description="Main phase of the LR schedule (between warm-up and decay); cosineannealingwarmrestarts "
+        "runs n_restart_cycles cosine cycles, each from lr down to lr_end.",
     )
     lr_warm_up_steps: int = Field(default=0, ge=0, description="Linear LR warm-up from lr/W to lr.")
     lr_end: float | None = Field(
         default=None, ge=0, description="Where cosine annealing ends and the final decay starts (None: lr/10)."
     )
     lr_decay_steps: int = Field(default=0, ge=0, description="Final linear LR decay to 0 over this many steps.")
+    n_restart_cycles: int = Field(
+        default=1, gt=0,
+        description="Cosine cycles of the main phase with lr_scheduler_name='cosineannealingwarmrestarts'.",
+    )
     dead_feature_window: int = Field(default=1000, gt=0, description="A latent silent for more steps is dead.")
     feature_sampling_window: int = Field(
         default=2000, gt=0, description="Steps over which firing frequencies are accumulated, then reset."
@@ -50,7 +56,10 @@ class TrainerConfig(BaseModel):
         default=100, gt=0, description="Batches used to estimate the expected_average_only_in scale."
     )
     n_checkpoints: int = Field(default=0, ge=0, description="Evenly spaced checkpoints during training.")
-    checkpoint_path: str = "checkpoints"
+    checkpoint_path: str | None = Field(
+        default="checkpoints",
+        description="Folder of the checkpoints (None: none is written, not even when training is interrupted).",
+    )
     save_final_checkpoint: bool = False
     output_path: str | None = Field(default="output", description="Where the trained inference SAE is written.")
     resume_from_checkpoint: str | None = Field(default=None, description="A checkpoint folder to continue from.")
@@ -96,6 +105,14 @@ class TrainerConfig(BaseModel):
         "after seconds of compiling, no gain for TopK. Needs a C++ compiler on CPU, Triton on CUDA "
         "(docs/training_fast_paths.md).",
     )
+    compile_mode: str | None = Field(
+        default=None, description="torch.compile's mode for the training step (None: its default; e.g. max-autotune)."
+    )
+    compile_backend: str = Field(
+        default="inductor",
+        description="torch.compile's backend for the training step; 'eager' only traces (no C++ compiler needed), "
+        "which checks that the step compiles without building kernels.",
+    )
 
     @field_validator("checkpoint_path", "output_path", "resume_from_checkpoint", mode="before")
     @classmethod
@@ -115,11 +132,22 @@ class TrainerConfig(BaseModel):
                 f"({self.train_batch_size_tokens}), so not even one step would run; raise training_tokens "
                 "or lower train_batch_size_tokens"
             )
+        if self.checkpoint_path is None and (self.n_checkpoints > 0 or self.save_final_checkpoint):
+            raise ValueError(
+                f"checkpoint_path=None writes no checkpoint, but n_checkpoints={self.n_checkpoints} and "
+                f"save_final_checkpoint={self.save_final_checkpoint} ask for some; set checkpoint_path to a folder"
+            )
         steps = self.total_training_steps
         if self.lr_warm_up_steps + self.lr_decay_steps > steps:
             raise ValueError(
                 f"lr_warm_up_steps ({self.lr_warm_up_steps}) + lr_decay_steps ({self.lr_decay_steps}) exceed "
                 f"the {steps} training steps (training_tokens // train_batch_size_tokens)"
+            )
+        main_steps = steps - self.lr_warm_up_steps - self.lr_decay_steps
+        if self.lr_scheduler_name == "cosineannealingwarmrestarts" and self.n_restart_cycles > main_steps:
+            raise ValueError(
+                f"n_restart_cycles={self.n_restart_cycles} exceeds the {main_steps} steps between warm-up and decay; "
+                "each cosine cycle needs at least one step"
             )
         return self
 

@@ -5,12 +5,14 @@ Training keeps the ``int(k·B)`` largest entries of ``ReLU(h')`` over the whole 
 dead latents. After every training forward the global threshold follows
 ``θ ← (1 − η)θ + η·min(f > 0)`` (float64, ``η = topk_threshold_lr``).
 
-A batch-dependent selection is no function of a single input, so the SAE a user gets is
-the thresholded one: ``encode`` (and therefore ``forward`` and the trainer's evaluations)
-returns ``ReLU(h')·1[h' > θ]``, exactly what the saved ``jumprelu`` SAE computes once the
-decoder norms are folded into the encoder. ``training_forward_pass`` uses the batch
-selection; on CPU, when ``k`` is at most 1/16 of ``d_sae``, it runs over the selection's
-support (:mod:`~saecore_sae_batchtopk.support_step`) with the same losses and gradients.
+In training mode (``sae.train()``, a module's state when built) ``encode`` and ``forward``
+apply the batch selection, as SAELens's do: at initialisation a batch's mean L0 is k. A
+batch-dependent selection is no function of a single input, so in eval mode (``sae.eval()``,
+which the evaluations switch to) they return ``ReLU(h')·1[h' > θ]``, exactly what the saved
+``jumprelu`` SAE computes once the decoder norms are folded into the encoder.
+``training_forward_pass`` uses the batch selection; on CPU, when ``k`` is at most 1/16 of
+``d_sae``, it runs over the selection's support (:mod:`~saecore_sae_batchtopk.support_step`)
+with the same losses and gradients.
 """
 
 from __future__ import annotations
@@ -82,7 +84,9 @@ class BatchTopKTrainingSAE(TrainingSAE[C]):
         return self.hook_sae_acts_post(batch_topk(scores, self.cfg.k)), scores
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """The thresholded activations the saved JumpReLU SAE produces: ``ReLU(h')·1[h' > θ]``."""
+        """Training mode: the batch selection. Eval mode: the saved JumpReLU SAE's ``ReLU(h')·1[h' > θ]``."""
+        if self.training:
+            return self.encode_with_hidden_pre(x)[0]
         scores = self.ranking_scores(x)
         above = (scores > self.topk_threshold.to(scores.dtype)).to(scores.dtype)
         return self.hook_sae_acts_post(scores.relu() * above)

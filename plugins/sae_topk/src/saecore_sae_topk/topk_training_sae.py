@@ -13,8 +13,9 @@ they are a sparse COO tensor, because the trainer reads them only to log metrics
 densify sparse input) and counts firing latents from ``firing_counts``, which is always
 filled. Building the dense ``[N, d_sae]`` tensor costs a zero-fill of fresh memory each
 step. When a hook on the pre- or post-activations must see (and may
-replace) dense tensors, or the input itself needs a gradient, it falls back to the
-generic dense path of ``TrainingSAE``, which computes the same losses.
+replace) dense tensors, the input itself needs a gradient, or the input is not a matrix
+of rows (``[batch, pos, d_in]``), it falls back to the generic dense path of
+``TrainingSAE``, which computes the same losses.
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ class TopKTrainingSAE(TopKBase[TopKTrainingSAEConfig], TrainingSAE[TopKTrainingS
     # -- the training step -------------------------------------------------------------------
     def training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
         needs_dense = self.hook_sae_acts_pre.is_hooked or self.hook_sae_acts_post.is_hooked
-        if needs_dense or step_input.sae_in.requires_grad:
+        # The sparse path works on [batch, d_in] rows; other shapes ([batch, pos, d_in]) take the dense one.
+        if needs_dense or step_input.sae_in.requires_grad or step_input.sae_in.ndim != 2:
             output = super().training_forward_pass(step_input)
             if output.feature_acts.is_sparse:
                 output.firing_counts = _sparse_firing_counts(output.feature_acts)

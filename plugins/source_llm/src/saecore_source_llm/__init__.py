@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from saecore_source_llm.feature_tools import steer_feature as steer_feature
     from saecore_source_llm.feature_tools import top_k_features as top_k_features
     from saecore_source_llm.hf_splice import splice as splice
+    from saecore_source_llm.multi_runner import MultiSAETrainingRunner as MultiSAETrainingRunner
+    from saecore_source_llm.multi_runner import MultiSAETrainingRunnerConfig as MultiSAETrainingRunnerConfig
     from saecore_source_llm.multi_sae_evaluator import MultiSAEEvaluator as MultiSAEEvaluator
     from saecore_source_llm.pretokenize import PretokenizeRunner as PretokenizeRunner
     from saecore_source_llm.pretokenize import PretokenizeRunnerConfig as PretokenizeRunnerConfig
@@ -61,6 +63,8 @@ _EXPORTS = {
     "LanguageModelSAERunnerConfig": "saecore_source_llm.runner",
     "MultiSAEEvaluator": "saecore_source_llm.multi_sae_evaluator",
     "LanguageModelSAETrainingRunner": "saecore_source_llm.runner",
+    "MultiSAETrainingRunner": "saecore_source_llm.multi_runner",
+    "MultiSAETrainingRunnerConfig": "saecore_source_llm.multi_runner",
     "SAETrainingRunner": "saecore_source_llm.runner",
     "SAETransformerBridge": "saecore_source_llm.sae_transformer_bridge",
     "splice": "saecore_source_llm.hf_splice",

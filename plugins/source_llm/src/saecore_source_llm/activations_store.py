@@ -184,7 +184,9 @@ class ActivationsStore:
             cached_activations_path=getattr(cfg, "cached_activations_path", None) if use_cached else None,
             model_kwargs=getattr(cfg, "model_kwargs", None),
             autocast_lm=cfg.autocast_lm,
-            dataset_trust_remote_code=getattr(cfg, "dataset_trust_remote_code", None),
+            # SAELens's default is True; only a value the user gave is worth a warning.
+            dataset_trust_remote_code=cfg.dataset_trust_remote_code
+            if "dataset_trust_remote_code" in getattr(cfg, "model_fields_set", ()) else None,
             seqpos_slice=cfg.seqpos_slice,
             exclude_special_tokens=None if exclude is False else torch.tensor(list(exclude), dtype=torch.long),
             disable_concat_sequences=cfg.disable_concat_sequences,

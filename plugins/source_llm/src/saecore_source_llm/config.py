@@ -30,6 +30,8 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from saecore.errors import ConfigError
 from saecore.sources.base import SourceConfig
 
+FIELDS_NEVER_FROM_FILES = ("dataset_trust_remote_code",)
+
 ModelClassName = Literal["auto", "HookedTransformer", "TransformerBridge", "AutoModelForCausalLM"]
 SpecialTokenName = Literal["bos", "eos", "sep"]
 
@@ -84,6 +86,21 @@ class LanguageModelFields(BaseModel):
     )
     autocast_lm: bool = Field(default=False, description="Run the language model under bfloat16 autocast.")
     llm_device: str | None = Field(default=None, description="Device of the language model (None: the source's).")
+    act_store_device: str | None = Field(
+        default=None,
+        description="Device of the activation buffer (None: the source's; 'with_model': llm_device). Batches are "
+        "moved to the SAE's device as they are served.",
+    )
+    model_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Extra keyword arguments of every forward pass (run_with_cache, logits)."
+    )
+    compile_llm: bool = Field(
+        default=False, description="Run the forward passes that produce training activations under torch.compile."
+    )
+    llm_compilation_mode: str | None = Field(default=None, description="torch.compile's mode with compile_llm.")
+    llm_compilation_backend: str = Field(
+        default="inductor", description="torch.compile's backend with compile_llm ('eager' only traces)."
+    )
 
     # -- data ----------------------------------------------------------------------------
     dataset_path: str = Field(
@@ -92,6 +109,16 @@ class LanguageModelFields(BaseModel):
     dataset: Any = Field(default=None, description="A datasets Dataset/IterableDataset object from Python.")
     dataset_split: str = Field(default="train", description="Split of the dataset to read.")
     streaming: bool = Field(default=True, description="Stream the dataset instead of downloading/preparing it.")
+    dataset_trust_remote_code: bool = Field(
+        default=True,
+        description="Let a Hub dataset run its loading script (datasets < 4 only: datasets 4 and later run no "
+        "scripts, so there it has no effect).",
+    )
+    use_chat_formatting: bool = Field(
+        default=False,
+        description="Tokenize each row with the tokenizer's chat template: a 'conversation', 'conversations' or "
+        "'messages' column of role/content messages, or a 'text' column taken as one user message.",
+    )
     is_dataset_tokenized: bool | None = Field(
         default=None,
         description="True: read a tokens/input_ids column; False: tokenize a text column; None: detect.",
@@ -206,6 +233,9 @@ class LanguageModelFields(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> LanguageModelFields:
+        if self.use_chat_formatting and self.is_dataset_tokenized:
+            raise ValueError("use_chat_formatting=True tokenizes conversations, so is_dataset_tokenized cannot be "
+                             "True; leave it None or set it to False")
         if self.training_context_size == 0:
             raise ValueError(
                 f"seqpos_slice={self.seqpos_slice} keeps no position of a context_size={self.context_size} prompt"
@@ -229,6 +259,13 @@ class LanguageModelFields(BaseModel):
                 f"{self.additional_hook_names}: it would be unclear which hooks it narrows to one head. Read the "
                 "heads flattened (hook_head_index=None), or use one source per head"
             )
+
+    @property
+    def buffer_device(self) -> str | None:
+        """``act_store_device`` resolved: None (the source's device), a device, or llm_device for 'with_model'."""
+        if self.act_store_device == "with_model":
+            return self.llm_device
+        return self.act_store_device
 
     @property
     def hook_names(self) -> list[str]:
@@ -290,11 +327,13 @@ class LLMSourceConfig(SourceConfig, LanguageModelFields):
         ``auto`` (SAELens files say ``HookedTransformer``, which transformer-lens 4 lacks);
         ``AutoModelForCausalLM`` is kept, its hook names being module paths. Recorded
         ``model_from_pretrained_kwargs`` are HookedTransformer processing options and are
-        kept only when a HookedTransformer will load the model.
+        kept only when a HookedTransformer will load the model. ``dataset_trust_remote_code``
+        is never taken from a file: running a dataset's loading script is the user's choice.
         """
         from saecore_source_llm.model_loading import HOOKED_TRANSFORMER, TRANSFORMERS, resolve_model_class
 
-        values = {name: metadata[name] for name in cls.model_fields if metadata.get(name) is not None}
+        values = {name: metadata[name] for name in cls.model_fields
+                  if metadata.get(name) is not None and name not in FIELDS_NEVER_FROM_FILES}
         if values.get("model_class_name") != TRANSFORMERS:
             values.pop("model_class_name", None)
         if resolve_model_class(values.get("model_class_name", "auto")) != HOOKED_TRANSFORMER:

@@ -23,6 +23,7 @@ from saecore.errors import ConfigError
 
 TOKEN_COLUMNS = ("tokens", "input_ids")
 TEXT_COLUMNS = ("text",)
+CHAT_COLUMNS = ("conversation", "conversations", "messages", "text")
 FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".txt": "text", ".text": "text", ".csv": "csv",
                  ".parquet": "parquet"}
 SAVED_DATASET_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
@@ -31,8 +32,11 @@ READ_CHUNK = 256
 
 @dataclass(frozen=True)
 class DatasetColumn:
+    """The column documents are read from; ``chat``: each row is a conversation for the chat template."""
+
     name: str
     tokenized: bool
+    chat: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,17 +63,33 @@ class DocumentSelection:
 ALL_DOCUMENTS = DocumentSelection()
 
 
-def open_dataset(path: str, dataset: Any, *, split: str, streaming: bool) -> Any:
+def open_dataset(path: str, dataset: Any, *, split: str, streaming: bool, trust_remote_code: bool = False) -> Any:
     """The ``datasets`` object to read: ``dataset`` when given, else what ``path`` names."""
     try:
-        return _open_dataset(path, dataset, split=split, streaming=streaming)
+        return _open_dataset(path, dataset, split=split, streaming=streaming,
+                             hub_options=hub_loading_options(trust_remote_code, datasets_major()))
     except StopIteration:
         # datasets' json and csv builders raise a bare StopIteration on files with no rows.
         raise ConfigError(f"dataset_path={path!r}: has no rows (the file or every file in the folder is empty)") \
             from None
 
 
-def _open_dataset(path: str, dataset: Any, *, split: str, streaming: bool) -> Any:
+def datasets_major() -> int:
+    from importlib.metadata import version
+
+    return int(version("datasets").split(".")[0])
+
+
+def hub_loading_options(trust_remote_code: bool, major: int) -> dict[str, Any]:
+    """``load_dataset`` options for a Hub dataset: loading scripts exist only before datasets 4.
+
+    datasets 4 and later run no loading script and report ``trust_remote_code`` as an error,
+    so it is passed only to older versions.
+    """
+    return {"trust_remote_code": trust_remote_code} if major < 4 else {}
+
+
+def _open_dataset(path: str, dataset: Any, *, split: str, streaming: bool, hub_options: dict[str, Any]) -> Any:
     import datasets
 
     if dataset is not None:
@@ -92,7 +112,7 @@ def _open_dataset(path: str, dataset: Any, *, split: str, streaming: bool) -> An
                                      streaming=streaming)
     if _is_glob(path) or path.startswith((".", "/", "~")) or local.suffix.lower() in FILE_BUILDERS:
         raise ConfigError(f"dataset_path={path!r}: no such file or folder")
-    return datasets.load_dataset(path, split=split, streaming=streaming)
+    return datasets.load_dataset(path, split=split, streaming=streaming, **hub_options)
 
 
 def _is_glob(path: str) -> bool:
@@ -123,13 +143,23 @@ def column_names(dataset: Any) -> list[str]:
 
 
 def choose_column(
-    dataset: Any, *, column: str | None, is_tokenized: bool | None, where: str = "the dataset"
+    dataset: Any, *, column: str | None, is_tokenized: bool | None, where: str = "the dataset", chat: bool = False
 ) -> DatasetColumn:
-    """The column to read and whether it holds token ids, from the names the dataset has."""
+    """The column to read and whether it holds token ids, from the names the dataset has.
+
+    With ``chat`` (use_chat_formatting) the column holds conversations, or text taken as
+    one user message each.
+    """
     found = column_names(dataset)
     if not found:
         raise ConfigError(f"{where}: has no rows (no column found to read documents from)")
     shown = ", ".join(repr(name) for name in found) or "none"
+    if chat:
+        name = column if column is not None else next((name for name in CHAT_COLUMNS if name in found), None)
+        if name is None or name not in found:
+            raise ConfigError(f"use_chat_formatting=True needs a 'conversation', 'conversations', 'messages' or "
+                              f"'text' column (or dataset_column naming one), found columns: {shown}")
+        return DatasetColumn(name, tokenized=False, chat=True)
     if column is not None:
         if column not in found:
             raise ConfigError(f"dataset_column={column!r} is not a column of the dataset (columns found: {shown})")

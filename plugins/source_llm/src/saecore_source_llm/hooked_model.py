@@ -48,6 +48,11 @@ class HookedModel(ABC):
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
+        self.forward_kwargs: dict[str, Any] = {}
+
+    def compile(self, *, mode: str | None, backend: str) -> None:
+        """Run ``activations`` (the forward passes that feed training) under torch.compile."""
+        self.activations = torch.compile(self.activations, mode=mode, backend=backend)  # type: ignore[method-assign]
 
     @property
     @abstractmethod
@@ -111,14 +116,15 @@ class TransformerLensModel(HookedModel):
 
     def activations(self, tokens: torch.Tensor, hook_names: Sequence[str]) -> list[torch.Tensor]:
         _, cache = self.model.run_with_cache(
-            tokens, names_filter=list(hook_names), stop_at_layer=deepest_stop(hook_names), prepend_bos=False
+            tokens, names_filter=list(hook_names), stop_at_layer=deepest_stop(hook_names), prepend_bos=False,
+            **self.forward_kwargs,
         )
         return [cache[name] for name in hook_names]
 
     def logits(self, tokens: torch.Tensor, hook_name: str | None = None, edit: Edit | None = None) -> torch.Tensor:
         hooks = [] if edit is None else [(hook_name, lambda activation, hook: edit(activation))]
         logits: torch.Tensor = self.model.run_with_hooks(tokens, fwd_hooks=hooks, return_type="logits",
-                                                         prepend_bos=False)
+                                                         prepend_bos=False, **self.forward_kwargs)
         return logits
 
 
@@ -162,7 +168,7 @@ class TransformersModel(HookedModel):
 
         handles = [self._modules[name].register_forward_hook(capturing(name)) for name in hook_names]
         try:
-            self.model(input_ids=tokens)
+            self.model(input_ids=tokens, **self.forward_kwargs)
         except _StopForward:
             pass
         finally:
@@ -180,7 +186,7 @@ class TransformersModel(HookedModel):
                 lambda module, inputs, output: replace_first_tensor(output, edit(first_tensor(output)))
             )
         try:
-            output = self.model(input_ids=tokens)
+            output = self.model(input_ids=tokens, **self.forward_kwargs)
         finally:
             if handle is not None:
                 handle.remove()

@@ -48,9 +48,16 @@ def resolve_model_class(requested: str) -> str:
 
 
 def load_model(cfg: LLMSourceConfig, device: torch.device) -> HookedModel:
-    """The model ``cfg`` names (or holds), on ``device`` unless it was passed in already placed."""
-    if cfg.model is not None:
-        return wrap_model(cfg.model, cfg)
+    """The model ``cfg`` names (or holds), on ``device`` unless it was passed in already placed.
+
+    Its forward passes get ``cfg.model_kwargs``.
+    """
+    model = wrap_model(cfg.model, cfg) if cfg.model is not None else _load_named_model(cfg, device)
+    model.forward_kwargs = dict(cfg.model_kwargs)
+    return model
+
+
+def _load_named_model(cfg: LLMSourceConfig, device: torch.device) -> HookedModel:
     kind = resolve_model_class(cfg.model_class_name)
     options = dict(cfg.model_from_pretrained_kwargs) if cfg.model_from_pretrained_kwargs is not None else (
         {"center_writing_weights": False} if kind == HOOKED_TRANSFORMER else {}

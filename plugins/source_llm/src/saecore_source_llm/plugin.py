@@ -32,6 +32,8 @@ def saecore_register_exports(register: RegisterExport) -> None:
     register(LanguageModelSAERunnerConfig)
     register(LanguageModelSAETrainingRunner)
     register(SAETrainingRunner)
+    register("saecore_source_llm.multi_runner:MultiSAETrainingRunner")
+    register("saecore_source_llm.multi_runner:MultiSAETrainingRunnerConfig")
     register("saecore_source_llm.hooked_sae_transformer:HookedSAETransformer")
     register("saecore_source_llm.cache_activations_runner:CacheActivationsRunner")
     register("saecore_source_llm.cache_activations_runner:CacheActivationsRunnerConfig")

@@ -80,16 +80,20 @@ class LLMSource(ActivationSource):
     def __init__(self, cfg: LLMSourceConfig, *, seed: int = 42, device: str = "cpu") -> None:
         super().__init__(cfg, seed=seed, device=device)
         self.llm_device = torch.device(cfg.llm_device) if cfg.llm_device is not None else self.device
+        self.buffer_device = torch.device(cfg.buffer_device) if cfg.buffer_device is not None else self.device
         self.model: HookedModel = load_model(cfg, self.llm_device)
+        if cfg.compile_llm:
+            self.model.compile(mode=cfg.llm_compilation_mode, backend=cfg.llm_compilation_backend)
         self.hook_names = cfg.hook_names
         self.model.check_hook_name(cfg.hook_name)
         for index, name in enumerate(cfg.additional_hook_names):
             self.model.check_hook_name(name, f"additional_hook_names[{index}]")
         self._check_context_size()
-        self.dataset = open_dataset(cfg.dataset_path, cfg.dataset, split=cfg.dataset_split, streaming=cfg.streaming)
+        self.dataset = open_dataset(cfg.dataset_path, cfg.dataset, split=cfg.dataset_split, streaming=cfg.streaming,
+                                    trust_remote_code=cfg.dataset_trust_remote_code)
         self.dataset_name = f"dataset_path={cfg.dataset_path!r}" if cfg.dataset is None else "the dataset object"
         self.column = choose_column(self.dataset, column=cfg.dataset_column, is_tokenized=cfg.is_dataset_tokenized,
-                                    where=self.dataset_name)
+                                    where=self.dataset_name, chat=cfg.use_chat_formatting)
         text = not self.column.tokenized
         self.bos_token_id = self._special_token("bos", "prepend_bos=True") if text and cfg.prepend_bos else None
         self.separator_token_id = (
@@ -108,7 +112,7 @@ class LLMSource(ActivationSource):
         widths = (f" ({' + '.join(f'{width} at {name}' for name, width in self._widths.items())})"
                   if len(self._widths) > 1 else "")
         self.memory_report = check_fits(
-            buffer_bytes, self.device,
+            buffer_bytes, self.buffer_device,
             f"llm source: mixing buffer of {capacity:,} activations{prefetched} × d_in {self._d_in}{widths} "
             "(float32)",
             remedy="lower n_batches_in_buffer, store_batch_size_prompts, context_size or prefetch_llm_batches",
@@ -116,7 +120,8 @@ class LLMSource(ActivationSource):
         if cfg.verbose:
             print(self.memory_report, file=sys.stderr)
         self.buffer = MixingBuffer(
-            capacity, self._d_in, mixing_fraction=cfg.activations_mixing_fraction, device=self.device, seed=seed
+            capacity, self._d_in, mixing_fraction=cfg.activations_mixing_fraction, device=self.buffer_device,
+            seed=seed,
         )
         self._eval_tokens: torch.Tensor | None = None
         self._selection = ALL_DOCUMENTS
@@ -136,7 +141,7 @@ class LLMSource(ActivationSource):
                 self.check_batch_size(batch_size)
             self.buffer.refill(self._chunks)
             self._forget_unused_chunks()
-        return self.buffer.take(batch_size)
+        return self.buffer.take(batch_size).to(self.device)
 
     def check_batch_size(self, batch_size: int) -> None:
         self.cfg.check_train_batch_size(batch_size)
@@ -400,7 +405,7 @@ class LLMSource(ActivationSource):
             raws = self.model.activations(tokens.to(self.model.input_device), self.hook_names)
         columns = [self._rows(raw) for raw in raws]
         joined = columns[0] if len(columns) == 1 else torch.cat(columns, dim=-1)
-        return joined.to(self.device)
+        return joined.to(self.buffer_device)
 
     def _rows(self, raw: torch.Tensor) -> torch.Tensor:
         """One hook's ``[batch, pos, ...]`` activation as float32 rows ``[batch · kept positions, width]``."""
@@ -426,17 +431,17 @@ class LLMSource(ActivationSource):
         buffer = self.buffer
         slot_chunks = torch.where(buffer.origins == EMPTY, EMPTY, buffer.origins // self.chunk_size)
         carry_chunks = buffer.carry_origins // self.chunk_size
-        carry = torch.zeros(len(buffer.carry_origins), self._d_in, device=self.device)
+        carry = torch.zeros(len(buffer.carry_origins), self._d_in, device=self.buffer_device)
         for chunk, tokens in sorted(self._chunk_tokens.items()):
             activations = self.activations(tokens)
             slots = torch.nonzero(slot_chunks == chunk).flatten()
             if len(slots):
                 positions = (buffer.origins[slots] % self.chunk_size).to(activations.device)
-                buffer.slots[slots.to(self.device)] = activations[positions]
+                buffer.slots[slots.to(self.buffer_device)] = activations[positions]
             in_carry = torch.nonzero(carry_chunks == chunk).flatten()
             if len(in_carry):
                 positions = (buffer.carry_origins[in_carry] % self.chunk_size).to(activations.device)
-                carry[in_carry.to(self.device)] = activations[positions]
+                carry[in_carry.to(self.buffer_device)] = activations[positions]
         if len(buffer.carry_origins):
             buffer.carry_activations = carry
 

@@ -7,6 +7,8 @@ separator token (unless the next document already starts with it). A document th
 not fit continues in the next prompt, which again starts with BOS.
 ``disable_concat_sequences`` instead makes one prompt per document and skips documents
 that are too short. Pretokenized rows are used as they are, cut to ``context_size``.
+With ``use_chat_formatting`` each row is a conversation, tokenized by the tokenizer's
+chat template (a text row is one user message), then packed like text.
 
 After each prompt the stream knows exactly where the next one starts (epoch, document,
 token offset inside it): that is all a resumed run needs to continue the same sequence.
@@ -179,7 +181,7 @@ class TokenStream:
             for index, value in values:
                 yield index, value.tolist() if hasattr(value, "tolist") else list(value)
             return
-        batch: list[tuple[int, str]] = []
+        batch: list[tuple[int, Any]] = []
         for index, value in values:
             batch.append((index, value or ""))
             if len(batch) == TOKENIZE_CHUNK:
@@ -187,8 +189,13 @@ class TokenStream:
                 batch = []
         yield from self._tokenize(batch)
 
-    def _tokenize(self, batch: list[tuple[int, str]]) -> Iterator[tuple[int, Sequence[int]]]:
+    def _tokenize(self, batch: list[tuple[int, Any]]) -> Iterator[tuple[int, Sequence[int]]]:
         if not batch:
+            return
+        if self.column.chat:
+            for index, row in batch:
+                conversation = [{"role": "user", "content": row}] if isinstance(row, str) else list(row)
+                yield index, self.tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=False)
             return
         encoded = self.tokenizer([text for _, text in batch], add_special_tokens=False, verbose=False)["input_ids"]
         for (index, _), tokens in zip(batch, encoded):
