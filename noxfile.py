@@ -27,6 +27,7 @@ TEST_ENV = {"WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "
 
 # They need sae_jumprelu (the format they save as) and sae_topk (the row top-k their sparse step selects with).
 EXTRA_ARCHITECTURE_PLUGINS = ["sae_batchtopk", "sae_matryoshka_batchtopk"]
+TRANSCODER_PLUGINS = ["sae_topk", "sae_jumprelu", "transcoders"]  # the transcoders reuse TopK's and JumpReLU's kernels
 
 
 def install_core(session: nox.Session, *plugins: str, extra: str = "test") -> None:
@@ -75,6 +76,8 @@ def one_plugin_at_a_time(session: nox.Session) -> None:
         topk_without_compiler(session)
     if not chosen or chosen & set(EXTRA_ARCHITECTURE_PLUGINS):
         batchtopk_family(session)
+    if not chosen or "transcoders" in chosen:
+        transcoder_family(session)
 
 
 def topk_without_compiler(session: nox.Session) -> None:
@@ -108,10 +111,19 @@ def batchtopk_family(session: nox.Session) -> None:
     session.run("pip", "uninstall", "-y", "-q", distribution("sae_jumprelu"), distribution("sae_topk"))
 
 
+def transcoder_family(session: nox.Session) -> None:
+    """The transcoder plugin beside the two plugins whose kernels it reuses, then a transcoder trained from the CLI."""
+    session.install(*[f"./plugins/{plugin}" for plugin in TRANSCODER_PLUGINS])
+    session.run("pytest", "plugins/transcoders/tests", "-q", env=TEST_ENV)
+    session.run("saecore", "train", "--arch", "topk_skip_transcoder", "--source", "synthetic_transcoder",
+                "--training-tokens", "40960", "--output-path", f"{session.create_tmp()}/transcoder", env=TEST_ENV)
+    session.run("pip", "uninstall", "-y", "-q", *map(distribution, TRANSCODER_PLUGINS))
+
+
 @nox.session(python="3.11")
 def everything(session: nox.Session) -> None:
     """All plugins together: the whole suite, the fuzz tests with many examples, the quick start's command."""
-    plugins = ARCHITECTURE_PLUGINS + EXTRA_ARCHITECTURE_PLUGINS
+    plugins = ARCHITECTURE_PLUGINS + EXTRA_ARCHITECTURE_PLUGINS + ["transcoders"]
     install_core(session, *plugins)
     session.run("pytest", "tests", *[f"plugins/{p}/tests" for p in plugins], "-q",
                 "--ignore=tests/core_alone", "--ignore=tests/saelens_compat", "--ignore=tests/sae_bench",
@@ -137,7 +149,7 @@ def saelens_compat(session: nox.Session) -> None:
     session.install(TORCH)
     session.install("sae-lens>=6.0,<7", ".[test]",
                     *[f"./plugins/{p}" for p in ARCHITECTURE_PLUGINS + EXTRA_ARCHITECTURE_PLUGINS],
-                    "./plugins/source_llm")
+                    "./plugins/transcoders", "./plugins/source_llm")
     session.run("pytest", "tests/saelens_compat", "-q", env=TEST_ENV)
 
 
@@ -159,7 +171,7 @@ def ecosystem(session: nox.Session) -> None:
     """Converters against files written by the formats' own libraries (eai-sparsify, dictionary-learning)."""
     session.install(TORCH)
     session.install(TORCH, "eai-sparsify", "dictionary-learning", ".[test]",
-                    *[f"./plugins/{p}" for p in ARCHITECTURE_PLUGINS])
+                    *[f"./plugins/{p}" for p in ARCHITECTURE_PLUGINS], "./plugins/transcoders")
     # nnsight (a dictionary-learning dependency) pulls PyPI's CUDA torchvision, which breaks
     # `import transformers` next to CPU torch; neither converter test needs it.
     session.run("pip", "uninstall", "-y", "torchvision")

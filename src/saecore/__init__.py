@@ -98,6 +98,30 @@ if TYPE_CHECKING:
     from saecore_source_llm import splice as splice
     from saecore_source_llm import steer_feature as steer_feature
     from saecore_source_llm import top_k_features as top_k_features
+    from saecore_transcoders import JumpReLUSkipTrainingTranscoder as JumpReLUSkipTrainingTranscoder
+    from saecore_transcoders import JumpReLUSkipTrainingTranscoderConfig as JumpReLUSkipTrainingTranscoderConfig
+    from saecore_transcoders import JumpReLUSkipTranscoder as JumpReLUSkipTranscoder
+    from saecore_transcoders import JumpReLUSkipTranscoderConfig as JumpReLUSkipTranscoderConfig
+    from saecore_transcoders import JumpReLUTrainingTranscoder as JumpReLUTrainingTranscoder
+    from saecore_transcoders import JumpReLUTrainingTranscoderConfig as JumpReLUTrainingTranscoderConfig
+    from saecore_transcoders import JumpReLUTranscoder as JumpReLUTranscoder
+    from saecore_transcoders import JumpReLUTranscoderConfig as JumpReLUTranscoderConfig
+    from saecore_transcoders import SkipTrainingTranscoder as SkipTrainingTranscoder
+    from saecore_transcoders import SkipTrainingTranscoderConfig as SkipTrainingTranscoderConfig
+    from saecore_transcoders import SkipTranscoder as SkipTranscoder
+    from saecore_transcoders import SkipTranscoderConfig as SkipTranscoderConfig
+    from saecore_transcoders import TopKSkipTrainingTranscoder as TopKSkipTrainingTranscoder
+    from saecore_transcoders import TopKSkipTrainingTranscoderConfig as TopKSkipTrainingTranscoderConfig
+    from saecore_transcoders import TopKSkipTranscoder as TopKSkipTranscoder
+    from saecore_transcoders import TopKSkipTranscoderConfig as TopKSkipTranscoderConfig
+    from saecore_transcoders import TopKTrainingTranscoder as TopKTrainingTranscoder
+    from saecore_transcoders import TopKTrainingTranscoderConfig as TopKTrainingTranscoderConfig
+    from saecore_transcoders import TopKTranscoder as TopKTranscoder
+    from saecore_transcoders import TopKTranscoderConfig as TopKTranscoderConfig
+    from saecore_transcoders import TrainingTranscoder as TrainingTranscoder
+    from saecore_transcoders import TrainingTranscoderConfig as TrainingTranscoderConfig
+    from saecore_transcoders import Transcoder as Transcoder
+    from saecore_transcoders import TranscoderConfig as TranscoderConfig
 
     from saecore.config.metadata import SAEMetadata as SAEMetadata
     from saecore.config.sae_config import SAEConfig as SAEConfig

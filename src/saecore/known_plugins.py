@@ -27,6 +27,10 @@ ARCHITECTURE_PACKAGES = {
     "abstopk": "saecore-sae-abstopk",
     "matching_pursuit": "saecore-sae-matching-pursuit",
     "temporal": "saecore-sae-temporal",
+    **{name: "saecore-transcoders" for name in (
+        "transcoder", "skip_transcoder", "jumprelu_transcoder", "jumprelu_skip_transcoder", "topk_transcoder",
+        "topk_skip_transcoder",
+    )},
 }
 TRAINING_RECIPE_PACKAGES = {
     **{name: package for name, package in ARCHITECTURE_PACKAGES.items() if name != "temporal"},
@@ -57,6 +61,9 @@ CLASS_PACKAGES: dict[str, str] = {
     **{name: "saecore-sae-batchtopk" for name in ("BatchTopKTrainingSAE", "BatchTopKTrainingSAEConfig")},
     **{name: "saecore-sae-matryoshka-batchtopk" for name in (
         "MatryoshkaBatchTopKTrainingSAE", "MatryoshkaBatchTopKTrainingSAEConfig")},
+    **{f"{prefix}{name}": "saecore-transcoders"
+       for prefix in ("", "Skip", "JumpReLU", "JumpReLUSkip", "TopK", "TopKSkip")
+       for name in ("Transcoder", "TranscoderConfig", "TrainingTranscoder", "TrainingTranscoderConfig")},
     **{name: "saecore-source-llm" for name in (
         "CacheActivationsRunner", "CacheActivationsRunnerConfig", "PretokenizeRunner", "PretokenizeRunnerConfig",
         "pretokenize_runner",

@@ -81,7 +81,10 @@ def build_sae(
     assert isinstance(cfg, SAEConfig)
     sae = sae_class(cfg)
     drop_identity_scaling_factor(state_dict, weights_source)
-    sae.process_state_dict_for_loading(state_dict)
+    try:
+        sae.process_state_dict_for_loading(state_dict)
+    except SAEFileError as error:
+        raise SAEFileError(f"{weights_source}: {error}") from None
     check_tensors_match(sae.state_dict(), state_dict, cfg_dict, weights_source)
     sae.load_state_dict(state_dict, assign=True)
     sae.cfg.device = device

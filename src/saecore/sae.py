@@ -235,11 +235,18 @@ class SAE(HookedModule, Generic[C]):
                                   self.W_dec.data)
 
     @torch.no_grad()
-    def fold_activation_norm_scaling_factor(self, scaling_factor: float) -> None:
-        """Fold a training-time input scale ``s`` in, so raw activations can be fed directly."""
+    def fold_activation_norm_scaling_factor(
+        self, scaling_factor: float, target_scaling_factor: float | None = None
+    ) -> None:
+        """Fold training-time scales in, so raw activations can be fed and raw targets come out.
+
+        The encoder saw ``s·x`` and the decoder produced ``t·y``; ``t`` is ``s`` for an SAE, whose
+        target is its input, and the target's own scale for a transcoder.
+        """
+        output_scale = scaling_factor if target_scaling_factor is None else target_scaling_factor
         self.W_enc.data.mul_(scaling_factor)
-        self.W_dec.data.div_(scaling_factor)
-        self.b_dec.data.div_(scaling_factor)
+        self.W_dec.data.div_(output_scale)
+        self.b_dec.data.div_(output_scale)
         self.cfg.normalize_activations = "none"
 
     # -- device and dtype ----------------------------------------------------------------

@@ -33,11 +33,22 @@ class TrainCoefficientConfig(NamedTuple):
 
 @dataclass
 class TrainStepInput:
+    """One step's batch and schedule values.
+
+    ``target`` is what the output must match: for an SAE its own input (the default), for
+    a transcoder the activation at its output hook, row-aligned with ``sae_in``.
+    """
+
     sae_in: torch.Tensor
     coefficients: dict[str, float]
     dead_neuron_mask: torch.Tensor | None
     n_training_steps: int
     is_logging_step: bool = False
+    target: torch.Tensor = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.target is None:
+            self.target = self.sae_in
 
 
 @dataclass
@@ -50,6 +61,8 @@ class TrainStepOutput:
 
     ``FORWARD_ONLY_FIELDS`` names the tensors that nothing reads once the forward pass
     has returned. A recipe that returns a subclass with more of them adds their names.
+
+    ``target`` is what ``sae_out`` was compared with (``sae_in`` unless given).
     """
 
     FORWARD_ONLY_FIELDS: ClassVar[tuple[str, ...]] = ("hidden_pre",)
@@ -62,6 +75,11 @@ class TrainStepOutput:
     losses: dict[str, torch.Tensor]
     metrics: dict[str, Any] = field(default_factory=dict)
     firing_counts: torch.Tensor | None = None
+    target: torch.Tensor = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.target is None:
+            self.target = self.sae_in
 
     def release_forward_only_fields(self) -> None:
         """Drop the ``FORWARD_ONLY_FIELDS``, so only the autograd graph still holds them.
@@ -92,10 +110,11 @@ def training_step_output(
     aux_losses: dict[str, torch.Tensor],
     firing_counts: torch.Tensor | None = None,
 ) -> TrainStepOutput:
-    """A step's output: the MSE first, then the recipe's auxiliary losses, and their sum as ``loss``."""
-    losses = {"mse_loss": mse_loss(sae_out, step_input.sae_in), **aux_losses}
+    """A step's output: the MSE against the target first, then the recipe's auxiliary losses, and their sum."""
+    losses = {"mse_loss": mse_loss(sae_out, step_input.target), **aux_losses}
     return TrainStepOutput(
         sae_in=step_input.sae_in,
+        target=step_input.target,
         sae_out=sae_out,
         feature_acts=feature_acts,
         hidden_pre=hidden_pre,

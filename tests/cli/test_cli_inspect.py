@@ -74,7 +74,7 @@ def test_plugins_lists_each_distribution_once_with_all_it_registers() -> None:
     table = saecore_cli("plugins").stdout.splitlines()
     assert [line.split()[0] for line in table].count("saecore") == 1
     core_line = next(line for line in table if line.split()[0] == "saecore")
-    assert "sources: cached, synthetic, tensor" in core_line and "converters: " in core_line
+    assert "sources: cached, synthetic, synthetic_transcoder, tensor" in core_line and "converters: " in core_line
     rows = json.loads(saecore_cli("plugins", "--json").stdout)["plugins"]
     distributions = [row["distribution"] for row in rows]
     assert len(distributions) == len(set(distributions))

@@ -76,14 +76,32 @@ def test_sparse_coder_matches_sparsifys_encode_and_decode(sparsify: ModuleType, 
 
 
 def test_transcoder_does_not_centre_its_input(sparsify: ModuleType, tmp_path: Path, x: torch.Tensor) -> None:
+    require_architectures("topk_transcoder")
     coder = written_by_sparsify(sparsify, tmp_path / "layers.1.mlp", transcode=True)
     sae = SAE.load_from_disk(tmp_path / "layers.1.mlp", converter="sparsify")
+    assert sae.cfg.architecture() == "topk_transcoder"
     assert sae.cfg.apply_b_dec_to_input is False
-    assert sae.cfg.metadata.hook_name == "blocks.1.hook_mlp_out"
+    assert sae.cfg.d_out == D_IN
+    assert sae.cfg.metadata.hook_name == "blocks.1.ln2.hook_normalized"
+    assert sae.cfg.metadata.hook_name_out == "blocks.1.hook_mlp_out"
     expected_acts, expected_recons = sparsify_outputs(coder, x)
     with torch.no_grad():
         assert relative_error(sae.encode(x), expected_acts) <= 1e-5
         assert relative_error(sae(x), expected_recons) <= 1e-5
+
+
+def test_skip_transcoder_converts_with_its_skip_connection(sparsify: ModuleType, tmp_path: Path,
+                                                         x: torch.Tensor) -> None:
+    """sparsify's forward adds ``x W_skipᵀ`` to the decode; the converted transcoder predicts the same."""
+    require_architectures("topk_skip_transcoder")
+    coder = written_by_sparsify(sparsify, tmp_path / "layers.2.mlp", transcode=True, skip_connection=True)
+    sae = SAE.load_from_disk(tmp_path / "layers.2.mlp", converter="sparsify")
+    assert sae.cfg.architecture() == "topk_skip_transcoder"
+    assert torch.equal(sae.W_skip, coder.W_skip)
+    with torch.no_grad():
+        expected = coder(x).sae_out
+        assert relative_error(expected, coder.decode(*coder.encode(x)[:2])) > 1e-3  # the skip term matters here
+        assert relative_error(sae(x), expected) <= 1e-5
 
 
 def test_bfloat16_weights_load_in_bfloat16_unchanged(sparsify: ModuleType, tmp_path: Path) -> None:

@@ -25,6 +25,20 @@ class TestTensorSource(SourceConformance):
     oversized_batch_size = 2001
 
 
+class TestSyntheticTranscoderSource(SourceConformance):
+    source = "synthetic_transcoder"
+    config: ClassVar[dict[str, Any]] = {"d_in": 8, "d_out": 5, "n_features": 16, "avg_active_features": 2.0}
+
+
+class TestTensorSourceOfPairs(SourceConformance):
+    source = "tensor"
+    config: ClassVar[dict[str, Any]] = {
+        "data": torch.randn(2000, 6, generator=torch.Generator().manual_seed(0)),
+        "target": torch.randn(2000, 3, generator=torch.Generator().manual_seed(1)),
+    }
+    oversized_batch_size = 2001
+
+
 class CountingConfig(SourceConfig):
     d_in: int = 4
 

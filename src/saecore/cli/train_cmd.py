@@ -128,14 +128,16 @@ def _preset_defaults(archs: list[str], source: str, source_config: type[Any],
     d_in_field = source_config.model_fields.get("d_in")
     default_d_in = d_in_field.default if d_in_field is not None else None
     known_d_in = next((d_in for d_in in (given_d_in, default_d_in) if isinstance(d_in, int) and d_in > 0), None)
+    d_out_field = source_config.model_fields.get("d_out")  # a source of (input, target) pairs
+    known_d_out = d_out_field.default if d_out_field is not None and isinstance(d_out_field.default, int) else 0
     sae_values: dict[str, dict[str, str]] = {}
     trainer_values: dict[str, dict[str, str]] = {}
     for arch in archs:
         trainer: dict[str, Any] = {}
-        sae = apply_presets(arch, source, known_d_in or 1, {}, trainer)
+        sae = apply_presets(arch, source, (known_d_in or 1) + known_d_out, {}, trainer, known_d_out)
         moved = apply_presets(arch, source, 2, {}, {}) if known_d_in is None else sae
         for name, value in sae.items():
-            if name == "d_in":
+            if name in ("d_in", "d_out"):
                 shown = f"from the source: {value}" if known_d_in else "from the source"
             elif name == "d_sae" and value % sae["d_in"] == 0:
                 multiple = f"{value // sae['d_in']} × d_in"
@@ -300,7 +302,7 @@ def _run_config(arch: str, source_name: str, source: Any, source_cfg: Any, secti
     from saecore.training import LoggingConfig, TrainingRunnerConfig
 
     recipe = get_registry().training_recipe(arch)
-    sae_values = apply_presets(arch, source_name, source.d_in, sections[f"sae:{arch}"], trainer)
+    sae_values = apply_presets(arch, source_name, source.d_in, sections[f"sae:{arch}"], trainer, source.target_width)
     sae_cfg = validate_model(recipe.training_config_class, sae_values, f"SAE options for {arch!r}")
     logger = validate_model(LoggingConfig, sections["logger"], "logging options")
     return validate_model(TrainingRunnerConfig, {**trainer, "sae": sae_cfg, "source": source_cfg, "logger": logger},
@@ -352,7 +354,7 @@ def _train_together(
     for arch in archs:
         output = given["output_path"]
         trainer = {**given, "output_path": None if output is None else str(Path(output) / arch)}
-        apply_presets(arch, source_name, source.d_in, {}, trainer)
+        apply_presets(arch, source_name, source.d_in, {}, trainer, source.target_width)
         trainers.append(trainer)
     for trainer in trainers[1:]:
         for field in SHARED_FIELDS:

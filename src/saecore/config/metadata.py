@@ -27,6 +27,7 @@ KNOWN_METADATA_KEYS = (
     "saecore_version",
     "model_name",
     "hook_name",
+    "hook_name_out",
     "hook_head_index",
     "context_size",
     "prepend_bos",

@@ -33,11 +33,16 @@ class SAEConfig(BaseModel):
 
     Subclasses set ``ARCHITECTURE`` to the name they register under; that name is the
     ``architecture`` key of cfg.json and picks the class at load time.
+
+    ``PREDICTS_TARGET`` marks coders whose output is compared with a separate target
+    activation rather than with their own input (transcoders, which add a ``d_out``
+    field); the trainer then reads batches of ``(input, target)`` pairs.
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, arbitrary_types_allowed=True)
 
     ARCHITECTURE: ClassVar[str] = ""
+    PREDICTS_TARGET: ClassVar[bool] = False
 
     d_in: PositiveCount
     d_sae: PositiveCount
@@ -111,6 +116,11 @@ class SAEConfig(BaseModel):
     @classmethod
     def architecture(cls) -> str:
         return cls.ARCHITECTURE
+
+    @property
+    def d_target(self) -> int:
+        """Width of what the output is compared with: the input's for an SAE, ``d_out`` for a transcoder."""
+        return self.d_in
 
     def to_dict(self) -> dict[str, Any]:
         """The cfg.json dict: every field, the metadata as a dict, and ``architecture``."""

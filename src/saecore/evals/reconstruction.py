@@ -178,25 +178,37 @@ def evaluate_reconstruction(
     *,
     scaling_factor: float | None = None,
     dense_threshold: float = DENSE_FEATURE_THRESHOLD,
+    target_scaling_factor: float | None = None,
 ) -> ReconstructionMetrics:
     """Run ``sae`` (inference or training) on each batch and measure the reconstruction.
 
     ``scaling_factor`` is the trainer's input scale while it is not yet folded into the
     weights: the SAE sees ``s·x`` and its output is divided by ``s``, so every metric is
     in the units of the raw activations.
+
+    A coder that predicts a target (a transcoder, ``cfg.PREDICTS_TARGET``) takes batches of
+    ``[input | target]`` rows; its output is compared with the target, divided by
+    ``target_scaling_factor`` while that scale is not folded in.
     """
     was_training = sae.training
     sae.eval()
     accumulator = ReconstructionAccumulator(sae.cfg.d_sae, dense_threshold)
+    output_scale = target_scaling_factor if sae.cfg.PREDICTS_TARGET else scaling_factor
     try:
         for batch in batches:
-            x = batch.to(sae.device)
+            rows = batch.to(sae.device)
+            x = rows[:, :sae.cfg.d_in] if sae.cfg.PREDICTS_TARGET else rows
             sae_in = x * scaling_factor if scaling_factor is not None else x
-            feature_acts = sae.encode(sae_in)
-            sae_out = sae.decode(feature_acts)
-            if scaling_factor is not None:
-                sae_out = sae_out / scaling_factor
-            accumulator.add_batch(x, sae_out, feature_acts)
+            if sae.cfg.PREDICTS_TARGET:
+                expected = rows[:, sae.cfg.d_in:]
+                sae_out, feature_acts = sae.forward_with_activations(sae_in)
+            else:
+                expected = x
+                feature_acts = sae.encode(sae_in)
+                sae_out = sae.decode(feature_acts)
+            if output_scale is not None:
+                sae_out = sae_out / output_scale
+            accumulator.add_batch(expected, sae_out, feature_acts)
     finally:
         sae.train(was_training)
     return accumulator.compute()

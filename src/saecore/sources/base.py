@@ -2,7 +2,9 @@
 
 A source knows nothing about SAEs; the trainer knows nothing about where activations
 come from. A source serves batches ``[n, d_in]`` and can save and restore its position,
-so an interrupted run resumes on exactly the batches it would have seen.
+so an interrupted run resumes on exactly the batches it would have seen. A source of
+(input, target) pairs for transcoders serves each row as the input followed by the target
+(``target_width`` says how wide the target is).
 """
 
 from __future__ import annotations
@@ -37,7 +39,16 @@ class ActivationSource(ABC):
     @property
     @abstractmethod
     def d_in(self) -> int:
-        """Width of each activation vector."""
+        """Width of each row a batch holds (for pairs, the input's width plus the target's)."""
+
+    @property
+    def target_width(self) -> int:
+        """Width of the target activations that end each row; 0 when rows hold inputs only.
+
+        A source that feeds transcoders serves ``[input | target]`` rows: an input hook's
+        activation followed by the output hook's, from the same forward pass and position.
+        """
+        return 0
 
     @abstractmethod
     def next_batch(self, batch_size: int) -> torch.Tensor:
@@ -75,7 +86,11 @@ class ActivationSource(ABC):
         return self.sae_metadata()
 
     def ground_truth_features(self) -> torch.Tensor | None:
-        """Known feature directions ``[n_features, d_in]`` if the source has them (synthetic)."""
+        """Known feature directions ``[n_features, d_in]`` if the source has them (synthetic).
+
+        A source of pairs gives the directions in its target space, ``[n_features, target_width]``:
+        what a transcoder's decoder rows should find.
+        """
         return None
 
     def shard_for_rank(self, rank: int, world_size: int) -> bool:

@@ -14,7 +14,9 @@ def saecore_register_sources(register: RegisterSource) -> None:
     from saecore.sources.cached import CachedSource, CachedSourceConfig
     from saecore.sources.in_memory import TensorSource, TensorSourceConfig
     from saecore.sources.synthetic import SyntheticSource, SyntheticSourceConfig
+    from saecore.sources.synthetic_transcoder import SyntheticTranscoderSource, SyntheticTranscoderSourceConfig
 
     register("synthetic", SyntheticSource, SyntheticSourceConfig)
+    register("synthetic_transcoder", SyntheticTranscoderSource, SyntheticTranscoderSourceConfig)
     register("cached", CachedSource, CachedSourceConfig)
     register("tensor", TensorSource, TensorSourceConfig)

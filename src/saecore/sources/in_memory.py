@@ -7,6 +7,12 @@ anything with a forward hook): capture activations however you like, reshape the
     source = TensorSource(TensorSourceConfig(data=acts))                 # acts: [N, d_in]
     source = TensorSource(TensorSourceConfig(data=chunks_from_a_loop()))  # yields [n_i, d_in]
 
+For a transcoder, give the targets beside the inputs: ``target`` is a tensor ``[N, d_out]``
+whose rows belong to ``data``'s, or the iterable yields ``(inputs [n_i, d_in], targets
+[n_i, d_out])`` pairs. Each batch row is then the input followed by its target::
+
+    source = TensorSource(TensorSourceConfig(data=mlp_in, target=mlp_out))
+
 A tensor is served in a fresh seeded random order each epoch. An iterable is served in
 the order it yields rows, re-chunked to the batch size; if ``iter(data)`` gives a new
 iterator each time (a list, a dataset object) it is read again when it runs out, while a
@@ -26,7 +32,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
-from pydantic import Field, field_serializer, field_validator
+from pydantic import Field, ValidationInfo, field_serializer, field_validator
 
 from saecore.errors import ConfigError
 from saecore.sources.base import ActivationSource, SourceConfig
@@ -39,6 +45,10 @@ class TensorSourceConfig(SourceConfig):
     """In-memory activations: ``data`` is a tensor ``[N, d_in]`` or an iterable of tensors ``[n_i, d_in]``."""
 
     data: Any = Field(description="A tensor [N, d_in], or an iterable/iterator yielding tensors [n_i, d_in].")
+    target: Any = Field(
+        default=None,
+        description="For transcoders: a tensor [N, d_out] of the targets of data's rows (data must be a tensor).",
+    )
     shuffle: bool = Field(default=True, description="Shuffle a tensor's rows each epoch (iterables keep their order).")
     metadata: dict[str, Any] = Field(
         default_factory=dict, description="Facts for the saved SAE's metadata, e.g. model_name and hook_name."
@@ -56,9 +66,25 @@ class TensorSourceConfig(SourceConfig):
             raise ValueError(f"expected a tensor [N, d_in] or an iterable of tensors, got {type(value).__name__}")
         return value
 
-    @field_serializer("data", when_used="json")
-    def _describe(self, value: Any) -> str:
+    @field_validator("target")
+    @classmethod
+    def _target_rows(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return None
+        _check_rows(value, "target", d_in=None)
+        data = info.data.get("data")
+        if not isinstance(data, torch.Tensor):
+            raise ValueError("target needs data to be a tensor; an iterable yields (inputs, targets) pairs instead")
+        if value.shape[0] != data.shape[0]:
+            raise ValueError(f"target has {value.shape[0]} rows but data has {data.shape[0]}; each row of data "
+                             "needs its target")
+        return value
+
+    @field_serializer("data", "target", when_used="json")
+    def _describe(self, value: Any) -> str | None:
         """In-memory data cannot go into runner_cfg.json; record what it was instead."""
+        if value is None:
+            return None
         if isinstance(value, torch.Tensor):
             return f"<tensor {list(value.shape)} {str(value.dtype).removeprefix('torch.')}>"
         return f"<{type(value).__name__} of tensors>"
@@ -73,12 +99,17 @@ class TensorSource(ActivationSource):
         super().__init__(cfg, seed=seed, device=device)
         data = cfg.data
         self._reader: _ShuffledTensor | _Rechunker = (
-            _ShuffledTensor(data, seed, cfg.shuffle) if isinstance(data, torch.Tensor) else _Rechunker(data)
+            _ShuffledTensor(data, seed, cfg.shuffle, cfg.target) if isinstance(data, torch.Tensor)
+            else _Rechunker(data)
         )
 
     @property
     def d_in(self) -> int:
         return self._reader.d_in
+
+    @property
+    def target_width(self) -> int:
+        return self._reader.target_width
 
     def next_batch(self, batch_size: int) -> torch.Tensor:
         return self._reader.take(batch_size).to(self.device, torch.float32)
@@ -103,11 +134,13 @@ class TensorSource(ActivationSource):
 class _ShuffledTensor:
     """A tensor served epoch by epoch, each epoch in its own seeded permutation."""
 
-    def __init__(self, data: torch.Tensor, seed: int, shuffle: bool) -> None:
+    def __init__(self, data: torch.Tensor, seed: int, shuffle: bool, target: torch.Tensor | None = None) -> None:
         self.data = data
+        self.target = target
         self.seed = seed
         self.shuffle = shuffle
-        self.d_in = data.shape[1]
+        self.target_width = 0 if target is None else target.shape[1]
+        self.d_in = data.shape[1] + self.target_width
         self.n_rows = data.shape[0]
         self.epoch = 0
         self.offset = 0
@@ -128,10 +161,11 @@ class _ShuffledTensor:
                 self.order = self._order(self.epoch)
                 warnings.warn(_WRAP_WARNING.format(what="TensorSourceConfig.data"), stacklevel=4)
             count = min(n, self.n_rows - self.offset)
-            if self.order is None:
-                parts.append(self.data[self.offset:self.offset + count])
-            else:
-                parts.append(self.data[self.order[self.offset:self.offset + count]])
+            rows: slice | torch.Tensor = (
+                slice(self.offset, self.offset + count) if self.order is None
+                else self.order[self.offset:self.offset + count]
+            )
+            parts.append(self.data[rows] if self.target is None else torch.cat([self.data[rows], self.target[rows]], 1))
             self.offset += count
             n -= count
         return torch.cat(parts)
@@ -165,6 +199,7 @@ class _Rechunker:
         self.pending_rows = 0
         self.served_pass = 0
         self.served_offset = 0
+        self.target_width = 0
         first = self._pull()
         if first is None:
             raise ConfigError("TensorSourceConfig.data: the iterable yielded no rows")
@@ -173,12 +208,35 @@ class _Rechunker:
 
     def _pull(self) -> torch.Tensor | None:
         """The next non-empty chunk of the current pass, or None when the pass is over."""
-        for chunk in self.iterator:
+        for item in self.iterator:
             self.chunks_read += 1
+            chunk = self._rows_of(item)
             _check_rows(chunk, f"data (chunk {self.chunks_read})", getattr(self, "d_in", None), error=ConfigError)
             if chunk.shape[0]:
                 return chunk
         return None
+
+    def _rows_of(self, item: Any) -> Any:
+        """A chunk's rows: the tensor itself, or an (inputs, targets) pair joined side by side."""
+        if not isinstance(item, tuple):
+            if self.target_width:
+                raise ConfigError(f"TensorSourceConfig.data (chunk {self.chunks_read}): earlier chunks were "
+                                  "(inputs, targets) pairs, this one is not")
+            return item
+        where = f"data (chunk {self.chunks_read})"
+        if len(item) != 2:
+            raise ConfigError(f"TensorSourceConfig.{where}: expected an (inputs, targets) pair, got {len(item)} items")
+        inputs, targets = item
+        _check_rows(inputs, f"{where} inputs", None, error=ConfigError)
+        _check_rows(targets, f"{where} targets", None, error=ConfigError)
+        if inputs.shape[0] != targets.shape[0]:
+            raise ConfigError(f"TensorSourceConfig.{where}: {inputs.shape[0]} inputs but {targets.shape[0]} targets; "
+                              "each input row needs its target")
+        if self.chunks_read > 1 and targets.shape[1] != self.target_width:
+            raise ConfigError(f"TensorSourceConfig.{where}: targets have d_out={targets.shape[1]}, but earlier "
+                              f"chunks had d_out={self.target_width}")
+        self.target_width = targets.shape[1]
+        return torch.cat([inputs, targets], 1)
 
     def _push(self, chunk: torch.Tensor) -> None:
         self.pending.append((self.iter_pass, chunk))

@@ -168,7 +168,7 @@ class SourceConformance:
         source = self.make_source()
         truth = source.ground_truth_features()
         if truth is not None:
-            assert truth.ndim == 2 and truth.shape[1] == source.d_in
+            assert truth.ndim == 2 and truth.shape[1] == (source.target_width or source.d_in)
 
     # -- training ------------------------------------------------------------------------
     def test_training_lowers_the_loss_and_the_result_saves_and_loads(self, tmp_path: Path) -> None:

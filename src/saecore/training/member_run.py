@@ -152,7 +152,8 @@ class MemberRun:
         assert metrics is not None
         truth = source.ground_truth_features()
         recovery = None
-        if truth is not None:
+        # A pair source's truth lives in its target space: only a coder predicting that target is scored.
+        if truth is not None and truth.shape[1] == sae.W_dec.shape[1]:
             from saecore.evals.ground_truth import ground_truth_recovery
 
             recovery = ground_truth_recovery(sae.W_dec.detach().float().cpu(), truth.detach().float().cpu())

@@ -2,7 +2,8 @@
 
 Keys follow SAELens's trainer so existing dashboards keep working: ``losses/…``,
 ``metrics/explained_variance`` (``1 − mean‖x−x̂‖² / mean‖x−x̄‖²`` over the batch, x̄ the
-batch mean), ``metrics/explained_variance_legacy`` (the mean of the per-token ratio),
+batch mean, x the target: the input for an SAE), ``metrics/explained_variance_legacy`` (the
+mean of the per-token ratio),
 ``metrics/l0``, ``sparsity/…``, ``details/…``. ``details/n_training_samples`` repeats
 ``details/n_training_tokens`` under SAELens's name.
 
@@ -44,7 +45,7 @@ def train_step_log(
 
     ``reduce`` (a data-parallel run's mean over ranks) is applied to all the values at once.
     """
-    sae_in = output.sae_in.to(torch.promote_types(output.sae_in.dtype, torch.float32))
+    sae_in = output.target.to(torch.promote_types(output.target.dtype, torch.float32))
     sae_out = output.sae_out.to(sae_in.dtype)
     feature_acts = output.feature_acts.to_dense() if output.feature_acts.is_sparse else output.feature_acts
     device = sae_in.device

@@ -38,6 +38,7 @@ from saecore.distributed.partition import partition_handout
 from saecore.distributed.sharding import choose_sharding
 from saecore.errors import ConfigError, SaecoreError
 from saecore.sources.base import ActivationSource
+from saecore.training.coder_columns import check_pair_width
 from saecore.training.errors import TrainingInterruptedError
 from saecore.training.member_run import MemberRun, OutputNotSavedError
 from saecore.training.rng import seed_everything
@@ -255,7 +256,9 @@ class SAESweepRunner:
 
     def _check_widths(self, source: ActivationSource, columns: dict[str, slice | None]) -> None:
         first = self.cfg.first
-        if self.single and first.sae.d_in != source.d_in:
+        if self.single and first.sae.PREDICTS_TARGET:
+            check_pair_width(first.sae, source)
+        elif self.single and first.sae.d_in != source.d_in:
             raise ConfigError(
                 f"sae.d_in = {first.sae.d_in}, but the source ({type(source).__name__}) serves activations "
                 f"of width {source.d_in}; set sae.d_in to {source.d_in}"
@@ -264,7 +267,9 @@ class SAESweepRunner:
         for member in self.cfg.members:
             cols = columns[member.name]
             width = source.d_in if cols is None else cols.stop - cols.start
-            if member.run.sae.d_in != width:
+            if member.run.sae.PREDICTS_TARGET:
+                check_pair_width(member.run.sae, source, width, f"sweep SAE {member.name!r}")
+            elif member.run.sae.d_in != width:
                 raise ConfigError(f"sweep SAE {member.name!r}: sae.d_in = {member.run.sae.d_in}, but its stream "
                                   f"serves activations of width {width}; set sae.d_in to {width}")
 

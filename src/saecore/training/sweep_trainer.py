@@ -101,11 +101,10 @@ class SweepTrainer:
         stream stays where a single-process sweep's would be.
         """
         scaled = [
-            (trainer.scaler, _columns(trainer))
+            (scaler, _within(_columns(trainer), columns))
             for trainer in self.trainers
-            if trainer.sae.cfg.normalize_activations == SCALED_MODE
-            and trainer.scaler.scaling_factor is None
-            and not trainer.is_done
+            if not trainer.is_done
+            for scaler, columns in trainer.scales_to_estimate()
         ]
         if not self.group.any(bool(scaled)):
             return
@@ -119,9 +118,7 @@ class SweepTrainer:
         for name, trainer in zip(self.names, self.trainers):
             if trainer.scaler.scaling_factor is not None and trainer.sae.cfg.normalize_activations == SCALED_MODE:
                 which = "" if self.single else f"{name}: "
-                self.lead.write_progress_note(f"{which}activation scale s = sqrt(d_in) / mean norm = "
-                                              f"{trainer.scaler.scaling_factor:.6g} (from "
-                                              f"{cfg.n_batches_for_norm_estimate} batches)")
+                self.lead.write_progress_note(f"{which}{trainer.scale_note()}")
 
     def _stop_if_asked(self, stop: StopRequest) -> None:
         """On SIGINT/SIGTERM every SAE checkpoints at the same step, then the sweep stops.
@@ -166,6 +163,12 @@ class SweepTrainer:
         cause = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise RankFailedError(group.rank, group.world_size, lead.n_training_steps, lead.cfg.distributed_timeout_s,
                               checkpoint, cause) from error
+
+
+def _within(outer: slice, inner: slice) -> slice:
+    """``inner`` (columns of a trainer's own batches) as columns of the shared batch that ``outer`` cuts them from."""
+    start = outer.start or 0
+    return slice(start + inner.start, start + inner.stop)
 
 
 def _columns(trainer: SAETrainer) -> slice:

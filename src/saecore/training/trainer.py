@@ -7,7 +7,9 @@ language models or any particular architecture. Each step is::
     batch = source.next_batch(B) → s·batch → training_forward_pass → backward
           → clip_grad_norm_ → Adam.step → zero_grad(set_to_none=True)
 
-with the LR and coefficients for the step computed on the host in advance. The only
+with the LR and coefficients for the step computed on the host in advance. A transcoder's
+batch holds ``[input | target]`` rows (``saecore.training.coder_columns``): each side gets
+its own scale and the step receives both. The only
 host syncs happen every ``wandb_log_frequency`` steps (metrics, progress, the NaN check),
 at evaluations and at checkpoints; no plugin hook or registry lookup runs in the loop.
 
@@ -39,9 +41,10 @@ from saecore.distributed.sharding import WholeBatches, choose_sharding
 from saecore.errors import ConfigError, SAEFileError
 from saecore.evals.reconstruction import ReconstructionMetrics, evaluate_reconstruction
 from saecore.sources.base import ActivationSource
-from saecore.training.activation_scaler import ActivationScaler
+from saecore.training.activation_scaler import ActivationScaler, estimate_scales
 from saecore.training.allocator import tune_malloc
 from saecore.training.checkpoint import CheckpointContents, read_checkpoint, write_checkpoint
+from saecore.training.coder_columns import check_pair_width, target_columns
 from saecore.training.coefficients import CoefficientSchedule
 from saecore.training.compiled_step import compiled_training_step
 from saecore.training.errors import RankFailedError, TrainingDivergedError, TrainingInterruptedError
@@ -131,6 +134,10 @@ class SAETrainer:
         self.coefficients = CoefficientSchedule(self.sae.get_coefficients())
         self.feature_stats = FeatureStats(self.sae.cfg.d_sae, cfg.dead_feature_window, self.device)
         self.scaler = ActivationScaler()
+        self.target_scaler = ActivationScaler()
+        self._columns = target_columns(self.sae.cfg)
+        if batches is None and self._columns is not None:
+            check_pair_width(self.sae.cfg, source)
         self.checkpoint_steps = checkpoint_steps(self.total_steps, cfg.n_checkpoints)
         self.malloc_tuning = tune_malloc(self.device) if cfg.tune_malloc else None
         self._training_step = compiled_training_step(
@@ -180,6 +187,19 @@ class SAETrainer:
     def scaling_factor(self) -> float | None:
         """The input scale while training runs (None when unused or already folded in)."""
         return self.scaler.scaling_factor
+
+    @property
+    def target_scaling_factor(self) -> float | None:
+        """A transcoder's target scale while training runs (None for an SAE, unused, or folded in)."""
+        return self.target_scaler.scaling_factor
+
+    def scales_to_estimate(self) -> list[tuple[ActivationScaler, slice]]:
+        """The scalers still to estimate, each with its columns of this trainer's batches."""
+        if self.sae.cfg.normalize_activations != SCALED_MODE or self.scaler.scaling_factor is not None:
+            return []
+        if self._columns is None:
+            return [(self.scaler, slice(0, self.sae.cfg.d_in))]
+        return [(self.scaler, self._columns[0]), (self.target_scaler, self._columns[1])]
 
     # -- the run -----------------------------------------------------------------------
     def fit(self) -> TrainingSAE[Any]:
@@ -269,19 +289,21 @@ class SAETrainer:
         ) from error
 
     def _estimate_scale_if_needed(self) -> None:
-        needed = self.sae.cfg.normalize_activations == SCALED_MODE and self.scaler.scaling_factor is None
-        if not needed or self.n_training_steps >= self.total_steps:
+        scalers = self.scales_to_estimate()
+        if not scalers or self.n_training_steps >= self.total_steps:
             return
-        scale = self.scaler.estimate(
-            self._batches,
-            d_in=self.sae.cfg.d_in,
-            n_batches=self.cfg.n_batches_for_norm_estimate,
+        estimate_scales(
+            scalers, self._batches, n_batches=self.cfg.n_batches_for_norm_estimate,
             batch_size=self.cfg.train_batch_size_tokens,
         )
-        self._progress.write(
-            f"activation scale s = sqrt(d_in) / mean norm = {scale:.6g} "
-            f"(from {self.cfg.n_batches_for_norm_estimate} batches)"
-        )
+        self._progress.write(self.scale_note())
+
+    def scale_note(self) -> str:
+        """The line that reports the estimated scales."""
+        note = f"activation scale s = sqrt(d_in) / mean norm = {self.scaler.scaling_factor:.6g}"
+        if self.target_scaler.scaling_factor is not None:
+            note += f", target scale = sqrt(d_out) / mean norm = {self.target_scaler.scaling_factor:.6g}"
+        return f"{note} (from {self.cfg.n_batches_for_norm_estimate} batches)"
 
     def _start_of_step(self) -> None:
         """Close a full sampling window before the step that starts the next one (as SAELens)."""
@@ -292,11 +314,17 @@ class SAETrainer:
 
     def _train_step(self) -> TrainStepOutput:
         step = self.n_training_steps
-        batch = self.scaler.scale(self._batches.local_batch(self.cfg.train_batch_size_tokens).to(self.device))
+        rows = self._batches.local_batch(self.cfg.train_batch_size_tokens).to(self.device)
+        if self._columns is None:
+            batch, target = self.scaler.scale(rows), None
+        else:
+            batch = self.scaler.scale(rows[:, self._columns[0]])
+            target = self.target_scaler.scale(rows[:, self._columns[1]])
         n_rows = batch.shape[0] * self.distributed.world_size
         self.lr_schedule.apply(step)
         step_input = TrainStepInput(
             sae_in=batch,
+            target=target,  # type: ignore[arg-type]
             coefficients=self.coefficients.at(step),
             dead_neuron_mask=self.feature_stats.dead_mask(),
             n_training_steps=step,
@@ -350,8 +378,11 @@ class SAETrainer:
             self._log_sampling_window()
         self.final_metrics = self.evaluate()
         if self.scaler.scaling_factor is not None:
-            self.sae.fold_activation_norm_scaling_factor(self.scaler.scaling_factor)
+            self.sae.fold_activation_norm_scaling_factor(
+                self.scaler.scaling_factor, self.target_scaler.scaling_factor
+            )
             self.scaler.scaling_factor = None
+            self.target_scaler.scaling_factor = None
         self.final_source_metrics = self._batches.source_metrics(self.sae, None)
         if self.feature_stats.n_frac_active_samples > 0:
             self.sae.cfg.metadata.l0 = float(self.feature_stats.feature_sparsity.sum())
@@ -409,7 +440,10 @@ class SAETrainer:
         batches = (
             self._batches.global_batch(self.cfg.train_batch_size_tokens) for _ in range(self.cfg.n_eval_batches)
         )
-        return evaluate_reconstruction(self.sae, batches, scaling_factor=self.scaler.scaling_factor)
+        return evaluate_reconstruction(
+            self.sae, batches, scaling_factor=self.scaler.scaling_factor,
+            target_scaling_factor=self.target_scaler.scaling_factor,
+        )
 
     # -- divergence ----------------------------------------------------------------------
     def _track_divergence(self, loss: torch.Tensor, step: int) -> None:
@@ -443,6 +477,7 @@ class SAETrainer:
             "lr_schedule": self.lr_schedule.state_dict(),
             "feature_stats": self.feature_stats.state_dict(),
             "activation_scaler": self.scaler.state_dict(),
+            "target_activation_scaler": self.target_scaler.state_dict(),
             "rng": capture_rng_state(),
         }
 
@@ -534,6 +569,8 @@ class SAETrainer:
         self.lr_schedule.load_state_dict(state["lr_schedule"])
         self.feature_stats.load_state_dict(state["feature_stats"])
         self.scaler.load_state_dict(state["activation_scaler"])
+        if "target_activation_scaler" in state:
+            self.target_scaler.load_state_dict(state["target_activation_scaler"])
         self.n_training_steps = int(state["n_training_steps"])
         self.n_training_tokens = int(state["n_training_tokens"])
         written_by = state.get(DISTRIBUTED_STATE_KEY)

@@ -81,6 +81,13 @@ class LanguageModelFields(BaseModel):
             "(hook_name's columns first), one stream per hook."
         ),
     )
+    hook_name_out: str | None = Field(
+        default=None,
+        description=(
+            "For transcoders: the hook whose activation is the target, read in the same forward pass; each "
+            "row is then hook_name's activation followed by this hook's."
+        ),
+    )
     model_dtype: Literal["float32", "float16", "bfloat16"] = Field(
         default="float32", description="dtype the language model's weights are loaded in."
     )
@@ -253,12 +260,25 @@ class LanguageModelFields(BaseModel):
                 raise ValueError(f"additional_hook_names[{index}]={name!r} repeats {which}; each hook is read once, "
                                  "so list every hook only once")
             seen.add(name)
+        if self.hook_name_out is not None:
+            self._check_output_hook(self.hook_name_out)
         if self.hook_head_index is not None and self.additional_hook_names:
             raise ValueError(
                 f"hook_head_index={self.hook_head_index} cannot be combined with additional_hook_names="
                 f"{self.additional_hook_names}: it would be unclear which hooks it narrows to one head. Read the "
                 "heads flattened (hook_head_index=None), or use one source per head"
             )
+
+    def _check_output_hook(self, hook_name_out: str) -> None:
+        if hook_name_out == self.hook_name:
+            raise ValueError(f"hook_name_out={hook_name_out!r} is hook_name; a transcoder's target is read at "
+                             "another hook (an MLP's output for its input, say)")
+        if self.additional_hook_names:
+            raise ValueError(f"hook_name_out={hook_name_out!r} cannot be combined with additional_hook_names="
+                             f"{self.additional_hook_names}: a transcoder's rows are its input and its target only")
+        if self.hook_head_index is not None:
+            raise ValueError(f"hook_name_out={hook_name_out!r} cannot be combined with hook_head_index="
+                             f"{self.hook_head_index}: it would be unclear which hook it narrows to one head")
 
     @property
     def buffer_device(self) -> str | None:
@@ -269,8 +289,8 @@ class LanguageModelFields(BaseModel):
 
     @property
     def hook_names(self) -> list[str]:
-        """Every hook read, in column order: ``hook_name``, then ``additional_hook_names``."""
-        return [self.hook_name, *self.additional_hook_names]
+        """Every hook read, in column order: ``hook_name``, then ``additional_hook_names``, then ``hook_name_out``."""
+        return [self.hook_name, *self.additional_hook_names, *([self.hook_name_out] if self.hook_name_out else [])]
 
     @property
     def training_context_size(self) -> int:

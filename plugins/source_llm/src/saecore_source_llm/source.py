@@ -88,6 +88,8 @@ class LLMSource(ActivationSource):
         self.model.check_hook_name(cfg.hook_name)
         for index, name in enumerate(cfg.additional_hook_names):
             self.model.check_hook_name(name, f"additional_hook_names[{index}]")
+        if cfg.hook_name_out is not None:
+            self.model.check_hook_name(cfg.hook_name_out, "hook_name_out")
         self._check_context_size()
         self.dataset = open_dataset(cfg.dataset_path, cfg.dataset, split=cfg.dataset_split, streaming=cfg.streaming,
                                     trust_remote_code=cfg.dataset_trust_remote_code)
@@ -146,13 +148,25 @@ class LLMSource(ActivationSource):
     def check_batch_size(self, batch_size: int) -> None:
         self.cfg.check_train_batch_size(batch_size)
 
+    @property
+    def target_width(self) -> int:
+        """``hook_name_out``'s width when the source serves (input, target) pairs, else 0."""
+        return 0 if self.cfg.hook_name_out is None else self._widths[self.cfg.hook_name_out]
+
     def streams(self) -> dict[str, int]:
-        """One stream per hook, named by it: ``hook_name`` first, then ``additional_hook_names``."""
+        """One stream per hook, named by it: ``hook_name`` first, then ``additional_hook_names``.
+
+        With ``hook_name_out`` the rows are (input, target) pairs, one stream named ``hook_name``.
+        """
+        if self.cfg.hook_name_out is not None:
+            return {self.cfg.hook_name: self._d_in}
         return dict(self._widths)
 
     def sae_metadata(self) -> dict[str, Any]:
         """An SAE on the whole row; its ``additional_hook_names`` let ``saecore eval`` rebuild this source."""
         metadata = self.stream_metadata(self.cfg.hook_name)
+        if self.cfg.hook_name_out is not None:
+            metadata["hook_name_out"] = self.cfg.hook_name_out
         if self.cfg.additional_hook_names:
             metadata["additional_hook_names"] = list(self.cfg.additional_hook_names)
         return metadata
@@ -186,8 +200,11 @@ class LLMSource(ActivationSource):
 
         Always on the same prompts: the first ``n_eval_batches × eval_batch_size_prompts``
         of the dataset, read by a stream of their own, so evaluating never moves the
-        training stream and evaluations at different steps compare directly.
+        training stream and evaluations at different steps compare directly. A transcoder
+        replaces an output hook's activation, not its input's: it gets none of these scores.
         """
+        if sae.cfg.PREDICTS_TARGET:
+            return {}
         site = self._splice_site(sae)
         if site is None:
             return {}
