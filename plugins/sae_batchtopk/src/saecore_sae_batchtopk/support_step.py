@@ -23,7 +23,7 @@ from saecore_sae_topk.row_topk import row_topk
 from saecore_sae_topk.sparse_encoder import encoder_scores
 
 from saecore.sparse import SPARSE_TRAINING_MAX_DENSITY, Support, preactivations_at_support, support_route_possible
-from saecore.training_sae import TrainingSAE, TrainStepInput, TrainStepOutput, mse_loss
+from saecore.training_sae import TrainingSAE, TrainStepInput, TrainStepOutput, training_step_output
 from saecore_sae_batchtopk.batch_topk import batch_topk_entries
 
 # The next batch's candidates per row: this many times the most entries one row of the last batch kept
@@ -107,13 +107,6 @@ def support_step_output(
         feature_acts = torch.sparse_coo_tensor(
             coords, selection.activations, shape, is_coalesced=False, check_invariants=False
         )
-    losses = {"mse_loss": mse_loss(sae_out, step_input.sae_in), **aux_losses}
-    return TrainStepOutput(
-        sae_in=step_input.sae_in,
-        sae_out=sae_out,
-        feature_acts=feature_acts,
-        hidden_pre=selection.hidden_pre,
-        loss=torch.stack(list(losses.values())).sum(),
-        losses=losses,
-        firing_counts=support.firing_counts(),
+    return training_step_output(
+        step_input, sae_out, feature_acts, selection.hidden_pre, aux_losses, support.firing_counts()
     )
