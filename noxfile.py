@@ -168,13 +168,17 @@ def sae_bench(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def ecosystem(session: nox.Session) -> None:
-    """Converters against files written by the formats' own libraries (eai-sparsify, dictionary-learning)."""
+    """Converters against files written by the formats' own libraries (eai-sparsify, dictionary-learning,
+    circuit-tracer)."""
     session.install(TORCH)
     session.install(TORCH, "eai-sparsify", "dictionary-learning", ".[test]",
                     *[f"./plugins/{p}" for p in ARCHITECTURE_PLUGINS], "./plugins/transcoders")
     # nnsight (a dictionary-learning dependency) pulls PyPI's CUDA torchvision, which breaks
     # `import transformers` next to CPU torch; neither converter test needs it.
     session.run("pip", "uninstall", "-y", "torchvision")
+    # circuit-tracer's transcoder writer needs only torch and safetensors; its pins on transformers
+    # and huggingface-hub are for its model code, which the tests do not use.
+    session.install("--no-deps", "circuit-tracer==0.5.0")
     session.run("pytest", "tests/ecosystem", "-q", env={**TEST_ENV, "SPARSIFY_DISABLE_TRITON": "1"})
 
 
@@ -182,7 +186,7 @@ def ecosystem(session: nox.Session) -> None:
 @nox.parametrize("transformer_lens", ["3", "4"])
 def source_llm(session: nox.Session, transformer_lens: str) -> None:
     """The LLM source with each TransformerLens generation users have (3.x HookedTransformer, 4.x bridge)."""
-    install_core(session, "sae_standard", "sae_topk", "source_llm")
+    install_core(session, "sae_standard", "sae_topk", "sae_jumprelu", "transcoders", "source_llm")
     major = int(transformer_lens)
     session.install(f"transformer-lens>={major},<{major + 1}")
     session.run("pytest", "plugins/source_llm/tests", "-q", env={**TEST_ENV, "TRANSFORMERS_OFFLINE": "1"})
@@ -196,6 +200,15 @@ def bench(session: nox.Session) -> None:
                     *[f"./plugins/{p}" for p in ARCHITECTURE_PLUGINS + EXTRA_ARCHITECTURE_PLUGINS])
     args = session.posargs or ["--dead-fraction", "0.2"]
     session.run("python", "benchmarks/train_step_throughput.py", *args,
+                env={**TEST_ENV, "SPARSIFY_DISABLE_TRITON": "1"})
+
+
+@nox.session(python="3.11", default=False)
+def bench_transcoder(session: nox.Session) -> None:
+    """TopK transcoder training step beside sparsify's transcoder (not a test; run on a quiet machine)."""
+    session.install(TORCH)
+    session.install(TORCH, "eai-sparsify", ".", "./plugins/sae_topk", "./plugins/sae_jumprelu", "./plugins/transcoders")
+    session.run("python", "benchmarks/transcoder_step_throughput.py", *session.posargs,
                 env={**TEST_ENV, "SPARSIFY_DISABLE_TRITON": "1"})
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -17,8 +18,10 @@ from saecore.errors import ConfigError
 SMALL_RUN = ["--training-tokens", "20480", "--d-sae", "128", "--n-eval-batches", "2"]
 
 
-def saecore_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "saecore", *args], capture_output=True, text=True, cwd=cwd)
+def saecore_cli(*args: str, cwd: Path | None = None, blocked_plugins: str = "") -> subprocess.CompletedProcess[str]:
+    """``saecore ...`` in a subprocess; ``blocked_plugins`` go to SAECORE_BLOCK_PLUGINS (an uninstalled plugin)."""
+    env = {**os.environ, "SAECORE_BLOCK_PLUGINS": blocked_plugins} if blocked_plugins else None
+    return subprocess.run([sys.executable, "-m", "saecore", *args], capture_output=True, text=True, cwd=cwd, env=env)
 
 
 @pytest.mark.parametrize("arch", ["standard", "gated", "jumprelu", "topk"])
@@ -167,7 +170,10 @@ def test_json_config_and_python_dash_m_are_equivalent(tmp_path: Path) -> None:
     ],
 )
 def test_bad_input_is_one_line_naming_the_field(args: list[str], message: str, tmp_path: Path) -> None:
-    result = saecore_cli("train", *args, "--output-path", str(tmp_path / "never"), cwd=tmp_path)
+    # The install hint is what a user without the llm plugin sees, so that plugin is blocked for that case.
+    blocked = "source_llm" if "saecore-source-llm" in message else ""
+    result = saecore_cli("train", *args, "--output-path", str(tmp_path / "never"), cwd=tmp_path,
+                         blocked_plugins=blocked)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     first_line = result.stderr.splitlines()[0]

@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
+import saecore
 import saecore.evals
+import saecore.saes.standard_sae
 import saecore.training.activations_store
 from saecore import hookimpl
 from saecore.hookspecs import RegisterExport
@@ -60,3 +62,33 @@ def test_other_names_stay_plain_attribute_errors_and_submodules_still_import() -
     from saecore.evals.reconstruction import evaluate_reconstruction
 
     assert callable(evaluate_reconstruction)
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "package"),
+    [
+        ("saecore.saes.topk_sae", "TopKTrainingSAE", "saecore-sae-topk"),
+        ("saecore.saes.jumprelu_sae", "Step", "saecore-sae-jumprelu"),
+        ("saecore.saes.matryoshka_batchtopk_sae", "MatryoshkaBatchTopKTrainingSAE", "saecore-sae-matryoshka-batchtopk"),
+        ("saecore.cache_activations_runner", "CacheActivationsRunner", "saecore-source-llm"),
+        ("saecore.pretokenize_runner", "PretokenizeRunner", "saecore-source-llm"),
+        ("saecore.llm_sae_training_runner", "LanguageModelSAETrainingRunner", "saecore-source-llm"),
+        ("saecore.multi_sae_training_runner", "MultiSAETrainingRunnerConfig", "saecore-source-llm"),
+        ("saecore.analysis.sae_transformer_bridge", "SAETransformerBridge", "saecore-source-llm"),
+        ("saecore.config", "LanguageModelSAERunnerConfig", "saecore-source-llm"),
+        ("saecore.saes.transcoder", "JumpReLUSkipTranscoder", "saecore-transcoders"),
+    ],
+)
+def test_mirrored_module_paths_name_the_missing_plugin(module: str, name: str, package: str) -> None:
+    with pytest.raises(ImportError, match=f"cannot import name '{name}' from '{module}'.*pip install {package}"):
+        exec(f"from {module} import {name}", {})
+
+
+def test_an_installed_plugin_serves_its_module_path_and_the_core_contracts_import() -> None:
+    from saecore.saes.sae import SAE, TrainingSAE
+    from saecore.saes.standard_sae import StandardSAE, StandardTrainingSAEConfig
+
+    assert issubclass(StandardSAE, SAE)
+    assert StandardTrainingSAEConfig.architecture() == "standard"
+    assert TrainingSAE is saecore.TrainingSAE
+    assert "StandardSAE" in dir(saecore.saes.standard_sae)

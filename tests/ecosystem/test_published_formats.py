@@ -233,6 +233,7 @@ def test_gemma_scope_2_reads_site_and_layer_from_a_local_folder(tmp_path: Path) 
     if "jumprelu_transcoder" in get_registry().architectures:
         transcoder = SAE.load_from_disk(tmp_path / "downloads" / published.sae_path, converter="gemma_3")
         assert transcoder.cfg.architecture() == "jumprelu_transcoder"
+        assert transcoder.cfg.metadata.hook_name_out == "blocks.2.hook_mlp_out"
         return
     with pytest.raises(UnknownNameError, match="jumprelu_transcoder"):
         SAE.load_from_disk(tmp_path / "downloads" / published.sae_path, converter="gemma_3")

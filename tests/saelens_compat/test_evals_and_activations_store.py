@@ -118,6 +118,8 @@ CASES = [
     pytest.param("topk", "blocks.1.hook_mlp_out", {"k": 5}, 0.5, id="topk-mlp-scaled"),
     pytest.param("jumprelu", "blocks.0.attn.hook_z", {"reshape_activations": "hook_z"}, None, id="jumprelu-hook-z"),
     pytest.param("standard", "blocks.1.attn.hook_z", {"hook_head_index": 2}, None, id="standard-one-head"),
+    # SAELens's run_evals takes a transcoder for an SAE at its input hook; saecore's does the same
+    pytest.param("transcoder", "blocks.1.hook_resid_mid", {"apply_b_dec_to_input": False}, None, id="transcoder"),
 ]
 
 

@@ -21,6 +21,7 @@ from fixtures.hub_cache import offline_hub_cache
 from fixtures.published_formats import (
     D_IN,
     D_SAE,
+    TRANSCODER_WRITERS,
     WRITERS,
     PublishedSAE,
     publish,
@@ -39,9 +40,10 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*is a Hugging Face repo id:User
 REL_TOL = 1e-5
 SAELENS_NAMES = {"gemma_scope": "gemma_2", "dictionary_learning": "dictionary_learning_1"}
 # SAELens reads these sizes from tables of the real models rather than the files.
-SIZE_OVERRIDES = {"gemma_scope", "qwen_scope", "goodfire", "deepseek_r1"}
+SIZE_OVERRIDES = {"gemma_scope", "qwen_scope", "goodfire", "deepseek_r1", "gemma_2_transcoder"}
 COMPARED_CFG = ("d_in", "d_sae", "apply_b_dec_to_input", "normalize_activations",
                 "reshape_activations")
+TRANSCODER_ARCHITECTURES = ("transcoder", "jumprelu_transcoder", "jumprelu_skip_transcoder")
 COMPARED_METADATA = ("model_name", "hook_name", "hf_hook_name", "hook_name_out", "hf_hook_name_out",
                      "context_size", "prepend_bos", "dataset_path")
 
@@ -68,6 +70,8 @@ def saelens_loader_output(published: PublishedSAE) -> tuple[dict[str, Any], dict
         pytest.skip(f"SAELens {sae_lens.__version__} has no {name!r} loader")
     loader = loaders.NAMED_PRETRAINED_SAE_LOADERS[name]
     overrides = {"d_in": D_IN, "d_sae": D_SAE} if published.converter in SIZE_OVERRIDES else None
+    if overrides is not None and "transcoder" in published.converter:
+        overrides["d_out"] = D_IN
     cfg_dict, state_dict, _ = loader(repo_id=published.repo_id, folder_name=published.sae_path, device="cpu",
                                      force_download=False, cfg_overrides=overrides)
     return loaders.handle_config_defaulting(cfg_dict), state_dict
@@ -87,15 +91,21 @@ def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return float((actual - expected).norm() / expected.norm().clamp_min(1e-30))
 
 
+def require_transcoders() -> None:
+    missing = [name for name in TRANSCODER_ARCHITECTURES if name not in saecore.get_registry().architectures]
+    if missing:
+        pytest.skip(f"needs saecore-transcoders (missing architectures {missing})")
+
+
 def assert_same_sae(writer: Callable[[Path], PublishedSAE], hub_cache: Path, tmp_path: Path,
-                    metadata: tuple[str, ...] = COMPARED_METADATA) -> None:
+                    metadata: tuple[str, ...] = COMPARED_METADATA, transcoder: bool = False) -> None:
     published = writer(tmp_path / "upload")
     publish(hub_cache, tmp_path / "upload", published.repo_id)
     expected = saelens_sae(published)
     loaded = saecore.SAE.from_pretrained(published.repo_id, published.sae_path, converter=published.converter)
 
     assert loaded.cfg.architecture() == expected.cfg.architecture()
-    for key in COMPARED_CFG:
+    for key in COMPARED_CFG + (("d_out",) if transcoder else ()):
         assert getattr(loaded.cfg, key) == getattr(expected.cfg, key), key
     for key in metadata:
         assert loaded.cfg.metadata.get(key) == expected.cfg.metadata.get(key), key
@@ -112,6 +122,43 @@ def assert_same_sae(writer: Callable[[Path], PublishedSAE], hub_cache: Path, tmp
 @pytest.mark.parametrize("converter", list(WRITERS))
 def test_converter_matches_saelens_loader(converter: str, hub_cache: Path, tmp_path: Path) -> None:
     assert_same_sae(WRITERS[converter], hub_cache, tmp_path)
+
+
+@pytest.mark.filterwarnings("ignore:.*CLT layer as a single layer transcoder:UserWarning")
+@pytest.mark.filterwarnings("ignore:A cross-layer transcoder layer loads:UserWarning")
+@pytest.mark.parametrize("converter", list(TRANSCODER_WRITERS))
+def test_transcoder_converter_matches_saelens_loader(converter: str, hub_cache: Path, tmp_path: Path) -> None:
+    require_transcoders()
+    assert_same_sae(TRANSCODER_WRITERS[converter], hub_cache, tmp_path, transcoder=True)
+
+
+@pytest.mark.filterwarnings("ignore:.*CLT layer as a single layer transcoder:UserWarning")
+@pytest.mark.filterwarnings("ignore:A cross-layer transcoder layer loads:UserWarning")
+@pytest.mark.parametrize(("converter", "release"), [
+    ("mwhanna_transcoder", "mwhanna-qwen3-0.6b-transcoders-lowl0"),
+    ("mntss_clt_layer_transcoder", "mntss-gemma-2-2b-2.5m-clt-as-per-layer"),
+])
+def test_transcoder_release_loads_by_name_as_in_saelens(converter: str, release: str, hub_cache: Path,
+                                                        tmp_path: Path) -> None:
+    require_transcoders()
+    published = TRANSCODER_WRITERS[converter](tmp_path / "upload")
+    publish(hub_cache, tmp_path / "upload", published.repo_id)
+    expected = sae_lens.SAE.from_pretrained(release, "layer_3")
+    loaded = saecore.SAE.from_pretrained(release, "layer_3")
+    assert loaded.cfg.architecture() == expected.cfg.architecture()
+    for key in ("model_name", "hook_name", "hook_name_out", "model_from_pretrained_kwargs"):
+        assert loaded.cfg.metadata.get(key) == expected.cfg.metadata.get(key), key
+    x = 2 * torch.randn(12, D_IN, generator=torch.Generator().manual_seed(9))
+    assert relative_error(loaded.encode(x), expected.encode(x)) <= REL_TOL
+    assert relative_error(loaded(x), expected(x)) <= REL_TOL
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_gemma_scope_2_transcoder_matches_saelens_loader(affine: bool, hub_cache: Path, tmp_path: Path) -> None:
+    require_transcoders()
+    suffix = "_affine" if affine else ""
+    assert_same_sae(lambda root: write_gemma_scope_2(root, sae_path=f"transcoder/layer_5_width_16k_l0_tiny{suffix}",
+                                                     affine=affine), hub_cache, tmp_path, transcoder=True)
 
 
 @pytest.mark.parametrize(("repo_id", "sae_path"), [

@@ -73,3 +73,42 @@ def test_saelens_activations_store_reads_a_cache_saecore_wrote(caches: dict[str,
     torch.testing.assert_close(torch.cat([acts for acts, _ in served]), written[HOOK].reshape(-1, D_MODEL),
                                rtol=0, atol=0)
     assert torch.equal(torch.cat([tokens for _, tokens in served]), written["token_ids"].reshape(-1))
+
+
+def saelens_store_arguments(folder: Path) -> dict[str, Any]:
+    """SAELens's ActivationsStore arguments for a cache alone (no model, no dataset)."""
+    return {"model": None, "dataset": None, "streaming": False, "hook_name": HOOK, "hook_head_index": None,
+            "context_size": CONTEXT, "d_in": D_MODEL, "n_batches_in_buffer": 2, "total_training_tokens": 40,
+            "store_batch_size_prompts": BATCH, "train_batch_size_tokens": 4, "prepend_bos": True,
+            "normalize_activations": "none", "device": torch.device("cpu"), "dtype": "float32",
+            "cached_activations_path": str(folder)}
+
+
+@pytest.mark.parametrize("writer", ["saelens", "saecore"])
+def test_saecores_store_serves_a_cache_as_saelens_s_does(caches: dict[str, Path], writer: str) -> None:
+    arguments = saelens_store_arguments(caches[writer])
+    theirs, ours = sae_lens.ActivationsStore(**arguments), saecore.ActivationsStore(**arguments)
+    for _ in range(N_BATCHES + 2):  # past the end: both start the cache again from its first prompt
+        (their_acts, their_tokens), (our_acts, our_tokens) = theirs.get_raw_llm_batch(), ours.get_raw_llm_batch()
+        torch.testing.assert_close(our_acts, their_acts, rtol=0, atol=0)
+        assert torch.equal(our_tokens, their_tokens.long())
+    for store in (theirs, ours):
+        store.load_cached_activation_dataset()
+        for _ in range(N_BATCHES):
+            store.get_raw_llm_batch(raise_on_epoch_end=True)
+        with pytest.raises(StopIteration):
+            store.get_raw_llm_batch(raise_on_epoch_end=True)
+    assert ours.cached_activation_dataset.features == theirs.cached_activation_dataset.features
+
+
+def test_the_saelens_runner_trains_from_a_cache_saelens_wrote(caches: dict[str, Path], tmp_path: Path) -> None:
+    cfg = saecore.LanguageModelSAERunnerConfig(
+        sae=saecore.StandardTrainingSAEConfig(d_in=D_MODEL, d_sae=16), use_cached_activations=True,
+        cached_activations_path=str(caches["saelens"]), hook_name=HOOK, context_size=CONTEXT,
+        train_batch_size_tokens=8, training_tokens=16, n_batches_for_norm_estimate=1, n_eval_batches=1,
+        output_path=str(tmp_path / "sae"), checkpoint_path=None,
+        logger=saecore.LoggingConfig(log_to_wandb=False), verbose=False)
+    sae = saecore.LanguageModelSAETrainingRunner(cfg).run()
+    assert (sae.cfg.metadata.hook_name, sae.cfg.metadata.context_size) == (HOOK, CONTEXT)
+    loaded = sae_lens.SAE.load_from_disk(str(tmp_path / "sae"))
+    assert loaded.cfg.metadata.hook_name == HOOK

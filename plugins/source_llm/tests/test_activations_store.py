@@ -2,7 +2,7 @@
 
 Equality with SAELens's values is tested in tests/saelens_compat; here the store and the
 evals run on a plain transformers GPT-2 (hook names are module paths), and the tests cover
-what differs from SAELens or is saecore's own: rewinding, epoch ends, refused arguments,
+what differs from SAELens or is saecore's own: rewinding, epoch ends, model arguments,
 the training config path and the special tokens the evals ignore.
 """
 
@@ -81,13 +81,15 @@ def test_batches_and_activations_have_saelens_shapes(hf_model: Any, sae: Any, te
     assert store.get_filtered_llm_batch().shape[0] < 4 * CONTEXT
 
 
-@pytest.mark.parametrize(("option", "value"), [("cached_activations_path", "/tmp/cache"),
-                                               ("model_kwargs", {"attention_mask": None}),
-                                               ("use_chat_formatting", True)])
-def test_unsupported_arguments_are_refused_by_name(hf_model: Any, text_dir: Path, option: str, value: Any) -> None:
-    with pytest.raises(ConfigError, match=rf"{option}=.*not supported"):
+def test_model_kwargs_and_chat_formatting_reach_the_llm_source(hf_model: Any, text_dir: Path) -> None:
+    store = ActivationsStore(hf_model, str(text_dir), False, HOOK, None, CONTEXT, 32, 8, 10**6, 4, 64, True, "none",
+                             "cpu", "float32", model_kwargs={"use_cache": False})
+    assert store.model_kwargs == store.source.cfg.model_kwargs == {"use_cache": False}
+    assert store.get_activations(store.get_batch_tokens(2)).shape == (2, CONTEXT, 32)
+    # The prompts go through the tokenizer's chat template, which the tiny tokenizer lacks.
+    with pytest.raises(ValueError, match=r"tokenizer\.chat_template is not set"):
         ActivationsStore(hf_model, str(text_dir), False, HOOK, None, CONTEXT, 32, 8, 10**6, 4, 64, True, "none",
-                         "cpu", "float32", **{option: value})
+                         "cpu", "float32", use_chat_formatting=True).get_batch_tokens()
 
 
 def test_trusting_remote_code_warns_that_it_has_no_effect(hf_model: Any, sae: Any, text_dir: Path) -> None:

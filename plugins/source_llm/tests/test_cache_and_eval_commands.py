@@ -20,6 +20,7 @@ from saecore_source_llm.spliced_evals import METRIC_NAMES
 from safetensors.torch import load_file
 
 from saecore.cli import cache_cmd, eval_cmd, train_cmd
+from saecore.errors import ConfigError
 from saecore.sources.cached import CachedSource, CachedSourceConfig, read_cache_info
 
 TOKENS = 1000
@@ -157,3 +158,25 @@ def test_recorded_settings_become_eval_defaults_portably() -> None:
     assert "dataset_trust_remote_code" not in defaults
     transformers = LLMSourceConfig.defaults_from_sae_metadata({"model_class_name": "AutoModelForCausalLM"})
     assert transformers == {"model_class_name": "AutoModelForCausalLM"}
+
+
+def test_format_saelens_writes_the_runners_dataset_of_prompts(model_dir: Path, text_dir: Path,
+                                                              tmp_path: Path) -> None:
+    import datasets
+
+    settings = {**llm_settings(model_dir, text_dir, mixing=0.5), "exclude_special_tokens": False}
+    argv = cache_argv(tmp_path / "acts", settings)
+    argv[argv.index("--training-tokens") + 1] = "200"  # one buffer: 4 passes of 4 prompts of 16 tokens
+    assert cache_cmd.run_from_argv([*argv, "--format", "saelens"]) == 0
+    rows = datasets.load_from_disk(str(tmp_path / "acts")).with_format("torch")[:]
+    source = LLMSource(LLMSourceConfig(**settings))
+    prompts = source.stream.next_prompts(16)
+    assert torch.equal(rows["token_ids"].long(), prompts)
+    torch.testing.assert_close(rows["transformer.h.1"].reshape(-1, 32), source.activations(prompts))
+
+
+def test_format_saelens_is_refused_for_a_source_without_prompts(tmp_path: Path) -> None:
+    argv = ["--source", "synthetic", "--output", str(tmp_path / "acts"), "--training-tokens", "64", "--format",
+            "saelens"]
+    with pytest.raises(ConfigError, match="SyntheticSource source cannot write SAELens's cache layout"):
+        cache_cmd.run_from_argv(argv)

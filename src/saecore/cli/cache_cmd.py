@@ -15,6 +15,10 @@ is the source's own (the llm source's mixing buffer); the shards hold what it se
 order. The cache records the source's ``sae_metadata()`` and its streams with each one's
 ``stream_metadata`` (an llm source reading several hooks serves them side by side), so
 the ``cached`` source reports the same streams and metadata as the source.
+
+``--format saelens`` writes SAELens's layout instead (a Hugging Face dataset of prompts,
+what its ``CacheActivationsRunner`` writes) through the source's ``write_saelens_cache``;
+only a source that serves prompts (the llm source) can, and that cache is written in one go.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -57,6 +61,11 @@ class CacheOptions(BaseModel):
     dtype: str = Field(default="float32", description="Storage dtype: float32, float16 or bfloat16.")
     seed: int = Field(default=42, ge=0, lt=2**32, description="Seeds torch and the source's shuffling.")
     device: str = Field(default="cpu", description="Device the source computes activations on.")
+    format: Literal["saecore", "saelens"] = Field(
+        default="saecore",
+        description="Cache layout: saecore's resumable safetensors shards, or SAELens's Hugging Face dataset of "
+        "prompts (what SAELens's CacheActivationsRunner writes; sources that serve prompts only; not resumable).",
+    )
 
 
 class _ContinuingWriter(CachedActivationsWriter):
@@ -228,6 +237,9 @@ def cache_activations(source_name: str, source_values: Mapping[str, Any], option
     seed_everything(options.seed)
     source = entry.source_class(source_cfg, seed=options.seed, device=options.device)
     try:
+        if options.format == "saelens":
+            return source.write_saelens_cache(Path(options.output).expanduser(), options.training_tokens,
+                                              options.dtype)
         source.check_batch_size(min(options.batch_size_tokens, options.training_tokens))
         return CacheRun(source, source_name, options, run_identity(source_name, source_cfg, options), stream).run()
     finally:

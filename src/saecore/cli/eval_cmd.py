@@ -109,10 +109,7 @@ def evaluate(path: Path, source_name: str, source_values: Mapping[str, Any], opt
     seed_everything(options.seed)
     source = entry.source_class(source_cfg, seed=options.seed, device=options.device)
     try:
-        if sae.cfg.d_in != source.d_in:
-            raise ConfigError(f"the SAE at {path} has d_in={sae.cfg.d_in} but the {source_name!r} source serves "
-                              f"activations of width {source.d_in}; give the source it was trained on (--source, "
-                              f"default {DEFAULT_SOURCE}) and its settings")
+        check_source_fits(sae, source, path, source_name)
         source.check_batch_size(options.batch_size_tokens)
         batches = (source.next_batch(options.batch_size_tokens) for _ in range(options.n_eval_batches))
         metrics = evaluate_reconstruction(sae, batches)
@@ -131,6 +128,25 @@ def evaluate(path: Path, source_name: str, source_values: Mapping[str, Any], opt
         "metrics": metrics.as_log_dict(),
         "source_metrics": dict(source_metrics),
     }
+
+
+def check_source_fits(sae: Any, source: Any, path: Path, source_name: str) -> None:
+    """Refuse a source whose rows are not the SAE's input (a transcoder's: its input then its target)."""
+    if sae.cfg.PREDICTS_TARGET:
+        if source.target_width == 0:
+            raise ConfigError(f"the SAE at {path} is a transcoder ({sae.cfg.architecture()}) but the {source_name!r} "
+                              "source serves inputs only; give it the output hook too (--hook-name-out for the llm "
+                              "source) or a cache of (input, target) pairs")
+        widths = (source.d_in - source.target_width, source.target_width)
+        if widths != (sae.cfg.d_in, sae.cfg.d_target):
+            raise ConfigError(f"the transcoder at {path} has d_in={sae.cfg.d_in}, d_out={sae.cfg.d_target} but the "
+                              f"{source_name!r} source serves inputs of width {widths[0]} and targets of width "
+                              f"{widths[1]}; give the source it was trained on and its settings")
+        return
+    if sae.cfg.d_in != source.d_in:
+        raise ConfigError(f"the SAE at {path} has d_in={sae.cfg.d_in} but the {source_name!r} source serves "
+                          f"activations of width {source.d_in}; give the source it was trained on (--source, "
+                          f"default {DEFAULT_SOURCE}) and its settings")
 
 
 def format_report(report: Mapping[str, Any]) -> str:

@@ -38,7 +38,7 @@ class GemmaScopeConverter(SAEConverter):
     def convert(self, locate: FileLocator) -> ConvertedSAE:
         params_path = locate(GEMMA_SCOPE_PARAMS_FILENAME, True)
         assert params_path is not None
-        state_dict = _read_npz(params_path)
+        state_dict = read_npz(params_path)
         require_tensors(state_dict, _TENSORS, params_path, "Gemma Scope")
         folder = locate.names().split("/")[-3:]
         embedding = "embedding" in folder
@@ -54,7 +54,7 @@ class GemmaScopeConverter(SAEConverter):
                             cfg_source=str(params_path), weights_source=str(params_path))
 
 
-def _read_npz(path: Path) -> dict[str, torch.Tensor]:
+def read_npz(path: Path) -> dict[str, torch.Tensor]:
     """Arrays of the archive as tensors, ``w_*`` renamed ``W_*``; never unpickles."""
     try:
         with np.load(path, allow_pickle=False) as archive:

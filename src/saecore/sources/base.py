@@ -10,10 +10,13 @@ so an interrupted run resumes on exactly the batches it would have seen. A sourc
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict
+
+from saecore.errors import ConfigError
 
 DEFAULT_STREAM = "activations"
 
@@ -113,6 +116,15 @@ class ActivationSource(ABC):
         none, so sources that have no downstream model need not implement it.
         """
         return {}
+
+    def write_saelens_cache(self, folder: Path, n_tokens: int, dtype: str) -> int:
+        """Write at least ``n_tokens`` activations as SAELens's cache (a Hugging Face dataset of prompts).
+
+        Returns the tokens written. Only a source that serves whole prompts of a language
+        model can: the default refuses, naming the source.
+        """
+        raise ConfigError(f"the {type(self).__name__} source cannot write SAELens's cache layout (one row per prompt "
+                          "of a language model); use --format saecore")
 
     def close(self) -> None:
         """Release files, models or worker threads."""

@@ -6,7 +6,7 @@ Kept light: the classes are imported inside the hooks, when the registry is buil
 from __future__ import annotations
 
 from saecore import hookimpl
-from saecore.hookspecs import RegisterArchitecture, RegisterTrainingRecipe
+from saecore.hookspecs import RegisterArchitecture, RegisterExport, RegisterTrainingRecipe
 
 
 @hookimpl
@@ -21,3 +21,9 @@ def saecore_register_training_recipes(register: RegisterTrainingRecipe) -> None:
     from saecore_sae_jumprelu.jumprelu_sae import JumpReLUTrainingSAE, JumpReLUTrainingSAEConfig
 
     register("jumprelu", JumpReLUTrainingSAE, JumpReLUTrainingSAEConfig)
+
+
+@hookimpl
+def saecore_register_exports(register: RegisterExport) -> None:
+    register("saecore_sae_jumprelu.ste:JumpReLU")
+    register("saecore_sae_jumprelu.ste:Step")

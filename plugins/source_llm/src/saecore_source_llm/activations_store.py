@@ -25,9 +25,10 @@ Where the behaviour differs from SAELens 6.54, on purpose:
 * ``n_dataset_processed`` counts a document once a prompt has used its last token; SAELens
   counts it once the next document is started, so at a document boundary its count is
   one lower. Saved states load in either library.
-* Cached activations (``cached_activations_path``), chat formatting
-  (``use_chat_formatting``) and extra model arguments (``model_kwargs``) are refused with
-  an error naming the argument.
+* With ``cached_activations_path`` (see :mod:`saecore_source_llm.cached_prompt_activations`)
+  ``get_raw_llm_batch`` serves the cache's prompts in SAELens's order, with token ids as
+  integers (SAELens's are in the store's dtype). ``next_batch`` mixes them in saecore's
+  buffer, whose shuffle is not SAELens's. saecore's cache layout is read too.
 """
 
 from __future__ import annotations
@@ -44,8 +45,10 @@ from saecore.dtypes import dtype_from_name
 from saecore.errors import ConfigError
 from saecore.io.atomic import write_atomically
 from saecore.io.sae_files import read_safetensors
+from saecore_source_llm.cached_prompt_activations import CachedPromptActivations
 from saecore_source_llm.config import LLMSourceConfig
 from saecore_source_llm.hooked_model import HookedModel
+from saecore_source_llm.mixing_buffer import MixingBuffer
 from saecore_source_llm.model_loading import wrap_model
 from saecore_source_llm.source import LLMSource
 from saecore_source_llm.token_stream import StreamPosition
@@ -87,16 +90,19 @@ class ActivationsStore:
         *,
         additional_hook_names: Sequence[str] = (),
     ) -> None:
-        """SAELens's arguments; ``additional_hook_names`` (saecore's) are read in the same forward pass."""
-        _refuse_unsupported(cached_activations_path=cached_activations_path, model_kwargs=model_kwargs,
-                            use_chat_formatting=use_chat_formatting)
-        if dataset is None:
-            raise ConfigError("dataset is None: give a dataset name, local data files or a datasets object")
+        """SAELens's arguments; ``additional_hook_names`` (saecore's) are read in the same forward pass.
+
+        With ``cached_activations_path`` the activations come from that cache, and ``dataset``
+        may be None (the store then has no prompts: only activation batches).
+        """
+        if dataset is None and cached_activations_path is None:
+            raise ConfigError("dataset is None and cached_activations_path is None: give a dataset name, local data "
+                              "files or a datasets object, or a cache folder")
         if dataset_trust_remote_code:
             warnings.warn("ActivationsStore: dataset_trust_remote_code=True has no effect (datasets 4 and later run no "
                           "dataset scripts)", stacklevel=2)
         self.model = model
-        self.model_kwargs: dict[str, Any] = {}
+        self.model_kwargs: dict[str, Any] = dict(model_kwargs or {})
         self.hook_name = hook_name
         self.hook_head_index = hook_head_index
         self.context_size = context_size
@@ -118,44 +124,72 @@ class ActivationsStore:
         self.sequence_separator_token = sequence_separator_token
         self.activations_mixing_fraction = activations_mixing_fraction
         self.use_chat_formatting = use_chat_formatting
+        self._cache: CachedPromptActivations | None = None
+        self._cache_buffer: MixingBuffer | None = None
+        self._cached_chunks: Iterator[tuple[torch.Tensor, torch.Tensor]] = iter(())
+        self.hook_widths = {hook_name: d_in}
+        self._llm_source: LLMSource | None = None
+        if cached_activations_path is not None:
+            self.load_cached_activation_dataset()
+        if dataset is not None:
+            self._llm_source = self._build_llm_source(dataset, streaming, additional_hook_names)
+
+    def _build_llm_source(self, dataset: Any, streaming: bool, additional_hook_names: Sequence[str]) -> LLMSource:
         by_name = isinstance(dataset, str)
-        self.source = LLMSource(
+        source = LLMSource(
             LLMSourceConfig(
-                model=model,
+                model=self.model,
                 dataset_path=dataset if by_name else "",
                 dataset=None if by_name else dataset,
                 streaming=streaming,
-                hook_name=hook_name,
-                hook_head_index=hook_head_index,
+                hook_name=self.hook_name,
+                hook_head_index=self.hook_head_index,
                 additional_hook_names=list(additional_hook_names),
-                context_size=context_size,
-                prepend_bos=prepend_bos,
-                sequence_separator_token=sequence_separator_token,
-                disable_concat_sequences=disable_concat_sequences,
-                exclude_special_tokens=False if exclude_special_tokens is None else exclude_special_tokens.tolist(),
+                context_size=self.context_size,
+                prepend_bos=self.prepend_bos,
+                sequence_separator_token=self.sequence_separator_token,
+                disable_concat_sequences=self.disable_concat_sequences,
+                exclude_special_tokens=False if self.exclude_special_tokens is None
+                else self.exclude_special_tokens.tolist(),
                 seqpos_slice=self.seqpos_slice,
-                store_batch_size_prompts=store_batch_size_prompts,
-                n_batches_in_buffer=n_batches_in_buffer,
-                activations_mixing_fraction=activations_mixing_fraction,
-                autocast_lm=autocast_lm,
+                store_batch_size_prompts=self.store_batch_size_prompts,
+                n_batches_in_buffer=self.n_batches_in_buffer,
+                activations_mixing_fraction=self.activations_mixing_fraction,
+                autocast_lm=self.autocast_lm,
+                model_kwargs=self.model_kwargs,
+                use_chat_formatting=self.use_chat_formatting,
                 verbose=False,
             ),
             device=str(self.device),
         )
-        self.hook_widths = self.source.streams()
-        if self.hook_widths[hook_name] != d_in:
-            raise ConfigError(f"d_in={d_in} but {hook_name!r} of the model gives activations of width "
-                              f"{self.hook_widths[hook_name]}" + (f" (head {hook_head_index})"
-                                                                 if hook_head_index is not None else ""))
+        widths = source.streams()
+        if widths[self.hook_name] != self.d_in:
+            raise ConfigError(f"d_in={self.d_in} but {self.hook_name!r} of the model gives activations of width "
+                              f"{widths[self.hook_name]}" + (f" (head {self.hook_head_index})"
+                                                             if self.hook_head_index is not None else ""))
+        self.hook_widths = widths
+        return source
+
+    @property
+    def source(self) -> LLMSource:
+        """The ``llm`` source serving prompts and model activations; a cache-only store has none."""
+        if self._llm_source is None:
+            raise ConfigError(f"this store reads only the cached activations at {self.cached_activations_path} "
+                              "(dataset=None), so it has no prompts or model activations; give a dataset as well")
+        return self._llm_source
 
     # -- constructors ---------------------------------------------------------------------
     @classmethod
     def from_config(cls, model: Any, cfg: Any, override_dataset: Any = None) -> ActivationsStore:
         """The store a ``LanguageModelSAERunnerConfig`` trains on; ``override_dataset`` replaces ``dataset_path``.
 
+        A ``CacheActivationsRunnerConfig`` gives ``from_cache_activations``'s store.
+
         Its device is ``act_store_device`` where the config has one ("with_model": the
         config's ``device``).
         """
+        if hasattr(cfg, "new_cached_activations_path"):
+            return cls.from_cache_activations(model, cfg)
         if override_dataset is None and cfg.dataset_path == "":
             raise ConfigError("dataset_path is empty and no override_dataset was given; set one of them")
         device = getattr(cfg, "act_store_device", None)
@@ -165,6 +199,7 @@ class ActivationsStore:
         if exclude is True:
             exclude = special_token_ids(hooked_model(model).tokenizer)
         use_cached = getattr(cfg, "use_cached_activations", False)
+        cached_path = getattr(cfg, "resolved_cached_activations_path", None) if use_cached else None
         return cls(
             model=model,
             dataset=override_dataset if override_dataset is not None else cfg.dataset_path,
@@ -181,7 +216,7 @@ class ActivationsStore:
             normalize_activations=cfg.sae.normalize_activations,
             device=device,
             dtype=cfg.dtype,
-            cached_activations_path=getattr(cfg, "cached_activations_path", None) if use_cached else None,
+            cached_activations_path=cached_path,
             model_kwargs=getattr(cfg, "model_kwargs", None),
             autocast_lm=cfg.autocast_lm,
             # SAELens's default is True; only a value the user gave is worth a warning.
@@ -193,6 +228,17 @@ class ActivationsStore:
             sequence_separator_token=cfg.sequence_separator_token,
             activations_mixing_fraction=cfg.activations_mixing_fraction,
             use_chat_formatting=getattr(cfg, "use_chat_formatting", False),
+        )
+
+    @classmethod
+    def from_cache_activations(cls, model: Any, cfg: Any) -> ActivationsStore:
+        """A store serving the cache a ``CacheActivationsRunnerConfig`` writes, ``model_batch_size`` prompts a batch."""
+        return cls(
+            model=model, dataset=None, streaming=False, hook_name=cfg.hook_name, hook_head_index=None,
+            context_size=cfg.context_size, d_in=cfg.d_in, n_batches_in_buffer=cfg.n_batches_in_buffer,
+            total_training_tokens=cfg.training_tokens, store_batch_size_prompts=cfg.model_batch_size,
+            train_batch_size_tokens=cfg.model_batch_size, prepend_bos=False, normalize_activations="none",
+            device=cfg.device, dtype=cfg.dtype, cached_activations_path=cfg.new_cached_activations_path,
         )
 
     @classmethod
@@ -304,6 +350,25 @@ class ActivationsStore:
             raise ConfigError(f"hook_d_ins gives {given} but the model's activations there have widths {found}")
         return store
 
+    # -- the activation cache ---------------------------------------------------------------
+    def load_cached_activation_dataset(self) -> Any:
+        """Open ``cached_activations_path`` and read it from its first prompt again.
+
+        Returns the cache's ``datasets.Dataset`` in SAELens's layout, None in saecore's
+        layout or without a cache.
+        """
+        if self.cached_activations_path is None:
+            return None
+        self._cache = CachedPromptActivations(self.cached_activations_path, hook_name=self.hook_name,
+                                              context_size=self.context_size, d_in=self.d_in, device=self.device,
+                                              dtype=self.dtype)
+        return self._cache.dataset
+
+    @property
+    def cached_activation_dataset(self) -> Any:
+        """The cache's ``datasets.Dataset`` (SAELens's layout), else None."""
+        return None if self._cache is None else self._cache.dataset
+
     # -- the dataset ----------------------------------------------------------------------
     @property
     def dataset(self) -> Any:
@@ -403,8 +468,13 @@ class ActivationsStore:
         """The hooks' columns of ``rows`` (side by side, in ``hook_widths`` order)."""
         return dict(zip(self.hook_widths, rows.split(list(self.hook_widths.values()), dim=-1)))
 
-    def get_raw_llm_batch(self, raise_on_epoch_end: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """``([n, d_in] activations, [n] token ids)`` of the next ``store_batch_size_prompts`` prompts."""
+    def get_raw_llm_batch(self, raise_on_epoch_end: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``([n, d_in] activations, [n] token ids)`` of the next ``store_batch_size_prompts`` prompts.
+
+        From a cache, the cache's next prompts; their token ids are None where it has none.
+        """
+        if self._cache is not None:
+            return self._cache.next_prompts(self.store_batch_size_prompts, raise_on_epoch_end)
         tokens = self.get_batch_tokens(raise_at_epoch_end=raise_on_epoch_end)
         activations = self.get_activations(tokens).reshape(-1, self.d_in)
         return activations, tokens[:, slice(*self.seqpos_slice)].reshape(-1).to(self.device)
@@ -412,7 +482,7 @@ class ActivationsStore:
     def get_filtered_llm_batch(self, raise_on_epoch_end: bool = False) -> torch.Tensor:
         """``get_raw_llm_batch``'s activations without those at ``exclude_special_tokens``."""
         activations, token_ids = self.get_raw_llm_batch(raise_on_epoch_end)
-        if self.exclude_special_tokens is None:
+        if self.exclude_special_tokens is None or token_ids is None:
             return activations
         return activations[~torch.isin(token_ids, self.exclude_special_tokens.to(token_ids.device))]
 
@@ -422,7 +492,37 @@ class ActivationsStore:
         return self._next_rows()[self.hook_name]
 
     def _next_rows(self) -> dict[str, torch.Tensor]:
+        if self._cache is not None:
+            return {self.hook_name: self._next_cached_batch()}
         return self._split(self.source.next_batch(self.train_batch_size_tokens))
+
+    def _next_cached_batch(self) -> torch.Tensor:
+        """The next batch from a mixing buffer of ``n_batches_in_buffer`` cached batches, refilled as it empties."""
+        size = self.train_batch_size_tokens
+        if self._cache_buffer is None:
+            capacity = self.n_batches_in_buffer * self.store_batch_size_prompts * self.context_size
+            self._cache_buffer = MixingBuffer(capacity, self.d_in, mixing_fraction=self.activations_mixing_fraction,
+                                              device=self.device, seed=42)
+            self._cached_chunks = self._filtered_cached_chunks()
+        buffer = self._cache_buffer
+        if not buffer.can_serve(size):
+            if size > buffer.servable:
+                raise ConfigError(f"train_batch_size_tokens={size} is more than the mixing buffer serves per refill "
+                                  f"({buffer.servable} of n_batches_in_buffer={self.n_batches_in_buffer} × "
+                                  f"store_batch_size_prompts={self.store_batch_size_prompts} × context_size="
+                                  f"{self.context_size} activations); raise n_batches_in_buffer")
+            buffer.refill(self._cached_chunks)
+        return buffer.take(size).to(self.dtype)
+
+    def _filtered_cached_chunks(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Endless filtered cached batches, with placeholder origins (a cache needs no resume bookkeeping)."""
+        while True:
+            try:
+                activations = self.get_filtered_llm_batch(raise_on_epoch_end=True)
+            except StopIteration:
+                warnings.warn("every prompt of the activation cache was served; starting its next pass", stacklevel=2)
+                continue
+            yield activations, torch.zeros(activations.shape[0], dtype=torch.long)
 
     def get_multi_hook_data_loader(self) -> Iterator[dict[str, torch.Tensor]]:
         """Endless ``{hook: [train_batch_size_tokens, width]}`` batches; row ``i`` of every hook is one token."""
@@ -468,14 +568,3 @@ def _is_streamed(dataset: Any) -> bool:
 
     return isinstance(dataset, datasets.IterableDataset)
 
-
-def _refuse_unsupported(**arguments: Any) -> None:
-    reasons = {
-        "cached_activations_path": "read cached activations with the 'cached' source (saecore cache)",
-        "model_kwargs": "the store runs the model with its default arguments",
-        "use_chat_formatting": "the store tokenizes text without a chat template",
-    }
-    for name, value in arguments.items():
-        if value:
-            raise ConfigError(f"ActivationsStore: {name}={value!r} is not supported ({reasons[name]}); "
-                              f"leave {name} unset")

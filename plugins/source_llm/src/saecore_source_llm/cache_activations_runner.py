@@ -4,19 +4,16 @@ The cache is the folder SAELens writes and reads (``datasets.Dataset.save_to_dis
 row per prompt, the hook's activations ``[context_size, d_in]`` in an ``Array2D`` column
 named after the hook and the prompt's ``token_ids`` beside them. SAELens's
 ``ActivationsStore(cached_activations_path=...)`` trains on it, and so does saecore's
-``cached`` source. Prompts and activations come from the ``llm`` source's token stream and
-model, unshuffled, so the rows are prompts in dataset order.
+``cached`` source. The writer is :mod:`saecore_source_llm.hf_activation_dataset`'s.
 
 The amount cached is SAELens's: ``n_buffers`` buffers of ``n_batches_in_buffer`` forward
-passes, sized by ``buffer_size_gb``. Each buffer is saved as a dataset of its own under
-``.tmp_shards`` and the buffers are then joined into the final folder.
+passes, sized by ``buffer_size_gb``.
 """
 
 from __future__ import annotations
 
 import difflib
 import math
-import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -28,9 +25,8 @@ from saecore.dtypes import dtype_from_name
 from saecore.errors import ConfigError
 from saecore_source_llm.config import LLMSourceConfig, ModelClassName
 from saecore_source_llm.dataset_reader import choose_column, iter_column, open_dataset
+from saecore_source_llm.hf_activation_dataset import activation_features, write_hf_activation_dataset
 from saecore_source_llm.source import LLMSource
-
-TMP_SHARDS = ".tmp_shards"
 
 # Fields SAELens acts on that this runner does not, with what to do instead.
 _NO_EFFECT: dict[str, tuple[Any, str]] = {
@@ -202,7 +198,7 @@ class CacheActivationsRunner:
             raise ConfigError(f"d_in={cfg.d_in}, but {cfg.hook_name!r} of {cfg.model_name!r} is "
                               f"{self.source.d_in} wide")
         self.context_size = cfg.sliced_context_size
-        self.features = _features(cfg.hook_name, self.context_size, cfg.d_in, cfg.dtype)
+        self.features = activation_features(cfg.hook_name, self.context_size, cfg.d_in, cfg.dtype)
 
     def __str__(self) -> str:
         tokens = self.cfg.n_seq_in_dataset * self.context_size
@@ -211,50 +207,17 @@ class CacheActivationsRunner:
                 f"Disk space required: {tokens * self.cfg.bytes_per_token / 10**9:.2f} GB\n"
                 f"Configuration:\n{self.cfg}")
 
-    @torch.no_grad()
     def run(self) -> Any:
         """Cache the activations; return the written dataset (shuffled when ``cfg.shuffle``)."""
         import datasets
 
         assert self.cfg.new_cached_activations_path is not None
         folder = Path(self.cfg.new_cached_activations_path)
-        folder.mkdir(parents=True, exist_ok=True)
-        if any(folder.iterdir()):
-            raise ConfigError(f"new_cached_activations_path={str(folder)!r} is not empty; delete it or choose "
-                              "another folder")
-        shards = folder / TMP_SHARDS
         try:
-            for index in range(self.cfg.n_buffers):
-                self._buffer_dataset().save_to_disk(str(shards / f"shard_{index:05d}"))
-            joined = datasets.concatenate_datasets([datasets.load_from_disk(str(shard))
-                                                    for shard in sorted(shards.iterdir())])
-            joined.save_to_disk(str(folder))
+            write_hf_activation_dataset(self.source, folder, n_buffers=self.cfg.n_buffers,
+                                        n_batches_in_buffer=self.cfg.n_batches_in_buffer,
+                                        model_batch_size=self.cfg.model_batch_size, dtype=self.cfg.dtype)
         finally:
-            shutil.rmtree(shards, ignore_errors=True)
             self.source.close()
         dataset = datasets.load_from_disk(str(folder))
         return dataset.shuffle(seed=self.cfg.seed) if self.cfg.shuffle else dataset
-
-    def _buffer_dataset(self) -> Any:
-        """``n_batches_in_buffer`` forward passes as one dataset of prompts."""
-        import datasets
-
-        activations, token_ids = [], []
-        for _ in range(self.cfg.n_batches_in_buffer):
-            prompts = self.source.stream.next_prompts(self.cfg.model_batch_size)
-            activations.append(self.source.activations(prompts).to("cpu", dtype_from_name(self.cfg.dtype)))
-            token_ids.append(prompts[:, slice(*self.cfg.seqpos_slice)].to("cpu", torch.int32))
-        columns = {
-            self.cfg.hook_name: torch.cat(activations).reshape(-1, self.context_size, self.cfg.d_in),
-            "token_ids": torch.cat(token_ids),
-        }
-        return datasets.Dataset.from_dict(columns, features=self.features)
-
-
-def _features(hook_name: str, context_size: int, d_in: int, dtype: str) -> Any:
-    import datasets
-
-    return datasets.Features({
-        hook_name: datasets.Array2D(shape=(context_size, d_in), dtype=dtype),
-        "token_ids": datasets.Sequence(datasets.Value("int32"), length=context_size),
-    })

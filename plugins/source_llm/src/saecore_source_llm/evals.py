@@ -260,8 +260,8 @@ def get_recons_loss(
     reconstruct = sae_reconstruction(sae, getattr(activation_scaler, "scaling_factor", None))
     takes_heads = getattr(sae, "reshape_hook_z", False)
     clean = hooked.logits(tokens)
-    spliced = hooked.logits(tokens, hook_name, replacing(site, keep, reconstruct, sae_takes_heads=takes_heads))
-    ablated = hooked.logits(tokens, hook_name, replacing(site, everywhere, zeros, sae_takes_heads=takes_heads))
+    spliced = hooked.logits(tokens, [(hook_name, replacing(site, keep, reconstruct, sae_takes_heads=takes_heads))])
+    ablated = hooked.logits(tokens, [(hook_name, replacing(site, everywhere, zeros, sae_takes_heads=takes_heads))])
     ce_increase_sae, kl_sae = divergences(clean, spliced, tokens)
     ce_increase_ablation, kl_ablation = divergences(clean, ablated, tokens)
     metrics: dict[str, torch.Tensor] = {}

@@ -76,8 +76,8 @@ class HookedModel(ABC):
         """
 
     @abstractmethod
-    def logits(self, tokens: torch.Tensor, hook_name: str | None = None, edit: Edit | None = None) -> torch.Tensor:
-        """The full forward pass's logits ``[batch, pos, vocab]``, with ``edit`` applied at ``hook_name``."""
+    def logits(self, tokens: torch.Tensor, edits: Sequence[tuple[str, Edit]] = ()) -> torch.Tensor:
+        """The full forward pass's logits ``[batch, pos, vocab]``, with each ``(hook_name, edit)`` applied there."""
 
     @property
     def input_device(self) -> torch.device:
@@ -121,8 +121,8 @@ class TransformerLensModel(HookedModel):
         )
         return [cache[name] for name in hook_names]
 
-    def logits(self, tokens: torch.Tensor, hook_name: str | None = None, edit: Edit | None = None) -> torch.Tensor:
-        hooks = [] if edit is None else [(hook_name, lambda activation, hook: edit(activation))]
+    def logits(self, tokens: torch.Tensor, edits: Sequence[tuple[str, Edit]] = ()) -> torch.Tensor:
+        hooks = [(hook_name, _as_hook_function(edit)) for hook_name, edit in edits]
         logits: torch.Tensor = self.model.run_with_hooks(tokens, fwd_hooks=hooks, return_type="logits",
                                                          prepend_bos=False, **self.forward_kwargs)
         return logits
@@ -179,19 +179,23 @@ class TransformersModel(HookedModel):
             raise ConfigError(f"hook {missing[0]!r}: this module did not run in the model's forward pass")
         return [captured[name] for name in hook_names]
 
-    def logits(self, tokens: torch.Tensor, hook_name: str | None = None, edit: Edit | None = None) -> torch.Tensor:
-        handle = None
-        if edit is not None and hook_name is not None:
-            handle = self._modules[hook_name].register_forward_hook(
-                lambda module, inputs, output: replace_first_tensor(output, edit(first_tensor(output)))
-            )
+    def logits(self, tokens: torch.Tensor, edits: Sequence[tuple[str, Edit]] = ()) -> torch.Tensor:
+        handles = [self._modules[hook_name].register_forward_hook(_as_forward_hook(edit)) for hook_name, edit in edits]
         try:
             output = self.model(input_ids=tokens, **self.forward_kwargs)
         finally:
-            if handle is not None:
+            for handle in handles:
                 handle.remove()
         logits = getattr(output, "logits", None)
         return logits if isinstance(logits, torch.Tensor) else first_tensor(output)
+
+
+def _as_hook_function(edit: Edit) -> Callable[[torch.Tensor, Any], torch.Tensor]:
+    return lambda activation, hook: edit(activation)
+
+
+def _as_forward_hook(edit: Edit) -> Callable[[Any, Any, Any], Any]:
+    return lambda module, inputs, output: replace_first_tensor(output, edit(first_tensor(output)))
 
 
 class _StopForward(Exception):

@@ -7,6 +7,10 @@ points join the model's as ``<hook>.hook_sae_input``, ``.hook_sae_acts_pre``,
 ``.hook_sae_acts_post``, ``.hook_sae_recons``, ``.hook_sae_error`` and ``.hook_sae_output``, so
 ``run_with_cache`` and ``run_with_hooks`` reach the features like any other activation.
 
+A transcoder reads at ``hook_name`` and writes at ``cfg.metadata.hook_name_out``: its site
+replaces the output hook point, a forward hook on the input hook point hands it the input, and its
+hook points are ``<hook_name_out>.hook_sae_*``, as in SAELens.
+
 The ``SplicedSAE`` takes the hook point's place in the module tree for as long as the SAE is
 attached. The SAE is not a registered submodule: the model's ``parameters()``, ``state_dict()``
 and ``to()`` leave it alone, and it must already sit on the model's device and dtype.
@@ -19,6 +23,7 @@ from importlib.metadata import version
 from typing import Any
 
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from saecore.sae import SAE
 from saecore_source_llm.hook_widths import transformer_lens_hook_width
@@ -41,6 +46,7 @@ class HookedSAETransformer(SAESplicingMixin, HookedTransformer):
         super().__init__(*model_args, **model_kwargs)
         self._spliced_saes: dict[str, SplicedSAE] = {}
         self._replaced_hook_points: dict[str, nn.Module] = {}
+        self._capture_handles: dict[str, RemovableHandle] = {}
 
     def _hook_names(self) -> Sequence[str]:
         return list(self.hook_dict)
@@ -49,12 +55,18 @@ class HookedSAETransformer(SAESplicingMixin, HookedTransformer):
         return transformer_lens_hook_width(self.cfg, hook_name, sae)
 
     def _install(self, site: SplicedSAE) -> None:
-        self._replaced_hook_points[site.hook_name] = self.get_submodule(site.hook_name)
-        self._replace_module(site.hook_name, site)
+        if site.reads_elsewhere:
+            capture = self.get_submodule(site.hook_name).register_forward_hook(
+                lambda module, inputs, output: site.capture(output))
+            self._capture_handles[site.hook_name] = capture
+        self._replaced_hook_points[site.output_name] = self.get_submodule(site.output_name)
+        self._replace_module(site.output_name, site)
         self.setup()
 
     def _uninstall(self, site: SplicedSAE) -> None:
-        self._replace_module(site.hook_name, self._replaced_hook_points.pop(site.hook_name))
+        self._replace_module(site.output_name, self._replaced_hook_points.pop(site.output_name))
+        if site.reads_elsewhere:
+            self._capture_handles.pop(site.hook_name).remove()
         site.sae.name_hook_points()
         self.setup()
 

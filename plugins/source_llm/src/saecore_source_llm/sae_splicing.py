@@ -1,8 +1,11 @@
 """What every way of running SAEs inside a model shares: the spliced SAE and the SAELens attach API.
 
 A ``SplicedSAE`` runs one SAE on the activation passing one place in a model and says what is
-wrong, naming the SAE, when the activation does not fit it. ``SAESplicingMixin`` gives a
-TransformerLens model SAELens's methods (``add_sae``, ``reset_saes``, ``saes``,
+wrong, naming the SAE, when the activation does not fit it. A transcoder (a coder whose config
+``PREDICTS_TARGET``) reads at one place and writes at another: the site captures the activation at
+its input hook and replaces the one at its output hook (``cfg.metadata.hook_name_out``) with the
+prediction, plus, with ``use_error_term``, the model's activation there minus the prediction.
+``SAESplicingMixin`` gives a TransformerLens model SAELens's methods (``add_sae``, ``reset_saes``, ``saes``,
 ``run_with_saes``, ``run_with_cache_with_saes``, ``run_with_hooks_with_saes``) over four
 model-specific steps: which hooks exist, how wide one is, and how a ``SplicedSAE`` is installed and
 removed. ``HookedSAETransformer`` (TransformerLens 3) and ``SAETransformerBridge``
@@ -35,17 +38,30 @@ def sae_input_hook(sae: SAE[Any]) -> str:
     return hook_name
 
 
+def sae_output_hook(sae: SAE[Any]) -> str:
+    """Where an SAE writes its output: its input hook, or ``cfg.metadata.hook_name_out`` for a transcoder."""
+    if not sae.cfg.PREDICTS_TARGET:
+        return sae_input_hook(sae)
+    hook_name_out = sae.cfg.metadata.hook_name_out
+    if not hook_name_out:
+        raise ValueError(f"{describe_sae(sae)} is a transcoder with no cfg.metadata.hook_name_out; set it to the "
+                         "hook whose activation it predicts (an MLP's output, say)")
+    return hook_name_out
+
+
 def sae_width(sae: SAE[Any], activation_shape: Sequence[int]) -> int:
     """The width the SAE reads from an activation: the last dimension, or heads × d_head for ``hook_z`` SAEs."""
     return activation_shape[-2] * activation_shape[-1] if sae.reshape_hook_z else activation_shape[-1]
 
 
-def check_width(sae: SAE[Any], width: int, place: str, module_output: bool = False) -> None:
-    """Refuse an SAE whose ``d_in`` is not the ``width`` of the activation at ``place`` (a hook, or a module)."""
-    if width != sae.cfg.d_in:
+def check_width(sae: SAE[Any], width: int, place: str, module_output: bool = False, output: bool = False) -> None:
+    """Refuse an SAE whose ``d_in`` (``d_out`` at a transcoder's ``output`` place) is not the ``width`` of the
+    activation at ``place`` (a hook, or a module)."""
+    field, expected = ("d_out", sae.cfg.d_target) if output else ("d_in", sae.cfg.d_in)
+    if width != expected:
         where = f"{place} outputs width {width} but the SAE spliced there" if module_output else \
             f"{place} has width {width} but the SAE attached there"
-        raise ValueError(f"{where} ({describe_sae(sae)}) has d_in={sae.cfg.d_in}")
+        raise ValueError(f"{where} ({describe_sae(sae)}) has {field}={expected}")
 
 
 def unknown_name_error(message: str, name: str, known: Sequence[str], listing: str) -> UnknownNameError:
@@ -58,6 +74,11 @@ def unknown_name_error(message: str, name: str, known: Sequence[str], listing: s
 class SplicedSAE(nn.Module):
     """One SAE running at one place in a model; it replaces the activation there with the SAE's output.
 
+    A transcoder's site has two places: ``hook_name``, where ``capture`` records its input, and
+    ``output_name``, where ``forward`` replaces the model's activation with the prediction (an
+    SAE's site has ``output_name == hook_name``). Its hook points are named after ``output_name``,
+    as SAELens names them.
+
     ``use_error_term`` is the site's own setting, switched onto the SAE for each pass so the same
     SAE may sit elsewhere with another. ``module_output`` says the place is a module's output
     (``splice``) rather than a hook point, which is how errors name it. The site's children are
@@ -66,10 +87,13 @@ class SplicedSAE(nn.Module):
     ``parameters()`` and ``to()`` leave it alone.
     """
 
-    def __init__(self, sae: SAE[Any], hook_name: str, use_error_term: bool, module_output: bool = False) -> None:
+    def __init__(self, sae: SAE[Any], hook_name: str, use_error_term: bool, module_output: bool = False,
+                 output_name: str | None = None) -> None:
         super().__init__()
         self.__dict__["_sae"] = sae
         self.hook_name = hook_name
+        self.output_name = hook_name if output_name is None else output_name
+        self._captured_input: torch.Tensor | None = None
         self.use_error_term = use_error_term
         self.module_output = module_output
         for name, point in sae.hook_dict.items():
@@ -80,20 +104,26 @@ class SplicedSAE(nn.Module):
         sae: SAE[Any] = self.__dict__["_sae"]
         return sae
 
+    @property
+    def reads_elsewhere(self) -> bool:
+        """Whether the site reads at another place than it writes (a transcoder's site)."""
+        return self.output_name != self.hook_name
+
+    def capture(self, activation: torch.Tensor) -> torch.Tensor:
+        """Record a transcoder's input at ``hook_name`` for the coming output place; pass it on unchanged."""
+        self._captured_input = activation
+        return activation
+
     def forward(self, activation: torch.Tensor) -> torch.Tensor:
-        """The SAE's output for ``activation``.
+        """The SAE's output for ``activation``, the model's activation at ``output_name``.
 
         This runs on every forward pass, so it reads the decoder's placement rather than the
         config's, and switches the SAE's error term only when the site's setting differs.
         """
         sae = self.sae
-        check_width(sae, sae_width(sae, activation.shape), self.hook_name, self.module_output)
-        decoder = sae.W_dec
-        if activation.dtype != decoder.dtype or activation.device != decoder.device:
-            verb = "outputs" if self.module_output else "carries"
-            raise ValueError(f"{describe_sae(sae)} is on {sae.device}/{sae.dtype} but {self.hook_name} {verb} "
-                             f"{activation.device}/{activation.dtype} activations; move it first: "
-                             f"sae.to({str(activation.device)!r}, {activation.dtype})")
+        if self.reads_elsewhere:
+            return self._predict(activation)
+        self._check_activation(activation, self.hook_name)
         own_setting = sae.use_error_term
         if own_setting == self.use_error_term:
             output: torch.Tensor = sae(activation)
@@ -104,6 +134,43 @@ class SplicedSAE(nn.Module):
             return output
         finally:
             sae.use_error_term = own_setting
+
+    def _check_activation(self, activation: torch.Tensor, place: str, output: bool = False) -> None:
+        sae = self.sae
+        width = activation.shape[-1] if output else sae_width(sae, activation.shape)
+        check_width(sae, width, place, self.module_output, output)
+        decoder = sae.W_dec
+        if activation.dtype != decoder.dtype or activation.device != decoder.device:
+            verb = "outputs" if self.module_output else "carries"
+            raise ValueError(f"{describe_sae(sae)} is on {sae.device}/{sae.dtype} but {place} {verb} "
+                             f"{activation.device}/{activation.dtype} activations; move it first: "
+                             f"sae.to({str(activation.device)!r}, {activation.dtype})")
+
+    def _predict(self, target: torch.Tensor) -> torch.Tensor:
+        """A transcoder's prediction from the captured input, in place of ``target``, the model's activation.
+
+        The error term is ``target`` minus the prediction recomputed without the SAE's hooks, so edits
+        made through the hooks (clamping a feature, say) change the output instead of being undone.
+        """
+        sae = self.sae
+        source, self._captured_input = self._captured_input, None
+        if source is None:
+            raise ValueError(f"{describe_sae(sae)} writes at {self.output_name} but its input place {self.hook_name} "
+                             f"did not run before it in this forward pass; a transcoder reads at a place that runs "
+                             f"before the one it writes at")
+        self._check_activation(source, self.hook_name)
+        self._check_activation(target, self.output_name, output=True)
+        if source.shape[:-1] != target.shape[:-1]:
+            raise ValueError(f"{describe_sae(sae)} reads {list(source.shape)} at {self.hook_name} but "
+                             f"{self.output_name} carries {list(target.shape)}; its input and output places must "
+                             "hold the same positions (batch and sequence shapes)")
+        prediction: torch.Tensor = sae.forward_with_activations(source)[0]
+        if self.use_error_term:
+            with torch.no_grad(), sae._hooks_bypassed():
+                clean: torch.Tensor = sae.forward_with_activations(source)[0]
+            prediction = prediction + sae.hook_sae_error(target.to(clean.dtype) - clean)
+        output: torch.Tensor = sae.hook_sae_output(prediction)
+        return output
 
 
 class SAESplicingMixin:
@@ -144,6 +211,8 @@ class SAESplicingMixin:
     def add_sae(self, sae: SAE[Any], use_error_term: bool | None = None) -> None:
         """Attach ``sae`` at ``sae.cfg.metadata.hook_name`` until ``reset_saes``.
 
+        A transcoder reads there and writes at ``cfg.metadata.hook_name_out``; it is still known by
+        its input hook (``acts_to_saes``, ``reset_saes``), and its hook points by its output hook.
         ``use_error_term=None`` keeps the SAE's own ``use_error_term``. Re-adding the SAE already at
         that hook updates its setting; another SAE there is an error (reset that hook first).
         """
@@ -156,16 +225,21 @@ class SAESplicingMixin:
         if current is not None:
             current.use_error_term = error_term
             return
+        output_name = sae_output_hook(sae)
+        for site in self._spliced_saes.values():
+            if output_name in (site.hook_name, site.output_name):
+                raise ValueError(f"{output_name} already holds {describe_sae(site.sae)} (attached at "
+                                 f"{site.hook_name}); call reset_saes({site.hook_name!r}) before adding "
+                                 f"{describe_sae(sae)}, which writes there")
         self._check_fit(sae, hook_name)
-        site = SplicedSAE(sae, hook_name, error_term)
+        if output_name != hook_name:
+            self._check_output_fit(sae, output_name)
+        site = SplicedSAE(sae, hook_name, error_term, output_name=output_name)
         self._install(site)
         self._spliced_saes[hook_name] = site
 
     def _check_fit(self, sae: SAE[Any], hook_name: str) -> None:
-        names = self._hook_names()
-        if hook_name not in names:
-            raise unknown_name_error(f"the model has no hook named {hook_name!r} to attach {describe_sae(sae)} at",
-                                     hook_name, names, "model.hook_dict")
+        self._check_hook_exists(sae, hook_name)
         device, dtype = self._placement()
         if (sae.device, sae.dtype) != (device, dtype):
             raise ValueError(f"{describe_sae(sae)} is on {sae.device}/{sae.dtype} but the model is on "
@@ -173,6 +247,19 @@ class SAESplicingMixin:
         width = self._hook_width(hook_name, sae)
         if width is not None:
             check_width(sae, width, hook_name)
+
+    def _check_hook_exists(self, sae: SAE[Any], hook_name: str) -> None:
+        names = self._hook_names()
+        if hook_name not in names:
+            raise unknown_name_error(f"the model has no hook named {hook_name!r} to attach {describe_sae(sae)} at",
+                                     hook_name, names, "model.hook_dict")
+
+    def _check_output_fit(self, sae: SAE[Any], output_name: str) -> None:
+        """Refuse a transcoder whose output hook is missing, or narrower or wider than its ``d_out``."""
+        self._check_hook_exists(sae, output_name)
+        width = self._hook_width(output_name, sae)
+        if width is not None:
+            check_width(sae, width, output_name, output=True)
 
     def _detach(self, hook_name: str) -> None:
         self._uninstall(self._spliced_saes.pop(hook_name))

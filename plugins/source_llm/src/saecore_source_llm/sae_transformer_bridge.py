@@ -10,12 +10,13 @@ The bridge wraps a Hugging Face model, so the ``SplicedSAE`` runs as a forward h
 Where TransformerLens reshapes a hook's activation for hook functions (``attn.hook_z`` becomes
 ``[..., n_heads, d_head]``) the SAE sees that shape too, so a ``hook_z`` SAE runs as it does in
 ``HookedSAETransformer``. The SAE is not a submodule of the model and must already sit on the
-model's device and dtype.
+model's device and dtype. A transcoder's site runs at ``hook_name_out`` and a second hook at its
+``hook_name`` hands it the input; its hook points are ``<hook_name_out>.hook_sae_*``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import version
 from typing import Any
 
@@ -25,7 +26,7 @@ from torch.utils.hooks import RemovableHandle
 
 from saecore.sae import SAE
 from saecore_source_llm.hook_widths import transformer_lens_hook_width
-from saecore_source_llm.sae_splicing import SAESplicingMixin, SplicedSAE, sae_input_hook
+from saecore_source_llm.sae_splicing import SAESplicingMixin, SplicedSAE, sae_output_hook
 
 _TL_VERSION = version("transformer-lens")
 if int(_TL_VERSION.split(".")[0]) < 4:
@@ -46,7 +47,7 @@ class SAETransformerBridge(SAESplicingMixin, TransformerBridge):  # type: ignore
 
     def _start_splicing(self) -> None:
         self._spliced_saes: dict[str, SplicedSAE] = {}
-        self._splice_handles: dict[str, RemovableHandle] = {}
+        self._splice_handles: dict[str, list[RemovableHandle]] = {}
 
     @classmethod
     def boot_transformers(cls, model_name: str, **boot_kwargs: Any) -> SAETransformerBridge:  # type: ignore[override]
@@ -70,9 +71,10 @@ class SAETransformerBridge(SAESplicingMixin, TransformerBridge):  # type: ignore
     def get_sae_hook_name(self, sae: SAE[Any], internal: str = "hook_sae_acts_post") -> str:
         """The name of one of ``sae``'s hook points in this model's ``hook_dict`` and caches.
 
-        It is the SAE's own ``hook_name`` (the spelling it was given, alias or not) plus ``internal``.
+        It is the SAE's own ``hook_name`` (the spelling it was given, alias or not) plus ``internal``; a
+        transcoder's is its ``hook_name_out``, where it writes.
         """
-        return f"{sae_input_hook(sae)}.{internal}"
+        return f"{sae_output_hook(sae)}.{internal}"
 
     def _hook_names(self) -> Sequence[str]:
         return list(self.hook_dict)
@@ -81,21 +83,29 @@ class SAETransformerBridge(SAESplicingMixin, TransformerBridge):  # type: ignore
         return transformer_lens_hook_width(self.cfg, hook_name, sae)
 
     def _install(self, site: SplicedSAE) -> None:
-        point = self.hook_dict[site.hook_name]
+        handles = [self._hook_with(site.output_name, site)]
+        if site.reads_elsewhere:
+            handles.append(self._hook_with(site.hook_name, site.capture))
+        self._splice_handles[site.hook_name] = handles
+        for name, sae_point in site.sae.hook_dict.items():
+            sae_point.name = f"{site.output_name}.{name}"
+            self._hook_registry[sae_point.name] = sae_point
+
+    def _hook_with(self, hook_name: str, run: Callable[[torch.Tensor], torch.Tensor]) -> RemovableHandle:
+        """Run ``run`` first on the activation at ``hook_name``, in the shape hook functions see there."""
+        point = self.hook_dict[hook_name]
         conversion = getattr(point, "hook_conversion", None)
 
         def run_site(module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor:
             if conversion is None:
-                return site(output)  # type: ignore[no-any-return]
-            return conversion.revert(site(conversion.convert(output)))  # type: ignore[no-any-return]
+                return run(output)
+            return conversion.revert(run(conversion.convert(output)))  # type: ignore[no-any-return]
 
-        self._splice_handles[site.hook_name] = point.register_forward_hook(run_site, prepend=True)
-        for name, sae_point in site.sae.hook_dict.items():
-            sae_point.name = f"{site.hook_name}.{name}"
-            self._hook_registry[sae_point.name] = sae_point
+        return point.register_forward_hook(run_site, prepend=True)
 
     def _uninstall(self, site: SplicedSAE) -> None:
-        self._splice_handles.pop(site.hook_name).remove()
+        for handle in self._splice_handles.pop(site.hook_name):
+            handle.remove()
         for name in site.sae.hook_dict:
-            self._hook_registry.pop(f"{site.hook_name}.{name}")
+            self._hook_registry.pop(f"{site.output_name}.{name}")
         site.sae.name_hook_points()

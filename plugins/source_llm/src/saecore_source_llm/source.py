@@ -41,6 +41,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -200,12 +201,14 @@ class LLMSource(ActivationSource):
 
         Always on the same prompts: the first ``n_eval_batches × eval_batch_size_prompts``
         of the dataset, read by a stream of their own, so evaluating never moves the
-        training stream and evaluations at different steps compare directly. A transcoder
-        replaces an output hook's activation, not its input's: it gets none of these scores.
+        training stream and evaluations at different steps compare directly. A transcoder is
+        scored by replacement: its prediction from ``hook_name`` replaces ``hook_name_out``.
+        Its output scale is not among the arguments, so a transcoder whose input scale is not
+        folded in yet (``scaling_factor`` given) gets no scores until it is.
         """
-        if sae.cfg.PREDICTS_TARGET:
+        if sae.cfg.PREDICTS_TARGET and scaling_factor is not None:
             return {}
-        site = self._splice_site(sae)
+        site = self._transcoder_site(sae) if sae.cfg.PREDICTS_TARGET else self._splice_site(sae)
         if site is None:
             return {}
         cfg = self.cfg
@@ -217,6 +220,18 @@ class LLMSource(ActivationSource):
                 scaling_factor=scaling_factor, batch_size=cfg.eval_batch_size_prompts or cfg.store_batch_size_prompts,
                 autocast=cfg.autocast_lm,
             )
+
+    def _transcoder_site(self, sae: Any) -> SpliceSite:
+        """Where a transcoder reads and writes: this source's ``hook_name`` and ``hook_name_out``."""
+        cfg = self.cfg
+        if cfg.hook_name_out is None:
+            raise ConfigError(f"{type(sae).__name__} is a transcoder but this llm source has no hook_name_out; set "
+                              f"hook_name_out to the hook it predicts ({sae.cfg.metadata.hook_name_out!r} in its "
+                              "metadata)")
+        if self._widths[cfg.hook_name_out] != sae.cfg.d_target:
+            raise ConfigError(f"the transcoder has d_out={sae.cfg.d_target} but hook_name_out={cfg.hook_name_out!r} "
+                              f"of {self.model.name} gives activations of width {self._widths[cfg.hook_name_out]}")
+        return SpliceSite(cfg.hook_name, output_hook=cfg.hook_name_out)
 
     def _splice_site(self, sae: Any) -> SpliceSite | None:
         """Where ``sae`` replaces activations: the stream its ``metadata.hook_name`` names, else ``hook_name``.
@@ -351,6 +366,20 @@ class LLMSource(ActivationSource):
         held_chunks = self._chunk_tokens
         self._start_stream(position or StreamPosition(), next_chunk=self._next_chunk)
         self._chunk_tokens = held_chunks
+
+    def write_saelens_cache(self, folder: Path, n_tokens: int, dtype: str) -> int:
+        """SAELens's cache of this source's next prompts, unshuffled, in buffers of ``n_batches_in_buffer`` passes.
+
+        Whole buffers are written, so the tokens written are ``n_tokens`` rounded up to a buffer.
+        """
+        from saecore_source_llm.hf_activation_dataset import write_hf_activation_dataset
+
+        cfg = self.cfg
+        per_buffer = cfg.n_batches_in_buffer * cfg.store_batch_size_prompts * cfg.training_context_size
+        n_buffers = -(-n_tokens // per_buffer)
+        write_hf_activation_dataset(self, folder, n_buffers=n_buffers, n_batches_in_buffer=cfg.n_batches_in_buffer,
+                                    model_batch_size=cfg.store_batch_size_prompts, dtype=dtype)
+        return n_buffers * per_buffer
 
     def close(self) -> None:
         self._stop_prefetching()

@@ -11,6 +11,10 @@ definitions are SAELens's (``get_downstream_reconstruction_metrics``):
 * ``kl_div_with_sae``, ``kl_div_with_ablation``: mean over positions of
   ``KL(clean ‖ spliced)`` over the vocabulary; ``kl_div_score = (KL_zero − KL_sae) / KL_zero``.
 
+A transcoder (``SpliceSite.output_hook`` set) is evaluated by replacement: the activation at
+``output_hook`` (an MLP's output) is replaced by the transcoder's prediction from the activation
+at ``hook_name`` (the MLP's input), and the zero ablation zeroes ``output_hook``.
+
 Which positions: the SAE only ever saw positions inside ``seqpos_slice`` whose token is
 not special, so only those are replaced, and only those enter the averages (a position
 ``t`` counts when its own token qualifies, as in SAELens). Special tokens are the
@@ -50,10 +54,14 @@ METRIC_NAMES = (
 
 @dataclass(frozen=True)
 class SpliceSite:
-    """Where the SAE goes: the hook, and for per-head hooks ``[batch, pos, heads, d_head]`` which head."""
+    """Where the SAE goes: the hook, and for per-head hooks ``[batch, pos, heads, d_head]`` which head.
+
+    A transcoder's site reads at ``hook_name`` and writes at ``output_hook``.
+    """
 
     hook_name: str
     head_index: int | None = None
+    output_hook: str | None = None
 
 
 def evaluated_positions(
@@ -81,6 +89,42 @@ def sae_reconstruction(sae: Any, scaling_factor: float | None) -> Callable[[torc
         return out.to(x.device)
 
     return reconstruct
+
+
+def transcoder_prediction(sae: Any, scaling_factor: float | None,
+                          target_scaling_factor: float | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``x ↦ sae(s·x)/t`` on the transcoder's device, returned on ``x``'s device (``t`` defaults to ``s``)."""
+    output_scale = scaling_factor if target_scaling_factor is None else target_scaling_factor
+
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        sae_in = x.to(sae.device)
+        if scaling_factor is not None:
+            sae_in = sae_in * scaling_factor
+        out: torch.Tensor = sae.forward_with_activations(sae_in)[0]
+        if output_scale is not None:
+            out = out / output_scale
+        return out.to(x.device)
+
+    return predict
+
+
+def replacing_from_input(
+    site: SpliceSite, keep: torch.Tensor, predict: Callable[[torch.Tensor], torch.Tensor]
+) -> list[tuple[str, Edit]]:
+    """The two hook edits of a transcoder: keep the input at ``hook_name``, replace ``output_hook`` at ``keep``."""
+    if site.output_hook is None:
+        raise ValueError(f"the splice site at {site.hook_name} has no output_hook; a transcoder writes at one")
+    inputs: list[torch.Tensor] = []
+
+    def keep_input(activation: torch.Tensor) -> torch.Tensor:
+        inputs.append(activation)
+        return activation
+
+    def replace(activation: torch.Tensor) -> torch.Tensor:
+        mask = keep.to(activation.device).reshape(*keep.shape, *([1] * (activation.ndim - 2)))
+        return torch.where(mask, predict(inputs.pop()).to(activation.dtype), activation)
+
+    return [(site.hook_name, keep_input), (site.output_hook, replace)]
 
 
 def zeros(x: torch.Tensor) -> torch.Tensor:
@@ -215,12 +259,25 @@ def spliced_metrics(
     scaling_factor: float | None,
     batch_size: int,
     autocast: bool = False,
+    target_scaling_factor: float | None = None,
 ) -> dict[str, float]:
-    """The seven metrics of :data:`METRIC_NAMES` over ``tokens [prompts, pos]``, averaged over ``keep``."""
+    """The seven metrics of :data:`METRIC_NAMES` over ``tokens [prompts, pos]``, averaged over ``keep``.
+
+    ``target_scaling_factor`` is a transcoder's output scale while it is not folded in.
+    """
     was_training = sae.training
     sae.eval()
     reconstruct = sae_reconstruction(sae, scaling_factor)
+    predict = transcoder_prediction(sae, scaling_factor, target_scaling_factor)
     sae_takes_heads = getattr(sae, "reshape_hook_z", False)
+
+    def edits(batch_keep: torch.Tensor, with_sae: bool) -> list[tuple[str, Edit]]:
+        if site.output_hook is None:
+            new_values = reconstruct if with_sae else zeros
+            return [(site.hook_name, replacing(site, batch_keep, new_values, sae_takes_heads=sae_takes_heads))]
+        if with_sae:
+            return replacing_from_input(site, batch_keep, predict)
+        return [(site.output_hook, replacing(site, batch_keep, zeros, sae_takes_heads=False))]
     sums = _Sums()
     device = model.input_device
     try:
@@ -233,10 +290,9 @@ def spliced_metrics(
                 clean = model.logits(batch.to(device))
             sums.count(batch_keep)
             sums.add("ce_loss_without_sae", next_token_losses(clean, batch), ce_keep)
-            for suffix, new_values in (("with_sae", reconstruct), ("with_ablation", zeros)):
-                edit = replacing(site, batch_keep, new_values, sae_takes_heads=sae_takes_heads)
+            for suffix, with_sae in (("with_sae", True), ("with_ablation", False)):
                 with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
-                    logits = model.logits(batch.to(device), site.hook_name, edit)
+                    logits = model.logits(batch.to(device), edits(batch_keep, with_sae))
                 ce_increase, kl = divergences(clean, logits, batch)
                 del logits
                 sums.add(f"ce_increase_{suffix}", ce_increase, ce_keep)

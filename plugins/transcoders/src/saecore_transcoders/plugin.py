@@ -1,4 +1,5 @@
-"""Entry point module: registers the six transcoder architectures and their training recipes.
+"""Entry point module: registers the six transcoder architectures, their training recipes and the
+published transcoder formats.
 
 Kept light: the classes are imported inside the hooks, when the registry is built.
 """
@@ -6,7 +7,7 @@ Kept light: the classes are imported inside the hooks, when the registry is buil
 from __future__ import annotations
 
 from saecore import hookimpl
-from saecore.hookspecs import RegisterArchitecture, RegisterTrainingRecipe
+from saecore.hookspecs import RegisterArchitecture, RegisterConverter, RegisterTrainingRecipe
 
 
 @hookimpl
@@ -41,3 +42,14 @@ def saecore_register_training_recipes(register: RegisterTrainingRecipe) -> None:
     register("jumprelu_skip_transcoder", JumpReLUSkipTrainingTranscoder, config.JumpReLUSkipTrainingTranscoderConfig)
     register("topk_transcoder", TopKTrainingTranscoder, config.TopKTrainingTranscoderConfig)
     register("topk_skip_transcoder", TopKSkipTrainingTranscoder, config.TopKSkipTrainingTranscoderConfig)
+
+
+@hookimpl
+def saecore_register_converters(register: RegisterConverter) -> None:
+    from saecore_transcoders.circuit_tracer_transcoder import CircuitTracerTranscoderConverter
+    from saecore_transcoders.cross_layer_transcoder_layer import CrossLayerTranscoderLayerConverter
+    from saecore_transcoders.gemma_scope_transcoder import GemmaScopeTranscoderConverter
+
+    register("gemma_2_transcoder", GemmaScopeTranscoderConverter())
+    register("mwhanna_transcoder", CircuitTracerTranscoderConverter())
+    register("mntss_clt_layer_transcoder", CrossLayerTranscoderLayerConverter())
