@@ -109,20 +109,23 @@ class Clock:
 
 
 def clock_saecore_loop(clock: Clock) -> None:
-    """Time saecore's training loop: from ``fit()`` to its final evaluation (``_finish``)."""
+    """Time saecore's training loop: from ``begin_fit()`` to its final evaluation (``_finish``).
+
+    ``begin_fit`` is where both ``SAETrainer.fit`` and the runners' sweep loop start the loop.
+    """
     from saecore.training.trainer import SAETrainer
 
-    fit, finish = SAETrainer.fit, SAETrainer._finish
+    begin_fit, finish = SAETrainer.begin_fit, SAETrainer._finish
 
-    def timed_fit(self: Any) -> Any:
+    def timed_begin_fit(self: Any, **options: Any) -> None:
         clock.start()
-        return fit(self)
+        begin_fit(self, **options)
 
     def timed_finish(self: Any) -> None:
         clock.stop()
         finish(self)
 
-    SAETrainer.fit, SAETrainer._finish = timed_fit, timed_finish  # type: ignore[method-assign]
+    SAETrainer.begin_fit, SAETrainer._finish = timed_begin_fit, timed_finish  # type: ignore[method-assign]
 
 
 def peak_rss_mb() -> float:
