@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from saecore.errors import ConfigError, SAEFileError
-from saecore.sources.cached import CachedActivationsWriter, CachedSource, CachedSourceConfig
+from saecore.sources.cached import CachedActivationsWriter, CachedSource, CachedSourceConfig, StreamInfo
 
 D_INPUT, D_TARGET, SHARD, N_ROWS = 5, 3, 50, 420
 
@@ -77,3 +77,10 @@ def test_an_index_with_a_bad_target_width_names_the_file(pair_cache: Path) -> No
     info_path.write_text(json.dumps(info))
     with pytest.raises(SAEFileError, match=r"cache_info.json: target_width=8 must be at least 0 and below d_in=8"):
         CachedSource(CachedSourceConfig(path=pair_cache))
+
+
+def test_a_stream_target_as_wide_as_its_stream_is_refused(tmp_path: Path) -> None:
+    streams = [StreamInfo("pair", 5, {}, target_width=5), StreamInfo("plain", 3, {})]
+    with pytest.raises(ConfigError, match=r"stream 'pair' has target_width=5; it must be at least 0 and below the "
+                                          r"stream's width 5"):
+        CachedActivationsWriter(tmp_path / "bad", 8, streams=streams)

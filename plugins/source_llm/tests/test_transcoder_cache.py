@@ -91,3 +91,20 @@ def test_saelens_layout_refuses_pairs(model_dir: Path, text_dir: Path, tmp_path:
     argv = cache_argv(tmp_path / "acts", settings(model_dir, text_dir, hook_name_out=MLP_OUT))
     with pytest.raises(ConfigError, match=r"hook_name_out='transformer\.h\.0\.mlp': SAELens's cache layout holds"):
         cache_cmd.run_from_argv([*argv, "--format", "saelens"])
+
+
+def test_a_cache_of_a_pair_beside_a_plain_hook_records_each_streams_target(
+    model_dir: Path, text_dir: Path, tmp_path: Path
+) -> None:
+    values = settings(model_dir, text_dir, additional_hook_names='["transformer.h.1", "transformer.h.1.ln_2"]',
+                      additional_hook_names_out='{"transformer.h.1.ln_2": "transformer.h.1.mlp"}')
+    argv = cache_argv(tmp_path / "mixed", values)
+    argv[argv.index("--training-tokens") + 1] = "128"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        assert cache_cmd.run_from_argv(argv) == 0
+    from_cache = CachedSource(CachedSourceConfig(path=tmp_path / "mixed"))
+    assert from_cache.streams() == {MLP_IN: 32, "transformer.h.1": 32, "transformer.h.1.ln_2": 64}
+    assert [from_cache.stream_target_width(stream) for stream in from_cache.streams()] == [0, 0, 32]
+    assert from_cache.target_width == 0
+    assert from_cache.stream_metadata("transformer.h.1.ln_2")["hook_name_out"] == "transformer.h.1.mlp"

@@ -16,7 +16,7 @@ A cache is a folder::
 ``stream_metadata``: a source that hooks several points of one forward pass serves rows
 that are its streams side by side, and the cache keeps those rows whole, so the streams
 stay aligned and a ``cached`` source reports the same streams as the source it was
-written from.
+written from. A stream of (input, target) pairs also records its ``target_width``.
 
 ``target_width`` (optional, 0 when absent) is set for a cache of (input, target) pairs,
 written from a source that feeds transcoders: each row is ``[input | target]`` and its
@@ -85,16 +85,21 @@ class ShardInfo:
 
 @dataclass(frozen=True)
 class StreamInfo:
-    """One stream of the cached rows: its columns are the next ``width`` after the streams before it."""
+    """One stream of the cached rows: its columns are the next ``width`` after the streams before it.
+
+    ``target_width`` is the width of the target ending the stream's columns (0: inputs only).
+    """
 
     name: str
     width: int
     metadata: dict[str, Any]
+    target_width: int = 0
 
 
 def source_streams(source: ActivationSource) -> tuple[StreamInfo, ...]:
     """The streams a cache of ``source``'s batches records, in column order."""
-    return tuple(StreamInfo(name, width, source.stream_metadata(name)) for name, width in source.streams().items())
+    return tuple(StreamInfo(name, width, source.stream_metadata(name), source.stream_target_width(name))
+                 for name, width in source.streams().items())
 
 
 def check_target_width(target_width: int, d_in: int) -> str | None:
@@ -111,10 +116,22 @@ def check_streams(streams: Sequence[StreamInfo], d_in: int) -> str | None:
         return f"stream names repeat: {names}"
     if any(stream.width < 1 for stream in streams):
         return f"every stream needs a width of at least 1: {[stream.width for stream in streams]}"
+    for stream in streams:
+        if not 0 <= stream.target_width < stream.width:
+            return (f"stream {stream.name!r} has target_width={stream.target_width}; it must be at least 0 and below "
+                    f"the stream's width {stream.width}")
     total = sum(stream.width for stream in streams)
     if total != d_in:
         return f"the streams' widths {[stream.width for stream in streams]} add up to {total}, not d_in={d_in}"
     return None
+
+
+def stream_json(stream: StreamInfo) -> dict[str, Any]:
+    """One entry of ``cache_info.json``'s ``streams``; ``target_width`` only for a stream of pairs."""
+    entry: dict[str, Any] = {"name": stream.name, "width": stream.width, "metadata": stream.metadata}
+    if stream.target_width:
+        entry["target_width"] = stream.target_width
+    return entry
 
 
 @dataclass(frozen=True)
@@ -148,7 +165,7 @@ class CacheInfo:
             "metadata": self.metadata,
         }
         if self.streams:
-            info["streams"] = [{"name": s.name, "width": s.width, "metadata": s.metadata} for s in self.streams]
+            info["streams"] = [stream_json(s) for s in self.streams]
         if self.target_width:
             info["target_width"] = self.target_width
         return json.dumps(info, indent=2)
@@ -166,7 +183,8 @@ def read_cache_info(path: Path) -> CacheInfo:
     try:
         raw = json.loads(info_path.read_text())
         shards = tuple(ShardInfo(str(s["file"]), int(s["n_tokens"])) for s in raw["shards"])
-        streams = tuple(StreamInfo(str(s["name"]), int(s["width"]), dict(s.get("metadata") or {}))
+        streams = tuple(StreamInfo(str(s["name"]), int(s["width"]), dict(s.get("metadata") or {}),
+                                   int(s.get("target_width") or 0))
                         for s in raw.get("streams") or ())
         info = CacheInfo(int(raw["d_in"]), canonical_dtype_name(raw["dtype"]), shards, dict(raw.get("metadata") or {}),
                          streams, int(raw.get("target_width") or 0))
@@ -374,9 +392,17 @@ class CachedSource(ActivationSource):
     def stream_metadata(self, stream: str) -> dict[str, Any]:
         if not self.info.streams:
             return super().stream_metadata(stream)
+        return dict(self._stream_info(stream).metadata)
+
+    def stream_target_width(self, stream: str) -> int:
+        if not self.info.streams:
+            return super().stream_target_width(stream)
+        return self._stream_info(stream).target_width
+
+    def _stream_info(self, stream: str) -> StreamInfo:
         for info in self.info.streams:
             if info.name == stream:
-                return dict(info.metadata)
+                return info
         names = ", ".join(info.name for info in self.info.streams)
         raise ConfigError(f"stream {stream!r} is not in the cache at {self.cfg.path}; its streams are: {names}")
 
