@@ -25,7 +25,8 @@ ARCHITECTURE_PLUGINS = [
 TEST_ENV = {"WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
 
 
-EXTRA_ARCHITECTURE_PLUGINS = ["sae_batchtopk", "sae_matryoshka_batchtopk"]  # need sae_jumprelu beside them
+# They need sae_jumprelu (the format they save as) and sae_topk (the row top-k their sparse step selects with).
+EXTRA_ARCHITECTURE_PLUGINS = ["sae_batchtopk", "sae_matryoshka_batchtopk"]
 TRANSCODER_PLUGINS = ["sae_topk", "sae_jumprelu", "transcoders"]  # the transcoders reuse TopK's and JumpReLU's kernels
 
 
@@ -93,8 +94,8 @@ def topk_without_compiler(session: nox.Session) -> None:
 
 
 def batchtopk_family(session: nox.Session) -> None:
-    """BatchTopK and Matryoshka BatchTopK beside the core and saecore-sae-jumprelu (the format they save as)."""
-    session.install("./plugins/sae_jumprelu", "./plugins/sae_batchtopk")
+    """BatchTopK and Matryoshka BatchTopK beside the core, saecore-sae-jumprelu (the format they save as) and -topk."""
+    session.install("./plugins/sae_jumprelu", "./plugins/sae_topk", "./plugins/sae_batchtopk")
     session.run("pytest", "plugins/sae_batchtopk/tests", "-q", env=TEST_ENV)
     session.install("./plugins/sae_matryoshka_batchtopk")
     session.run("pytest", "plugins/sae_matryoshka_batchtopk/tests", "-q", env=TEST_ENV)
@@ -107,7 +108,7 @@ def batchtopk_family(session: nox.Session) -> None:
                 "assert 'batchtopk' not in get_registry().training_recipes; "
                 "sae = SAE.load_from_disk(sys.argv[1]); assert sae.cfg.architecture() == 'jumprelu'; print(sae.cfg)",
                 output, env=TEST_ENV)
-    session.run("pip", "uninstall", "-y", "-q", distribution("sae_jumprelu"))
+    session.run("pip", "uninstall", "-y", "-q", distribution("sae_jumprelu"), distribution("sae_topk"))
 
 
 def transcoder_family(session: nox.Session) -> None:
@@ -146,8 +147,9 @@ def saelens_compat(session: nox.Session) -> None:
     """SAELens 6 and saecore in one environment: files saved by either load in the other, and a saecore
     SAE computes the same in SAELens's HookedSAETransformer as in saecore's (TransformerLens 3)."""
     session.install(TORCH)
-    session.install("sae-lens>=6.0,<7", ".[test]", *[f"./plugins/{p}" for p in ARCHITECTURE_PLUGINS],
-                    "./plugins/sae_batchtopk", "./plugins/transcoders", "./plugins/source_llm")
+    session.install("sae-lens>=6.0,<7", ".[test]",
+                    *[f"./plugins/{p}" for p in ARCHITECTURE_PLUGINS + EXTRA_ARCHITECTURE_PLUGINS],
+                    "./plugins/transcoders", "./plugins/source_llm")
     session.run("pytest", "tests/saelens_compat", "-q", env=TEST_ENV)
 
 
@@ -195,7 +197,7 @@ def bench(session: nox.Session) -> None:
     """Training-step throughput beside SAELens and sparsify (not a test; run on a quiet machine)."""
     session.install(TORCH)
     session.install(TORCH, "sae-lens>=6.0,<7", "eai-sparsify", ".",
-                    *[f"./plugins/{p}" for p in ARCHITECTURE_PLUGINS])
+                    *[f"./plugins/{p}" for p in ARCHITECTURE_PLUGINS + EXTRA_ARCHITECTURE_PLUGINS])
     args = session.posargs or ["--dead-fraction", "0.2"]
     session.run("python", "benchmarks/train_step_throughput.py", *args,
                 env={**TEST_ENV, "SPARSIFY_DISABLE_TRITON": "1"})

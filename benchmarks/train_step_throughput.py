@@ -14,7 +14,9 @@ The floor turns the matmul's FLOP/s into the best tok/s a step could reach:
 activation gradient of the decoder, the two weight gradients; no input gradient),
 ``16·d_in·d_sae`` for gated (its auxiliary decode adds a forward, an activation gradient
 and a decoder-weight gradient; the shared encoder matmul and its gradient are counted
-once), ``2·d_in·d_sae`` for a sparse TopK step (only the encoder forward is dense).
+once), ``2·d_in·d_sae`` for a sparse TopK step (only the encoder forward is dense), and
+the same for BatchTopK and Matryoshka BatchTopK, whose steps are sparse the same way (the
+Matryoshka SAE has the nested levels ``MATRYOSHKA_LEVELS`` of ``d_sae``, in both libraries).
 
 ``--l0 N`` times standard, JumpReLU and gated in a trained-sparsity regime: every
 implementation, SAELens included, starts from the same weights, whose encoder biases put
@@ -55,7 +57,11 @@ from typing import Any
 
 import torch
 
-ARCHITECTURES = ("standard", "gated", "jumprelu", "topk")
+ARCHITECTURES = ("standard", "gated", "jumprelu", "topk", "batchtopk", "matryoshka_batchtopk")
+# The architectures that keep k latents per input (BatchTopK: on average): they take k, and --dead-fraction.
+RANKING_ARCHITECTURES = ("topk", "batchtopk", "matryoshka_batchtopk")
+# The Matryoshka SAE's inner levels, as fractions of d_sae (d_sae itself is the outer level).
+MATRYOSHKA_LEVELS = (1 / 8, 1 / 4, 1 / 2)
 IMPLEMENTATIONS = ("saecore", "sae_lens", "sparsify")
 # TrainerConfig.optimizer_implementation's values.
 OPTIMIZERS = ("auto", "fused", "foreach", "for_loop")
@@ -71,9 +77,16 @@ DECODER_INIT_NORM = 0.1
 JUMPRELU_INIT_THRESHOLD = 0.01
 JUMPRELU_BANDWIDTH = 0.05
 # FLOP per token of the cheapest possible step, in units of d_in·d_sae.
-BOUND_FLOP_UNITS = {"standard": 10, "jumprelu": 10, "gated": 16, "topk": 2}
+BOUND_FLOP_UNITS = {"standard": 10, "jumprelu": 10, "gated": 16, "topk": 2, "batchtopk": 2, "matryoshka_batchtopk": 2}
 MEMORY_MARKER = "MEMORY_RESULT "
-SAELENS_PREFIX = {"standard": "Standard", "gated": "Gated", "jumprelu": "JumpReLU", "topk": "TopK"}
+SAELENS_PREFIX = {
+    "standard": "Standard",
+    "gated": "Gated",
+    "jumprelu": "JumpReLU",
+    "topk": "TopK",
+    "batchtopk": "BatchTopK",
+    "matryoshka_batchtopk": "MatryoshkaBatchTopK",
+}
 
 
 @dataclass(frozen=True)
@@ -205,9 +218,7 @@ def saecore_trainable(case: Case, shape: Shape, x: torch.Tensor, dead: torch.Ten
     from saecore.training_sae import TrainCoefficientConfig, TrainStepInput
 
     entry = get_registry().training_recipe(case.arch)
-    fields: dict[str, Any] = {"d_in": shape.d_in, "d_sae": shape.d_sae, "device": str(x.device)}
-    if case.arch == "topk":
-        fields["k"] = shape.k
+    fields = architecture_fields(case, shape, x.device)
     sae = entry.training_sae_class(entry.training_config_class(**fields))
     sae.train()
     if case.l0 is not None:
@@ -238,14 +249,22 @@ def saecore_trainable(case: Case, shape: Shape, x: torch.Tensor, dead: torch.Ten
     return Trainable(loss, params, optimizer)
 
 
+def architecture_fields(case: Case, shape: Shape, device: torch.device) -> dict[str, Any]:
+    """The config fields both libraries are given: the shape, and k and the nested levels where the recipe has them."""
+    fields: dict[str, Any] = {"d_in": shape.d_in, "d_sae": shape.d_sae, "device": str(device)}
+    if case.arch in RANKING_ARCHITECTURES:
+        fields["k"] = shape.k
+    if case.arch == "matryoshka_batchtopk":
+        fields["matryoshka_widths"] = [round(level * shape.d_sae) for level in MATRYOSHKA_LEVELS] + [shape.d_sae]
+    return fields
+
+
 def saelens_trainable(case: Case, shape: Shape, x: torch.Tensor, dead: torch.Tensor, settings: Settings) -> Trainable:
     import sae_lens
     from sae_lens.saes.sae import TrainCoefficientConfig, TrainStepInput
 
     prefix = SAELENS_PREFIX[case.arch]
-    fields: dict[str, Any] = {"d_in": shape.d_in, "d_sae": shape.d_sae, "device": str(x.device)}
-    if case.arch == "topk":
-        fields["k"] = shape.k
+    fields = architecture_fields(case, shape, x.device)
     sae = getattr(sae_lens, f"{prefix}TrainingSAE")(getattr(sae_lens, f"{prefix}TrainingSAEConfig")(**fields))
     sae.train()
     if case.l0 is not None:
@@ -587,14 +606,15 @@ def print_table(rows: list[Row], floor: dict[str, float], bounds: dict[str, dict
     )
     headers = ("case", "impl", "tok/s best", "tok/s median", "x SAELens", "x sparsify", "x saecore", "of floor",
                "peak MiB")
-    widths = (16, max(9, *(len(row.impl) for row in rows)), 11, 12, 13, 13, 13, 13, 9)
+    widths = (max(16, *(len(row.case) for row in rows)), max(9, *(len(row.impl) for row in rows)), 11, 12, 13, 13, 13,
+              13, 9)
     print("  ".join(h.ljust(w) if i < 2 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths))))
     shown_bounds = set()
     for row in rows:
         if row.case not in shown_bounds:
             shown_bounds.add(row.case)
             bound = bounds[row.case]
-            print(f"{row.case:<16}  {'bound':<{widths[1]}}  {bound['tok_s_best']:>11.0f}  "
+            print(f"{row.case:<{widths[0]}}  {'bound':<{widths[1]}}  {bound['tok_s_best']:>11.0f}  "
                   f"{bound['tok_s_median']:>12.0f}  "
                   f"(matmul {bound['gflops_best']:.1f} GFLOP/s best, {bound['gflops_median']:.1f} median)")
         memory = "" if row.peak_memory_bytes is None else f"{row.peak_memory_bytes / 2**20:.0f}"
@@ -676,7 +696,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--arch", action="append", choices=ARCHITECTURES, help="repeat to pick several (default all)")
     parser.add_argument("--impl", action="append", choices=IMPLEMENTATIONS, help="repeat to pick several (default all)")
     parser.add_argument("--dead-fraction", type=float, default=0.0,
-                        help="also time TopK with this fraction of latents dead (AuxK active), e.g. 0.2")
+                        help="also time topk, batchtopk and matryoshka_batchtopk with this fraction of latents "
+                        "dead (AuxK active), e.g. 0.2")
     parser.add_argument("--l0", type=int, help="start standard, JumpReLU and gated (every implementation) from the "
                         "same weights with about this many active latents per input (default: their initial state)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -724,8 +745,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def cases_of(args: argparse.Namespace) -> list[Case]:
     cases = [Case(arch, l0=args.l0) for arch in (args.arch or ARCHITECTURES)]
-    if args.dead_fraction > 0 and any(case.arch == "topk" for case in cases):
-        cases.append(Case("topk", args.dead_fraction))
+    if args.dead_fraction > 0:
+        cases += [Case(case.arch, args.dead_fraction) for case in list(cases) if case.arch in RANKING_ARCHITECTURES]
     return cases
 
 

@@ -154,6 +154,45 @@ def test_support_at_positions_is_the_support_of_those_entries() -> None:
         assert torch.equal(getattr(by_positions, name), getattr(of_pattern, name)), name
 
 
+def test_support_of_entries_in_any_order_within_rows_decodes_and_differentiates_as_the_sorted_one() -> None:
+    pattern = sparse_pattern()
+    rows, latents = pattern.nonzero(as_tuple=True)
+    per_row = pattern.sum(1)
+    reversed_in_rows = torch.cat([
+        torch.arange(start, start + count).flip(0) for start, count in zip((per_row.cumsum(0) - per_row).tolist(),
+                                                                          per_row.tolist())
+    ])
+    values = torch.randn(rows.numel(), dtype=torch.float64, generator=generator(3))
+    W_dec = torch.randn(D_SAE, D_IN, dtype=torch.float64, generator=generator(4))
+    grad = torch.randn(BATCH, D_IN, dtype=torch.float64, generator=generator(5))
+    results = []
+    for order in (torch.arange(rows.numel()), reversed_in_rows):
+        support = Support.of_entries(rows[order], latents[order], BATCH, D_SAE)
+        leaf_values = values[order].clone().requires_grad_(True)
+        leaf_W_dec = W_dec.clone().requires_grad_(True)
+        decoded = decode_support(leaf_values, support, leaf_W_dec)
+        (decoded * grad).sum().backward()
+        assert leaf_values.grad is not None
+        results.append((support.starts, decoded.detach(), leaf_values.grad[order.argsort()], leaf_W_dec.grad))
+    for sorted_result, any_order_result in zip(*results):
+        torch.testing.assert_close(any_order_result, sorted_result, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(("start", "stop"), [(0, 7), (7, 30), (30, D_SAE), (0, D_SAE), (5, 5)])
+def test_a_latent_range_of_a_support_is_the_support_of_those_entries_with_the_same_order_by_latent(
+    start: int, stop: int
+) -> None:
+    support = Support.of_nonzeros(sparse_pattern())
+    part, entries = support.of_latent_range(start, stop)
+    in_range = (support.latents >= start) & (support.latents < stop)
+    assert torch.equal(entries, in_range.nonzero().squeeze(1))
+    fresh = Support.of_entries(support.rows[in_range], support.latents[in_range], BATCH, D_SAE)
+    for name in ("rows", "latents", "starts"):
+        assert torch.equal(getattr(part, name), getattr(fresh, name)), name
+    for mine, sorted_anew in zip(part.by_latent(), fresh.by_latent()):
+        assert torch.equal(mine, sorted_anew)
+
+
 def test_the_route_is_refused_where_it_cannot_reproduce_the_step(monkeypatch: pytest.MonkeyPatch) -> None:
     sae = make_sae()
     x = torch.randn(BATCH, D_IN, dtype=torch.float64)

@@ -23,6 +23,7 @@ SAELENS_MODULES = (
     "sae_lens.evals",
     "sae_lens.config",
     "sae_lens.registry",
+    "sae_lens.saes",
     "sae_lens.util",
     "sae_lens.loading.pretrained_sae_loaders",
     "sae_lens.loading.pretrained_saes_directory",
@@ -100,3 +101,12 @@ def test_every_saelens_name_is_ported_or_documented() -> None:
 def test_the_guide_parse_finds_ported_and_unported_rows() -> None:
     expected = {"register_sae_class", "ExplainedVarianceCalculator", "validate_pretokenized_dataset_tokenizer"}
     assert expected <= documented_names()
+
+
+def test_the_saes_package_serves_every_name_sae_lens_saes_exports() -> None:
+    import sae_lens.saes
+
+    import saecore.saes
+
+    for name in sae_lens.saes.__all__:
+        assert getattr(saecore.saes, name).__name__ == name

@@ -65,7 +65,17 @@ class Support:
     def at_positions(cls, positions: torch.Tensor, n_rows: int, d_sae: int) -> Support:
         """The entries at ascending flat ``positions`` (``row · d_sae + latent``) of an ``[n_rows, d_sae]`` batch."""
         rows = torch.div(positions, d_sae, rounding_mode="floor")
-        latents = positions - rows * d_sae
+        return cls.of_entries(rows, positions - rows * d_sae, n_rows, d_sae, positions)
+
+    @classmethod
+    def of_entries(
+        cls, rows: torch.Tensor, latents: torch.Tensor, n_rows: int, d_sae: int, positions: torch.Tensor | None = None
+    ) -> Support:
+        """The entries ``(rows[e], latents[e])``, ``rows`` ascending; a row's latents may come in any order.
+
+        Every product over a support needs each row's entries together, not sorted by latent,
+        so a selection that finds them row by row needs no sort.
+        """
         per_row = torch.bincount(rows, minlength=n_rows)
         return cls(latents, n_rows, d_sae, rows=rows, starts=per_row.cumsum(0) - per_row, positions=positions)
 
@@ -118,6 +128,24 @@ class Support:
         if self._by_latent is None:
             self._by_latent = latent_runs(self.latents, self.d_sae)
         return self._by_latent
+
+    def of_latent_range(self, start: int, stop: int) -> tuple[Support, torch.Tensor]:
+        """``(support, entries)``: the entries of latents ``[start, stop)``, and which of this support's they are.
+
+        The part keeps this support's row grouping, and takes its order by latent from this
+        support's (the range's entries are one run of it) instead of sorting again: nested
+        prefixes (Matryoshka's levels) each sum rows by latent over their part.
+        """
+        in_range = (self.latents >= start) & (self.latents < stop)
+        entries = in_range.nonzero().squeeze(1)
+        part = Support.of_entries(self.rows[entries], self.latents[entries], self.n_rows, self.d_sae)
+        order, latent_starts = self.by_latent()
+        first = int(latent_starts[start]) if start < self.d_sae else self.size
+        last = int(latent_starts[stop]) if stop < self.d_sae else self.size
+        # The running count of in-range entries numbers them as the part does.
+        part_index = in_range.cumsum(0) - 1
+        part._by_latent = (part_index[order[first:last]], (latent_starts - first).clamp(0, last - first))
+        return part, entries
 
     def sum_rows_by_latent(self, weights: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """``out[i] = Σ_{entries e of latent i} weights[e] · rows[row(e)]``, shape ``[d_sae, rows.shape[1]]``."""

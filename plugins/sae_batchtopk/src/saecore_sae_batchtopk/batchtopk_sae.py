@@ -10,17 +10,24 @@ apply the batch selection, as SAELens's do: at initialisation a batch's mean L0 
 batch-dependent selection is no function of a single input, so in eval mode (``sae.eval()``,
 which the evaluations switch to) they return ``ReLU(h')·1[h' > θ]``, exactly what the saved
 ``jumprelu`` SAE computes once the decoder norms are folded into the encoder.
+``training_forward_pass`` uses the batch selection; on CPU, when ``k`` is at most 1/16 of
+``d_sae``, it runs over the selection's support (:mod:`~saecore_sae_batchtopk.support_step`)
+with the same losses and gradients.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, TypeVar
 
 import torch
+from saecore_sae_topk.row_topk import row_topk
+from saecore_sae_topk.sparse_codes import kernel_code_row_dots
 from torch import nn
 
 from saecore import TrainingSAE, TrainStepInput, TrainStepOutput
-from saecore.sparse.auxk import AUX_LOSS_NAME, auxk_loss, auxk_plan
+from saecore.sparse import decode_support
+from saecore.sparse.auxk import AUX_LOSS_NAME, auxk_error, auxk_fast_reconstruction, auxk_loss, auxk_plan
 from saecore.sparse.ranking import (
     check_fold_keeps_selection,
     fold_decoder_norms_for_saving,
@@ -29,10 +36,20 @@ from saecore.sparse.ranking import (
 )
 from saecore_sae_batchtopk.batch_topk import batch_topk, updated_threshold
 from saecore_sae_batchtopk.config import BatchTopKTrainingSAEConfig
+from saecore_sae_batchtopk.support_step import (
+    SupportSelection,
+    select_support,
+    support_step_output,
+    takes_support_route,
+)
 
 C = TypeVar("C", bound=BatchTopKTrainingSAEConfig)
 
 THRESHOLD = "topk_threshold"
+
+# The support route's first batch looks for the kept entries among each row's
+# CANDIDATES_PER_K · k largest scores; later batches start from what the last one needed.
+CANDIDATES_PER_K = 2
 
 
 class BatchTopKTrainingSAE(TrainingSAE[C]):
@@ -45,6 +62,7 @@ class BatchTopKTrainingSAE(TrainingSAE[C]):
         super().initialize_weights()
         self.b_enc = nn.Parameter(self._zeros(self.cfg.d_sae))
         self.register_buffer(THRESHOLD, torch.zeros((), dtype=torch.float64, device=self.device))
+        self.candidate_width = CANDIDATES_PER_K * math.ceil(self.cfg.k)
 
     def _apply(self, *args: Any, **kwargs: Any) -> BatchTopKTrainingSAE[C]:
         """``.to(dtype)`` casts every tensor; keep ``θ`` in float64 with its value intact."""
@@ -80,10 +98,36 @@ class BatchTopKTrainingSAE(TrainingSAE[C]):
 
     # -- training ------------------------------------------------------------------------
     def training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
-        output = super().training_forward_pass(step_input)
-        self.topk_threshold = updated_threshold(self.topk_threshold, output.feature_acts, self.cfg.topk_threshold_lr)
+        if takes_support_route(self, step_input):
+            selection, self.candidate_width = select_support(self, step_input, self.candidate_width)
+            output = self.support_training_step(step_input, selection)
+            kept = selection.activations
+        else:
+            output = super().training_forward_pass(step_input)
+            kept = output.feature_acts
+        self.topk_threshold = updated_threshold(self.topk_threshold, kept, self.cfg.topk_threshold_lr)
         output.metrics[THRESHOLD] = self.topk_threshold
         return output
+
+    def support_training_step(self, step_input: TrainStepInput, selection: SupportSelection) -> TrainStepOutput:
+        """The step from its selection on, over the support: decode, MSE and AuxK as the dense step computes them."""
+        decoded = decode_support(selection.values, selection.support, self.W_dec)
+        sae_out = self.finish_decode(decoded + self.b_dec)
+        aux = self.support_auxk_loss(selection, step_input.dead_neuron_mask, step_input.sae_in - sae_out)
+        return support_step_output(step_input, selection, sae_out, {AUX_LOSS_NAME: aux})
+
+    def support_auxk_loss(
+        self, selection: SupportSelection, dead_neuron_mask: torch.Tensor | None, residual: torch.Tensor
+    ) -> torch.Tensor:
+        """AuxK over the latents ``dead_neuron_mask`` marks, from the selection's scores (coefficient applied)."""
+        plan = auxk_plan(dead_neuron_mask, self.cfg.d_in)
+        if plan is None:
+            return residual.new_zeros(())
+        reconstruction = auxk_fast_reconstruction(
+            plan, selection.centred, selection.hidden_pre, self.W_enc, self.b_enc, self.b_dec, self.W_dec,
+            selection.norms, self.cfg.apply_b_dec_to_input, row_topk, kernel_code_row_dots,
+        )
+        return self.cfg.aux_loss_coefficient * auxk_error(reconstruction, residual, plan)
 
     def calculate_aux_loss(
         self,

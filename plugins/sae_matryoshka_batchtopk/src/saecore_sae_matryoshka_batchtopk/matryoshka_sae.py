@@ -5,6 +5,11 @@ rescaling), each inner width ``w`` adds ``inner_mse_loss_w = mean_b â€–b_dec + Î
 to BatchTopK's loss. The first latents must reconstruct the input on their own, so they
 learn the general, frequent features, and later latents refine them instead of absorbing
 them. Everything else (selection, threshold, saving as ``jumprelu``) is BatchTopK's.
+
+On BatchTopK's support route the nested reconstructions come from the same sparse codes:
+each level decodes only its own kept entries (sharing one sort of them by latent), and
+the prefixes are running sums of those level decodes, so
+the levels together cost one sparse decode and no dense product.
 """
 
 from __future__ import annotations
@@ -13,9 +18,10 @@ from collections.abc import Iterator
 
 import torch
 from saecore_sae_batchtopk.batchtopk_sae import BatchTopKTrainingSAE
+from saecore_sae_batchtopk.support_step import SupportSelection, support_step_output
 
 from saecore import TrainStepInput, TrainStepOutput
-from saecore.sparse import AUX_LOSS_NAME, auxk_loss, auxk_plan
+from saecore.sparse import AUX_LOSS_NAME, auxk_loss, auxk_plan, decode_support
 from saecore.training_sae import mse_loss
 from saecore_sae_matryoshka_batchtopk.config import MatryoshkaBatchTopKTrainingSAEConfig
 
@@ -41,14 +47,6 @@ class MatryoshkaBatchTopKTrainingSAE(BatchTopKTrainingSAE[MatryoshkaBatchTopKTra
             start = width
             yield width, recons
 
-    def training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
-        output = super().training_forward_pass(step_input)
-        for width, recons in self.nested_reconstructions(output.feature_acts, include_outer=False):
-            inner = mse_loss(recons, step_input.sae_in)
-            output.losses[f"inner_mse_loss_{width}"] = inner
-            output.loss = output.loss + inner
-        return output
-
     def calculate_aux_loss(
         self,
         step_input: TrainStepInput,
@@ -56,9 +54,20 @@ class MatryoshkaBatchTopKTrainingSAE(BatchTopKTrainingSAE[MatryoshkaBatchTopKTra
         hidden_pre: torch.Tensor,
         sae_out: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
+        """AuxK (per level with ``use_matryoshka_aux_loss``), then one ``inner_mse_loss_w`` per inner level."""
+        inner = {
+            f"inner_mse_loss_{width}": mse_loss(recons, step_input.sae_in)
+            for width, recons in self.nested_reconstructions(feature_acts, include_outer=False)
+        }
+        return {**self._dense_auxk(step_input, feature_acts, hidden_pre, sae_out), **inner}
+
+    def _dense_auxk(
+        self, step_input: TrainStepInput, feature_acts: torch.Tensor, hidden_pre: torch.Tensor, sae_out: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         dead = step_input.dead_neuron_mask
-        if not self.cfg.use_matryoshka_aux_loss or dead is None or not bool(dead.any()):
+        if not self._per_level_auxk(dead):
             return super().calculate_aux_loss(step_input, feature_acts, hidden_pre, sae_out)
+        assert dead is not None
         level_losses = []
         inverse_norms = self.inverse_decoder_norms()
         start = 0
@@ -74,3 +83,32 @@ class MatryoshkaBatchTopKTrainingSAE(BatchTopKTrainingSAE[MatryoshkaBatchTopKTra
         if not level_losses:
             return {AUX_LOSS_NAME: sae_out.new_zeros(())}
         return {AUX_LOSS_NAME: self.cfg.aux_loss_coefficient * torch.stack(level_losses).sum()}
+
+    def _per_level_auxk(self, dead: torch.Tensor | None) -> bool:
+        return self.cfg.use_matryoshka_aux_loss and dead is not None and bool(dead.any())
+
+    def support_training_step(self, step_input: TrainStepInput, selection: SupportSelection) -> TrainStepOutput:
+        """The nested losses over the support: one sparse decode per level, prefixes as running sums."""
+        support, x, dead = selection.support, step_input.sae_in, step_input.dead_neuron_mask
+        prefixes: list[tuple[int, torch.Tensor]] = []
+        recons, start = self.b_dec, 0
+        for width in self.cfg.matryoshka_widths:
+            level_support, level_entries = support.of_latent_range(start, width)
+            recons = recons + decode_support(selection.values[level_entries], level_support, self.W_dec)
+            prefixes.append((width, recons))
+            start = width
+        sae_out = self.finish_decode(recons)
+        if self._per_level_auxk(dead):
+            assert dead is not None
+            level_losses, start = [], 0
+            for width, prefix in prefixes:
+                level_dead = torch.zeros_like(dead)
+                level_dead[start:width] = dead[start:width]
+                if bool(level_dead.any()):
+                    level_losses.append(self.support_auxk_loss(selection, level_dead, x - prefix))
+                start = width
+            aux = torch.stack(level_losses).sum()
+        else:
+            aux = self.support_auxk_loss(selection, dead, x - sae_out)
+        inner = {f"inner_mse_loss_{width}": mse_loss(prefix, x) for width, prefix in prefixes[:-1]}
+        return support_step_output(step_input, selection, sae_out, {AUX_LOSS_NAME: aux, **inner})

@@ -1,0 +1,76 @@
+"""BatchTopK's support route: the candidate search against batch_topk, and the step against the dense one."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import pytest
+import torch
+from saecore_sae_batchtopk.batch_topk import batch_topk, batch_topk_entries
+from saecore_sae_batchtopk.batchtopk_sae import BatchTopKTrainingSAE
+from saecore_sae_batchtopk.config import BatchTopKTrainingSAEConfig
+from saecore_sae_topk.row_topk import row_topk
+
+from saecore import TrainStepInput
+from saecore.testing import FastRouteConformance
+
+
+def dense_from_entries(scores: torch.Tensor, rows: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+    kept = torch.zeros_like(scores)
+    kept[rows, latents] = scores[rows, latents]
+    return kept
+
+
+def skewed_scores() -> torch.Tensor:
+    """Rows of very different heights: the first rows hold most of the batch's largest entries."""
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.randn(32, 256, generator=generator)
+    return scores + torch.linspace(3.0, -3.0, 32).unsqueeze(1)
+
+
+@pytest.mark.parametrize("width", [1, 8, 256])
+def test_candidate_search_keeps_what_batch_topk_keeps_and_widens_when_a_row_needs_it(width: int) -> None:
+    scores = skewed_scores()
+    kept = batch_topk_entries(scores, 4, row_topk, width)
+    assert torch.equal(kept.rows, kept.rows.sort().values)
+    expected = batch_topk(scores, 4)
+    torch.testing.assert_close(dense_from_entries(scores, kept.rows, kept.latents), expected, rtol=0, atol=0)
+    torch.testing.assert_close(kept.scores, scores[kept.rows, kept.latents], rtol=0, atol=0)
+    assert kept.busiest_row == int((expected > 0).sum(1).max()) > 8  # so a start at 1 or 8 candidates had to widen
+
+
+def test_candidate_search_keeps_only_the_positive_entries_when_fewer_than_the_budget_are() -> None:
+    scores = torch.full((6, 64), -1.0)
+    scores[0, 3], scores[2, 10], scores[2, 11] = 0.5, 2.0, 1.0
+    kept = batch_topk_entries(scores, 2, row_topk, 1)
+    assert sorted(zip(kept.rows.tolist(), kept.latents.tolist())) == [(0, 3), (2, 10), (2, 11)]
+    assert kept.busiest_row == 2
+
+
+def test_the_step_on_the_support_tracks_the_threshold_and_reports_sparse_activations() -> None:
+    cfg = BatchTopKTrainingSAEConfig(d_in=16, d_sae=128, k=4, topk_threshold_lr=0.5, dtype="float64")
+    sae: BatchTopKTrainingSAE[Any] = BatchTopKTrainingSAE(cfg)
+    x = torch.randn(32, 16, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    output = sae.training_forward_pass(TrainStepInput(x, {}, None, n_training_steps=0))
+    assert output.feature_acts.is_sparse
+    acts = output.feature_acts.to_dense()
+    expected = batch_topk(sae.ranking_scores(x).detach(), 4)
+    torch.testing.assert_close(acts, expected)
+    assert float(sae.topk_threshold) == pytest.approx(0.5 * float(expected[expected > 0].min()), rel=1e-12)
+    # The next batch starts from a quarter more candidates than the busiest row kept.
+    assert sae.candidate_width == math.ceil(1.25 * int((expected > 0).sum(1).max()))
+    logged = sae.training_forward_pass(TrainStepInput(x, {}, None, n_training_steps=1, is_logging_step=True))
+    assert not logged.feature_acts.is_sparse
+    torch.testing.assert_close(logged.feature_acts, expected)
+
+
+class TestBatchTopKFastRoute(FastRouteConformance):
+    training_recipe = "batchtopk"
+    config_overrides: ClassVar[dict[str, Any]] = {"k": 4, "aux_loss_coefficient": 0.7}
+
+
+class TestBatchTopKUnscaledFastRoute(FastRouteConformance):
+    training_recipe = "batchtopk"
+    config_overrides: ClassVar[dict[str, Any]] = {"k": 4, "rescale_acts_by_decoder_norm": False,
+                                                  "apply_b_dec_to_input": True}
