@@ -134,6 +134,29 @@ def test_transcoder_converter_matches_saelens_loader(converter: str, hub_cache: 
 
 @pytest.mark.filterwarnings("ignore:.*CLT layer as a single layer transcoder:UserWarning")
 @pytest.mark.filterwarnings("ignore:A cross-layer transcoder layer loads:UserWarning")
+@pytest.mark.parametrize(("converter", "loader"), [
+    ("gemma_2_transcoder", "gemma_2_transcoder_huggingface_loader"),
+    ("mwhanna_transcoder", "mwhanna_transcoder_huggingface_loader"),
+    ("mntss_clt_layer_transcoder", "mntss_clt_layer_huggingface_loader"),
+])
+def test_transcoder_loader_callable_loads_as_saelens_loader(converter: str, loader: str, hub_cache: Path,
+                                                            tmp_path: Path) -> None:
+    from saecore.loading import pretrained_sae_loaders
+
+    require_transcoders()
+    published = TRANSCODER_WRITERS[converter](tmp_path / "upload")
+    publish(hub_cache, tmp_path / "upload", published.repo_id)
+    expected = saelens_sae(published)
+    loaded = saecore.SAE.from_pretrained(published.repo_id, published.sae_path,
+                                         converter=getattr(pretrained_sae_loaders, loader))
+    assert loaded.cfg.architecture() == expected.cfg.architecture()
+    x = 2 * torch.randn(12, D_IN, generator=torch.Generator().manual_seed(9))
+    assert relative_error(loaded.encode(x), expected.encode(x)) <= REL_TOL
+    assert relative_error(loaded(x), expected(x)) <= REL_TOL
+
+
+@pytest.mark.filterwarnings("ignore:.*CLT layer as a single layer transcoder:UserWarning")
+@pytest.mark.filterwarnings("ignore:A cross-layer transcoder layer loads:UserWarning")
 @pytest.mark.parametrize(("converter", "release"), [
     ("mwhanna_transcoder", "mwhanna-qwen3-0.6b-transcoders-lowl0"),
     ("mntss_clt_layer_transcoder", "mntss-gemma-2-2b-2.5m-clt-as-per-layer"),

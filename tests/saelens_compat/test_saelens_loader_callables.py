@@ -83,7 +83,8 @@ PORTED_LOADERS = ("sparsify_huggingface_loader", "sparsify_disk_loader", "gemma_
                   "llama_scope_r1_distill_sae_huggingface_loader", "dictionary_learning_sae_huggingface_loader_1",
                   "deepseek_r1_sae_huggingface_loader", "qwen_scope_sae_huggingface_loader",
                   "connor_rob_hook_z_huggingface_loader", "get_goodfire_huggingface_loader",
-                  "temporal_sae_huggingface_loader")
+                  "temporal_sae_huggingface_loader", "gemma_2_transcoder_huggingface_loader",
+                  "mwhanna_transcoder_huggingface_loader", "mntss_clt_layer_huggingface_loader")
 
 
 def test_the_loaders_import_from_saelens_module_path() -> None:

@@ -43,11 +43,34 @@ def test_rows_are_the_input_hooks_activation_then_the_output_hooks(hf_model: Any
 
 @pytest.mark.parametrize(("settings", "message"), [
     ({"hook_name_out": MLP_IN}, "hook_name_out='transformer.h.0.ln_2' is hook_name"),
-    ({"hook_name_out": MLP_OUT, "additional_hook_names": ["transformer.h.1"]}, "cannot be combined with additional"),
+    ({"hook_name_out": MLP_OUT, "additional_hook_names": [MLP_OUT]},
+     r"hook_name_out='transformer\.h\.0\.mlp' is additional_hook_names\[0\]"),
+    ({"additional_hook_names": ["transformer.h.1"], "additional_hook_names_out": {"transformer.h.2": MLP_OUT}},
+     r"additional_hook_names_out has keys \['transformer\.h\.2'\] that are not in additional_hook_names"),
+    ({"hook_name_out": MLP_OUT, "additional_hook_names": ["transformer.h.1.ln_2"],
+      "additional_hook_names_out": {"transformer.h.1.ln_2": MLP_OUT}},
+     r"additional_hook_names_out\['transformer\.h\.1\.ln_2'\]='transformer\.h\.0\.mlp' is hook_name_out"),
 ])
 def test_output_hooks_that_cannot_pair_are_refused(hf_model: Any, text_dir: Path, settings: dict, message: str) -> None:
     with pytest.raises((ConfigError, ValueError), match=message):
         make_source(hf_model, text_dir, MLP_IN, **settings)
+
+
+def test_several_pairs_and_plain_hooks_share_one_forward_pass(hf_model: Any, text_dir: Path) -> None:
+    """Each stream's columns equal a source reading that stream's hook (and target) alone."""
+    late_in, late_out, plain = "transformer.h.1.ln_2", "transformer.h.1.mlp", "transformer.h.1"
+    mixed = make_source(hf_model, text_dir, MLP_IN, hook_name_out=MLP_OUT, additional_hook_names=[plain, late_in],
+                        additional_hook_names_out={late_in: late_out})
+    alone = [make_source(hf_model, text_dir, MLP_IN, hook_name_out=MLP_OUT), make_source(hf_model, text_dir, plain),
+             make_source(hf_model, text_dir, late_in, hook_name_out=late_out)]
+    assert mixed.streams() == {MLP_IN: 64, plain: 32, late_in: 64}
+    assert [mixed.stream_target_width(stream) for stream in mixed.streams()] == [32, 0, 32]
+    assert mixed.target_width == 0  # several streams: no one pair spans the row
+    assert mixed.stream_metadata(late_in)["hook_name_out"] == late_out
+    assert "hook_name_out" not in mixed.stream_metadata(plain)
+    for _ in range(2):
+        batch = mixed.next_batch(40)
+        assert torch.equal(batch, torch.cat([source.next_batch(40) for source in alone], dim=1))
 
 
 def test_a_misspelled_output_hook_is_named(hf_model: Any, text_dir: Path) -> None:

@@ -13,8 +13,10 @@ there, and because the draws restart at a shard boundary in the same pattern, a 
 cache equals one written in a single go. A finished cache is left as it is. Any shuffling
 is the source's own (the llm source's mixing buffer); the shards hold what it serves, in
 order. The cache records the source's ``sae_metadata()`` and its streams with each one's
-``stream_metadata`` (an llm source reading several hooks serves them side by side), so
-the ``cached`` source reports the same streams and metadata as the source.
+``stream_metadata`` (an llm source reading several hooks serves them side by side), and
+its ``target_width`` (a source of (input, target) pairs, such as the llm source with
+``--hook-name-out``), so the ``cached`` source reports the same streams, metadata and pairs
+as the source.
 
 ``--format saelens`` writes SAELens's layout instead (a Hugging Face dataset of prompts,
 what its ``CacheActivationsRunner`` writes) through the source's ``write_saelens_cache``;
@@ -169,7 +171,7 @@ class CacheRun:
         writer = _ContinuingWriter(
             self.folder, self.source.d_in, kept=shards, dtype=self.options.dtype,
             shard_size_tokens=self.options.shard_size_tokens, metadata=self.source.sae_metadata(),
-            streams=source_streams(self.source),
+            streams=source_streams(self.source), target_width=self.source.target_width,
         )
         started, first = time.perf_counter(), written
         total, shard_size = self.options.training_tokens, self.options.shard_size_tokens

@@ -111,3 +111,9 @@ qwen_scope_sae_huggingface_loader = huggingface_loader("qwen_scope", "qwen_scope
 connor_rob_hook_z_huggingface_loader = huggingface_loader("connor_rob_hook_z", "connor_rob_hook_z_huggingface_loader")
 get_goodfire_huggingface_loader = huggingface_loader("goodfire", "get_goodfire_huggingface_loader")
 temporal_sae_huggingface_loader = huggingface_loader("temporal", "temporal_sae_huggingface_loader")
+gemma_2_transcoder_huggingface_loader = huggingface_loader(
+    "gemma_2_transcoder", "gemma_2_transcoder_huggingface_loader")
+mwhanna_transcoder_huggingface_loader = huggingface_loader(
+    "mwhanna_transcoder", "mwhanna_transcoder_huggingface_loader")
+mntss_clt_layer_huggingface_loader = huggingface_loader(
+    "mntss_clt_layer_transcoder", "mntss_clt_layer_huggingface_loader")

@@ -84,6 +84,15 @@ class ActivationSource(ABC):
         """
         return {DEFAULT_STREAM: self.d_in}
 
+    def stream_target_width(self, stream: str) -> int:
+        """Width of the target ending ``stream``'s columns; 0 when the stream holds inputs only.
+
+        A stream of (input, target) pairs feeds a transcoder in a sweep, beside SAEs on
+        other streams. The default: ``target_width`` for a source of one stream, 0 for
+        each stream of several.
+        """
+        return self.target_width if len(self.streams()) == 1 else 0
+
     def stream_metadata(self, stream: str) -> dict[str, Any]:
         """``sae_metadata`` for an SAE trained on ``stream`` alone (its own hook name, say)."""
         return self.sae_metadata()

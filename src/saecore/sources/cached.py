@@ -7,7 +7,8 @@ A cache is a folder::
                                   "shards": [{"file": "shard_00000.safetensors", "n_tokens": 65536}, ...],
                                   "metadata": {"model_name": "gpt2", "hook_name": "blocks.6.hook_resid_post", ...},
                                   "streams": [{"name": "blocks.6.hook_resid_post", "width": 768,
-                                               "metadata": {...}}, ...]}
+                                               "metadata": {...}}, ...],
+                                  "target_width": 768}
     shard_00000.safetensors      tensor "activations" [n_tokens, d_in]
     ...
 
@@ -15,7 +16,12 @@ A cache is a folder::
 ``stream_metadata``: a source that hooks several points of one forward pass serves rows
 that are its streams side by side, and the cache keeps those rows whole, so the streams
 stay aligned and a ``cached`` source reports the same streams as the source it was
-written from.
+written from. A stream of (input, target) pairs also records its ``target_width``.
+
+``target_width`` (optional, 0 when absent) is set for a cache of (input, target) pairs,
+written from a source that feeds transcoders: each row is ``[input | target]`` and its
+last ``target_width`` columns are the target, so the pairs stay whole on disk and through
+every shuffle, and the ``cached`` source serves them as the source did.
 
 Every shard and every version of ``cache_info.json`` is written atomically, and the index
 is rewritten after each shard, so a writer that dies leaves a readable cache of the shards
@@ -79,16 +85,28 @@ class ShardInfo:
 
 @dataclass(frozen=True)
 class StreamInfo:
-    """One stream of the cached rows: its columns are the next ``width`` after the streams before it."""
+    """One stream of the cached rows: its columns are the next ``width`` after the streams before it.
+
+    ``target_width`` is the width of the target ending the stream's columns (0: inputs only).
+    """
 
     name: str
     width: int
     metadata: dict[str, Any]
+    target_width: int = 0
 
 
 def source_streams(source: ActivationSource) -> tuple[StreamInfo, ...]:
     """The streams a cache of ``source``'s batches records, in column order."""
-    return tuple(StreamInfo(name, width, source.stream_metadata(name)) for name, width in source.streams().items())
+    return tuple(StreamInfo(name, width, source.stream_metadata(name), source.stream_target_width(name))
+                 for name, width in source.streams().items())
+
+
+def check_target_width(target_width: int, d_in: int) -> str | None:
+    """What is wrong with ``target_width`` as the last columns of ``d_in``-wide rows (None: nothing)."""
+    if not 0 <= target_width < d_in:
+        return f"target_width={target_width} must be at least 0 and below d_in={d_in}, leaving room for the input"
+    return None
 
 
 def check_streams(streams: Sequence[StreamInfo], d_in: int) -> str | None:
@@ -98,17 +116,30 @@ def check_streams(streams: Sequence[StreamInfo], d_in: int) -> str | None:
         return f"stream names repeat: {names}"
     if any(stream.width < 1 for stream in streams):
         return f"every stream needs a width of at least 1: {[stream.width for stream in streams]}"
+    for stream in streams:
+        if not 0 <= stream.target_width < stream.width:
+            return (f"stream {stream.name!r} has target_width={stream.target_width}; it must be at least 0 and below "
+                    f"the stream's width {stream.width}")
     total = sum(stream.width for stream in streams)
     if total != d_in:
         return f"the streams' widths {[stream.width for stream in streams]} add up to {total}, not d_in={d_in}"
     return None
 
 
+def stream_json(stream: StreamInfo) -> dict[str, Any]:
+    """One entry of ``cache_info.json``'s ``streams``; ``target_width`` only for a stream of pairs."""
+    entry: dict[str, Any] = {"name": stream.name, "width": stream.width, "metadata": stream.metadata}
+    if stream.target_width:
+        entry["target_width"] = stream.target_width
+    return entry
+
+
 @dataclass(frozen=True)
 class CacheInfo:
     """The parsed ``cache_info.json`` of a cache folder (``streams`` empty: one unnamed stream).
 
-    ``hf_dataset`` is set for a cache in SAELens's layout, whose shards are Arrow files.
+    ``target_width`` is the width of the target ending each row of a cache of pairs (0: inputs
+    only). ``hf_dataset`` is set for a cache in SAELens's layout, whose shards are Arrow files.
     """
 
     d_in: int
@@ -116,6 +147,7 @@ class CacheInfo:
     shards: tuple[ShardInfo, ...]
     metadata: dict[str, Any]
     streams: tuple[StreamInfo, ...] = ()
+    target_width: int = 0
     hf_dataset: HFDatasetCache | None = None
 
     @property
@@ -133,7 +165,9 @@ class CacheInfo:
             "metadata": self.metadata,
         }
         if self.streams:
-            info["streams"] = [{"name": s.name, "width": s.width, "metadata": s.metadata} for s in self.streams]
+            info["streams"] = [stream_json(s) for s in self.streams]
+        if self.target_width:
+            info["target_width"] = self.target_width
         return json.dumps(info, indent=2)
 
 
@@ -149,10 +183,11 @@ def read_cache_info(path: Path) -> CacheInfo:
     try:
         raw = json.loads(info_path.read_text())
         shards = tuple(ShardInfo(str(s["file"]), int(s["n_tokens"])) for s in raw["shards"])
-        streams = tuple(StreamInfo(str(s["name"]), int(s["width"]), dict(s.get("metadata") or {}))
+        streams = tuple(StreamInfo(str(s["name"]), int(s["width"]), dict(s.get("metadata") or {}),
+                                   int(s.get("target_width") or 0))
                         for s in raw.get("streams") or ())
         info = CacheInfo(int(raw["d_in"]), canonical_dtype_name(raw["dtype"]), shards, dict(raw.get("metadata") or {}),
-                         streams)
+                         streams, int(raw.get("target_width") or 0))
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         problem = f"{type(error).__name__}: {error}"
         raise SAEFileError(f"{info_path}: not a valid activation-cache index ({problem})") from None
@@ -163,6 +198,9 @@ def read_cache_info(path: Path) -> CacheInfo:
     problem = check_streams(info.streams, info.d_in) if info.streams else None
     if problem is not None:
         raise SAEFileError(f"{info_path}: 'streams' do not describe the rows: {problem}")
+    problem = check_target_width(info.target_width, info.d_in)
+    if problem is not None:
+        raise SAEFileError(f"{info_path}: {problem}")
     return info
 
 
@@ -188,7 +226,8 @@ class CachedActivationsWriter:
                 writer.append(batch)
 
     ``streams`` (see :func:`source_streams`) names the column blocks of rows that hold
-    several streams side by side.
+    several streams side by side; ``target_width`` (a source's ``target_width``) marks rows
+    that are (input, target) pairs.
     """
 
     def __init__(
@@ -200,6 +239,7 @@ class CachedActivationsWriter:
         shard_size_tokens: int = 65_536,
         metadata: dict[str, Any] | None = None,
         streams: Sequence[StreamInfo] = (),
+        target_width: int = 0,
         overwrite: bool = False,
     ) -> None:
         self.path = Path(path)
@@ -215,6 +255,10 @@ class CachedActivationsWriter:
         if problem is not None:
             raise ConfigError(f"streams: {problem}")
         self.streams = tuple(streams)
+        problem = check_target_width(target_width, d_in)
+        if problem is not None:
+            raise ConfigError(problem)
+        self.target_width = target_width
         self._prepare_folder(overwrite)
         self._shards: list[ShardInfo] = []
         self._pending: list[torch.Tensor] = []
@@ -262,7 +306,7 @@ class CachedActivationsWriter:
         self._write_info()
 
     def _write_info(self) -> None:
-        info = CacheInfo(self.d_in, self.dtype, tuple(self._shards), self.metadata, self.streams)
+        info = CacheInfo(self.d_in, self.dtype, tuple(self._shards), self.metadata, self.streams, self.target_width)
         write_text_atomically(self.path / CACHE_INFO_FILE, info.to_json())
 
     def close(self) -> None:
@@ -324,6 +368,11 @@ class CachedSource(ActivationSource):
         return self.info.d_in
 
     @property
+    def target_width(self) -> int:
+        """The width of the target ending each row of a cache of pairs; 0 for a cache of inputs."""
+        return self.info.target_width
+
+    @property
     def n_tokens(self) -> int:
         """Rows this source serves per epoch: the whole cache, or this rank's shards."""
         return sum(self.info.shards[i].n_tokens for i in self._shard_ids)
@@ -343,9 +392,17 @@ class CachedSource(ActivationSource):
     def stream_metadata(self, stream: str) -> dict[str, Any]:
         if not self.info.streams:
             return super().stream_metadata(stream)
+        return dict(self._stream_info(stream).metadata)
+
+    def stream_target_width(self, stream: str) -> int:
+        if not self.info.streams:
+            return super().stream_target_width(stream)
+        return self._stream_info(stream).target_width
+
+    def _stream_info(self, stream: str) -> StreamInfo:
         for info in self.info.streams:
             if info.name == stream:
-                return dict(info.metadata)
+                return info
         names = ", ".join(info.name for info in self.info.streams)
         raise ConfigError(f"stream {stream!r} is not in the cache at {self.cfg.path}; its streams are: {names}")
 

@@ -26,13 +26,16 @@ def batch_width(cfg: SAEConfig) -> int:
     return cfg.d_in + cfg.d_target if cfg.PREDICTS_TARGET else cfg.d_in
 
 
-def check_pair_width(cfg: SAEConfig, served_by: Any, width: int | None = None, where: str = "sae") -> None:
+def check_pair_width(
+    cfg: SAEConfig, served_by: Any, width: int | None = None, where: str = "sae", target: int | None = None
+) -> None:
     """Raise a ConfigError naming the sizes unless ``served_by`` serves ``cfg``'s (input, target) pairs.
 
-    ``width`` is the row width the coder reads (default: the source's whole rows).
+    ``width`` is the row width the coder reads and ``target`` the part of it that is a target
+    (defaults: the source's whole rows and its ``target_width``; one stream's in a sweep).
     """
     width = served_by.d_in if width is None else width
-    target = served_by.target_width
+    target = served_by.target_width if target is None else target
     if target == 0:
         raise ConfigError(
             f"{where} is a {cfg.architecture()}: it trains on (input, target) pairs, but the source "

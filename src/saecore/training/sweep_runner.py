@@ -268,7 +268,8 @@ class SAESweepRunner:
             cols = columns[member.name]
             width = source.d_in if cols is None else cols.stop - cols.start
             if member.run.sae.PREDICTS_TARGET:
-                check_pair_width(member.run.sae, source, width, f"sweep SAE {member.name!r}")
+                target = source.target_width if cols is None else source.stream_target_width(str(member.stream))
+                check_pair_width(member.run.sae, source, width, f"sweep SAE {member.name!r}", target)
             elif member.run.sae.d_in != width:
                 raise ConfigError(f"sweep SAE {member.name!r}: sae.d_in = {member.run.sae.d_in}, but its stream "
                                   f"serves activations of width {width}; set sae.d_in to {width}")

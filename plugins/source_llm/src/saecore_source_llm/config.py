@@ -84,8 +84,16 @@ class LanguageModelFields(BaseModel):
     hook_name_out: str | None = Field(
         default=None,
         description=(
-            "For transcoders: the hook whose activation is the target, read in the same forward pass; each "
-            "row is then hook_name's activation followed by this hook's."
+            "For transcoders: the hook whose activation is the target, read in the same forward pass; "
+            "hook_name's stream is then its activation followed by this hook's."
+        ),
+    )
+    additional_hook_names_out: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "For transcoders on additional hooks: {additional hook: the hook whose activation is its target}. "
+            "That hook's stream is then its activation followed by the target's, so SAEs and transcoders on "
+            "several layers train from one forward pass."
         ),
     )
     model_dtype: Literal["float32", "float16", "bfloat16"] = Field(
@@ -253,15 +261,26 @@ class LanguageModelFields(BaseModel):
         return self
 
     def _check_hooks(self) -> None:
-        seen = {self.hook_name}
+        seen = {self.hook_name: "hook_name"}
         for index, name in enumerate(self.additional_hook_names):
             if name in seen:
                 which = "hook_name" if name == self.hook_name else "an earlier entry"
                 raise ValueError(f"additional_hook_names[{index}]={name!r} repeats {which}; each hook is read once, "
                                  "so list every hook only once")
-            seen.add(name)
-        if self.hook_name_out is not None:
-            self._check_output_hook(self.hook_name_out)
+            seen[name] = f"additional_hook_names[{index}]"
+        unknown = sorted(set(self.additional_hook_names_out) - set(self.additional_hook_names))
+        if unknown:
+            raise ValueError(f"additional_hook_names_out has keys {unknown} that are not in additional_hook_names="
+                             f"{self.additional_hook_names}; each key is an additional hook, its value that hook's "
+                             "target hook")
+        for where, name in self.output_hooks.items():
+            if name in seen:
+                raise ValueError(f"{where}={name!r} is {seen[name]}; a transcoder's target is read at a hook no "
+                                 "other field names (an MLP's output for its input, say)")
+            seen[name] = where
+            if self.hook_head_index is not None:
+                raise ValueError(f"{where}={name!r} cannot be combined with hook_head_index={self.hook_head_index}: "
+                                 "it would be unclear which hook it narrows to one head")
         if self.hook_head_index is not None and self.additional_hook_names:
             raise ValueError(
                 f"hook_head_index={self.hook_head_index} cannot be combined with additional_hook_names="
@@ -269,16 +288,22 @@ class LanguageModelFields(BaseModel):
                 "heads flattened (hook_head_index=None), or use one source per head"
             )
 
-    def _check_output_hook(self, hook_name_out: str) -> None:
-        if hook_name_out == self.hook_name:
-            raise ValueError(f"hook_name_out={hook_name_out!r} is hook_name; a transcoder's target is read at "
-                             "another hook (an MLP's output for its input, say)")
-        if self.additional_hook_names:
-            raise ValueError(f"hook_name_out={hook_name_out!r} cannot be combined with additional_hook_names="
-                             f"{self.additional_hook_names}: a transcoder's rows are its input and its target only")
-        if self.hook_head_index is not None:
-            raise ValueError(f"hook_name_out={hook_name_out!r} cannot be combined with hook_head_index="
-                             f"{self.hook_head_index}: it would be unclear which hook it narrows to one head")
+    @property
+    def output_hooks(self) -> dict[str, str]:
+        """Every target hook read, by the field that names it: ``hook_name_out``, then ``additional_hook_names_out``."""
+        named = {"hook_name_out": self.hook_name_out} if self.hook_name_out is not None else {}
+        for name in self.additional_hook_names:
+            if name in self.additional_hook_names_out:
+                named[f"additional_hook_names_out[{name!r}]"] = self.additional_hook_names_out[name]
+        return named
+
+    @property
+    def hook_pairs(self) -> dict[str, str | None]:
+        """Each stream's input hook (``hook_name``, then ``additional_hook_names``) → its target hook, or None."""
+        pairs: dict[str, str | None] = {self.hook_name: self.hook_name_out}
+        for name in self.additional_hook_names:
+            pairs[name] = self.additional_hook_names_out.get(name)
+        return pairs
 
     @property
     def buffer_device(self) -> str | None:
@@ -289,8 +314,8 @@ class LanguageModelFields(BaseModel):
 
     @property
     def hook_names(self) -> list[str]:
-        """Every hook read, in column order: ``hook_name``, then ``additional_hook_names``, then ``hook_name_out``."""
-        return [self.hook_name, *self.additional_hook_names, *([self.hook_name_out] if self.hook_name_out else [])]
+        """Every hook read, in column order: each stream's input hook followed by its target hook, if any."""
+        return [hook for pair in self.hook_pairs.items() for hook in pair if hook is not None]
 
     @property
     def training_context_size(self) -> int:

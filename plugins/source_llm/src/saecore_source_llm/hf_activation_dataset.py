@@ -35,6 +35,9 @@ def write_hf_activation_dataset(source: LLMSource, folder: Path, *, n_buffers: i
     if source.cfg.additional_hook_names:
         raise ConfigError(f"additional_hook_names={source.cfg.additional_hook_names}: SAELens's cache layout holds "
                           "one hook; cache each hook on its own or use saecore's layout")
+    if source.cfg.hook_name_out is not None:
+        raise ConfigError(f"hook_name_out={source.cfg.hook_name_out!r}: SAELens's cache layout holds inputs only, not "
+                          "(input, target) pairs; cache the pairs in saecore's layout (the default --format saecore)")
     folder.mkdir(parents=True, exist_ok=True)
     if any(folder.iterdir()):
         raise ConfigError(f"{str(folder)!r} is not empty; delete it or choose another folder")

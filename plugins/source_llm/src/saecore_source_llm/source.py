@@ -8,7 +8,10 @@ a :class:`MixingBuffer`, which serves the trainer's batches.
 With ``additional_hook_names`` one forward pass reads every hook, and a row is the
 hooks' activations side by side (``hook_name``'s columns first). Each hook is a
 *stream* (``streams()``): the buffer shuffles whole rows, so the streams stay aligned,
-and many SAEs, one per hook, train on one run of the model.
+and many SAEs, one per hook, train on one run of the model. A stream whose hook has a
+target hook (``hook_name_out``, ``additional_hook_names_out``) is an (input, target) pair
+for a transcoder, its input's columns followed by its target's, so SAEs and transcoders on
+several layers train together too.
 
 Resuming is exact. A forward pass is identified by a running *chunk* number; each buffer
 slot records which chunk and position its activation came from. A saved state holds the
@@ -89,8 +92,8 @@ class LLMSource(ActivationSource):
         self.model.check_hook_name(cfg.hook_name)
         for index, name in enumerate(cfg.additional_hook_names):
             self.model.check_hook_name(name, f"additional_hook_names[{index}]")
-        if cfg.hook_name_out is not None:
-            self.model.check_hook_name(cfg.hook_name_out, "hook_name_out")
+        for where, name in cfg.output_hooks.items():
+            self.model.check_hook_name(name, where)
         self._check_context_size()
         self.dataset = open_dataset(cfg.dataset_path, cfg.dataset, split=cfg.dataset_split, streaming=cfg.streaming,
                                     trust_remote_code=cfg.dataset_trust_remote_code)
@@ -151,37 +154,43 @@ class LLMSource(ActivationSource):
 
     @property
     def target_width(self) -> int:
-        """``hook_name_out``'s width when the source serves (input, target) pairs, else 0."""
-        return 0 if self.cfg.hook_name_out is None else self._widths[self.cfg.hook_name_out]
+        """The target's width when the whole row is one (input, target) pair (``hook_name_out`` alone), else 0."""
+        return self.stream_target_width(self.cfg.hook_name) if len(self.cfg.hook_pairs) == 1 else 0
+
+    def stream_target_width(self, stream: str) -> int:
+        """The width of ``stream``'s target hook, or 0 for a stream of one hook."""
+        target = self.cfg.hook_pairs.get(stream)
+        return 0 if target is None else self._widths[target]
 
     def streams(self) -> dict[str, int]:
-        """One stream per hook, named by it: ``hook_name`` first, then ``additional_hook_names``.
+        """One stream per input hook, named by it: ``hook_name`` first, then ``additional_hook_names``.
 
-        With ``hook_name_out`` the rows are (input, target) pairs, one stream named ``hook_name``.
+        A stream with a target hook is (input, target) pairs: both hooks' columns.
         """
-        if self.cfg.hook_name_out is not None:
-            return {self.cfg.hook_name: self._d_in}
-        return dict(self._widths)
+        return {hook: self._widths[hook] + (self._widths[target] if target else 0)
+                for hook, target in self.cfg.hook_pairs.items()}
 
     def sae_metadata(self) -> dict[str, Any]:
         """An SAE on the whole row; its ``additional_hook_names`` let ``saecore eval`` rebuild this source."""
         metadata = self.stream_metadata(self.cfg.hook_name)
-        if self.cfg.hook_name_out is not None:
-            metadata["hook_name_out"] = self.cfg.hook_name_out
         if self.cfg.additional_hook_names:
             metadata["additional_hook_names"] = list(self.cfg.additional_hook_names)
+        if self.cfg.additional_hook_names_out:
+            metadata["additional_hook_names_out"] = dict(self.cfg.additional_hook_names_out)
         return metadata
 
     def stream_metadata(self, stream: str) -> dict[str, Any]:
-        """SAELens's metadata for an SAE on one hook: ``hook_name`` is the stream's.
+        """SAELens's metadata for a coder on one stream: ``hook_name`` is the stream's, ``hook_name_out`` its target.
 
-        ``hook_head_index`` can only be set without additional hooks, so it always belongs to
-        the hook it was given for.
+        ``hook_head_index`` can only be set with one hook, so it always belongs to the hook it
+        was given for.
         """
-        if stream not in self._widths:
+        pairs = self.cfg.hook_pairs
+        if stream not in pairs:
             raise ConfigError(f"stream {stream!r} is not read by this llm source; its streams are the hooks "
-                              f"{', '.join(self._widths)}")
+                              f"{', '.join(pairs)}")
         cfg = self.cfg
+        target = {} if pairs[stream] is None else {"hook_name_out": pairs[stream]}
         return {
             "model_name": self.model.name,
             "model_class_name": self.model.kind,
@@ -194,6 +203,7 @@ class LLMSource(ActivationSource):
             "exclude_special_tokens": cfg.exclude_special_tokens,
             "sequence_separator_token": cfg.sequence_separator_token,
             "disable_concat_sequences": cfg.disable_concat_sequences,
+            **target,
         }
 
     def evaluate_sae(self, sae: Any, scaling_factor: float | None = None) -> dict[str, float]:
@@ -222,16 +232,24 @@ class LLMSource(ActivationSource):
             )
 
     def _transcoder_site(self, sae: Any) -> SpliceSite:
-        """Where a transcoder reads and writes: this source's ``hook_name`` and ``hook_name_out``."""
-        cfg = self.cfg
-        if cfg.hook_name_out is None:
-            raise ConfigError(f"{type(sae).__name__} is a transcoder but this llm source has no hook_name_out; set "
-                              f"hook_name_out to the hook it predicts ({sae.cfg.metadata.hook_name_out!r} in its "
-                              "metadata)")
-        if self._widths[cfg.hook_name_out] != sae.cfg.d_target:
-            raise ConfigError(f"the transcoder has d_out={sae.cfg.d_target} but hook_name_out={cfg.hook_name_out!r} "
-                              f"of {self.model.name} gives activations of width {self._widths[cfg.hook_name_out]}")
-        return SpliceSite(cfg.hook_name, output_hook=cfg.hook_name_out)
+        """Where a transcoder reads and writes: the pair of hooks its ``metadata.hook_name`` names.
+
+        A source of one pair scores a transcoder there whatever its metadata says.
+        """
+        pairs = {hook: target for hook, target in self.cfg.hook_pairs.items() if target is not None}
+        hook = sae.cfg.metadata.hook_name
+        if hook not in pairs and len(self.cfg.hook_pairs) == 1:
+            hook = self.cfg.hook_name
+        if hook not in pairs:
+            raise ConfigError(f"{type(sae).__name__} is a transcoder reading {hook!r} (its metadata.hook_name), but "
+                              f"this llm source has no target hook for it (its pairs: {pairs or 'none'}); set "
+                              f"hook_name_out (or additional_hook_names_out) to the hook it predicts "
+                              f"({sae.cfg.metadata.hook_name_out!r} in its metadata)")
+        target = pairs[hook]
+        if self._widths[target] != sae.cfg.d_target:
+            raise ConfigError(f"the transcoder has d_out={sae.cfg.d_target} but its target hook {target!r} "
+                              f"of {self.model.name} gives activations of width {self._widths[target]}")
+        return SpliceSite(hook, output_hook=target)
 
     def _splice_site(self, sae: Any) -> SpliceSite | None:
         """Where ``sae`` replaces activations: the stream its ``metadata.hook_name`` names, else ``hook_name``.
