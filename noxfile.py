@@ -144,8 +144,8 @@ def vision_source_example(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def saelens_compat(session: nox.Session) -> None:
-    """SAELens 6 and saecore in one environment: files saved by either load in the other, and a saecore
-    SAE computes the same in SAELens's HookedSAETransformer as in saecore's (TransformerLens 3)."""
+    """SAELens 6 and saecore in one environment: files both ways, and every ported SAELens name (configs,
+    runners, evals, loaders, directory, models on TransformerLens 3, transcoders) against SAELens's own."""
     session.install(TORCH)
     session.install("sae-lens>=6.0,<7", ".[test]",
                     *[f"./plugins/{p}" for p in ARCHITECTURE_PLUGINS + EXTRA_ARCHITECTURE_PLUGINS],

@@ -550,7 +550,12 @@ def _reset_peak_rss() -> bool:
 def measure_memory(case: Case, shape: Shape, candidate: Candidate, device: torch.device, steps: int) -> dict:
     """Peak memory a training step adds to resident parameters, Adam state and the batch."""
     x, dead = fixed_inputs(case, shape, device)
-    step = TrainingStep(BUILDERS[candidate.impl](case, shape, x, dead, candidate.settings))
+    return peak_step_memory(TrainingStep(BUILDERS[candidate.impl](case, shape, x, dead, candidate.settings)),
+                            device, steps)
+
+
+def peak_step_memory(step: Any, device: torch.device, steps: int) -> dict:
+    """Peak memory ``steps`` calls of ``step`` add once its optimizer state is allocated."""
     step.allocate_optimizer_state()
     gc.collect()
     if device.type == "cuda":

@@ -43,9 +43,8 @@ from train_step_throughput import (
     MAX_GRAD_NORM,
     MEMORY_MARKER,
     SPARSIFY_AUXK_ALPHA,
-    _reset_peak_rss,
-    _status_kib,
     paired_ratio,
+    peak_step_memory,
     synchronizer,
     time_interleaved,
 )
@@ -153,23 +152,7 @@ BUILDERS: dict[str, Callable[[Shape, torch.Tensor, torch.Tensor, torch.Tensor], 
 def measure_memory(impl: str, shape: Shape, dead_fraction: float, device: torch.device, steps: int) -> dict:
     """Peak memory a step adds to the resident parameters, Adam state and batch."""
     x, y, dead = fixed_batch(shape, dead_fraction, device)
-    step = BUILDERS[impl](shape, x, y, dead)
-    step.allocate_optimizer_state()
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        baseline = torch.cuda.memory_allocated()
-        for _ in range(steps):
-            step()
-        torch.cuda.synchronize()
-        return {"peak_bytes": torch.cuda.max_memory_allocated() - baseline, "method": "cuda max_memory_allocated"}
-    if not _reset_peak_rss():
-        return {"error": "/proc/self/clear_refs is not writable; no peak to measure"}
-    baseline_kib = _status_kib("VmRSS")
-    for _ in range(steps):
-        step()
-    return {"peak_bytes": (_status_kib("VmHWM") - baseline_kib) * 1024, "method": "VmHWM after clear_refs"}
+    return peak_step_memory(BUILDERS[impl](shape, x, y, dead), device, steps)
 
 
 def memory_in_subprocess(args: argparse.Namespace, impl: str) -> dict:

@@ -83,7 +83,7 @@ def test_a_folder_that_is_not_empty_is_refused(model_dir: Path, text_dir: Path, 
 
 
 def test_a_misspelled_field_is_named_with_close_matches(model_dir: Path, text_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"unknown field 'model_batchsize'; did you mean 'model_batch_size'"):
+    with pytest.raises(ValueError, match=r"unknown field 'model_batchsize' \(did you mean 'model_batch_size'"):
         runner_config(model_dir, text_dir, tmp_path, model_batchsize=4)
 
 

@@ -60,7 +60,7 @@ def test_the_function_form_is_deprecated(model_dir: Path, text_dir: Path) -> Non
 
 
 def test_a_misspelled_field_is_named_with_close_matches() -> None:
-    with pytest.raises(ValueError, match=r"unknown field 'contxt_size'; did you mean 'context_size'"):
+    with pytest.raises(ValueError, match=r"unknown field 'contxt_size' \(did you mean 'context_size'"):
         PretokenizeRunnerConfig(contxt_size=8)
 
 

@@ -12,7 +12,6 @@ passes, sized by ``buffer_size_gb``.
 
 from __future__ import annotations
 
-import difflib
 import math
 import warnings
 from pathlib import Path
@@ -23,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from saecore.dtypes import dtype_from_name
 from saecore.errors import ConfigError
-from saecore_source_llm.config import LLMSourceConfig, ModelClassName
+from saecore_source_llm.config import LLMSourceConfig, ModelClassName, reject_unknown_fields
 from saecore_source_llm.dataset_reader import choose_column, iter_column, open_dataset
 from saecore_source_llm.hf_activation_dataset import activation_features, write_hf_activation_dataset
 from saecore_source_llm.source import LLMSource
@@ -85,13 +84,7 @@ class CacheActivationsRunnerConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _known_fields(cls, values: Any) -> Any:
-        if isinstance(values, dict):
-            for key in values:
-                if key not in cls.model_fields:
-                    close = difflib.get_close_matches(str(key), list(cls.model_fields), n=3)
-                    hint = f"; did you mean {', '.join(repr(name) for name in close)}?" if close else ""
-                    raise ValueError(f"unknown field {key!r}{hint}")
-        return values
+        return reject_unknown_fields(values, cls.model_fields)
 
     @model_validator(mode="after")
     def _resolve(self) -> CacheActivationsRunnerConfig:

@@ -19,6 +19,7 @@ Deliberate differences from SAELens 6.54, each for a reason:
 
 from __future__ import annotations
 
+import difflib
 import glob
 import os
 from collections.abc import Mapping
@@ -397,3 +398,18 @@ def check_buffer_serves(*, capacity: int, mixing_fraction: float, batch_size: in
             f"{field}={batch_size}: it must hold at least {int(need)} activations (2 batches, and one batch "
             f"outside the kept fraction). Raise n_batches_in_buffer or store_batch_size_prompts, or lower {field}"
         )
+
+
+def reject_unknown_fields(values: Any, fields: Mapping[str, Any]) -> Any:
+    """A misspelled field is an error that names it and the fields it is close to."""
+    if not isinstance(values, Mapping):
+        return values
+    problems = []
+    for key in values:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=3, cutoff=0.7)
+            hint = f" (did you mean {', '.join(repr(name) for name in close)}?)" if close else ""
+            problems.append(f"unknown field {key!r}{hint}")
+    if problems:
+        raise ValueError("; ".join(problems))
+    return values

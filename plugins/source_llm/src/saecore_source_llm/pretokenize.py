@@ -11,7 +11,6 @@ metadata SAELens writes beside it. The llm source trains on the result as a toke
 
 from __future__ import annotations
 
-import difflib
 import json
 import sys
 import warnings
@@ -23,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from saecore.errors import ConfigError
 from saecore.version import __version__
+from saecore_source_llm.config import reject_unknown_fields
 from saecore_source_llm.token_stream import one_document_per_prompt, pack_documents
 
 SpecialToken = int | Literal["bos", "eos", "sep"] | None
@@ -69,13 +69,7 @@ class PretokenizeRunnerConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _known_fields(cls, values: Any) -> Any:
-        if isinstance(values, dict):
-            for key in values:
-                if key not in cls.model_fields:
-                    close = difflib.get_close_matches(str(key), list(cls.model_fields), n=3)
-                    hint = f"; did you mean {', '.join(repr(name) for name in close)}?" if close else ""
-                    raise ValueError(f"unknown field {key!r}{hint}")
-        return values
+        return reject_unknown_fields(values, cls.model_fields)
 
     def warn_fields_without_effect(self) -> None:
         """One line per SAELens field set to something this runner does not act on."""

@@ -16,7 +16,6 @@ applied unless the SAE config sets its own. The language model's weights take
 
 from __future__ import annotations
 
-import difflib
 import warnings
 from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
@@ -32,27 +31,12 @@ from saecore.sources.cached import CachedSourceConfig
 from saecore.training import LoggingConfig, TrainerConfig, TrainingRunner, TrainingRunnerConfig, TrainingSummary
 from saecore.training_sae import TrainingSAE
 from saecore.version import SAELENS_VERSION
-from saecore_source_llm.config import LanguageModelFields, LLMSourceConfig
+from saecore_source_llm.config import LanguageModelFields, LLMSourceConfig, reject_unknown_fields
 
 T_TRAINING_SAE_CONFIG = TypeVar("T_TRAINING_SAE_CONFIG", bound=TrainingSAEConfig)
 
 HOOK_EVAL_UNUSED = "NOT_IN_USE"
 DEAD_FEATURE_THRESHOLD_DEFAULT = 1e-8
-
-
-def reject_unknown_fields(values: Any, fields: Mapping[str, Any]) -> Any:
-    """A misspelled field is an error that names it and the fields it is close to."""
-    if not isinstance(values, Mapping):
-        return values
-    problems = []
-    for key in values:
-        if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=3, cutoff=0.7)
-            hint = f" (did you mean {', '.join(repr(name) for name in close)}?)" if close else ""
-            problems.append(f"unknown field {key!r}{hint}")
-    if problems:
-        raise ValueError("; ".join(problems))
-    return values
 
 
 def warn_dead_feature_threshold(value: float) -> None:
