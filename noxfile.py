@@ -204,6 +204,15 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11", default=False)
+def bench_synthetic(session: nox.Session) -> None:
+    """Whole training runs on SAELens's synthetic model, beside SAELens 6 (not a test; run on a quiet machine)."""
+    session.install(TORCH)
+    recipes = ["sae_standard", "sae_gated", "sae_jumprelu", "sae_topk", *EXTRA_ARCHITECTURE_PLUGINS]
+    session.install(TORCH, "sae-lens>=6.0,<7", ".", *[f"./plugins/{p}" for p in recipes])
+    session.run("python", "benchmarks/saelens_synthetic_runs.py", *session.posargs, env=TEST_ENV)
+
+
+@nox.session(python="3.11", default=False)
 def bench_transcoder(session: nox.Session) -> None:
     """TopK transcoder training step beside sparsify's transcoder (not a test; run on a quiet machine)."""
     session.install(TORCH)

@@ -24,7 +24,7 @@ which a busy shared machine disturbs far less than wall time) and ``peak RSS MB`
 
 ::
 
-    nox -s bench_llm -- [--d-model 128 --d-model 512] [--steps 12] [--repeat 3] [--json out.json]
+    nox -s bench_llm -- [--d-model 128 --d-model 512] [--steps 12] [--repeat 3] [--no-tune-malloc] [--json out.json]
     python benchmarks/llm_end_to_end.py [...]      # in an environment that already has saecore-source-llm
 
 The model is a transformer-lens 3.x ``HookedTransformer`` where installed (what SAELens
@@ -109,20 +109,28 @@ class Clock:
 
 
 def clock_saecore_loop(clock: Clock) -> None:
-    """Time saecore's training loop: from ``fit()`` to its final evaluation (``_finish``)."""
+    """Time saecore's training loop: from ``begin_fit()`` to its final evaluation (``_finish``).
+
+    ``begin_fit`` is where both ``SAETrainer.fit`` and the runners' sweep loop start the loop.
+    """
     from saecore.training.trainer import SAETrainer
 
-    fit, finish = SAETrainer.fit, SAETrainer._finish
+    begin_fit, finish = SAETrainer.begin_fit, SAETrainer._finish
 
-    def timed_fit(self: Any) -> Any:
+    def timed_begin_fit(self: Any, **options: Any) -> None:
         clock.start()
-        return fit(self)
+        begin_fit(self, **options)
 
     def timed_finish(self: Any) -> None:
         clock.stop()
         finish(self)
 
-    SAETrainer.fit, SAETrainer._finish = timed_fit, timed_finish  # type: ignore[method-assign]
+    SAETrainer.begin_fit, SAETrainer._finish = timed_begin_fit, timed_finish  # type: ignore[method-assign]
+
+
+def tune_malloc() -> bool:
+    """saecore's glibc malloc tuning, as ``saecore train`` runs: on unless ``--no-tune-malloc`` was given."""
+    return not os.environ.get("_LLM_BENCH_NO_TUNE_MALLOC")
 
 
 def peak_rss_mb() -> float:
@@ -140,7 +148,7 @@ def saecore_runner_config(d_model: int, training_tokens: int, overlap: bool) -> 
         n_batches_in_buffer=BUFFER_TOKENS // (STORE_PROMPTS * CONTEXT), train_batch_size_tokens=BATCH,
         training_tokens=training_tokens, output_path=None, verbose=False, n_eval_batches=1,
         eval_batch_size_prompts=8, prefetch_llm_batches=overlap, logger=LoggingConfig(log_to_wandb=False),
-        tune_malloc=True,
+        tune_malloc=tune_malloc(),
     )
 
 
@@ -176,7 +184,7 @@ def saecore_sae_step(d_model: int, steps: int) -> dict[str, Any]:
     source = TensorSource(TensorSourceConfig(data=data, shuffle=False))
     sae = StandardTrainingSAE(StandardTrainingSAEConfig(d_in=d_model, d_sae=D_SAE))
     cfg = TrainerConfig(training_tokens=steps * BATCH, train_batch_size_tokens=BATCH, n_eval_batches=1,
-                        output_path=None, verbose=False, tune_malloc=True)
+                        output_path=None, verbose=False, tune_malloc=tune_malloc())
     clock = Clock()
     clock_saecore_loop(clock)
     SAETrainer(cfg, sae, source).fit()
@@ -327,8 +335,12 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=1, help="runs of each case (interleaved); the median is shown")
     parser.add_argument("--case", choices=CASES + SAELENS_CASES, action="append", help="run only these cases")
     parser.add_argument("--json", default=None, help="also write the results to this file")
+    parser.add_argument("--no-tune-malloc", action="store_true",
+                        help="run saecore without its glibc malloc tuning (less peak memory, slower dense steps)")
     args = parser.parse_args()
     widths = args.d_model or [128, 512]
+    if args.no_tune_malloc:
+        os.environ["_LLM_BENCH_NO_TUNE_MALLOC"] = "1"
     if os.environ.get("_LLM_BENCH_CHILD"):
         print(json.dumps(run_case(args.case[0], widths[0], args.steps)))
         return 0

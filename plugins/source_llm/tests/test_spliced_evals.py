@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import torch
-from saecore_source_llm import LLMSource, LLMSourceConfig
+from saecore_source_llm import LLMSource, LLMSourceConfig, spliced_evals
 from saecore_source_llm.model_loading import transformer_lens_major
 from saecore_source_llm.spliced_evals import METRIC_NAMES
 
@@ -307,3 +307,34 @@ def test_an_sae_that_reshapes_hook_z_itself_gets_the_heads(bridge_source: LLMSou
     reshaping.load_state_dict(flat.state_dict())
     assert reshaping.reshape_hook_z and not flat.reshape_hook_z
     assert_metrics_close(source.evaluate_sae(reshaping, 1.5), source.evaluate_sae(flat, 1.5), rtol=1e-6, atol=1e-9)
+
+
+def test_prompts_per_forward_keeps_one_logits_tensor_within_the_chunk_budget() -> None:
+    budget = spliced_evals.CHUNK_ELEMENTS
+    assert spliced_evals.prompts_per_forward(8, 128, 50_257) == budget // (128 * 50_257) == 2
+    assert spliced_evals.prompts_per_forward(8, 16, 1000) == 8
+    assert spliced_evals.prompts_per_forward(8, 4096, 262_144) == 1
+    assert spliced_evals.prompts_per_forward(8, 128, None) == 8
+
+
+def test_evaluating_in_smaller_model_passes_gives_the_same_metrics(
+    hf_model: Any, tokenizer: Any, text_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = make_source(text_dir, model=hf_model, hook_name="transformer.h.0")
+    monkeypatch.setattr(spliced_evals, "CHUNK_ELEMENTS", 2 * CONTEXT * source.model.vocab_size)
+    passes: list[int] = []
+    logits = source.model.logits
+
+    def counted(tokens: torch.Tensor, edits: Any = ()) -> torch.Tensor:
+        passes.append(tokens.shape[0])
+        return logits(tokens, edits)
+
+    monkeypatch.setattr(source.model, "logits", counted)
+    tokens = source.eval_tokens()
+    keep = ~torch.isin(tokens, special_ids(tokenizer))
+    sae = random_sae(32)
+    found = source.evaluate_sae(sae, scaling_factor=2.5)
+    assert passes == [2] * 9  # 6 prompts (eval_batch_size_prompts 3) in passes of 2: clean, spliced, ablated
+    expected = reference_metrics(hf_runner(hf_model, "transformer.h.0"), tokens, keep,
+                                 standard_reconstruction(sae, 2.5))
+    assert_metrics_close(found, expected, rtol=1e-5, atol=1e-7)

@@ -203,6 +203,19 @@ def divergences(clean_logits: torch.Tensor, logits: torch.Tensor, tokens: torch.
     return result
 
 
+def prompts_per_forward(batch_size: int, positions: int, vocab_size: int | None) -> int:
+    """Prompts per model pass: at most ``batch_size``, few enough that one logits tensor fits :data:`CHUNK_ELEMENTS`.
+
+    Two logits tensors (the clean run's and a spliced run's) are alive at once, and at a
+    GPT-2-sized vocabulary a batch of 8 prompts of 128 tokens gives 206 MB each: the
+    evaluation, not the training, would set the run's peak memory. The metrics are sums over
+    positions, so the grouping does not change them. With the vocabulary unknown, ``batch_size``.
+    """
+    if vocab_size is None:
+        return batch_size
+    return max(1, min(batch_size, CHUNK_ELEMENTS // (positions * vocab_size)))
+
+
 def _row_chunks(logits: torch.Tensor) -> list[slice]:
     per_row = logits[0].numel()
     step = max(1, CHUNK_ELEMENTS // per_row)
@@ -280,10 +293,11 @@ def spliced_metrics(
         return [(site.output_hook, replacing(site, batch_keep, zeros, sae_takes_heads=False))]
     sums = _Sums()
     device = model.input_device
+    prompts = prompts_per_forward(batch_size, tokens.shape[1], model.vocab_size)
     try:
-        for start in range(0, tokens.shape[0], batch_size):
-            batch = tokens[start:start + batch_size]
-            batch_keep = keep[start:start + batch_size]
+        for start in range(0, tokens.shape[0], prompts):
+            batch = tokens[start:start + prompts]
+            batch_keep = keep[start:start + prompts]
             ce_keep = batch_keep.clone()
             ce_keep[:, -1] = False  # the last position predicts nothing
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
