@@ -293,6 +293,15 @@ def saelens_trainable(case: Case, shape: Shape, x: torch.Tensor, dead: torch.Ten
     return Trainable(loss, params, torch.optim.Adam(params, lr=LEARNING_RATE))
 
 
+@torch.no_grad()
+def record_sparsify_firing(tokens_since_fired: torch.Tensor, latent_indices: torch.Tensor, n_tokens: int) -> None:
+    """What sparsify's Trainer does with each step's output: count tokens since each latent last fired."""
+    did_fire = torch.zeros_like(tokens_since_fired, dtype=torch.bool)
+    did_fire[latent_indices.flatten()] = True
+    tokens_since_fired.add_(n_tokens)
+    tokens_since_fired[did_fire] = 0
+
+
 def sparsify_trainable(case: Case, shape: Shape, x: torch.Tensor, dead: torch.Tensor, settings: Settings) -> Trainable:
     if x.device.type == "cpu":
         os.environ.setdefault("SPARSIFY_DISABLE_TRITON", "1")
@@ -305,11 +314,7 @@ def sparsify_trainable(case: Case, shape: Shape, x: torch.Tensor, dead: torch.Te
     def loss() -> torch.Tensor:
         sae.set_decoder_norm_to_unit_norm()
         output = sae(x, dead_mask=dead)
-        with torch.no_grad():  # what sparsify's Trainer does with the output
-            did_fire = torch.zeros(shape.d_sae, dtype=torch.bool, device=x.device)
-            did_fire[output.latent_indices.flatten()] = True
-            tokens_since_fired.add_(x.shape[0])
-            tokens_since_fired[did_fire] = 0
+        record_sparsify_firing(tokens_since_fired, output.latent_indices, x.shape[0])
         return output.fvu + SPARSIFY_AUXK_ALPHA * output.auxk_loss
 
     params = list(sae.parameters())

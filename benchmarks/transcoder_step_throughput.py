@@ -45,6 +45,7 @@ from train_step_throughput import (
     SPARSIFY_AUXK_ALPHA,
     paired_ratio,
     peak_step_memory,
+    record_sparsify_firing,
     synchronizer,
     time_interleaved,
 )
@@ -132,11 +133,7 @@ def sparsify_step(shape: Shape, x: torch.Tensor, y: torch.Tensor, dead: torch.Te
 
     def loss() -> torch.Tensor:
         output = sae(x, y, dead_mask=dead)
-        with torch.no_grad():  # what sparsify's Trainer does with the output
-            did_fire = torch.zeros(shape.d_sae, dtype=torch.bool, device=x.device)
-            did_fire[output.latent_indices.flatten()] = True
-            tokens_since_fired.add_(x.shape[0])
-            tokens_since_fired[did_fire] = 0
+        record_sparsify_firing(tokens_since_fired, output.latent_indices, x.shape[0])
         return output.fvu + SPARSIFY_AUXK_ALPHA * output.auxk_loss
 
     params = list(sae.parameters())
