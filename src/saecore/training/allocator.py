@@ -10,8 +10,7 @@ markedly faster (measurements in docs/training_fast_paths.md).
 
 The cost is memory: the process keeps freed memory (up to 2 GiB above the heap's top)
 instead of returning it to the operating system, and the heap fragments, so the peak
-resident set grows (up to 1.8× in docs/training_fast_paths.md). ``release_free_heap`` bounds that growth where a caller
-has a boundary that comes every few steps, such as a buffer refill. The setting is process-wide (it also
+resident set grows (up to 1.8× in docs/training_fast_paths.md). The setting is process-wide (it also
 applies to whatever else runs in the process), so it is applied once per process. Elsewhere it does nothing
 and says why: on CUDA (or any non-CPU device) tensors come from torch's caching
 allocator, not malloc; macOS, Windows and musl have no glibc ``mallopt``; and settings
@@ -22,7 +21,6 @@ another allocator loaded with ``LD_PRELOAD`` are left alone.
 from __future__ import annotations
 
 import ctypes
-import functools
 import os
 import sys
 from dataclasses import dataclass
@@ -67,16 +65,6 @@ def glibc_version() -> str | None:
     return version if version and version.startswith("glibc") else None
 
 
-@functools.cache
-def _libc() -> ctypes.CDLL:
-    libc = ctypes.CDLL("libc.so.6")
-    libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    libc.mallopt.restype = ctypes.c_int
-    libc.malloc_trim.argtypes = [ctypes.c_size_t]
-    libc.malloc_trim.restype = ctypes.c_int
-    return libc
-
-
 def _reason_not_to_tune(device: torch.device) -> str | None:
     if device.type != "cpu":
         return f"training runs on {device}, whose tensors come from torch's caching allocator, not malloc"
@@ -100,7 +88,10 @@ def tune_malloc(device: torch.device) -> MallocTuning:
     reason = _reason_not_to_tune(device)
     if reason is not None:
         return MallocTuning(applied=False, reason=reason)
-    refused = [str(parameter) for parameter, value in SETTINGS if _libc().mallopt(parameter, value) != 1]
+    mallopt = ctypes.CDLL("libc.so.6").mallopt
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    refused = [str(parameter) for parameter, value in SETTINGS if mallopt(parameter, value) != 1]
     if refused:
         return MallocTuning(applied=False, reason=f"glibc refused mallopt parameter(s) {', '.join(refused)}")
     _applied = MallocTuning(
@@ -108,18 +99,3 @@ def tune_malloc(device: torch.device) -> MallocTuning:
         reason=f"{glibc_version()}: mmap threshold 1 GiB, trim threshold 2 GiB, top pad 256 MiB",
     )
     return _applied
-
-
-def release_free_heap() -> bool:
-    """Give the free pages inside glibc's heaps back to the system (``malloc_trim(0)``) in a tuned process.
-
-    The tuned heap keeps what a step frees, but it fragments: tensors that outlive a step (a refill's
-    activations, the model's buffers) split the holes the step's large tensors leave, so later steps put
-    those tensors on pages never used before and the resident set creeps up over the run. Called
-    at a boundary that comes every few steps, never per step, this caps the creep at what the steps since
-    the last call touch; the next step faults the returned pages in once. An untuned process returns large
-    blocks as it frees them, so there it does nothing. Returns whether pages were returned.
-    """
-    if _applied is None:
-        return False
-    return _libc().malloc_trim(0) == 1

@@ -52,7 +52,6 @@ import torch
 from saecore.errors import ConfigError, SAEFileError
 from saecore.sources.base import ActivationSource
 from saecore.sources.cached import derive_seed
-from saecore.training.allocator import release_free_heap
 from saecore_source_llm.config import LLMSourceConfig
 from saecore_source_llm.dataset_reader import ALL_DOCUMENTS, DocumentSelection, choose_column, open_dataset
 from saecore_source_llm.hooked_model import HookedModel
@@ -148,7 +147,6 @@ class LLMSource(ActivationSource):
                 self.check_batch_size(batch_size)
             self.buffer.refill(self._chunks)
             self._forget_unused_chunks()
-            release_free_heap()
         return self.buffer.take(batch_size).to(self.device)
 
     def check_batch_size(self, batch_size: int) -> None:
