@@ -19,8 +19,12 @@ fresh process (so peak RSS belongs to that case alone):
 Columns: ``loop tok/s`` (wall: the training loop, the served batches, or the trainer
 alone), ``run tok/s`` (wall: the whole ``run()`` call, model and data passed in), ``CPU
 s/step`` (CPU seconds of all the process's threads per 4096-token step: the work done,
-which a busy shared machine disturbs far less than wall time) and ``peak RSS MB``. With
-``--repeat`` the cases run interleaved and the median is shown.
+which a busy shared machine disturbs far less than wall time), ``sys s/step`` and
+``faults/step`` (system CPU seconds and minor page faults per step: what fresh memory
+costs, whatever the load) and ``peak RSS MB``. For saecore's end-to-end cases a second
+table gives the peak RSS reached by the end of each phase (set-up, first step with the
+buffer's fill, the other steps, the final evaluation). With ``--repeat`` the cases run
+interleaved and the median is shown (the largest peak RSS).
 
 ::
 
@@ -87,45 +91,64 @@ def build_dataset(n_tokens: int) -> Any:
 
 
 class Clock:
-    """Wall and CPU seconds (all threads of this process) between ``start()`` and ``stop()``.
+    """Wall and CPU seconds (all threads of this process) and page faults between ``start()`` and ``stop()``.
 
     CPU seconds per step measure the work done, which on a shared machine is far steadier
-    than wall time; the overlap shows only in wall time.
+    than wall time; the overlap shows only in wall time. Minor page faults and system CPU
+    seconds per step are what the allocator costs: each large tensor served by a fresh
+    ``mmap`` is faulted in and zero-filled page by page, which a busy machine does not change.
     """
 
     def __init__(self) -> None:
-        self.wall = self.cpu = 0.0
-        self._started = (0.0, 0.0)
+        self.wall = self.cpu = self.system = 0.0
+        self.faults = 0
+        self._started: tuple[float, float, float, int] = (0.0, 0.0, 0.0, 0)
 
     def start(self) -> None:
-        self._started = (time.perf_counter(), time.process_time())
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        self._started = (time.perf_counter(), time.process_time(), usage.ru_stime, usage.ru_minflt)
 
     def stop(self) -> None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
         self.wall = time.perf_counter() - self._started[0]
         self.cpu = time.process_time() - self._started[1]
+        self.system = usage.ru_stime - self._started[2]
+        self.faults = usage.ru_minflt - self._started[3]
 
     def rates(self, steps: int) -> dict[str, float]:
-        return {"tokens_per_s": steps * BATCH / self.wall, "cpu_s_per_step": self.cpu / steps}
+        return {"tokens_per_s": steps * BATCH / self.wall, "cpu_s_per_step": self.cpu / steps,
+                "sys_s_per_step": self.system / steps, "faults_per_step": self.faults / steps}
 
 
-def clock_saecore_loop(clock: Clock) -> None:
+def clock_saecore_loop(clock: Clock, phase_peaks: dict[str, float] | None = None) -> None:
     """Time saecore's training loop: from ``begin_fit()`` to its final evaluation (``_finish``).
 
     ``begin_fit`` is where both ``SAETrainer.fit`` and the runners' sweep loop start the loop.
+    With ``phase_peaks`` it also records the peak RSS reached by the end of each phase: the
+    set-up (imports, model, data), the first step (which fills the buffer), the other steps.
     """
     from saecore.training.trainer import SAETrainer
 
-    begin_fit, finish = SAETrainer.begin_fit, SAETrainer._finish
+    begin_fit, run_step, finish = SAETrainer.begin_fit, SAETrainer.run_step, SAETrainer._finish
+    peaks = phase_peaks if phase_peaks is not None else {}
 
     def timed_begin_fit(self: Any, **options: Any) -> None:
+        peaks["set-up"] = peak_rss_mb()
         clock.start()
         begin_fit(self, **options)
 
+    def traced_run_step(self: Any, stop: Any) -> None:
+        run_step(self, stop)
+        if self.n_training_steps == 1:
+            peaks["first step"] = peak_rss_mb()
+
     def timed_finish(self: Any) -> None:
         clock.stop()
+        peaks["other steps"] = peak_rss_mb()
         finish(self)
 
     SAETrainer.begin_fit, SAETrainer._finish = timed_begin_fit, timed_finish  # type: ignore[method-assign]
+    SAETrainer.run_step = traced_run_step  # type: ignore[method-assign]
 
 
 def tune_malloc() -> bool:
@@ -156,13 +179,15 @@ def saecore_e2e(d_model: int, steps: int, overlap: bool) -> dict[str, Any]:
     from saecore import LanguageModelSAETrainingRunner
 
     clock = Clock()
-    clock_saecore_loop(clock)
+    phase_peaks: dict[str, float] = {}
+    clock_saecore_loop(clock, phase_peaks)
     cfg = saecore_runner_config(d_model, steps * BATCH, overlap)
     model, dataset = build_model(d_model), build_dataset(steps * BATCH * 2)
     started = time.perf_counter()
     LanguageModelSAETrainingRunner(cfg, override_model=model, override_dataset=dataset).run()
     wall = time.perf_counter() - started
-    return {**clock.rates(steps), "run_tokens_per_s": steps * BATCH / wall}
+    phase_peaks["final evaluation"] = peak_rss_mb()
+    return {**clock.rates(steps), "run_tokens_per_s": steps * BATCH / wall, "phase_peak_rss_mb": phase_peaks}
 
 
 def saecore_store(d_model: int, steps: int) -> dict[str, Any]:
@@ -308,23 +333,42 @@ def median_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     merged = []
     for (d_model, case), group in rows.items():
         row: dict[str, Any] = {"d_model": d_model, "case": case, "repeats": len(group)}
-        for key in ("tokens_per_s", "run_tokens_per_s", "cpu_s_per_step"):
+        for key in ("tokens_per_s", "run_tokens_per_s", "cpu_s_per_step", "sys_s_per_step", "faults_per_step"):
             if key in group[0]:
                 row[key] = statistics.median(run[key] for run in group)
                 row[f"{key}_all"] = [run[key] for run in group]
         row["peak_rss_mb"] = max(run["peak_rss_mb"] for run in group)
+        row["peak_rss_mb_all"] = [run["peak_rss_mb"] for run in group]
+        if "phase_peak_rss_mb" in group[0]:
+            row["phase_peak_rss_mb"] = {phase: max(run["phase_peak_rss_mb"][phase] for run in group)
+                                        for phase in group[0]["phase_peak_rss_mb"]}
         merged.append(row)
     return merged
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     header = (f"{'d_model':>7}  {'case':<16}  {'loop tok/s':>10}  {'run tok/s':>9}  {'CPU s/step':>10}  "
-              f"{'peak RSS MB':>11}")
+              f"{'sys s/step':>10}  {'faults/step':>11}  {'peak RSS MB':>11}")
     lines = [header, "-" * len(header)]
     for row in rows:
         run_rate = f"{row['run_tokens_per_s']:>9,.0f}" if "run_tokens_per_s" in row else f"{'-':>9}"
         lines.append(f"{row['d_model']:>7}  {row['case']:<16}  {row['tokens_per_s']:>10,.0f}  {run_rate}  "
-                     f"{row['cpu_s_per_step']:>10.2f}  {row['peak_rss_mb']:>11,.0f}")
+                     f"{row['cpu_s_per_step']:>10.2f}  {row['sys_s_per_step']:>10.3f}  "
+                     f"{row['faults_per_step']:>11,.0f}  {row['peak_rss_mb']:>11,.0f}")
+    return "\n".join(lines)
+
+
+def phase_table(rows: list[dict[str, Any]]) -> str:
+    """Peak RSS (MB) reached by the end of each phase of saecore's run: which phase sets the peak."""
+    traced = [row for row in rows if "phase_peak_rss_mb" in row]
+    if not traced:
+        return ""
+    phases = list(traced[0]["phase_peak_rss_mb"])
+    header = f"{'d_model':>7}  {'case':<16}  " + "  ".join(f"{phase:>16}" for phase in phases)
+    lines = [header, "-" * len(header)]
+    for row in traced:
+        peaks = "  ".join(f"{row['phase_peak_rss_mb'][phase]:>16,.0f}" for phase in phases)
+        lines.append(f"{row['d_model']:>7}  {row['case']:<16}  {peaks}")
     return "\n".join(lines)
 
 
@@ -354,6 +398,9 @@ def main() -> int:
                 print(table(median_rows(runs[-1:])).splitlines()[-1], file=sys.stderr, flush=True)
     rows = median_rows(runs)
     print(table(rows))
+    phases = phase_table(rows)
+    if phases:
+        print(f"\npeak RSS MB by the end of each phase\n{phases}")
     print(json.dumps(rows, indent=2))
     if args.json:
         with open(args.json, "w") as handle:
