@@ -7,9 +7,10 @@ learn the general, frequent features, and later latents refine them instead of a
 them. Everything else (selection, threshold, saving as ``jumprelu``) is BatchTopK's.
 
 On BatchTopK's support route the nested reconstructions come from the same sparse codes:
-each level decodes only its own kept entries (sharing one sort of them by latent), so the
-levels together cost one sparse decode and no dense product; the prefixes (running sums
-of those level decodes) and their errors are one autograd node
+each level decodes only its own kept entries (sharing one sort of them by latent, and one
+decoder gradient: :func:`~saecore_sae_matryoshka_batchtopk.level_decodes.level_decodes`),
+so the levels together cost one sparse decode and no dense product; the prefixes (running
+sums of those level decodes) and their errors are one autograd node
 (:func:`~saecore_sae_matryoshka_batchtopk.nested_errors.nested_errors`).
 """
 
@@ -22,9 +23,10 @@ from saecore_sae_batchtopk.batchtopk_sae import BatchTopKTrainingSAE
 from saecore_sae_batchtopk.support_step import SupportSelection, support_step_output
 
 from saecore import TrainStepInput, TrainStepOutput
-from saecore.sparse import AUX_LOSS_NAME, auxk_loss, auxk_plan, decode_support
+from saecore.sparse import AUX_LOSS_NAME, auxk_loss, auxk_plan
 from saecore.training_sae import mse_loss
 from saecore_sae_matryoshka_batchtopk.config import MatryoshkaBatchTopKTrainingSAEConfig
+from saecore_sae_matryoshka_batchtopk.level_decodes import level_decodes
 from saecore_sae_matryoshka_batchtopk.nested_errors import nested_errors
 
 
@@ -90,13 +92,9 @@ class MatryoshkaBatchTopKTrainingSAE(BatchTopKTrainingSAE[MatryoshkaBatchTopKTra
         return self.cfg.use_matryoshka_aux_loss and dead is not None and bool(dead.any())
 
     def support_training_step(self, step_input: TrainStepInput, selection: SupportSelection) -> TrainStepOutput:
-        """The nested losses over the support: one sparse decode per level, prefixes and errors in one node."""
+        """The nested losses over the support: the level decodes in one node, prefixes and errors in another."""
         support, x, dead = selection.support, step_input.sae_in, step_input.dead_neuron_mask
-        decodes, start = [], 0
-        for width in self.cfg.matryoshka_widths:
-            level_support, level_entries = support.of_latent_range(start, width)
-            decodes.append(decode_support(selection.values[level_entries], level_support, self.W_dec))
-            start = width
+        decodes = level_decodes(selection.values, support, self.W_dec, self.cfg.matryoshka_widths)
         inner_errors, recons = nested_errors(self.b_dec, x, decodes)
         sae_out = self.finish_decode(recons)
         if self._per_level_auxk(dead):
