@@ -4,7 +4,7 @@ Each level ``[start, stop)`` of the latents decodes only its own kept entries. A
 support decodes, every level's backward would form a whole ``[d_sae, d_in]`` decoder
 gradient (zero outside its rows) and autograd would add them up: ``L`` decoder-sized
 outputs and ``L − 1`` additions. Here each level sums its entries' rows into its own
-``[stop − start, d_in]`` block only, and the blocks, which tile the latents, are joined once.
+``[stop − start, d_in]`` block of one gradient (the levels tile the latents).
 """
 
 from __future__ import annotations
@@ -39,16 +39,15 @@ class _LevelDecodes(torch.autograd.Function):
     def backward(ctx: Any, *grads: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         values, W_dec = ctx.saved_tensors
         grad_values = torch.empty_like(values) if ctx.needs_input_grad[0] else None
-        blocks = []
+        grad_W_dec = torch.empty_like(W_dec) if ctx.needs_input_grad[1] else None
         for (start, stop, part, entries), grad in zip(ctx.levels, grads):
             if grad_values is not None:
                 grad_values[entries] = part.row_dots(grad, W_dec)
-            if ctx.needs_input_grad[1]:
+            if grad_W_dec is not None:
                 order, latent_starts = part.by_latent()
                 level_values = values[entries]
-                blocks.append(F.embedding_bag(part.rows[order], grad, latent_starts[start:stop],
-                                              per_sample_weights=level_values[order], mode="sum"))
-        grad_W_dec = torch.cat(blocks) if blocks else None
+                grad_W_dec[start:stop] = F.embedding_bag(part.rows[order], grad, latent_starts[start:stop],
+                                                         per_sample_weights=level_values[order], mode="sum")
         return grad_values, grad_W_dec, None, None
 
 
