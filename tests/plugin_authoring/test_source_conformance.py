@@ -74,11 +74,64 @@ class WrongWidthSource(ForgetfulSource):
         return super().next_batch(batch_size)[:, :-1]
 
 
+class StreamsConfig(SourceConfig):
+    streams: list[str] = ["a", "b"]  # noqa: RUF012 (a pydantic field)
+    width: int = 3
+
+
+class NamedStreamsSource(ActivationSource):
+    """Several streams side by side; each stream's columns depend on its name, the row and the seed."""
+
+    cfg: StreamsConfig
+
+    def __init__(self, cfg: StreamsConfig, *, seed: int = 42, device: str = "cpu") -> None:
+        super().__init__(cfg, seed=seed, device=device)
+        self.served = 0
+
+    @property
+    def d_in(self) -> int:
+        return self.cfg.width * len(self.cfg.streams)
+
+    def streams(self) -> dict[str, int]:
+        return {name: self.cfg.width for name in self.cfg.streams}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"served": self.served}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.served = int(state["served"])
+
+    def stream_key(self, name: str) -> int:
+        return sum(map(ord, name))
+
+    def next_batch(self, batch_size: int) -> torch.Tensor:
+        rows = torch.arange(self.served, self.served + batch_size, dtype=torch.float32).unsqueeze(1)
+        self.served += batch_size
+        columns = torch.arange(self.cfg.width, dtype=torch.float32)
+        return torch.cat([torch.sin(rows * 0.37 * self.stream_key(name) + columns + self.seed)
+                          for name in self.cfg.streams], dim=1)
+
+
+class PositionalStreamsSource(NamedStreamsSource):
+    """Each stream's columns depend on where it stands, so a stream read alone serves other values."""
+
+    def stream_key(self, name: str) -> int:
+        return self.cfg.streams.index(name) + 1
+
+
+class StreamsBeyondDInSource(NamedStreamsSource):
+    def streams(self) -> dict[str, int]:
+        return {**super().streams(), "extra": 1}
+
+
 class BrokenSourcesPlugin:
     @hookimpl
     def saecore_register_sources(self, register: RegisterSource) -> None:
         register("forgetful", ForgetfulSource, CountingConfig)
         register("wrong_width", WrongWidthSource, CountingConfig)
+        register("named_streams", NamedStreamsSource, StreamsConfig)
+        register("positional_streams", PositionalStreamsSource, StreamsConfig)
+        register("streams_beyond_d_in", StreamsBeyondDInSource, StreamsConfig)
 
 
 @pytest.fixture
@@ -86,6 +139,12 @@ def broken_sources() -> Iterator[None]:
     add_in_process_plugin(BrokenSourcesPlugin(), "broken_sources")
     yield
     remove_in_process_plugin("broken_sources")
+
+
+@pytest.mark.usefixtures("broken_sources")
+class TestNamedStreamsSource(SourceConformance):
+    source = "named_streams"
+    stream_alone: ClassVar[dict[str, dict[str, Any]]] = {"b": {"streams": ["b"]}, "a": {"streams": ["a"]}}
 
 
 class ForgetfulKit(SourceConformance):
@@ -110,4 +169,30 @@ def test_kit_catches_batches_narrower_than_d_in() -> None:
     kit = WrongWidthKit()
     with pytest.raises(AssertionError, match="asked for 64 rows of 4"):
         kit.test_batches_have_the_promised_shape_dtype_and_device()
+    kit.teardown_method(None)
+
+
+class PositionalStreamsKit(SourceConformance):
+    source = "positional_streams"
+    stream_alone: ClassVar[dict[str, dict[str, Any]]] = {"b": {"streams": ["b"]}}
+
+
+class StreamsBeyondDInKit(SourceConformance):
+    source = "streams_beyond_d_in"
+
+
+@pytest.mark.usefixtures("broken_sources")
+def test_kit_catches_a_stream_that_serves_other_values_when_read_alone() -> None:
+    kit = PositionalStreamsKit()
+    kit.test_streams_are_named_widths_that_add_up_to_d_in()
+    with pytest.raises(AssertionError, match="stream 'b' read alone: batch 0 differs"):
+        kit.test_a_stream_read_alone_serves_the_same_columns()
+    kit.teardown_method(None)
+
+
+@pytest.mark.usefixtures("broken_sources")
+def test_kit_catches_streams_that_do_not_add_up_to_d_in() -> None:
+    kit = StreamsBeyondDInKit()
+    with pytest.raises(AssertionError, match=r"add up to 7, but d_in is 6"):
+        kit.test_streams_are_named_widths_that_add_up_to_d_in()
     kit.teardown_method(None)
