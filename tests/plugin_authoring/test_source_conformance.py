@@ -1,8 +1,13 @@
-"""SourceConformance passes the core's own sources and catches sources that break the contract."""
+"""SourceConformance passes the core's own sources and catches sources that break the contract.
+
+The cached source runs it on a cache of two streams; a toy source of named streams runs
+the several-stream checks, each stream also read alone.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -11,6 +16,7 @@ import torch
 from saecore import ActivationSource, SourceConfig, hookimpl
 from saecore.hookspecs import RegisterSource
 from saecore.registry import add_in_process_plugin, remove_in_process_plugin
+from saecore.sources.cached import CachedActivationsWriter, StreamInfo
 from saecore.testing import SourceConformance
 
 
@@ -37,6 +43,26 @@ class TestTensorSourceOfPairs(SourceConformance):
         "target": torch.randn(2000, 3, generator=torch.Generator().manual_seed(1)),
     }
     oversized_batch_size = 2001
+
+
+@pytest.fixture(scope="module")
+def cache_of_two_streams(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache whose rows are a plain stream (4 columns) and a stream of (input, target) pairs (3 + 2)."""
+    path = tmp_path_factory.mktemp("cache") / "two_streams"
+    streams = (StreamInfo("plain", 4, {"hook_name": "plain"}),
+               StreamInfo("pair", 5, {"hook_name": "pair", "hook_name_out": "pair_out"}, target_width=2))
+    with CachedActivationsWriter(path, 9, shard_size_tokens=512, metadata={"hook_name": "plain"},
+                                 streams=streams) as writer:
+        writer.append(torch.randn(2048, 9, generator=torch.Generator().manual_seed(0)))
+    return path
+
+
+class TestCachedSourceOfTwoStreams(SourceConformance):
+    source = "cached"
+
+    @pytest.fixture(autouse=True)
+    def _cache(self, cache_of_two_streams: Path) -> None:
+        self.config = {"path": cache_of_two_streams}  # type: ignore[misc]
 
 
 class CountingConfig(SourceConfig):
