@@ -89,13 +89,15 @@ class ForgetfulSource(ActivationSource):
         return rows.unsqueeze(1).repeat(1, self.cfg.d_in)
 
 
-class WrongWidthSource(ForgetfulSource):
+class ResumableSource(ForgetfulSource):
     def state_dict(self) -> dict[str, Any]:
         return {"served": self.served}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.served = int(state["served"])
 
+
+class WrongWidthSource(ResumableSource):
     def next_batch(self, batch_size: int) -> torch.Tensor:
         return super().next_batch(batch_size)[:, :-1]
 
@@ -105,14 +107,10 @@ class StreamsConfig(SourceConfig):
     width: int = 3
 
 
-class NamedStreamsSource(ActivationSource):
+class NamedStreamsSource(ResumableSource):
     """Several streams side by side; each stream's columns depend on its name, the row and the seed."""
 
-    cfg: StreamsConfig
-
-    def __init__(self, cfg: StreamsConfig, *, seed: int = 42, device: str = "cpu") -> None:
-        super().__init__(cfg, seed=seed, device=device)
-        self.served = 0
+    cfg: StreamsConfig  # type: ignore[assignment]
 
     @property
     def d_in(self) -> int:
@@ -120,12 +118,6 @@ class NamedStreamsSource(ActivationSource):
 
     def streams(self) -> dict[str, int]:
         return {name: self.cfg.width for name in self.cfg.streams}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"served": self.served}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.served = int(state["served"])
 
     def stream_key(self, name: str) -> int:
         return sum(map(ord, name))
@@ -181,23 +173,6 @@ class WrongWidthKit(SourceConformance):
     source = "wrong_width"
 
 
-@pytest.mark.usefixtures("broken_sources")
-def test_kit_catches_a_state_dict_that_does_not_resume() -> None:
-    kit = ForgetfulKit()
-    kit.test_same_seed_gives_the_same_batches()
-    with pytest.raises(AssertionError, match="the resumed source: batch 0 differs"):
-        kit.test_state_dict_resumes_exactly_after_a_checkpoint()
-    kit.teardown_method(None)
-
-
-@pytest.mark.usefixtures("broken_sources")
-def test_kit_catches_batches_narrower_than_d_in() -> None:
-    kit = WrongWidthKit()
-    with pytest.raises(AssertionError, match="asked for 64 rows of 4"):
-        kit.test_batches_have_the_promised_shape_dtype_and_device()
-    kit.teardown_method(None)
-
-
 class PositionalStreamsKit(SourceConformance):
     source = "positional_streams"
     stream_alone: ClassVar[dict[str, dict[str, Any]]] = {"b": {"streams": ["b"]}}
@@ -208,17 +183,20 @@ class StreamsBeyondDInKit(SourceConformance):
 
 
 @pytest.mark.usefixtures("broken_sources")
-def test_kit_catches_a_stream_that_serves_other_values_when_read_alone() -> None:
-    kit = PositionalStreamsKit()
-    kit.test_streams_are_named_widths_that_add_up_to_d_in()
-    with pytest.raises(AssertionError, match="stream 'b' read alone: batch 0 differs"):
-        kit.test_a_stream_read_alone_serves_the_same_columns()
-    kit.teardown_method(None)
-
-
-@pytest.mark.usefixtures("broken_sources")
-def test_kit_catches_streams_that_do_not_add_up_to_d_in() -> None:
-    kit = StreamsBeyondDInKit()
-    with pytest.raises(AssertionError, match=r"add up to 7, but d_in is 6"):
-        kit.test_streams_are_named_widths_that_add_up_to_d_in()
+@pytest.mark.parametrize(("kit_class", "passes", "fails", "message"), [
+    (ForgetfulKit, "test_same_seed_gives_the_same_batches", "test_state_dict_resumes_exactly_after_a_checkpoint",
+     "the resumed source: batch 0 differs"),
+    (WrongWidthKit, None, "test_batches_have_the_promised_shape_dtype_and_device", "asked for 64 rows of 4"),
+    (PositionalStreamsKit, "test_streams_are_named_widths_that_add_up_to_d_in",
+     "test_a_stream_read_alone_serves_the_same_columns", "stream 'b' read alone: batch 0 differs"),
+    (StreamsBeyondDInKit, None, "test_streams_are_named_widths_that_add_up_to_d_in", "add up to 7, but d_in is 6"),
+])
+def test_kit_catches_a_source_that_breaks_the_contract(
+    kit_class: type[SourceConformance], passes: str | None, fails: str, message: str
+) -> None:
+    kit = kit_class()
+    if passes is not None:
+        getattr(kit, passes)()
+    with pytest.raises(AssertionError, match=message):
+        getattr(kit, fails)()
     kit.teardown_method(None)
