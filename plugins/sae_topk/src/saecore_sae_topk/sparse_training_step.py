@@ -9,9 +9,9 @@ those pairs only (``decode_codes``), sorted once by latent (``code_support``) fo
 weight gradients. AuxK (``saecore.sparse.auxk``) lets dead latents predict the residual
 ``target − prediction``.
 
-The caller decides whether the step applies (no hook that must see dense activations, an
-input without a gradient, rows ``[batch, d_in]``) and supplies the AuxK plan, whose
-``k_aux`` depends on the width of the target.
+The step applies when ``sparse_step_applies``: otherwise the caller takes its dense path,
+which computes the same losses. The caller supplies the AuxK plan, whose ``k_aux``
+depends on the width of the target.
 """
 
 from __future__ import annotations
@@ -33,6 +33,16 @@ from saecore_sae_topk.sparse_codes import (
     select_topk,
 )
 from saecore_sae_topk.sparse_encoder import encoder_scores
+
+
+def sparse_step_applies(sae: SAE[Any], step_input: TrainStepInput) -> bool:
+    """No hook must see (and may replace) dense activations, the input needs no gradient, and it is rows.
+
+    The sparse step works on ``[batch, d_in]`` rows; other shapes (``[batch, pos, d_in]``)
+    take the dense path.
+    """
+    hooked = sae.hook_sae_acts_pre.is_hooked or sae.hook_sae_acts_post.is_hooked
+    return not hooked and not step_input.sae_in.requires_grad and step_input.sae_in.ndim == 2
 
 
 def topk_sparse_training_step(

@@ -27,7 +27,7 @@ from saecore.sparse import fold_decoder_norms_for_saving
 from saecore.sparse.auxk import AUX_LOSS_NAME, AuxKPlan, auxk_loss, auxk_plan
 from saecore_sae_topk.config import TopKTrainingSAEConfig
 from saecore_sae_topk.sparse_codes import codes_to_sparse_coo, kernel_code_row_dots, scatter_codes, select_topk
-from saecore_sae_topk.sparse_training_step import topk_sparse_training_step
+from saecore_sae_topk.sparse_training_step import sparse_step_applies, topk_sparse_training_step
 from saecore_sae_topk.topk_sae import TopKBase
 
 
@@ -71,9 +71,7 @@ class TopKTrainingSAE(TopKBase[TopKTrainingSAEConfig], TrainingSAE[TopKTrainingS
 
     # -- the training step -------------------------------------------------------------------
     def training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
-        needs_dense = self.hook_sae_acts_pre.is_hooked or self.hook_sae_acts_post.is_hooked
-        # The sparse path works on [batch, d_in] rows; other shapes ([batch, pos, d_in]) take the dense one.
-        if needs_dense or step_input.sae_in.requires_grad or step_input.sae_in.ndim != 2:
+        if not sparse_step_applies(self, step_input):
             output = super().training_forward_pass(step_input)
             if output.feature_acts.is_sparse:
                 output.firing_counts = _sparse_firing_counts(output.feature_acts)

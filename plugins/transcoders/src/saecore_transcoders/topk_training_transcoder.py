@@ -4,15 +4,16 @@ The step is the TopK SAE's (``saecore_sae_topk.sparse_training_step``) with the 
 place of the input and the skip connection's term added to the prediction, so no dense
 ``[N, d_sae] × [d_sae, d_out]`` product is formed. AuxK (``saecore.sparse.auxk``) lets dead
 latents predict what the live ones miss of the *target*, with ``k_aux = d_out // 2``. When
-a hook must see dense activations, or the input needs a gradient, the step falls back to
-the dense path, which computes the same losses.
+a hook must see dense activations, the input needs a gradient, or it is not a matrix of
+rows (``[batch, pos, d_in]``), the step falls back to the dense path, which computes the
+same losses.
 """
 
 from __future__ import annotations
 
 import torch
 from saecore_sae_topk.sparse_codes import kernel_code_row_dots, scatter_codes, select_topk
-from saecore_sae_topk.sparse_training_step import topk_sparse_training_step
+from saecore_sae_topk.sparse_training_step import sparse_step_applies, topk_sparse_training_step
 
 from saecore import TrainCoefficientConfig, TrainStepInput, TrainStepOutput
 from saecore.sparse import fold_decoder_norms_for_saving
@@ -52,8 +53,7 @@ class TopKTrainingTranscoder(TopKTranscoder, TrainingTranscoder):
         return {AUX_LOSS_NAME: self.cfg.aux_loss_coefficient * loss}
 
     def training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
-        needs_dense = self.hook_sae_acts_pre.is_hooked or self.hook_sae_acts_post.is_hooked
-        if needs_dense or step_input.sae_in.requires_grad:
+        if not sparse_step_applies(self, step_input):
             return super().training_forward_pass(step_input)
         cfg = self.cfg
         return topk_sparse_training_step(
