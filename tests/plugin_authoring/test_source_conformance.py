@@ -188,7 +188,7 @@ class StreamsBeyondDInKit(SourceConformance):
      "the resumed source: batch 0 differs"),
     (WrongWidthKit, None, "test_batches_have_the_promised_shape_dtype_and_device", "asked for 64 rows of 4"),
     (PositionalStreamsKit, "test_streams_are_named_widths_that_add_up_to_d_in",
-     "test_a_stream_read_alone_serves_the_same_columns", "stream 'b' read alone: batch 0 differs"),
+     "test_each_stream_is_seeded_and_read_alone_serves_its_columns", "stream 'b' read alone: batch 0 differs"),
     (StreamsBeyondDInKit, None, "test_streams_are_named_widths_that_add_up_to_d_in", "add up to 7, but d_in is 6"),
 ])
 def test_kit_catches_a_source_that_breaks_the_contract(

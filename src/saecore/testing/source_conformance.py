@@ -200,16 +200,16 @@ class SourceConformance:
             assert source.stream_metadata(name) == source.sae_metadata(), \
                 "the only stream's metadata must be the source's sae_metadata()"
 
-    def test_a_stream_read_alone_serves_the_same_columns(self) -> None:
-        import pytest
-
-        if not self.stream_alone:
-            pytest.skip("stream_alone names no stream for this source")
+    def test_each_stream_is_seeded_and_read_alone_serves_its_columns(self) -> None:
         together = self.make_source(seed=5)
         slices = self.stream_slices(together)
         unknown = sorted(set(self.stream_alone) - set(slices))
         assert not unknown, f"stream_alone names {unknown}, which are not among the streams {list(slices)}"
         batches = self.take(together, 3)
+        again = self.take(self.make_source(seed=5), 3)
+        for name, columns in slices.items():
+            self.assert_same_batches([batch[:, columns] for batch in again], [batch[:, columns] for batch in batches],
+                                     f"stream {name!r} of two sources with seed 5")
         for name, fields in self.stream_alone.items():
             alone = self.make_source(seed=5, **fields)
             width = slices[name].stop - slices[name].start
