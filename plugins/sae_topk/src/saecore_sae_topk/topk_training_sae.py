@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 
 from saecore import ConfigError, TrainingSAE, TrainStepInput, TrainStepOutput
-from saecore.sparse import fold_decoder_norms_for_saving, preactivations_at_support
+from saecore.sparse import fold_decoder_norms_for_saving, latent_firing_counts, preactivations_at_support
 from saecore.sparse.auxk import AUX_LOSS_NAME, AuxKPlan, auxk_error, auxk_fast_reconstruction, auxk_loss, auxk_plan
 from saecore.training_sae import mse_loss
 from saecore_sae_topk.config import TopKTrainingSAEConfig
@@ -113,8 +113,7 @@ class TopKTrainingSAE(TopKBase[TopKTrainingSAEConfig], TrainingSAE[TopKTrainingS
             )
             aux = cfg.aux_loss_coefficient * auxk_error(aux_recons, sae_in - sae_out, plan)
         with torch.no_grad():
-            fired = acts != 0
-            firing_counts = torch.bincount(indices[fired], minlength=cfg.d_sae)
+            firing_counts = latent_firing_counts(indices, cfg.d_sae, acts != 0)
             reported = acts.detach() if norms is None else acts.detach() * norms[indices]
             if cfg.use_sparse_activations or not step_input.is_logging_step:
                 feature_acts = codes_to_sparse_coo(reported, indices, cfg.d_sae)

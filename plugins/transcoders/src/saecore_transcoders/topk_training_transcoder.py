@@ -23,7 +23,7 @@ from saecore_sae_topk.sparse_codes import (
 from saecore_sae_topk.sparse_encoder import encoder_scores
 
 from saecore import TrainCoefficientConfig, TrainStepInput, TrainStepOutput
-from saecore.sparse import fold_decoder_norms_for_saving, preactivations_at_support
+from saecore.sparse import fold_decoder_norms_for_saving, latent_firing_counts, preactivations_at_support
 from saecore.sparse.auxk import AUX_LOSS_NAME, auxk_error, auxk_fast_reconstruction, auxk_loss, auxk_plan
 from saecore.training_sae import mse_loss
 from saecore_transcoders.config import TopKTrainingTranscoderConfig
@@ -90,7 +90,7 @@ class TopKTrainingTranscoder(TopKTranscoder, TrainingTranscoder):
             )
             aux = cfg.aux_loss_coefficient * auxk_error(aux_recons, target - sae_out, plan)
         with torch.no_grad():
-            firing_counts = torch.bincount(indices[acts != 0], minlength=cfg.d_sae)
+            firing_counts = latent_firing_counts(indices, cfg.d_sae, acts != 0)
             reported = acts.detach() if norms is None else acts.detach() * norms[indices]
             if step_input.is_logging_step:
                 feature_acts = scatter_codes(reported, indices, cfg.d_sae)
