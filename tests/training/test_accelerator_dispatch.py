@@ -8,8 +8,9 @@ device other than the CPU that has shapes but no values, so the same dispatch ru
 them and every read back (``.item()``, ``bool(t)``, ``nonzero``, a boolean index,
 ``bincount``) raises.
 
-The reads that remain by design are listed in ``READS_BY_DESIGN`` (docs/training.md,
-"Devices").
+The reads that remain by design are those about dead latents (AuxK counts them; so the
+steps here get no dead mask) and those that ``READS_BY_DESIGN`` configures away
+(docs/training_fast_paths.md, "Devices").
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def _step_input(sae: TrainingSAE[Any], recipe: str, device: str | torch.device, 
 
 @pytest.mark.parametrize("recipe", sorted(RECIPE_CASES))
 def test_the_accelerator_step_reads_nothing_back_to_the_host(recipe: str) -> None:
-    """Forward, backward and firing counts, with no dead latent (AuxK's plan counts the dead ones)."""
+    """Forward, backward and firing counts, without a dead mask (AuxK's plan counts the dead latents)."""
     sae = make_training_sae(recipe, **READS_BY_DESIGN.get(recipe, {})).to("meta")
     output = sae.training_forward_pass(_step_input(sae, recipe, "meta", dead=False))
     counts = output.latent_firing_counts()
