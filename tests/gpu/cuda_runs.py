@@ -55,7 +55,7 @@ def first_step(recipe: str, device: str, *, autocast: bool) -> tuple[float, dict
         output = sae.training_forward_pass(step_input)
     output.loss.backward()
     grads = {name: p.grad.detach().cpu() for name, p in sae.named_parameters() if p.grad is not None}
-    return float(output.loss), grads
+    return float(output.loss.detach()), grads
 
 
 def trained_and_reloaded(recipe: str, device: str, folder: Path, *, autocast: bool) -> SAE[Any]:
