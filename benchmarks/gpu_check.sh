@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The checks to run the moment a CUDA GPU is available: tests/gpu, then the realistic-shape
 # training-step benchmark (d_in 2304, d_sae 65536, k 64, batch 4096) for topk, batchtopk and
-# matryoshka_batchtopk, in fp32 and under bf16 autocast. About 5 minutes on an H100.
+# matryoshka_batchtopk, in fp32 (with a saecore row that takes the support route on the GPU,
+# TrainerConfig.accelerator_support_route) and under bf16 autocast. About 5 minutes on an H100.
 #
 # It installs nothing (a GPU machine may have no network). The Python it runs ($PYTHON, else
 # python) needs: torch with CUDA (its wheels bring triton), saecore and every plugin installed
@@ -49,7 +50,7 @@ record "${PIPESTATUS[0]}"
 
 for precision in fp32 bf16; do
     echo "== realistic training step, $precision"
-    flags=()
+    flags=(--variant support_route)
     [ "$precision" = bf16 ] && flags=(--autocast)
     timeout 240 "$PYTHON" benchmarks/train_step_throughput.py --realistic --device cuda "${flags[@]}" \
         --arch topk --arch batchtopk --arch matryoshka_batchtopk --json "$RESULTS/realistic-$precision.json" \

@@ -78,6 +78,8 @@ MATRYOSHKA_LEVELS = (1 / 8, 1 / 4, 1 / 2)
 IMPLEMENTATIONS = ("saecore", "sae_lens", "sparsify")
 # TrainerConfig.optimizer_implementation's values.
 OPTIMIZERS = ("auto", "fused", "foreach", "for_loop")
+# Settings' on/off switches, as --variant parts and command-line flags (with - for _).
+SWITCHES = ("compile", "autocast", "support_route")
 FLOOR = "matmul floor"
 BF16_FLOOR = "bf16 matmul floor"
 MAX_GRAD_NORM = 1.0
@@ -129,24 +131,25 @@ class Case:
 class Settings:
     """saecore's fast-path switches for one row (TrainerConfig's fields of the same names).
 
-    SAELens and sparsify always run as their own trainers do: torch's default Adam,
-    eager, float32.
+    ``support_route`` is ``accelerator_support_route``. SAELens and sparsify run as their
+    own trainers do: torch's default Adam, eager (see ``peer_settings`` for autocast).
     """
 
     optimizer: str = "auto"
     compile: bool = False
     autocast: bool = False
+    support_route: bool = False
 
     @property
     def spec(self) -> str:
         """The ``--variant`` spelling of these settings ('' for the defaults)."""
         parts = [self.optimizer] if self.optimizer != "auto" else []
-        parts += [name for name in ("compile", "autocast") if getattr(self, name)]
+        parts += [name for name in SWITCHES if getattr(self, name)]
         return "+".join(parts)
 
     def flags(self) -> list[str]:
         """Command-line flags that reproduce these settings (for the memory child)."""
-        switches = [f"--{name}" for name in ("compile", "autocast") if getattr(self, name)]
+        switches = [f"--{name.replace('_', '-')}" for name in SWITCHES if getattr(self, name)]
         return ["--optimizer", self.optimizer, *switches]
 
 
@@ -156,11 +159,11 @@ def parse_variant(spec: str) -> Settings:
     for part in spec.split("+"):
         if part in OPTIMIZERS:
             values["optimizer"] = part
-        elif part in ("compile", "autocast"):
+        elif part in SWITCHES:
             values[part] = True
         else:
             raise argparse.ArgumentTypeError(
-                f"--variant {spec}: unknown part {part!r}; allowed: {', '.join(OPTIMIZERS)}, compile, autocast"
+                f"--variant {spec}: unknown part {part!r}; allowed: {', '.join(OPTIMIZERS + SWITCHES)}"
             )
     return Settings(**values)
 
@@ -225,7 +228,8 @@ class TrainingStep:
 
 # -- the implementations -----------------------------------------------------------------
 def saecore_trainable(case: Case, shape: Shape, x: torch.Tensor, dead: torch.Tensor, settings: Settings) -> Trainable:
-    """As SAETrainer builds its step from TrainerConfig's optimizer_implementation, compile_training_step, autocast."""
+    """As SAETrainer builds its step from TrainerConfig's optimizer_implementation, compile_training_step, autocast
+    and accelerator_support_route."""
     from saecore.registry import get_registry
     from saecore.training.compiled_step import compiled_training_step
     from saecore.training.optimizer import build_adam
@@ -242,7 +246,8 @@ def saecore_trainable(case: Case, shape: Shape, x: torch.Tensor, dead: torch.Ten
         for name, value in sae.get_coefficients().items()
     }
     # Most steps are not logging steps (the trainer logs every wandb_log_frequency = 30 steps).
-    step_input = TrainStepInput(x, coefficients, dead, n_training_steps=0, is_logging_step=False)
+    step_input = TrainStepInput(x, coefficients, dead, n_training_steps=0, is_logging_step=False,
+                                accelerator_support_route=settings.support_route)
     forward_pass = compiled_training_step(sae.training_forward_pass, x.device, enabled=settings.compile)
     autocast = torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=settings.autocast)
     passes_since_fired = torch.zeros(shape.d_sae, device=x.device)
@@ -787,9 +792,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--autocast", action="store_true",
                         help="saecore's forward pass under bfloat16 autocast (TrainerConfig.autocast), and SAELens's "
                         "(its trainer's autocast)")
+    parser.add_argument("--support-route", action="store_true",
+                        help="let saecore's BatchTopK and Matryoshka steps take the support route off the CPU "
+                        "(TrainerConfig.accelerator_support_route)")
     parser.add_argument("--variant", action="append", type=parse_variant, default=[], metavar="SPEC",
                         help="also time saecore with these settings, interleaved with the rest, e.g. 'fused', "
-                        "'compile', 'for_loop+autocast' (repeatable; column 'x saecore' compares with the saecore row)")
+                        "'compile', 'for_loop+autocast', 'support_route' (repeatable; column 'x saecore' compares "
+                        "with the saecore row)")
     parser.add_argument("--tune-malloc", action="store_true",
                         help="apply saecore's glibc malloc tuning (TrainerConfig.tune_malloc) to this whole process, "
                         "so to every library; compare runs with and without it")
@@ -840,7 +849,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     shape = Shape(args.d_in, args.d_sae, args.batch, args.k)
-    settings = Settings(args.optimizer, args.compile, args.autocast)
+    settings = Settings(args.optimizer, args.compile, args.autocast, args.support_route)
     if args.memory_child is not None:
         case = Case(args.arch[0], args.dead_fraction, args.l0)
         candidate = Candidate(args.memory_child, settings)
@@ -922,7 +931,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "settings": {
                 **{k: getattr(args, k) for k in ("threads", "device", "optimizer", "compile", "autocast", "tune_malloc",
                                                  "warmup", "repeats", "dead_fraction", "memory_steps", "l0",
-                                                 "realistic")},
+                                                 "realistic", "support_route")},
                 "variants": [variant.spec for variant in args.variant],
             },
             "floor": floor,

@@ -11,7 +11,7 @@ support route).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import torch
@@ -39,7 +39,16 @@ def fixed_rows(recipe: str, n_rows: int, seed: int = 7) -> tuple[torch.Tensor, t
     return inputs, targets if "d_out" in RECIPE_CASES[recipe] else None
 
 
-def first_step(recipe: str, device: str, *, autocast: bool) -> tuple[float, dict[str, torch.Tensor]]:
+class FirstStep(NamedTuple):
+    loss: float
+    grads: dict[str, torch.Tensor]
+    sparse_activations: bool
+    """Whether the step returned its activations as a sparse tensor (the support route's, off logging steps)."""
+
+
+def first_step(
+    recipe: str, device: str, *, autocast: bool, logging_step: bool = True, accelerator_support_route: bool = False
+) -> FirstStep:
     """The loss and the parameters' gradients of one step from the seeded weights, on ``device``."""
     sae = make_training_sae(recipe).to(device)
     inputs, targets = fixed_rows(recipe, BATCH)
@@ -49,13 +58,14 @@ def first_step(recipe: str, device: str, *, autocast: bool) -> tuple[float, dict
         coefficients=CoefficientSchedule(sae.get_coefficients()).at(10**6),
         dead_neuron_mask=(torch.arange(sae.cfg.d_sae) % 3 == 0).to(device),
         n_training_steps=0,
-        is_logging_step=True,
+        is_logging_step=logging_step,
+        accelerator_support_route=accelerator_support_route,
     )
     with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=autocast):
         output = sae.training_forward_pass(step_input)
     output.loss.backward()
     grads = {name: p.grad.detach().cpu() for name, p in sae.named_parameters() if p.grad is not None}
-    return float(output.loss.detach()), grads
+    return FirstStep(float(output.loss.detach()), grads, output.feature_acts.is_sparse)
 
 
 def trained_and_reloaded(recipe: str, device: str, folder: Path, *, autocast: bool) -> SAE[Any]:

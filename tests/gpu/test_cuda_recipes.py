@@ -25,8 +25,8 @@ RECIPES = sorted(RECIPE_CASES)
 
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_first_step_float32_matches_the_cpu(recipe: str) -> None:
-    cpu_loss, cpu_grads = first_step(recipe, "cpu", autocast=False)
-    cuda_loss, cuda_grads = first_step(recipe, "cuda", autocast=False)
+    cpu_loss, cpu_grads, _ = first_step(recipe, "cpu", autocast=False)
+    cuda_loss, cuda_grads, _ = first_step(recipe, "cuda", autocast=False)
     assert cuda_loss == pytest.approx(cpu_loss, rel=1e-5)
     assert cuda_grads.keys() == cpu_grads.keys()
     for name, grad in cpu_grads.items():
@@ -35,8 +35,8 @@ def test_first_step_float32_matches_the_cpu(recipe: str) -> None:
 
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_first_step_under_bf16_autocast_matches_the_cpu(recipe: str) -> None:
-    cpu_loss, cpu_grads = first_step(recipe, "cpu", autocast=True)
-    cuda_loss, cuda_grads = first_step(recipe, "cuda", autocast=True)
+    cpu_loss, cpu_grads, _ = first_step(recipe, "cpu", autocast=True)
+    cuda_loss, cuda_grads, _ = first_step(recipe, "cuda", autocast=True)
     assert cuda_loss == pytest.approx(cpu_loss, rel=3e-2)
     for name, grad in cpu_grads.items():
         assert cuda_grads[name].dtype == grad.dtype == torch.float32, name
@@ -61,3 +61,15 @@ def test_trains_saves_and_reloads_like_the_cpu(recipe: str, autocast: bool, tmp_
     with torch.no_grad():
         cpu_out, cuda_out = cpu(inputs), cuda(inputs.cuda()).cpu()
     assert cosine(cuda_out, cpu_out) > (0.9999 if not autocast else 0.98)
+
+
+@pytest.mark.parametrize("recipe", ["batchtopk", "matryoshka_batchtopk"])
+def test_support_route_on_cuda_when_asked_matches_the_cpu(recipe: str) -> None:
+    """``accelerator_support_route``: the CUDA step runs over its support and gives the CPU's numbers."""
+    cpu = first_step(recipe, "cpu", autocast=False, logging_step=False)
+    dense = first_step(recipe, "cuda", autocast=False, logging_step=False)
+    routed = first_step(recipe, "cuda", autocast=False, logging_step=False, accelerator_support_route=True)
+    assert cpu.sparse_activations and routed.sparse_activations and not dense.sparse_activations
+    assert routed.loss == pytest.approx(cpu.loss, rel=1e-5)
+    for name, grad in cpu.grads.items():
+        torch.testing.assert_close(routed.grads[name], grad, rtol=1e-4, atol=1e-5, msg=f"{recipe}: ∂L/∂{name}")

@@ -41,12 +41,13 @@ def test_tiny_cpu_run_under_autocast_rates_bf16_rows_against_the_bf16_floor(tmp_
     out = tmp_path / "bench.json"
     _benchmark().main([
         "--device", "cpu", "--d-in", "64", "--d-sae", "512", "--k", "8", "--batch", "256", "--arch", "topk",
-        "--impl", "saecore", "--impl", "sae_lens", "--autocast", "--warmup", "1", "--repeats", "1",
+        "--impl", "saecore", "--impl", "sae_lens", "--autocast", "--variant", "support_route", "--warmup", "1",
+        "--repeats", "1",
         "--threads", "1", "--no-memory", "--json", str(out),
     ])
     result = json.loads(out.read_text())
     precisions = {row["impl"]: row["precision"] for row in result["rows"]}
-    assert precisions == {"saecore+autocast": "bf16", "sae_lens": "bf16"}
+    assert precisions == {"saecore+autocast": "bf16", "saecore+support_route": "fp32", "sae_lens": "bf16"}
     assert result["floor"]["bf16_gflops_best"] > 0 and result["floor"]["gflops_best"] > 0
     for row in result["rows"]:
         assert row["tok_s_best"] > 0 and 0 < row["floor_fraction_best"]

@@ -16,13 +16,18 @@ steps here get no dead mask) and those that ``READS_BY_DESIGN`` configures away
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from recipe_cases import D_IN, D_SAE, RECIPE_CASES, installed_recipes, make_training_sae, output_width
+from saecore_sae_batchtopk.support_step import takes_support_route
 
-from saecore.sparse import latent_firing_counts
+from saecore.sources.in_memory import TensorSource, TensorSourceConfig
+from saecore.sparse import latent_firing_counts, support_route_possible
+from saecore.training import SAETrainer, TrainerConfig
 from saecore.training.coefficients import CoefficientSchedule
 from saecore.training_sae import TrainingSAE, TrainStepInput
 
@@ -90,3 +95,35 @@ def test_firing_counts_are_the_same_counted_either_way() -> None:
     assert torch.equal(latent_firing_counts(latents, 50), torch.bincount(latents.reshape(-1), minlength=50))
     assert torch.equal(latent_firing_counts(latents, 50, every), latent_firing_counts(latents, 50))
     assert torch.equal(latent_firing_counts(latents, 50, active), torch.bincount(latents[active], minlength=50))
+
+
+def test_batchtopk_takes_the_support_route_off_the_cpu_only_when_asked() -> None:
+    """``accelerator_support_route`` opens the route off the CPU to steps whose density needs no count."""
+    sae = make_training_sae("batchtopk").to("meta")
+    default = _step_input(sae, "batchtopk", "meta", dead=False)
+    asked = dataclasses.replace(default, accelerator_support_route=True)
+    assert not takes_support_route(sae, default)
+    assert takes_support_route(sae, asked)
+    assert not support_route_possible(sae, asked)  # a route whose density is counted stays on the CPU
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert takes_support_route(sae, asked)  # CPU autocast says nothing about another device's
+
+
+def test_the_trainer_hands_its_accelerator_support_route_setting_to_every_step(tmp_path: Path) -> None:
+    seen: list[bool] = []
+    for setting in (False, True):
+        sae = make_training_sae("batchtopk")
+        step = sae.training_forward_pass
+
+        def recording_step(step_input: TrainStepInput, step: Any = step) -> Any:
+            seen.append(step_input.accelerator_support_route)
+            return step(step_input)
+
+        sae.training_forward_pass = recording_step  # type: ignore[method-assign]
+        rows = torch.randn(64, D_IN, generator=torch.Generator().manual_seed(2))
+        cfg = TrainerConfig(
+            training_tokens=2 * 16, train_batch_size_tokens=16, n_eval_batches=1, output_path=None,
+            checkpoint_path=None, verbose=False, accelerator_support_route=setting,
+        )
+        SAETrainer(cfg, sae, TensorSource(TensorSourceConfig(data=rows))).fit()
+    assert seen == [False, False, True, True]

@@ -330,6 +330,7 @@ class SAETrainer:
             dead_neuron_mask=self.feature_stats.dead_mask(),
             n_training_steps=step,
             is_logging_step=(step + 1) % self.logging.wandb_log_frequency == 0,
+            accelerator_support_route=self.cfg.accelerator_support_route,
         )
         with self._autocast:
             output = self._training_step(step_input)
