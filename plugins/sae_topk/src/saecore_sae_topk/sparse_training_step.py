@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from saecore import SAE, TrainStepInput, TrainStepOutput
-from saecore.sparse import preactivations_at_support
+from saecore.sparse import latent_firing_counts, preactivations_at_support
 from saecore.sparse.auxk import AUX_LOSS_NAME, AuxKPlan, auxk_error, auxk_fast_reconstruction
 from saecore.training_sae import mse_loss
 from saecore_sae_topk.sparse_codes import (
@@ -89,7 +89,7 @@ def topk_sparse_training_step(
         )
         aux = aux_loss_coefficient * auxk_error(aux_recons, target - sae_out, aux_plan)
     with torch.no_grad():
-        firing_counts = torch.bincount(indices[acts != 0], minlength=d_sae)
+        firing_counts = latent_firing_counts(indices, d_sae, acts != 0)
         reported = acts.detach() if norms is None else acts.detach() * norms[indices]
         if dense_feature_acts:
             feature_acts = scatter_codes(reported, indices, d_sae)
