@@ -82,7 +82,7 @@ def takes_support_route(sae: TrainingSAE[Any], step_input: TrainStepInput) -> bo
     return (
         step_input.sae_in.dim() == 2
         and k <= SPARSE_TRAINING_MAX_DENSITY * d_sae
-        and support_route_possible(sae, step_input)
+        and support_route_possible(sae, step_input, density_known=True)
     )
 
 
