@@ -1,11 +1,11 @@
 """BatchTopK's training step over the support of its batch selection (``saecore.sparse``).
 
 The encoder product is the one dense product of the step, computed without a graph (the
-TopK plugin's ``encoder_scores``). The batch's kept entries are found among the scores not
-below a bound on the cut-off, a little under the last batch's
+TopK plugin's ``encoder_scores``). On CPU the batch's kept entries are found among the
+scores not below a bound on the cut-off, a little under the last batch's
 (:func:`~saecore_sae_batchtopk.batch_topk.batch_topk_entries_not_below`, with the TopK
-plugin's compiled ``entries_not_below``), or, for the first batch and whenever the cut-off
-fell below the bound, from each row's top candidates
+plugin's compiled ``entries_not_below``); elsewhere, for the first batch and whenever the
+cut-off fell below the bound, from each row's top candidates
 (:func:`~saecore_sae_batchtopk.batch_topk.batch_topk_entries`, with its compiled row
 top-k). Only their pre-activations re-enter autograd: the decode and both weight gradients
 run over those ``≈ k·N`` entries instead of ``N · d_sae``.
@@ -100,7 +100,7 @@ def select_support(
     params = (sae.W_enc, sae.b_enc, sae.b_dec)
     centred, hidden_pre = encoder_scores(x, *params, norms, cfg.apply_b_dec_to_input)
     kept = None
-    if start.bound is not None:
+    if start.bound is not None and hidden_pre.device.type == "cpu":  # where the bounded listing was measured
         kept = batch_topk_entries_not_below(hidden_pre, cfg.k, entries_not_below, start.bound)
     if kept is None:
         kept = batch_topk_entries(hidden_pre, cfg.k, row_topk, start.width)
