@@ -24,15 +24,28 @@ each latent's pre-activation (gated: its gate's) above its threshold on ``N·B/d
 the batch's inputs, so about N latents are active per input (dense steps do the same work
 at any L0; steps that exploit sparsity do less).
 
-Peak memory of a step is measured afterwards, one fresh process per (architecture,
-implementation): the growth of the resident set during two steps on CPU (the kernel's
-high-water mark ``VmHWM``, reset once the parameters and Adam state exist),
-``max_memory_allocated`` growth on CUDA. Run it in
-an environment with SAELens and eai-sparsify installed beside saecore (``nox -s bench``)::
+Peak memory of a step is measured afterwards. On CPU, one fresh process per (architecture,
+implementation) measures the growth of the resident set during two steps (the kernel's
+high-water mark ``VmHWM``, reset once the parameters and Adam state exist). On CUDA the
+timing process measures it right after each case's timing: the growth of
+``max_memory_allocated`` over two steps, which counts only what the step itself allocates.
+
+``--autocast`` runs SAELens's step under bfloat16 autocast too (its trainer's ``autocast``
+option), as saecore's. sparsify's forward always runs under bfloat16 autocast on a CUDA
+device with bf16 (a decorator in its source), and its decoder uses its Triton kernel when
+Triton is importable there; the script prints both. Each row's "of floor" is against the
+matmul of its own precision: the fp32 matmul, or the bf16 matmul (timed whenever a row
+runs in bf16). On CUDA, whether fp32 matmuls may use TF32 is printed beside the floors.
+
+Run it in an environment with SAELens and eai-sparsify installed beside saecore (``nox -s bench``)::
 
     python benchmarks/train_step_throughput.py --dead-fraction 0.2 --json bench.json
     python benchmarks/train_step_throughput.py --large --json bench-large.json
     python benchmarks/train_step_throughput.py --l0 64 --json bench-l0.json
+    python benchmarks/train_step_throughput.py --realistic --device cuda --autocast --arch topk --json gpu.json
+
+``--realistic`` is a Gemma-2-2B residual SAE (d_in 2304, d_sae 65,536, k 64, batch 4096):
+a GPU shape, which benchmarks/gpu_check.sh times in fp32 and bf16.
 """
 
 from __future__ import annotations
@@ -65,7 +78,10 @@ MATRYOSHKA_LEVELS = (1 / 8, 1 / 4, 1 / 2)
 IMPLEMENTATIONS = ("saecore", "sae_lens", "sparsify")
 # TrainerConfig.optimizer_implementation's values.
 OPTIMIZERS = ("auto", "fused", "foreach", "for_loop")
+# Settings' on/off switches, as --variant parts and command-line flags (with - for _).
+SWITCHES = ("compile", "autocast", "support_route")
 FLOOR = "matmul floor"
+BF16_FLOOR = "bf16 matmul floor"
 MAX_GRAD_NORM = 1.0
 LEARNING_RATE = 3e-4
 # sparsify's TrainConfig.auxk_alpha default: the weight of its AuxK loss.
@@ -115,24 +131,25 @@ class Case:
 class Settings:
     """saecore's fast-path switches for one row (TrainerConfig's fields of the same names).
 
-    SAELens and sparsify always run as their own trainers do: torch's default Adam,
-    eager, float32.
+    ``support_route`` is ``accelerator_support_route``. SAELens and sparsify run as their
+    own trainers do: torch's default Adam, eager (see ``peer_settings`` for autocast).
     """
 
     optimizer: str = "auto"
     compile: bool = False
     autocast: bool = False
+    support_route: bool = False
 
     @property
     def spec(self) -> str:
         """The ``--variant`` spelling of these settings ('' for the defaults)."""
         parts = [self.optimizer] if self.optimizer != "auto" else []
-        parts += [name for name in ("compile", "autocast") if getattr(self, name)]
+        parts += [name for name in SWITCHES if getattr(self, name)]
         return "+".join(parts)
 
     def flags(self) -> list[str]:
         """Command-line flags that reproduce these settings (for the memory child)."""
-        switches = [f"--{name}" for name in ("compile", "autocast") if getattr(self, name)]
+        switches = [f"--{name.replace('_', '-')}" for name in SWITCHES if getattr(self, name)]
         return ["--optimizer", self.optimizer, *switches]
 
 
@@ -142,11 +159,11 @@ def parse_variant(spec: str) -> Settings:
     for part in spec.split("+"):
         if part in OPTIMIZERS:
             values["optimizer"] = part
-        elif part in ("compile", "autocast"):
+        elif part in SWITCHES:
             values[part] = True
         else:
             raise argparse.ArgumentTypeError(
-                f"--variant {spec}: unknown part {part!r}; allowed: {', '.join(OPTIMIZERS)}, compile, autocast"
+                f"--variant {spec}: unknown part {part!r}; allowed: {', '.join(OPTIMIZERS + SWITCHES)}"
             )
     return Settings(**values)
 
@@ -211,7 +228,8 @@ class TrainingStep:
 
 # -- the implementations -----------------------------------------------------------------
 def saecore_trainable(case: Case, shape: Shape, x: torch.Tensor, dead: torch.Tensor, settings: Settings) -> Trainable:
-    """As SAETrainer builds its step from TrainerConfig's optimizer_implementation, compile_training_step, autocast."""
+    """As SAETrainer builds its step from TrainerConfig's optimizer_implementation, compile_training_step, autocast
+    and accelerator_support_route."""
     from saecore.registry import get_registry
     from saecore.training.compiled_step import compiled_training_step
     from saecore.training.optimizer import build_adam
@@ -228,7 +246,8 @@ def saecore_trainable(case: Case, shape: Shape, x: torch.Tensor, dead: torch.Ten
         for name, value in sae.get_coefficients().items()
     }
     # Most steps are not logging steps (the trainer logs every wandb_log_frequency = 30 steps).
-    step_input = TrainStepInput(x, coefficients, dead, n_training_steps=0, is_logging_step=False)
+    step_input = TrainStepInput(x, coefficients, dead, n_training_steps=0, is_logging_step=False,
+                                accelerator_support_route=settings.support_route)
     forward_pass = compiled_training_step(sae.training_forward_pass, x.device, enabled=settings.compile)
     autocast = torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=settings.autocast)
     passes_since_fired = torch.zeros(shape.d_sae, device=x.device)
@@ -278,9 +297,11 @@ def saelens_trainable(case: Case, shape: Shape, x: torch.Tensor, dead: torch.Ten
     )
     passes_since_fired = torch.zeros(shape.d_sae, device=x.device)
     firing_totals = torch.zeros(shape.d_sae, device=x.device)
+    autocast = torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=settings.autocast)  # SAETrainer's
 
     def loss() -> torch.Tensor:
-        output = sae.training_forward_pass(step_input)
+        with autocast:
+            output = sae.training_forward_pass(step_input)
         with torch.no_grad():  # what SAELens's SAETrainer._train_step does with the output
             firing = output.feature_acts.bool().float()
             did_fire = firing.sum(-2).bool()
@@ -302,11 +323,18 @@ def record_sparsify_firing(tokens_since_fired: torch.Tensor, latent_indices: tor
     tokens_since_fired[did_fire] = 0
 
 
-def sparsify_trainable(case: Case, shape: Shape, x: torch.Tensor, dead: torch.Tensor, settings: Settings) -> Trainable:
-    if x.device.type == "cpu":
+def import_sparsify(device: torch.device) -> str:
+    """Import sparsify, without its Triton decoder on CPU (it needs CUDA); what it printed about its decoder."""
+    if device.type == "cpu":
         os.environ.setdefault("SPARSIFY_DISABLE_TRITON", "1")
-    with contextlib.redirect_stdout(io.StringIO()):  # it prints which decoder kernel it picked
-        from sparsify import SparseCoder, SparseCoderConfig
+    with contextlib.redirect_stdout(io.StringIO()) as said:  # it prints which decoder kernel it picked
+        import sparsify  # noqa: F401
+    return said.getvalue().strip()
+
+
+def sparsify_trainable(case: Case, shape: Shape, x: torch.Tensor, dead: torch.Tensor, settings: Settings) -> Trainable:
+    import_sparsify(x.device)
+    from sparsify import SparseCoder, SparseCoderConfig
 
     sae = SparseCoder(shape.d_in, SparseCoderConfig(num_latents=shape.d_sae, k=shape.k), device=x.device)
     tokens_since_fired = torch.zeros(shape.d_sae, dtype=torch.long, device=x.device)
@@ -321,6 +349,32 @@ def sparsify_trainable(case: Case, shape: Shape, x: torch.Tensor, dead: torch.Te
     return Trainable(
         loss, params, torch.optim.Adam(params, lr=LEARNING_RATE), sae.remove_gradient_parallel_to_decoder_directions
     )
+
+
+def sparsify_kernels(device: torch.device) -> dict[str, Any]:
+    """Which decoder sparsify picked (its Triton kernel or eager torch), and whether its forward runs in bf16."""
+    note = import_sparsify(device)
+    import sparsify.utils
+
+    decoder = "triton" if sparsify.utils.decoder_impl.__name__ == "triton_decode" else "eager"
+    return {
+        "decoder": decoder,
+        "decoder_note": note,
+        "triton_importable": importlib.util.find_spec("triton") is not None,
+        "forward_bf16_autocast": device.type == "cuda" and torch.cuda.is_bf16_supported(),
+    }
+
+
+def row_precision(candidate: Candidate, device: torch.device) -> str:
+    """``bf16`` when the row's matmuls run under bfloat16 autocast, else ``fp32``."""
+    if candidate.impl == "sparsify":
+        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if candidate.settings.autocast else "fp32"
+
+
+def peer_settings(impl: str, settings: Settings) -> Settings:
+    """SAELens runs under autocast when saecore does (its trainer has the switch); sparsify has no switches."""
+    return Settings(autocast=settings.autocast) if impl == "sae_lens" else Settings()
 
 
 BUILDERS: dict[str, Callable[[Case, Shape, torch.Tensor, torch.Tensor, Settings], Trainable]] = {
@@ -404,12 +458,12 @@ def sparsity_of_state(case: Case, shape: Shape, x: torch.Tensor) -> dict[str, fl
     return facts
 
 
-def matmul_floor(shape: Shape, device: torch.device) -> Callable[[], None]:
-    """The encoder-sized fp32 matmul into a preallocated output: the BLAS speed, nothing else."""
+def matmul_floor(shape: Shape, device: torch.device, dtype: torch.dtype = torch.float32) -> Callable[[], None]:
+    """The encoder-sized matmul in ``dtype`` into a preallocated output: the BLAS speed, nothing else."""
     generator = torch.Generator().manual_seed(1)
-    a = torch.randn(shape.batch, shape.d_in, generator=generator).to(device)
-    w = torch.randn(shape.d_in, shape.d_sae, generator=generator).to(device)
-    out = torch.empty(shape.batch, shape.d_sae, device=device)
+    a = torch.randn(shape.batch, shape.d_in, generator=generator).to(device, dtype)
+    w = torch.randn(shape.d_in, shape.d_sae, generator=generator).to(device, dtype)
+    out = torch.empty(shape.batch, shape.d_sae, device=device, dtype=dtype)
 
     def step() -> None:
         torch.mm(a, w, out=out)
@@ -481,6 +535,7 @@ class Row:
     ratio_to_saecore_best: float | None = None
     floor_fraction: float | None = None
     floor_fraction_best: float | None = None
+    precision: str = "fp32"
     peak_memory_bytes: int | None = None
     memory: dict[str, Any] = field(default_factory=dict)
 
@@ -490,15 +545,20 @@ def paired_ratio(reference: Sequence[float], candidate: Sequence[float]) -> floa
     return statistics.median(r / c for r, c in zip(reference, candidate))
 
 
-def rows_of_case(case: Case, shape: Shape, timings: Timings, saecore_label: str) -> list[Row]:
-    """One row per candidate; ``x saecore`` compares saecore's variants with the ``saecore_label`` row."""
+def rows_of_case(
+    case: Case, shape: Shape, timings: Timings, saecore_label: str, precisions: dict[str, str]
+) -> list[Row]:
+    """One row per candidate; ``x saecore`` compares saecore's variants with the ``saecore_label`` row.
+
+    ``precisions`` gives each candidate's ``fp32`` or ``bf16``: its floor is that matmul's.
+    """
     times = timings.wall
-    floor = times[FLOOR]
     half_units = BOUND_FLOP_UNITS[case.arch] / 2  # bound tok/s ÷ step tok/s = (units/2) · t_matmul / t_step
     rows = []
     for impl, seconds in times.items():
-        if impl == FLOOR:
+        if impl in (FLOOR, BF16_FLOOR):
             continue
+        floor = times[BF16_FLOOR if precisions[impl] == "bf16" else FLOOR]
         row = Row(
             case=case.label,
             arch=case.arch,
@@ -510,6 +570,7 @@ def rows_of_case(case: Case, shape: Shape, timings: Timings, saecore_label: str)
             tok_s_median=shape.batch / statistics.median(seconds),
             floor_fraction=half_units * paired_ratio(floor, seconds),
             floor_fraction_best=half_units * min(floor) / min(seconds),
+            precision=precisions[impl],
         )
         for peer, label in (("sae_lens", "sae_lens"), ("sparsify", "sparsify"), ("saecore", saecore_label)):
             if label in times and label != impl and (peer != "saecore" or impl.startswith("saecore")):
@@ -614,10 +675,13 @@ def print_table(rows: list[Row], floor: dict[str, float], bounds: dict[str, dict
         f"-> dense bound {floor['dense_bound_tok_s']:.0f} tok/s (10·d_in·d_sae FLOP/token), "
         f"sparse TopK bound {floor['sparse_bound_tok_s']:.0f} tok/s (2·d_in·d_sae)"
     )
+    if "bf16_gflops_best" in floor:
+        print(f"bf16 matmul floor: {floor['bf16_gflops_best']:.1f} GFLOP/s best, "
+              f"{floor['bf16_gflops_median']:.1f} median (the floor of the rows marked bf16)")
     headers = ("case", "impl", "tok/s best", "tok/s median", "x SAELens", "x sparsify", "x saecore", "of floor",
-               "peak MiB")
+               "precision", "peak MiB")
     widths = (max(16, *(len(row.case) for row in rows)), max(9, *(len(row.impl) for row in rows)), 11, 12, 13, 13, 13,
-              13, 9)
+              13, 9, 9)
     print("  ".join(h.ljust(w) if i < 2 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths))))
     shown_bounds = set()
     for row in rows:
@@ -633,7 +697,7 @@ def print_table(rows: list[Row], floor: dict[str, float], bounds: dict[str, dict
             _ratio(row.ratio_to_sae_lens, row.ratio_to_sae_lens_best),
             _ratio(row.ratio_to_sparsify, row.ratio_to_sparsify_best),
             _ratio(row.ratio_to_saecore, row.ratio_to_saecore_best),
-            _ratio(row.floor_fraction, row.floor_fraction_best), memory,
+            _ratio(row.floor_fraction, row.floor_fraction_best), row.precision, memory,
         )
         print("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))))
     print(
@@ -661,12 +725,17 @@ def floor_summary(all_times: list[dict[str, list[float]]], shape: Shape) -> dict
     seconds = [t for times in all_times for t in times[FLOOR]]
     flop = 2 * shape.batch * shape.d_in * shape.d_sae
     best = flop / min(seconds) / 1e9
-    return {
+    summary = {
         "gflops_best": best,
         "gflops_median": flop / statistics.median(seconds) / 1e9,
         "dense_bound_tok_s": best * 1e9 / (10 * shape.d_in * shape.d_sae),
         "sparse_bound_tok_s": best * 1e9 / (2 * shape.d_in * shape.d_sae),
     }
+    bf16_seconds = [t for times in all_times for t in times.get(BF16_FLOOR, [])]
+    if bf16_seconds:
+        summary["bf16_gflops_best"] = flop / min(bf16_seconds) / 1e9
+        summary["bf16_gflops_median"] = flop / statistics.median(bf16_seconds) / 1e9
+    return summary
 
 
 def _version(distribution: str) -> str | None:
@@ -692,13 +761,17 @@ def machine_facts(device: torch.device, threads: int) -> dict[str, Any]:
     }
     if device.type == "cuda":
         facts["gpu"] = torch.cuda.get_device_name(device)
+        facts["cuda_fp32_matmul_allows_tf32"] = torch.backends.cuda.matmul.allow_tf32
     return facts
 
 
 # -- entry point ---------------------------------------------------------------------------------
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--large", action="store_true", help="d_in 768, d_sae 24576, k 64 (default 512, 4096, 32)")
+    sizes = parser.add_mutually_exclusive_group()
+    sizes.add_argument("--large", action="store_true", help="d_in 768, d_sae 24576, k 64 (default 512, 4096, 32)")
+    sizes.add_argument("--realistic", action="store_true",
+                       help="d_in 2304, d_sae 65536, k 64, batch 4096: a GPU shape (with --device cuda)")
     parser.add_argument("--d-in", type=int)
     parser.add_argument("--d-sae", type=int)
     parser.add_argument("--k", type=int)
@@ -717,15 +790,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile saecore's training forward pass (TrainerConfig.compile_training_step)")
     parser.add_argument("--autocast", action="store_true",
-                        help="saecore's forward pass under bfloat16 autocast (TrainerConfig.autocast)")
+                        help="saecore's forward pass under bfloat16 autocast (TrainerConfig.autocast), and SAELens's "
+                        "(its trainer's autocast)")
+    parser.add_argument("--support-route", action="store_true",
+                        help="let saecore's BatchTopK and Matryoshka steps take the support route off the CPU "
+                        "(TrainerConfig.accelerator_support_route)")
     parser.add_argument("--variant", action="append", type=parse_variant, default=[], metavar="SPEC",
                         help="also time saecore with these settings, interleaved with the rest, e.g. 'fused', "
-                        "'compile', 'for_loop+autocast' (repeatable; column 'x saecore' compares with the saecore row)")
+                        "'compile', 'for_loop+autocast', 'support_route' (repeatable; column 'x saecore' compares "
+                        "with the saecore row)")
     parser.add_argument("--tune-malloc", action="store_true",
                         help="apply saecore's glibc malloc tuning (TrainerConfig.tune_malloc) to this whole process, "
                         "so to every library; compare runs with and without it")
-    parser.add_argument("--warmup", type=int, help="untimed steps per implementation (default 2, --large 1)")
-    parser.add_argument("--repeats", type=int, help="timed rounds (default 7, --large 3)")
+    parser.add_argument("--warmup", type=int, help="untimed steps per implementation (default 2, --large and "
+                        "--realistic 1)")
+    parser.add_argument("--repeats", type=int, help="timed rounds (default 7, --large and --realistic 3)")
     parser.add_argument("--memory-steps", type=int, default=2, help="steps per memory measurement")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-step peak memory runs")
     parser.add_argument("--profile", type=int, default=0, metavar="ROWS",
@@ -733,14 +812,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", help="write every number (and the step times) here")
     parser.add_argument("--memory-child", choices=IMPLEMENTATIONS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    large = {"d_in": 768, "d_sae": 24576, "k": 64} if args.large else {"d_in": 512, "d_sae": 4096, "k": 32}
-    for name, value in large.items():
+    sized = {"d_in": 512, "d_sae": 4096, "k": 32}
+    if args.large:
+        sized = {"d_in": 768, "d_sae": 24576, "k": 64}
+    if args.realistic:
+        sized = {"d_in": 2304, "d_sae": 65536, "k": 64}
+    for name, value in sized.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
+    big = args.large or args.realistic
     if args.warmup is None:
-        args.warmup = 1 if args.large else 2
+        args.warmup = 1 if big else 2
     if args.repeats is None:
-        args.repeats = 3 if args.large else 7
+        args.repeats = 3 if big else 7
     if not 0 <= args.dead_fraction < 1:
         parser.error(f"--dead-fraction {args.dead_fraction}: allowed 0 <= fraction < 1")
     if args.l0 is not None:
@@ -765,7 +849,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     shape = Shape(args.d_in, args.d_sae, args.batch, args.k)
-    settings = Settings(args.optimizer, args.compile, args.autocast)
+    settings = Settings(args.optimizer, args.compile, args.autocast, args.support_route)
     if args.memory_child is not None:
         case = Case(args.arch[0], args.dead_fraction, args.l0)
         candidate = Candidate(args.memory_child, settings)
@@ -795,18 +879,30 @@ def main(argv: Sequence[str] | None = None) -> None:
             sparsity[case.label] = sparsity_of_state(case, shape, x)
             print(f"{case.label}: start state {sparsity[case.label]}", flush=True)
         steps: dict[str, Callable[[], None]] = {}
+        precisions: dict[str, str] = {}
         for impl in args.impl or IMPLEMENTATIONS:
             if not available(impl, case.arch):
                 continue
-            for candidate_settings in [settings, *args.variant] if impl == "saecore" else [Settings()]:
+            if impl == "sparsify" and "sparsify" not in facts:
+                facts["sparsify"] = sparsify_kernels(device)
+                print(f"sparsify: {facts['sparsify']}", flush=True)
+            impl_settings = [settings, *args.variant] if impl == "saecore" else [peer_settings(impl, settings)]
+            for candidate_settings in impl_settings:
                 candidate = Candidate(impl, candidate_settings)
                 candidates[candidate.label] = candidate
+                precisions[candidate.label] = row_precision(candidate, device)
                 steps[candidate.label] = TrainingStep(BUILDERS[impl](case, shape, x, dead, candidate_settings))
         steps[FLOOR] = matmul_floor(shape, device)
+        if "bf16" in precisions.values():
+            steps[BF16_FLOOR] = matmul_floor(shape, device, torch.bfloat16)
         timings = time_interleaved(steps, args.warmup, args.repeats, sync)
         all_times.append(timings.wall)
-        case_rows = rows_of_case(case, shape, timings, Candidate("saecore", settings).label)
+        case_rows = rows_of_case(case, shape, timings, Candidate("saecore", settings).label, precisions)
         bounds[case.label] = case_bound(case, shape, timings.wall[FLOOR])
+        if device.type == "cuda" and not args.no_memory:
+            for row in case_rows:
+                row.memory = peak_step_memory(steps[row.impl], device, args.memory_steps)
+                row.peak_memory_bytes = row.memory["peak_bytes"]
         rows.extend(case_rows)
         summary = ", ".join(
             f"{row.impl} {row.tok_s_best:.0f} ({statistics.median(row.cpu_seconds):.2f} CPU s/step"
@@ -820,7 +916,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     print_profile(f"{case.label}, {impl}", step, args.profile)
         del steps
         gc.collect()
-    if not args.no_memory:
+    if not args.no_memory and device.type != "cuda":
         for row in rows:
             row.memory = memory_in_subprocess(args, cases[row.case], shape, candidates[row.impl])
             row.peak_memory_bytes = row.memory.get("peak_bytes")
@@ -834,7 +930,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             "shape": asdict(shape),
             "settings": {
                 **{k: getattr(args, k) for k in ("threads", "device", "optimizer", "compile", "autocast", "tune_malloc",
-                                                 "warmup", "repeats", "dead_fraction", "memory_steps", "l0")},
+                                                 "warmup", "repeats", "dead_fraction", "memory_steps", "l0",
+                                                 "realistic", "support_route")},
                 "variants": [variant.spec for variant in args.variant],
             },
             "floor": floor,

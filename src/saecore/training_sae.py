@@ -37,6 +37,8 @@ class TrainStepInput:
 
     ``target`` is what the output must match: for an SAE its own input (the default), for
     a transcoder the activation at its output hook, row-aligned with ``sae_in``.
+    ``accelerator_support_route`` lets a step whose density is known without a count take
+    the support route on a device other than the CPU (``TrainerConfig`` field of that name).
     """
 
     sae_in: torch.Tensor
@@ -45,6 +47,7 @@ class TrainStepInput:
     n_training_steps: int
     is_logging_step: bool = False
     target: torch.Tensor = None  # type: ignore[assignment]
+    accelerator_support_route: bool = False
 
     def __post_init__(self) -> None:
         if self.target is None:

@@ -7,9 +7,11 @@ from typing import Any, ClassVar
 
 import pytest
 import torch
-from saecore_sae_batchtopk.batch_topk import batch_topk, batch_topk_entries
+from saecore_sae_batchtopk.batch_topk import batch_topk, batch_topk_entries, batch_topk_entries_not_below
 from saecore_sae_batchtopk.batchtopk_sae import BatchTopKTrainingSAE
 from saecore_sae_batchtopk.config import BatchTopKTrainingSAEConfig
+from saecore_sae_batchtopk.support_step import SearchStart
+from saecore_sae_topk.entries_not_below import entries_not_below
 from saecore_sae_topk.row_topk import row_topk
 
 from saecore import TrainStepInput
@@ -48,6 +50,39 @@ def test_candidate_search_keeps_only_the_positive_entries_when_fewer_than_the_bu
     assert kept.busiest_row == 2
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])  # the compiled listing, and torch's
+def test_bounded_search_keeps_what_batch_topk_keeps_when_the_cut_off_is_above_the_bound(dtype: torch.dtype) -> None:
+    scores = skewed_scores().to(dtype)
+    expected = batch_topk(scores, 4)
+    cutoff = float(expected[expected > 0].min())
+    kept = batch_topk_entries_not_below(scores, 4, entries_not_below, 0.9 * cutoff)
+    assert kept is not None
+    assert torch.equal(kept.rows, kept.rows.sort().values)
+    torch.testing.assert_close(dense_from_entries(scores, kept.rows, kept.latents), expected, rtol=0, atol=0)
+    torch.testing.assert_close(kept.scores, scores[kept.rows, kept.latents], rtol=0, atol=0)
+    assert kept.positions is not None and torch.equal(kept.positions, kept.rows * 256 + kept.latents)
+    assert kept.busiest_row == int((expected > 0).sum(1).max())
+    assert kept.cutoff == cutoff
+
+
+def test_bounded_search_gives_up_when_the_cut_off_lies_below_the_bound_and_refuses_a_non_positive_bound() -> None:
+    scores = skewed_scores()
+    assert batch_topk_entries_not_below(scores, 4, entries_not_below, float(scores.max()) + 1) is None
+    with pytest.raises(ValueError, match=r"bound must be positive, got 0\.0"):
+        batch_topk_entries_not_below(scores, 4, entries_not_below, 0.0)
+
+
+@pytest.mark.parametrize("bound", [None, 1e-6, 1e9])  # no bound; a low one; one above every score (falls back)
+def test_every_search_start_gives_the_dense_selection(bound: float | None) -> None:
+    cfg = BatchTopKTrainingSAEConfig(d_in=16, d_sae=128, k=4)
+    sae: BatchTopKTrainingSAE[Any] = BatchTopKTrainingSAE(cfg)
+    x = torch.randn(32, 16, generator=torch.Generator().manual_seed(2))
+    sae.search_start = SearchStart(1, bound)
+    output = sae.training_forward_pass(TrainStepInput(x, {}, None, n_training_steps=0))
+    torch.testing.assert_close(output.feature_acts.to_dense(), batch_topk(sae.ranking_scores(x).detach(), 4))
+    assert sae.search_start.bound is not None
+
+
 def test_the_step_on_the_support_tracks_the_threshold_and_reports_sparse_activations() -> None:
     cfg = BatchTopKTrainingSAEConfig(d_in=16, d_sae=128, k=4, topk_threshold_lr=0.5, dtype="float64")
     sae: BatchTopKTrainingSAE[Any] = BatchTopKTrainingSAE(cfg)
@@ -59,7 +94,9 @@ def test_the_step_on_the_support_tracks_the_threshold_and_reports_sparse_activat
     torch.testing.assert_close(acts, expected)
     assert float(sae.topk_threshold) == pytest.approx(0.5 * float(expected[expected > 0].min()), rel=1e-12)
     # The next batch starts from a quarter more candidates than the busiest row kept.
-    assert sae.candidate_width == math.ceil(1.25 * int((expected > 0).sum(1).max()))
+    assert sae.search_start.width == math.ceil(1.25 * int((expected > 0).sum(1).max()))
+    # ... and bounds its cut-off by 0.95 times this one's.
+    assert sae.search_start.bound == pytest.approx(0.95 * float(expected[expected > 0].min()), rel=1e-12)
     logged = sae.training_forward_pass(TrainStepInput(x, {}, None, n_training_steps=1, is_logging_step=True))
     assert not logged.feature_acts.is_sparse
     torch.testing.assert_close(logged.feature_acts, expected)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from saecore_sae_topk import native_kernels
 
-KERNEL_TESTS = ["test_row_topk.py", "test_code_dots.py"]
+KERNEL_TESTS = ["test_row_topk.py", "test_code_dots.py", "test_entries_not_below.py"]
 
 
 def test_the_kernels_were_built() -> None:

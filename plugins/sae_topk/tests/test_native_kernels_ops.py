@@ -30,6 +30,11 @@ def test_row_topk_passes_opcheck(scores: torch.Tensor, k: int) -> None:
     torch.library.opcheck(torch.ops.saecore_topk.row_topk.default, (scores, k, 2))
 
 
+@pytest.mark.parametrize("scores", [scores_of(64, 512), scores_of(16, 300)[:, 50:250]])
+def test_entries_not_below_passes_opcheck(scores: torch.Tensor) -> None:
+    torch.library.opcheck(torch.ops.saecore_topk.entries_not_below.default, (scores, 1.5, 2))
+
+
 def test_code_dots_passes_opcheck() -> None:
     generator = torch.Generator().manual_seed(1)
     grad, W_dec = torch.randn(96, 24, generator=generator), torch.randn(200, 24, generator=generator)

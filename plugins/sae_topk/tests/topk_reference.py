@@ -100,13 +100,26 @@ def forward(x: torch.Tensor, p: RefParams, o: RefOptions) -> torch.Tensor:
 
 
 def losses(
-    x: torch.Tensor, p: RefParams, o: RefOptions, dead: torch.Tensor | None
+    x: torch.Tensor,
+    p: RefParams,
+    o: RefOptions,
+    dead: torch.Tensor | None,
+    target: torch.Tensor | None = None,
+    extra: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """MSE and AuxK of one training batch, differentiable w.r.t. every parameter."""
+    """MSE and AuxK of one training batch, differentiable w.r.t. every parameter.
+
+    The prediction ``x̂`` (plus ``extra`` if given) is compared with ``target`` (``x`` if
+    None): ``x̂ − target`` is the MSE's error, ``target − x̂`` AuxK's residual.
+    """
     h, state = ranking_scores(x, p, o)
     f = torch.where(top_mask(h, o.k), torch.clamp(h, min=0), torch.zeros_like(h))
     x_hat = decode(f, p, o, state)
-    mse = ((x_hat - x) ** 2).sum(-1).mean()
+    if extra is not None:
+        x_hat = x_hat + extra
+    if target is None:
+        target = x
+    mse = ((x_hat - target) ** 2).sum(-1).mean()
     n_dead = 0 if dead is None else int(dead.sum())
     if n_dead == 0:
         return {"mse_loss": mse, "auxiliary_reconstruction_loss": torch.zeros((), dtype=x.dtype), "f": f, "h": h}
@@ -118,6 +131,6 @@ def losses(
     if o.rescale:
         a = a / decoder_norms(p.W_dec)
     e_hat = a @ p.W_dec
-    residual = (x - x_hat).detach()
+    residual = (target - x_hat).detach()
     aux = o.aux_coefficient * scale * ((e_hat - residual) ** 2).sum(-1).mean()
     return {"mse_loss": mse, "auxiliary_reconstruction_loss": aux, "f": f, "h": h}

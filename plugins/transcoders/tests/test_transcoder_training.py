@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 
-from saecore import SAE, ConfigError, TrainingSAE
+from saecore import SAE, ConfigError, TrainingSAE, TrainStepInput
 from saecore.cli.train_presets import apply_presets
 from saecore.evals.reconstruction import evaluate_reconstruction
 from saecore.sources.in_memory import TensorSource, TensorSourceConfig
@@ -126,3 +126,23 @@ def test_help_shows_d_in_and_d_out_from_a_source_of_pairs(capsys: pytest.Capture
     assert "--d-in VALUE (default: from the source: 64)" in text
     assert "--d-out VALUE (default: from the source: 64)" in text
     assert "--d-sae VALUE (default: 512, 8 × d_in)" in text
+
+
+@pytest.mark.parametrize("recipe", ["topk_transcoder", "topk_skip_transcoder"])
+def test_a_topk_step_on_batch_pos_inputs_has_the_losses_of_its_rows(recipe: str) -> None:
+    sae = transcoder(recipe, k=3)
+    randomize_parameters(sae, seed=1)
+    x, y = pairs()
+    dead = torch.zeros(16, dtype=torch.bool)
+    dead[::2] = True
+
+    def losses(sae_in: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        step = TrainStepInput(sae_in=sae_in, target=target, coefficients={}, dead_neuron_mask=dead,
+                              n_training_steps=0)
+        return sae.training_forward_pass(step).losses
+
+    by_position = losses(x[:64].view(8, 8, D_IN), y[:64].view(8, 8, D_OUT))
+    by_row = losses(x[:64], y[:64])
+    assert by_position.keys() == by_row.keys()
+    for name, loss in by_row.items():
+        torch.testing.assert_close(by_position[name], loss, msg=name)

@@ -62,6 +62,7 @@ from saecore.dtypes import canonical_dtype_name, dtype_from_name
 from saecore.errors import ConfigError, SAEFileError
 from saecore.io.atomic import write_atomically, write_text_atomically
 from saecore.sources.base import ActivationSource, SourceConfig
+from saecore.sources.device_copy import batch_to_device
 from saecore.sources.hf_dataset_cache import (
     HFDatasetCache,
     count_hf_rows,
@@ -455,7 +456,7 @@ class CachedSource(ActivationSource):
             else:
                 parts.append(part)
         # cat copies: the batch is never a view that would keep the whole group alive after it is dropped.
-        return torch.cat(parts).to(self.device, torch.float32)
+        return batch_to_device(torch.cat(parts), self.device, torch.float32)
 
     def _ensure_buffer(self) -> torch.Tensor:
         if self._buffer is None:

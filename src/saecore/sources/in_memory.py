@@ -37,6 +37,7 @@ from pydantic import Field, ValidationInfo, field_serializer, field_validator
 from saecore.errors import ConfigError
 from saecore.sources.base import ActivationSource, SourceConfig
 from saecore.sources.cached import derive_seed
+from saecore.sources.device_copy import batch_to_device
 
 _WRAP_WARNING = "{what} ran out of rows; starting another pass over it, so rows will repeat"
 
@@ -112,7 +113,7 @@ class TensorSource(ActivationSource):
         return self._reader.target_width
 
     def next_batch(self, batch_size: int) -> torch.Tensor:
-        return self._reader.take(batch_size).to(self.device, torch.float32)
+        return batch_to_device(self._reader.take(batch_size), self.device, torch.float32)
 
     def check_batch_size(self, batch_size: int) -> None:
         if isinstance(self._reader, _ShuffledTensor) and batch_size > self._reader.n_rows:

@@ -38,6 +38,7 @@ from saecore.sparse.ranking import (
     ranking_scores,
 )
 from saecore.sparse.route import SPARSE_TRAINING_MAX_DENSITY, sparse_route_support, support_route_possible
+from saecore.sparse.rows import latent_firing_counts
 from saecore.sparse.step import support_training_output
 from saecore.sparse.support import Support, per_row_sum
 
@@ -57,6 +58,7 @@ __all__ = [
     "decode_support",
     "fold_decoder_norms_for_saving",
     "inverse_decoder_norms",
+    "latent_firing_counts",
     "per_row_sum",
     "preactivations_at_support",
     "ranking_scores",

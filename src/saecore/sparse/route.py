@@ -56,24 +56,27 @@ _DENSE_HOOK_POINTS = ("hook_sae_acts_pre", "hook_sae_acts_post")
 _SAMPLE_ROWS = 256
 
 
-def support_route_possible(sae: TrainingSAE[Any], step_input: TrainStepInput) -> bool:
+def support_route_possible(sae: TrainingSAE[Any], step_input: TrainStepInput, *, density_known: bool = False) -> bool:
     """Whether the support route can reproduce this step's loss and every gradient it needs.
 
     Not when no gradient is wanted (nothing to save), when the input wants its own
     gradient (the route never forms ``∂L/∂x``), under autocast (the dense products run in
     the low precision there, which the route's kernels do not), or when hooks may replace
-    the dense activations the route reads. CPU only: the density test reads a count back
-    to the host, which on an accelerator would stall the queue the trainer keeps full,
-    and the crossover was measured on CPU. Not under ``torch.compile`` either: the count
-    and the support's data-dependent size would break the compiled graph, and with it
-    the fusions that make a compiled dense step faster.
+    the dense activations the route reads. CPU only by default: the density test reads a
+    count back to the host, which on an accelerator would stall the queue the trainer
+    keeps full, and the crossover was measured on CPU. A step whose density is known
+    without a count (``density_known``: BatchTopK's is ``k / d_sae``) may take the route
+    elsewhere when ``step_input.accelerator_support_route`` asks for it. Not under
+    ``torch.compile`` either: the count and the support's data-dependent size would break
+    the compiled graph, and with it the fusions that make a compiled dense step faster.
     """
     x = step_input.sae_in
-    if x.device.type != "cpu" or not torch.is_grad_enabled() or x.requires_grad or sae.reshape_hook_z:
+    on_cpu_or_allowed = x.device.type == "cpu" or (density_known and step_input.accelerator_support_route)
+    if not on_cpu_or_allowed or not torch.is_grad_enabled() or x.requires_grad or sae.reshape_hook_z:
         return False
     if torch.compiler.is_compiling():
         return False
-    if torch.is_autocast_enabled("cpu"):
+    if torch.amp.is_autocast_available(x.device.type) and torch.is_autocast_enabled(x.device.type):
         return False
     return not any(getattr(sae, name).is_hooked for name in _DENSE_HOOK_POINTS)
 

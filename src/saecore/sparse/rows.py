@@ -44,6 +44,21 @@ def decoder_row_dots(
     )
 
 
+def latent_firing_counts(latents: torch.Tensor, d_sae: int, active: torch.Tensor | None = None) -> torch.Tensor:
+    """``out[i]`` = how many of the entries ``latents`` (any shape) name latent ``i`` and, if given, ``active`` holds.
+
+    Off the CPU this is a scatter of ones, never ``bincount`` or a boolean index: on CUDA
+    both read a value back to the host (bincount its input's maximum, the index its count),
+    which would stall every training step. On the CPU ``bincount`` counts unmasked entries
+    faster, and the scatter masked ones.
+    """
+    flat = latents.reshape(-1)
+    if active is None and flat.device.type == "cpu":
+        return torch.bincount(flat, minlength=d_sae)
+    ones = torch.ones_like(flat) if active is None else active.reshape(-1).to(flat.dtype)
+    return torch.zeros(d_sae, dtype=flat.dtype, device=flat.device).scatter_add_(0, flat, ones)
+
+
 def latent_runs(latents: torch.Tensor, d_sae: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(order, starts)``: the entries sorted by latent, and where each latent's run begins.
 
@@ -52,7 +67,7 @@ def latent_runs(latents: torch.Tensor, d_sae: int) -> tuple[torch.Tensor, torch.
     not depend on the thread count.
     """
     order = torch.sort(latents, stable=True).indices
-    counts = torch.bincount(latents, minlength=d_sae)
+    counts = latent_firing_counts(latents, d_sae)
     return order, counts.cumsum(0) - counts
 
 

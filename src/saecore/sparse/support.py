@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import torch
 
-from saecore.sparse.rows import decoder_row_dots, latent_runs, sum_rows_by_latent
+from saecore.sparse.rows import decoder_row_dots, latent_firing_counts, latent_runs, sum_rows_by_latent
 
 CodeRowDots = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], "torch.Tensor | None"]
 """``(grad [N, d_in], W_dec, latents [N, m]) -> [N, m] | None``: a faster kernel for codes' row dots, or None
@@ -120,8 +120,7 @@ class Support:
 
     def firing_counts(self, active: torch.Tensor | None = None) -> torch.Tensor:
         """Per latent, how many rows it fired on: all entries, or those where ``active`` holds."""
-        latents = self.latents if active is None else self.latents[active.reshape(-1)]
-        return torch.bincount(latents, minlength=self.d_sae)
+        return latent_firing_counts(self.latents, self.d_sae, active)
 
     def by_latent(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(order, latent_starts)``: the entries sorted by latent (``latent_runs``), computed once."""

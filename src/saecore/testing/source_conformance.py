@@ -3,8 +3,10 @@
 The trainer relies on a handful of promises (see :class:`saecore.ActivationSource`):
 batches of ``[n, d_in]`` floats on the source's device, the same batches for the same
 seed, a ``state_dict`` that resumes exactly after a checkpoint round trip, and a
-``check_batch_size`` that refuses what it cannot serve. These checks hold a source to
-them through the registry, the way ``saecore train --source NAME`` builds it, and end
+``check_batch_size`` that refuses what it cannot serve, and ``streams()`` that name the
+column blocks a sweep splits each batch into (several hooks of one forward pass, say),
+each with its target width and metadata. These checks hold a source to them through the
+registry, the way ``saecore train --source NAME`` builds it, and end
 by training a small standard SAE on it with :class:`saecore.training.TrainingRunner`.
 """
 
@@ -31,6 +33,9 @@ class SourceConformance:
     source small, since every check builds a few. ``oversized_batch_size`` is a batch size
     ``check_batch_size`` must refuse (None when the source can serve any size).
     ``seed_changes_batches`` is False for sources whose batches do not depend on the seed.
+    ``stream_alone`` maps some of a several-stream source's streams to config fields of a
+    source reading that stream alone: its batches must be that stream's columns, batch for
+    batch, under the same seed (serving streams side by side changes none of them).
     """
 
     source: ClassVar[str]
@@ -39,6 +44,7 @@ class SourceConformance:
     device: ClassVar[str] = "cpu"
     oversized_batch_size: ClassVar[int | None] = None
     seed_changes_batches: ClassVar[bool] = True
+    stream_alone: ClassVar[dict[str, dict[str, Any]]] = {}
     training_steps: ClassVar[int] = 20
     training_lr: ClassVar[float] = 3e-3
 
@@ -149,6 +155,72 @@ class SourceConformance:
         resumed.load_state_dict(state)
         self.assert_same_batches(self.take(resumed, 2), expected, "a source moved back to its start")
 
+    # -- streams -------------------------------------------------------------------------
+    @staticmethod
+    def stream_slices(source: ActivationSource) -> dict[str, slice]:
+        """Each stream's columns of a batch, in the order ``streams()`` lists them."""
+        slices: dict[str, slice] = {}
+        start = 0
+        for name, width in source.streams().items():
+            slices[name] = slice(start, start + width)
+            start += width
+        return slices
+
+    def test_streams_are_named_widths_that_add_up_to_d_in(self) -> None:
+        source = self.make_source()
+        streams = source.streams()
+        assert isinstance(streams, dict) and streams, f"streams() must name at least one stream, got {streams!r}"
+        for name, width in streams.items():
+            assert isinstance(name, str) and name, f"stream names must be non-empty strings, got {name!r}"
+            assert isinstance(width, int) and width > 0, f"stream {name!r} has width {width!r}; widths are positive"
+        assert sum(streams.values()) == source.d_in, f"streams {streams} add up to {sum(streams.values())}, " \
+                                                     f"but d_in is {source.d_in}"
+
+    def test_streams_do_not_depend_on_the_seed_or_the_position(self) -> None:
+        first, second = self.make_source(seed=0), self.make_source(seed=1)
+        streams = first.streams()
+        self.take(first, 2)
+        assert first.streams() == streams, "streams() changed after serving batches"
+        assert second.streams() == streams, f"seed 1 gives streams {second.streams()}, seed 0 gives {streams}"
+
+    def test_each_stream_has_a_target_width_and_json_metadata(self) -> None:
+        source = self.make_source()
+        streams = source.streams()
+        for name, width in streams.items():
+            target = source.stream_target_width(name)
+            assert isinstance(target, int) and 0 <= target < width, \
+                f"stream {name!r}: stream_target_width is {target!r}; it must leave input columns in its {width}"
+            metadata = source.stream_metadata(name)
+            assert isinstance(metadata, dict) and all(isinstance(key, str) for key in metadata)
+            assert json.loads(json.dumps(metadata)) == metadata, f"stream_metadata({name!r}) must hold JSON values"
+        if len(streams) == 1:
+            (name,) = streams
+            assert source.stream_target_width(name) == source.target_width, \
+                "the only stream's target width must be the source's target_width"
+            assert source.stream_metadata(name) == source.sae_metadata(), \
+                "the only stream's metadata must be the source's sae_metadata()"
+
+    def test_each_stream_is_seeded_and_read_alone_serves_its_columns(self) -> None:
+        together = self.make_source(seed=5)
+        slices = self.stream_slices(together)
+        unknown = sorted(set(self.stream_alone) - set(slices))
+        assert not unknown, f"stream_alone names {unknown}, which are not among the streams {list(slices)}"
+        batches = self.take(together, 3)
+        again = self.take(self.make_source(seed=5), 3)
+        for name, columns in slices.items():
+            self.assert_same_batches([batch[:, columns] for batch in again], [batch[:, columns] for batch in batches],
+                                     f"stream {name!r} of two sources with seed 5")
+        for name, fields in self.stream_alone.items():
+            alone = self.make_source(seed=5, **fields)
+            width = slices[name].stop - slices[name].start
+            assert alone.d_in == width, f"stream {name!r} alone serves d_in={alone.d_in}, in the batch it is {width}"
+            assert alone.target_width == together.stream_target_width(name), \
+                f"stream {name!r}: target_width alone differs from its stream_target_width"
+            assert alone.sae_metadata() == together.stream_metadata(name), \
+                f"stream {name!r}: sae_metadata() alone differs from its stream_metadata"
+            columns = [batch[:, slices[name]] for batch in batches]
+            self.assert_same_batches(self.take(alone, 3), columns, f"stream {name!r} read alone")
+
     # -- what the runner asks besides batches ---------------------------------------------
     def test_check_batch_size(self) -> None:
         import pytest
@@ -175,21 +247,34 @@ class SourceConformance:
         """A standard SAE trained on the source reconstructs it better than at initialisation.
 
         ``expected_average_only_in`` makes the check indifferent to the activations' scale;
-        the scale is folded in before saving, so the saved SAE reads raw activations.
+        the scale is folded in before saving, so the saved SAE reads raw activations. A
+        source of several streams trains it, as a sweep of one, on its first stream without a
+        target (a plain SAE's stream), else its first.
         """
         import pytest
 
         from saecore.sae import SAE
-        from saecore.training import TrainingRunner, TrainingRunnerConfig
+        from saecore.training import (
+            SAESweepConfig,
+            SAESweepRunner,
+            SweepMember,
+            TrainingRunner,
+            TrainingRunnerConfig,
+        )
         from saecore.training.rng import seed_everything
 
         registry = get_registry()
         if STANDARD_RECIPE not in registry.training_recipes:
             pytest.skip("training check needs saecore-sae-standard (pip install saecore-sae-standard)")
         source = self.make_source(seed=0)
+        streams = source.streams()
+        inputs_only = [name for name in streams if source.stream_target_width(name) == 0]
+        stream = (inputs_only or list(streams))[0] if len(streams) > 1 else None
+        columns = self.stream_slices(source)[stream] if stream is not None else slice(None)
+        d_in = streams[stream] if stream is not None else source.d_in
         recipe = registry.training_recipe(STANDARD_RECIPE)
         sae_cfg = recipe.training_config_class.model_validate({
-            "d_in": source.d_in, "d_sae": 2 * source.d_in, "l1_coefficient": 1e-3,
+            "d_in": d_in, "d_sae": 2 * d_in, "l1_coefficient": 1e-3,
             "normalize_activations": "expected_average_only_in", "device": self.device,
         })
         cfg = TrainingRunnerConfig(
@@ -198,16 +283,22 @@ class SourceConformance:
             n_batches_for_norm_estimate=2, n_eval_batches=1, output_path=str(tmp_path / "sae"),
             checkpoint_path=str(tmp_path / "checkpoints"), verbose=False,
         )
-        trained = TrainingRunner(cfg, source=source).run()
+        if stream is None:
+            trained = TrainingRunner(cfg, source=source).run()
+            expected_metadata = source.sae_metadata()
+        else:
+            sweep = SAESweepConfig(members=[SweepMember(name="sae", stream=stream, run=cfg)])
+            trained = SAESweepRunner(sweep, source).run()["sae"]
+            expected_metadata = source.stream_metadata(stream)
         seed_everything(cfg.seed)
         untrained = recipe.training_sae_class(sae_cfg.model_copy(deep=True))
 
-        held_out = self.make_source(seed=12345).next_batch(self.batch_size)
+        held_out = self.make_source(seed=12345).next_batch(self.batch_size)[:, columns]
         with torch.no_grad():
             trained_mse = float((trained(held_out) - held_out).pow(2).sum(-1).mean())
             untrained_mse = float((untrained(held_out) - held_out).pow(2).sum(-1).mean())
             assert trained_mse < untrained_mse, f"MSE after training {trained_mse} >= at initialisation {untrained_mse}"
             loaded = SAE.load_from_disk(tmp_path / "sae", device=self.device)
             torch.testing.assert_close(loaded(held_out), trained(held_out), rtol=1e-5, atol=1e-5)
-        for key, value in source.sae_metadata().items():
-            assert loaded.cfg.metadata[key] == value, f"metadata {key!r} from sae_metadata() was not saved"
+        for key, value in expected_metadata.items():
+            assert loaded.cfg.metadata[key] == value, f"metadata {key!r} from the source was not saved"

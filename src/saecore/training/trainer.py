@@ -41,6 +41,7 @@ from saecore.distributed.sharding import WholeBatches, choose_sharding
 from saecore.errors import ConfigError, SAEFileError
 from saecore.evals.reconstruction import ReconstructionMetrics, evaluate_reconstruction
 from saecore.sources.base import ActivationSource
+from saecore.sources.device_copy import batch_to_device
 from saecore.training.activation_scaler import ActivationScaler, estimate_scales
 from saecore.training.allocator import tune_malloc
 from saecore.training.checkpoint import CheckpointContents, read_checkpoint, write_checkpoint
@@ -314,7 +315,7 @@ class SAETrainer:
 
     def _train_step(self) -> TrainStepOutput:
         step = self.n_training_steps
-        rows = self._batches.local_batch(self.cfg.train_batch_size_tokens).to(self.device)
+        rows = batch_to_device(self._batches.local_batch(self.cfg.train_batch_size_tokens), self.device)
         if self._columns is None:
             batch, target = self.scaler.scale(rows), None
         else:
@@ -329,6 +330,7 @@ class SAETrainer:
             dead_neuron_mask=self.feature_stats.dead_mask(),
             n_training_steps=step,
             is_logging_step=(step + 1) % self.logging.wandb_log_frequency == 0,
+            accelerator_support_route=self.cfg.accelerator_support_route,
         )
         with self._autocast:
             output = self._training_step(step_input)

@@ -99,6 +99,13 @@ class TrainerConfig(BaseModel):
         "whole process, so it is off unless asked for; `saecore train` turns it on. Does nothing on CUDA or "
         "without glibc.",
     )
+    accelerator_support_route: bool = Field(
+        default=False,
+        description="On a device other than the CPU (CUDA), let BatchTopK and Matryoshka BatchTopK steps run over "
+        "their selection's support, as they do on CPU; their density is k/d_sae by construction, so no count is "
+        "read back. Off: dense steps there, since the crossover has not been measured on a GPU "
+        "(docs/training_fast_paths.md, \"Devices\").",
+    )
     compile_training_step: bool = Field(
         default=False,
         description="Run the training forward pass (and its backward) through torch.compile: faster dense steps "

@@ -44,19 +44,26 @@ def updated_threshold(threshold: torch.Tensor, feature_acts: torch.Tensor, lr: f
 RowSelector = Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
 """``(scores [N, n], m) -> (values [N, m], latents [N, m])``: each row's m largest, in any order."""
 
+BoundSelector = Callable[[torch.Tensor, float], tuple[torch.Tensor, torch.Tensor]]
+"""``(scores [N, n], t) -> (positions, values)``: the entries ``v`` with ``not v < t``, row-major, at flat positions."""
+
 
 @dataclass(frozen=True)
 class KeptEntries:
     """The positive entries a batch selection keeps, grouped by ascending row (any latent order within a row).
 
-    ``scores`` are their values; ``busiest_row`` is the most any one row keeps, which tells
-    the next batch how many candidates per row to start from.
+    ``scores`` are their values and ``positions`` their flat ``row · d_sae + latent`` where the
+    search found them (else None). ``busiest_row`` is the most any one row keeps and ``cutoff``
+    the batch's ``int(k·N)``-th largest score (0 when fewer are positive): they tell the next
+    batch where to start its search.
     """
 
     rows: torch.Tensor
     latents: torch.Tensor
     scores: torch.Tensor
     busiest_row: int
+    cutoff: float
+    positions: torch.Tensor | None = None
 
 
 def batch_topk_entries(scores: torch.Tensor, k: float, select_rows: RowSelector, width: int) -> KeptEntries:
@@ -81,9 +88,47 @@ def batch_topk_entries(scores: torch.Tensor, k: float, select_rows: RowSelector,
             break
         width = min(2 * width, d_sae)
     # A mask over the candidates lists the kept ones row by row, without sorting them.
-    chosen = torch.zeros(values.numel(), dtype=torch.bool, device=values.device)
-    chosen[kept.indices[kept.values > 0]] = True
-    busiest_row = int(chosen.view(n_rows, width).sum(dim=1).max()) if n_rows > 0 else 0
-    flat = chosen.nonzero().squeeze(1)
+    flat = _kept_candidates(values.numel(), kept)
     rows = torch.div(flat, width, rounding_mode="floor")
-    return KeptEntries(rows, latents.reshape(-1)[flat], values.reshape(-1)[flat], busiest_row)
+    return KeptEntries(rows, latents.reshape(-1)[flat], values.reshape(-1)[flat], _busiest_row(rows, n_rows),
+                       _cutoff(kept.values))
+
+
+def batch_topk_entries_not_below(
+    scores: torch.Tensor, k: float, select_not_below: BoundSelector, bound: float
+) -> KeptEntries | None:
+    """The positive entries :func:`batch_topk` keeps of ``scores [N, d_sae]``, if its cut-off is at least ``bound``.
+
+    The candidates are every entry not below ``bound`` (``bound > 0``), listed row-major in
+    one pass over the scores: when there are at least ``int(k·N)`` of them, the batch's
+    ``int(k·N)`` largest are among them, and one top-k over the candidates finds them.
+    With fewer, the cut-off lies below the bound and this returns None.
+    """
+    if not bound > 0:
+        raise ValueError(f"batch_topk_entries_not_below: bound must be positive, got {bound}")
+    n_rows, d_sae = scores.shape
+    n_keep = min(int(k * n_rows), scores.numel())
+    positions, values = select_not_below(scores, bound)
+    if n_keep == 0 or values.numel() < n_keep:
+        return None
+    kept = values.topk(n_keep, sorted=False)
+    flat = _kept_candidates(values.numel(), kept)
+    kept_positions = positions[flat]
+    rows = torch.div(kept_positions, d_sae, rounding_mode="floor")
+    return KeptEntries(rows, kept_positions - rows * d_sae, values[flat], _busiest_row(rows, n_rows),
+                       _cutoff(kept.values), kept_positions)
+
+
+def _kept_candidates(n_candidates: int, kept: torch.return_types.topk) -> torch.Tensor:
+    """The ascending indices of the kept positive candidates: a mask over them, then its nonzeros (no sort)."""
+    chosen = torch.zeros(n_candidates, dtype=torch.bool, device=kept.values.device)
+    chosen[kept.indices[kept.values > 0]] = True
+    return chosen.nonzero().squeeze(1)
+
+
+def _busiest_row(rows: torch.Tensor, n_rows: int) -> int:
+    return int(torch.bincount(rows, minlength=n_rows).max()) if n_rows > 0 else 0
+
+
+def _cutoff(kept_values: torch.Tensor) -> float:
+    return float(kept_values.min().clamp_min(0)) if kept_values.numel() > 0 else 0.0

@@ -37,6 +37,7 @@ from saecore.sparse.ranking import (
 from saecore_sae_batchtopk.batch_topk import batch_topk, updated_threshold
 from saecore_sae_batchtopk.config import BatchTopKTrainingSAEConfig
 from saecore_sae_batchtopk.support_step import (
+    SearchStart,
     SupportSelection,
     select_support,
     support_step_output,
@@ -48,7 +49,7 @@ C = TypeVar("C", bound=BatchTopKTrainingSAEConfig)
 THRESHOLD = "topk_threshold"
 
 # The support route's first batch looks for the kept entries among each row's
-# CANDIDATES_PER_K · k largest scores; later batches start from what the last one needed.
+# CANDIDATES_PER_K · k largest scores; later batches start from what the last one found.
 CANDIDATES_PER_K = 2
 
 
@@ -62,7 +63,7 @@ class BatchTopKTrainingSAE(TrainingSAE[C]):
         super().initialize_weights()
         self.b_enc = nn.Parameter(self._zeros(self.cfg.d_sae))
         self.register_buffer(THRESHOLD, torch.zeros((), dtype=torch.float64, device=self.device))
-        self.candidate_width = CANDIDATES_PER_K * math.ceil(self.cfg.k)
+        self.search_start = SearchStart(CANDIDATES_PER_K * math.ceil(self.cfg.k))
 
     def _apply(self, *args: Any, **kwargs: Any) -> BatchTopKTrainingSAE[C]:
         """``.to(dtype)`` casts every tensor; keep ``θ`` in float64 with its value intact."""
@@ -99,7 +100,7 @@ class BatchTopKTrainingSAE(TrainingSAE[C]):
     # -- training ------------------------------------------------------------------------
     def training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
         if takes_support_route(self, step_input):
-            selection, self.candidate_width = select_support(self, step_input, self.candidate_width)
+            selection, self.search_start = select_support(self, step_input, self.search_start)
             output = self.support_training_step(step_input, selection)
             kept = selection.activations
         else:

@@ -7,9 +7,11 @@ learn the general, frequent features, and later latents refine them instead of a
 them. Everything else (selection, threshold, saving as ``jumprelu``) is BatchTopK's.
 
 On BatchTopK's support route the nested reconstructions come from the same sparse codes:
-each level decodes only its own kept entries (sharing one sort of them by latent), and
-the prefixes are running sums of those level decodes, so
-the levels together cost one sparse decode and no dense product.
+each level decodes only its own kept entries (sharing one sort of them by latent, and one
+decoder gradient: :func:`~saecore_sae_matryoshka_batchtopk.level_decodes.level_decodes`),
+so the levels together cost one sparse decode and no dense product; the prefixes (running
+sums of those level decodes) and their errors are one autograd node
+(:func:`~saecore_sae_matryoshka_batchtopk.nested_errors.nested_errors`).
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from saecore_sae_batchtopk.batchtopk_sae import BatchTopKTrainingSAE
 from saecore_sae_batchtopk.support_step import SupportSelection, support_step_output
 
 from saecore import TrainStepInput, TrainStepOutput
-from saecore.sparse import AUX_LOSS_NAME, auxk_loss, auxk_plan, decode_support
+from saecore.sparse import AUX_LOSS_NAME, auxk_loss, auxk_plan
 from saecore.training_sae import mse_loss
 from saecore_sae_matryoshka_batchtopk.config import MatryoshkaBatchTopKTrainingSAEConfig
+from saecore_sae_matryoshka_batchtopk.level_decodes import level_decodes
+from saecore_sae_matryoshka_batchtopk.nested_errors import nested_errors
 
 
 class MatryoshkaBatchTopKTrainingSAE(BatchTopKTrainingSAE[MatryoshkaBatchTopKTrainingSAEConfig]):
@@ -88,27 +92,30 @@ class MatryoshkaBatchTopKTrainingSAE(BatchTopKTrainingSAE[MatryoshkaBatchTopKTra
         return self.cfg.use_matryoshka_aux_loss and dead is not None and bool(dead.any())
 
     def support_training_step(self, step_input: TrainStepInput, selection: SupportSelection) -> TrainStepOutput:
-        """The nested losses over the support: one sparse decode per level, prefixes as running sums."""
+        """The nested losses over the support: the level decodes in one node, prefixes and errors in another."""
         support, x, dead = selection.support, step_input.sae_in, step_input.dead_neuron_mask
-        prefixes: list[tuple[int, torch.Tensor]] = []
-        recons, start = self.b_dec, 0
-        for width in self.cfg.matryoshka_widths:
-            level_support, level_entries = support.of_latent_range(start, width)
-            recons = recons + decode_support(selection.values[level_entries], level_support, self.W_dec)
-            prefixes.append((width, recons))
-            start = width
+        decodes = level_decodes(selection.values, support, self.W_dec, self.cfg.matryoshka_widths)
+        inner_errors, recons = nested_errors(self.b_dec, x, decodes)
         sae_out = self.finish_decode(recons)
         if self._per_level_auxk(dead):
             assert dead is not None
-            level_losses, start = [], 0
-            for width, prefix in prefixes:
-                level_dead = torch.zeros_like(dead)
-                level_dead[start:width] = dead[start:width]
-                if bool(level_dead.any()):
-                    level_losses.append(self.support_auxk_loss(selection, level_dead, x - prefix))
-                start = width
-            aux = torch.stack(level_losses).sum()
+            aux = self._support_per_level_auxk(selection, dead, x, decodes)
         else:
             aux = self.support_auxk_loss(selection, dead, x - sae_out)
-        inner = {f"inner_mse_loss_{width}": mse_loss(prefix, x) for width, prefix in prefixes[:-1]}
+        inner_widths = self.cfg.matryoshka_widths[:-1]
+        inner = {f"inner_mse_loss_{width}": inner_errors[level] for level, width in enumerate(inner_widths)}
         return support_step_output(step_input, selection, sae_out, {AUX_LOSS_NAME: aux, **inner})
+
+    def _support_per_level_auxk(
+        self, selection: SupportSelection, dead: torch.Tensor, x: torch.Tensor, decodes: list[torch.Tensor]
+    ) -> torch.Tensor:
+        """Each level's AuxK against what its prefix misses (AuxK detaches the residual, so no graph is kept)."""
+        level_losses, start, prefix = [], 0, self.b_dec.detach()
+        for width, decode in zip(self.cfg.matryoshka_widths, decodes):
+            prefix = prefix + decode.detach()
+            level_dead = torch.zeros_like(dead)
+            level_dead[start:width] = dead[start:width]
+            if bool(level_dead.any()):
+                level_losses.append(self.support_auxk_loss(selection, level_dead, x - prefix))
+            start = width
+        return torch.stack(level_losses).sum()

@@ -335,16 +335,160 @@ PyObject* select_topk(PyObject*, PyObject* args) {
   Py_RETURN_NONE;
 }
 
+// -- entries not below a bound ---------------------------------------------------------
+//
+// A batch-wide selection (BatchTopK keeps the batch's largest k·N entries) whose cut-off is
+// known to lie at or above a bound t needs only the entries with !(v < t): that predicate
+// also admits NaN, which torch.topk ranks above every number, so a top-k over these entries
+// equals one over the whole matrix whenever at least k of them exist. Two passes over the
+// rows: one counts each row's entries (the caller sizes the output from the counts), one
+// writes them, row-major, as flat positions r·n + j with their values. Both are a vector
+// compare per 16 (AVX-512) or 8 (AVX2) entries; the entries themselves are few.
+
+SAECORE_KERNELS_ALWAYS_INLINE int64_t count_not_below_body(const float* row, int64_t n, float t) {
+  int64_t count = 0;
+  for (int64_t j = 0; j < n; ++j) count += !(row[j] < t);
+  return count;
+}
+
+void write_not_below_scalar(const float* row, int64_t n, float t, int64_t base, int64_t* positions, float* values) {
+  int64_t count = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    if (!(row[j] < t)) {
+      positions[count] = base + j;
+      values[count++] = row[j];
+    }
+  }
+}
+
+int64_t count_not_below_generic(const float* row, int64_t n, float t) { return count_not_below_body(row, n, t); }
+
+#if SAECORE_KERNELS_X86
+__attribute__((target("avx2"))) int64_t count_not_below_avx2(const float* row, int64_t n, float t) {
+  return count_not_below_body(row, n, t);
+}
+__attribute__((target("avx512f"))) int64_t count_not_below_avx512(const float* row, int64_t n, float t) {
+  return count_not_below_body(row, n, t);
+}
+
+__attribute__((target("avx2"))) void write_not_below_avx2(const float* row, int64_t n, float t, int64_t base,
+                                                           int64_t* positions, float* values) {
+  const __m256 bound = _mm256_set1_ps(t);
+  int64_t count = 0, j = 0;
+  for (; j + 8 <= n; j += 8) {
+    unsigned bits = static_cast<unsigned>(
+        _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(row + j), bound, _CMP_NLT_UQ)));
+    while (bits != 0) {
+      const int64_t at = j + __builtin_ctz(bits);
+      positions[count] = base + at;
+      values[count++] = row[at];
+      bits &= bits - 1;
+    }
+  }
+  write_not_below_scalar(row + j, n - j, t, base + j, positions + count, values + count);
+}
+
+__attribute__((target("avx512f"))) void write_not_below_avx512(const float* row, int64_t n, float t, int64_t base,
+                                                               int64_t* positions, float* values) {
+  const __m512 bound = _mm512_set1_ps(t);
+  int64_t count = 0, j = 0;
+  for (; j + 16 <= n; j += 16) {
+    unsigned bits = static_cast<unsigned>(_mm512_cmp_ps_mask(_mm512_loadu_ps(row + j), bound, _CMP_NLT_UQ));
+    while (bits != 0) {
+      const int64_t at = j + __builtin_ctz(bits);
+      positions[count] = base + at;
+      values[count++] = row[at];
+      bits &= bits - 1;
+    }
+  }
+  write_not_below_scalar(row + j, n - j, t, base + j, positions + count, values + count);
+}
+#endif
+
+using CountFn = int64_t (*)(const float*, int64_t, float);
+using WriteFn = void (*)(const float*, int64_t, float, int64_t, int64_t*, float*);
+
+struct BoundKernels {
+  CountFn count;
+  WriteFn write;
+};
+
+BoundKernels pick_bound_kernels() {
+#if SAECORE_KERNELS_X86
+  if (kInstructionSet == InstructionSet::avx512) return {count_not_below_avx512, write_not_below_avx512};
+  if (kInstructionSet == InstructionSet::avx2) return {count_not_below_avx2, write_not_below_avx2};
+#endif
+  return {count_not_below_generic, write_not_below_scalar};
+}
+
+const BoundKernels kBoundKernels = pick_bound_kernels();
+
+bool valid_bound_shape(Py_ssize_t n_rows, Py_ssize_t row_stride, Py_ssize_t n, Py_ssize_t threads) {
+  if (n < 1 || n_rows < 0 || row_stride < n || threads < 1) {
+    PyErr_Format(PyExc_ValueError,
+                 "entries_not_below: need n >= 1, n_rows >= 0, row_stride >= n and threads >= 1; got n=%zd, "
+                 "n_rows=%zd, row_stride=%zd, threads=%zd",
+                 n, n_rows, row_stride, threads);
+    return false;
+  }
+  return true;
+}
+
+PyObject* count_not_below(PyObject*, PyObject* args) {
+  Py_ssize_t src, n_rows, row_stride, n, counts, threads;
+  float t;
+  if (!PyArg_ParseTuple(args, "nnnnfnn", &src, &n_rows, &row_stride, &n, &t, &counts, &threads)) return nullptr;
+  if (!valid_bound_shape(n_rows, row_stride, n, threads)) return nullptr;
+  const float* rows = reinterpret_cast<const float*>(src);
+  int64_t* out = reinterpret_cast<int64_t*>(counts);
+  Py_BEGIN_ALLOW_THREADS;
+  parallel_rows(n_rows, threads, [=](int64_t first, int64_t last) {
+    for (int64_t r = first; r < last; ++r) out[r] = kBoundKernels.count(rows + r * row_stride, n, t);
+  });
+  Py_END_ALLOW_THREADS;
+  Py_RETURN_NONE;
+}
+
+PyObject* write_not_below(PyObject*, PyObject* args) {
+  Py_ssize_t src, n_rows, row_stride, n, starts, positions, values, threads;
+  float t;
+  if (!PyArg_ParseTuple(args, "nnnnfnnnn", &src, &n_rows, &row_stride, &n, &t, &starts, &positions, &values,
+                        &threads)) {
+    return nullptr;
+  }
+  if (!valid_bound_shape(n_rows, row_stride, n, threads)) return nullptr;
+  const float* rows = reinterpret_cast<const float*>(src);
+  const int64_t* row_starts = reinterpret_cast<const int64_t*>(starts);
+  int64_t* out_positions = reinterpret_cast<int64_t*>(positions);
+  float* out_values = reinterpret_cast<float*>(values);
+  Py_BEGIN_ALLOW_THREADS;
+  parallel_rows(n_rows, threads, [=](int64_t first, int64_t last) {
+    for (int64_t r = first; r < last; ++r) {
+      kBoundKernels.write(rows + r * row_stride, n, t, r * n, out_positions + row_starts[r],
+                          out_values + row_starts[r]);
+    }
+  });
+  Py_END_ALLOW_THREADS;
+  Py_RETURN_NONE;
+}
+
 PyObject* instruction_set(PyObject*, PyObject*) { return PyUnicode_FromString(instruction_set_name(kInstructionSet)); }
 
 PyMethodDef kMethods[] = {
     {"select_topk", select_topk, METH_VARARGS,
      "select_topk(src, n_rows, row_stride, n, k, values, indices, threads): exact per-row top-k of a float32 "
      "matrix at address src into float32 values and int64 indices [n_rows, k] (unordered)."},
+    {"count_not_below", count_not_below, METH_VARARGS,
+     "count_not_below(src, n_rows, row_stride, n, t, counts, threads): per row of a float32 matrix, how many "
+     "entries v have !(v < t) (NaN included), into int64 counts [n_rows]."},
+    {"write_not_below", write_not_below, METH_VARARGS,
+     "write_not_below(src, n_rows, row_stride, n, t, starts, positions, values, threads): those entries, row r's "
+     "from starts[r] on, as int64 flat positions r*n + j and their float32 values."},
     {"instruction_set", instruction_set, METH_NOARGS, "The vector instruction set the kernel chose on this CPU."},
     {nullptr, nullptr, 0, nullptr}};
 
-PyModuleDef kModule = {PyModuleDef_HEAD_INIT, "_row_topk", "Exact per-row top-k of float32 matrices on CPU.", -1,
+PyModuleDef kModule = {PyModuleDef_HEAD_INIT, "_row_topk",
+                       "Exact per-row top-k of float32 matrices on CPU, and their entries not below a bound.", -1,
                        kMethods, nullptr, nullptr, nullptr, nullptr};
 
 }  // namespace

@@ -6,12 +6,14 @@ falls back to the torch operations it replaces (same results, slower; see README
 "Performance").
 
 Each kernel present is registered as a torch operator (``torch.ops.saecore_topk``):
-``row_topk(scores, k, threads) -> (values, indices)`` and ``code_dots(grad, W_dec, latents,
-threads) -> out``. So torch.compile traces through them (each has a fake implementation
-that gives output shapes, also on meta tensors), ``torch.library.opcheck`` checks them, and
-the dispatcher runs them on CPU tensors only. Neither operator has a derivative of its own:
-``row_topk.row_topk`` gives its values a gradient by gathering them from the scores, and
-``code_dots`` is itself part of a backward pass.
+``row_topk(scores, k, threads) -> (values, indices)``, ``entries_not_below(scores, bound,
+threads) -> (positions, values)`` (from the top-k kernel's module) and ``code_dots(grad,
+W_dec, latents, threads) -> out``. So torch.compile traces through them (each has a fake
+implementation that gives output shapes, also on meta tensors; ``entries_not_below``'s
+length depends on the data), ``torch.library.opcheck`` checks them, and the dispatcher runs
+them on CPU tensors only. No operator has a derivative of its own: ``row_topk.row_topk``
+gives its values a gradient by gathering them from the scores, ``entries_not_below`` serves
+a selection, and ``code_dots`` is itself part of a backward pass.
 
 The operators are defined with ``torch.library.Library`` rather than
 ``torch.library.custom_op``, whose Python wrapper and autograd layer cost about 50-80 µs
@@ -82,6 +84,29 @@ def _row_topk_fake(scores: torch.Tensor, k: int, threads: int) -> tuple[torch.Te
     return scores.new_empty(shape), scores.new_empty(shape, dtype=torch.int64)
 
 
+# -- entries_not_below -------------------------------------------------------------------
+def _entries_not_below(scores: torch.Tensor, bound: float, threads: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reads a 2-D float32 ``scores`` of contiguous rows, possibly spaced apart, in place: a count, then a write."""
+    assert ROW_TOPK is not None
+    n_rows, n = scores.shape
+    row_stride = scores.stride(0)
+    counts = torch.empty(n_rows, dtype=torch.int64)
+    ROW_TOPK.count_not_below(scores.data_ptr(), n_rows, row_stride, n, bound, counts.data_ptr(), threads)
+    ends = counts.cumsum(0)
+    starts = ends - counts
+    size = int(ends[-1]) if n_rows > 0 else 0
+    positions = torch.empty(size, dtype=torch.int64)
+    values = torch.empty(size, dtype=torch.float32)
+    ROW_TOPK.write_not_below(scores.data_ptr(), n_rows, row_stride, n, bound, starts.data_ptr(),
+                             positions.data_ptr(), values.data_ptr(), threads)
+    return positions, values
+
+
+def _entries_not_below_fake(scores: torch.Tensor, bound: float, threads: int) -> tuple[torch.Tensor, torch.Tensor]:
+    size = torch.library.get_ctx().new_dynamic_size()
+    return scores.new_empty(size, dtype=torch.int64), scores.new_empty(size)
+
+
 # -- code_dots ---------------------------------------------------------------------------
 def _code_dots(grad: torch.Tensor, W_dec: torch.Tensor, latents: torch.Tensor, threads: int) -> torch.Tensor:
     """Contiguous float32 ``grad [N, d]``, ``W_dec [n_latents, d]`` and int64 ``latents [N, k]``."""
@@ -106,6 +131,9 @@ def _define_operators() -> Library | None:
         library.define("row_topk(Tensor scores, int k, int threads) -> (Tensor, Tensor)")
         library.impl("row_topk", _row_topk, "CPU")
         torch.library.register_fake(f"{OPERATOR_NAMESPACE}::row_topk", _row_topk_fake, lib=library)
+        library.define("entries_not_below(Tensor scores, float bound, int threads) -> (Tensor, Tensor)")
+        library.impl("entries_not_below", _entries_not_below, "CPU")
+        torch.library.register_fake(f"{OPERATOR_NAMESPACE}::entries_not_below", _entries_not_below_fake, lib=library)
     if CODE_DOTS is not None:
         library.define("code_dots(Tensor grad, Tensor W_dec, Tensor latents, int threads) -> Tensor")
         library.impl("code_dots", _code_dots, "CPU")
@@ -119,6 +147,11 @@ ROW_TOPK_OP: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = (
     None if ROW_TOPK is None else torch.ops.saecore_topk.row_topk.default
 )
 """``torch.ops.saecore_topk.row_topk``: the top-k kernel as a torch operator, or None without it."""
+
+ENTRIES_NOT_BELOW_OP: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = (
+    None if ROW_TOPK is None else torch.ops.saecore_topk.entries_not_below.default
+)
+"""``torch.ops.saecore_topk.entries_not_below``: a matrix's entries not below a bound, or None without the kernel."""
 
 CODE_DOTS_OP: Callable[..., torch.Tensor] | None = (
     None if CODE_DOTS is None else torch.ops.saecore_topk.code_dots.default

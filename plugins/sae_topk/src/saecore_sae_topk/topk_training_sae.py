@@ -7,7 +7,7 @@ AuxK (Gao et al. 2024, App. B.1), when some latents are dead:
 ``loss = aux_loss_coefficient · scale · mean_b ‖ê − e‖²``.
 
 ``training_forward_pass`` never builds a dense gradient or a dense decode: see
-``sparse_encoder`` and ``saecore.sparse`` (``auxk``). Its ``feature_acts`` are dense only on logging steps
+``sparse_training_step``. Its ``feature_acts`` are dense only on logging steps
 (``step_input.is_logging_step``) or never with ``use_sparse_activations``; on other steps
 they are a sparse COO tensor, because the trainer reads them only to log metrics (which
 densify sparse input) and counts firing latents from ``firing_counts``, which is always
@@ -23,19 +23,11 @@ from __future__ import annotations
 import torch
 
 from saecore import ConfigError, TrainingSAE, TrainStepInput, TrainStepOutput
-from saecore.sparse import fold_decoder_norms_for_saving, preactivations_at_support
-from saecore.sparse.auxk import AUX_LOSS_NAME, AuxKPlan, auxk_error, auxk_fast_reconstruction, auxk_loss, auxk_plan
-from saecore.training_sae import mse_loss
+from saecore.sparse import fold_decoder_norms_for_saving
+from saecore.sparse.auxk import AUX_LOSS_NAME, AuxKPlan, auxk_loss, auxk_plan
 from saecore_sae_topk.config import TopKTrainingSAEConfig
-from saecore_sae_topk.sparse_codes import (
-    code_support,
-    codes_to_sparse_coo,
-    decode_codes,
-    kernel_code_row_dots,
-    scatter_codes,
-    select_topk,
-)
-from saecore_sae_topk.sparse_encoder import encoder_scores
+from saecore_sae_topk.sparse_codes import codes_to_sparse_coo, kernel_code_row_dots, scatter_codes, select_topk
+from saecore_sae_topk.sparse_training_step import sparse_step_applies, topk_sparse_training_step
 from saecore_sae_topk.topk_sae import TopKBase
 
 
@@ -79,55 +71,21 @@ class TopKTrainingSAE(TopKBase[TopKTrainingSAEConfig], TrainingSAE[TopKTrainingS
 
     # -- the training step -------------------------------------------------------------------
     def training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
-        needs_dense = self.hook_sae_acts_pre.is_hooked or self.hook_sae_acts_post.is_hooked
-        # The sparse path works on [batch, d_in] rows; other shapes ([batch, pos, d_in]) take the dense one.
-        if needs_dense or step_input.sae_in.requires_grad or step_input.sae_in.ndim != 2:
+        if not sparse_step_applies(self, step_input):
             output = super().training_forward_pass(step_input)
             if output.feature_acts.is_sparse:
                 output.firing_counts = _sparse_firing_counts(output.feature_acts)
             return output
-        return self._sparse_training_forward_pass(step_input)
-
-    def _sparse_training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
         cfg = self.cfg
-        sae_in = step_input.sae_in
-        x = self.normalize_in(self.hook_sae_input(sae_in.to(self.dtype)))
-        norms = self.W_dec.detach().norm(dim=-1) if cfg.rescale_acts_by_decoder_norm else None
-        plan = self.auxk_plan(step_input.dead_neuron_mask)
-        params = (self.W_enc, self.b_enc, self.b_dec)
-        centred, hidden_pre = encoder_scores(x, *params, norms, cfg.apply_b_dec_to_input)
-        scores, indices = select_topk(hidden_pre, cfg.k)
-        support = code_support(indices, cfg.d_sae)  # one sort by latent for both weight gradients
-        with torch.no_grad():
-            unscaled = scores.clone() if norms is None else scores / norms[indices]
-        values = preactivations_at_support(unscaled, support, centred, *params, cfg.apply_b_dec_to_input)
-        acts = values.relu()
-        sae_out = self.finish_decode(decode_codes(acts, indices, self.W_dec, support) + self.b_dec)
-        mse = mse_loss(sae_out, sae_in)
-        if plan is None:
-            aux = sae_out.new_tensor(0.0)
-        else:
-            aux_recons = auxk_fast_reconstruction(
-                plan, centred, hidden_pre, *params, self.W_dec, norms, cfg.apply_b_dec_to_input,
-                select_topk, kernel_code_row_dots,
-            )
-            aux = cfg.aux_loss_coefficient * auxk_error(aux_recons, sae_in - sae_out, plan)
-        with torch.no_grad():
-            fired = acts != 0
-            firing_counts = torch.bincount(indices[fired], minlength=cfg.d_sae)
-            reported = acts.detach() if norms is None else acts.detach() * norms[indices]
-            if cfg.use_sparse_activations or not step_input.is_logging_step:
-                feature_acts = codes_to_sparse_coo(reported, indices, cfg.d_sae)
-            else:
-                feature_acts = scatter_codes(reported, indices, cfg.d_sae)
-        return TrainStepOutput(
-            sae_in=sae_in,
-            sae_out=sae_out,
-            feature_acts=feature_acts,
-            hidden_pre=hidden_pre,
-            loss=mse + aux,
-            losses={"mse_loss": mse, AUX_LOSS_NAME: aux},
-            firing_counts=firing_counts,
+        return topk_sparse_training_step(
+            self,
+            step_input,
+            k=cfg.k,
+            rescale_acts_by_decoder_norm=cfg.rescale_acts_by_decoder_norm,
+            apply_b_dec_to_input=cfg.apply_b_dec_to_input,
+            aux_plan=self.auxk_plan(step_input.dead_neuron_mask),
+            aux_loss_coefficient=cfg.aux_loss_coefficient,
+            dense_feature_acts=step_input.is_logging_step and not cfg.use_sparse_activations,
         )
 
     # -- saving ----------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ is one hook for all), and the language-model, trainer and logging fields are tho
 reading every distinct hook in one forward pass (the first SAE's hook first, then the
 others in order), one sweep member per SAE reading its hook's stream, each saved to
 ``{output_path}/{name}``. ``MultiSAETrainingRunner(cfg).run()`` returns the trained SAEs
-by name, as in SAELens.
+by name, as in SAELens. ``hook_names_out`` (saecore's) names each transcoder's output hook:
+its input hook's stream is then an (input, target) pair read in the same forward pass.
 
 Differences, each for a reason: a custom ``evaluator`` is refused (saecore runs its own
 evaluations, the CE-loss and KL scores with the SAE spliced in); a ``hook_head_indices``
@@ -41,7 +42,8 @@ from saecore_source_llm.runner import (
     warn_dead_feature_threshold,
 )
 
-SINGLE_HOOK_FIELDS = ("hook_name", "additional_hook_names", "hook_head_index")
+SINGLE_HOOK_FIELDS = ("hook_name", "additional_hook_names", "hook_head_index", "hook_name_out",
+                      "additional_hook_names_out")
 
 
 class MultiSAETrainingRunnerConfig(TrainerConfig, LanguageModelFields):
@@ -55,6 +57,10 @@ class MultiSAETrainingRunnerConfig(TrainerConfig, LanguageModelFields):
     # Stored under another name: ``hook_names`` is also the language-model fields' list of hooks read.
     hook_names_by_sae: dict[str, str] | str = Field(
         alias="hook_names", description="Each SAE's hook, by name; one string: every SAE's hook."
+    )
+    hook_names_out: dict[str, str] = Field(
+        default_factory=dict,
+        description="Each transcoder's output hook (its target), by SAE name; SAEs not named read inputs only.",
     )
     hook_head_indices: dict[str, int | None] | int | None = Field(
         default=None, description="A head of a per-head hook (hook_z ...), shared by every SAE; None flattens heads."
@@ -97,6 +103,7 @@ class MultiSAETrainingRunnerConfig(TrainerConfig, LanguageModelFields):
         if isinstance(hooks, dict) and set(hooks) != names:
             raise ValueError(f"hook_names keys must match saes keys; extra: {sorted(set(hooks) - names)}; "
                              f"missing: {sorted(names - set(hooks))}")
+        self._check_output_hooks()
         if isinstance(self.hook_head_indices, dict) and not set(self.hook_head_indices) <= names:
             raise ValueError(f"hook_head_indices has keys that are not SAEs: "
                              f"{sorted(set(self.hook_head_indices) - names)}")
@@ -116,6 +123,29 @@ class MultiSAETrainingRunnerConfig(TrainerConfig, LanguageModelFields):
         self.check_train_batch_size(self.train_batch_size_tokens)
         warn_dead_feature_threshold(self.dead_feature_threshold)
         return self
+
+    def _check_output_hooks(self) -> None:
+        """Each input hook is one stream of the llm source: every SAE on it predicts the same target, or none."""
+        unknown = sorted(set(self.hook_names_out) - set(self.saes))
+        if unknown:
+            raise ValueError(f"hook_names_out has keys that are not SAEs: {unknown}")
+        for name, sae in self.saes.items():
+            if sae.PREDICTS_TARGET != (name in self.hook_names_out):
+                needs = "needs an output hook in hook_names_out" if sae.PREDICTS_TARGET else "is not a transcoder"
+                raise ValueError(f"SAE {name!r} ({sae.architecture()}) {needs}: hook_names_out names the output hook "
+                                 "of each transcoder and of nothing else")
+        targets: dict[str, tuple[str, str | None]] = {}
+        for name, hook in self.hook_names_per_sae.items():
+            target = self.hook_names_out.get(name)
+            first, first_target = targets.setdefault(hook, (name, target))
+            if first_target != target:
+                raise ValueError(f"SAEs sharing hook {hook!r} must predict the same output hook; {first!r} has "
+                                 f"{first_target!r}, {name!r} has {target!r} (hook_names_out)")
+        inputs = set(self.hook_names_per_sae.values())
+        for name, target in self.hook_names_out.items():
+            if target in inputs:
+                raise ValueError(f"hook_names_out[{name!r}]={target!r} is also an SAE's input hook; an output hook "
+                                 "is read as a target only")
 
     @property
     def hook_names(self) -> Any:  # type: ignore[override]
@@ -149,8 +179,10 @@ class MultiSAETrainingRunnerConfig(TrainerConfig, LanguageModelFields):
         values = {name: getattr(self, name) for name in LanguageModelFields.model_fields
                   if name in self.model_fields_set}
         first, *others = self.unique_hooks
+        targets = {self.hook_names_per_sae[name]: target for name, target in self.hook_names_out.items()}
         values.update(verbose=self.verbose, hook_name=first, additional_hook_names=others,
-                      hook_head_index=self.head_index)
+                      hook_head_index=self.head_index, hook_name_out=targets.get(first),
+                      additional_hook_names_out={hook: targets[hook] for hook in others if hook in targets})
         if model is not None:
             values["model"] = model
         if dataset is not None:

@@ -52,6 +52,7 @@ import torch
 from saecore.errors import ConfigError, SAEFileError
 from saecore.sources.base import ActivationSource
 from saecore.sources.cached import derive_seed
+from saecore.sources.device_copy import batch_to_device
 from saecore_source_llm.config import LLMSourceConfig
 from saecore_source_llm.dataset_reader import ALL_DOCUMENTS, DocumentSelection, choose_column, open_dataset
 from saecore_source_llm.hooked_model import HookedModel
@@ -147,7 +148,7 @@ class LLMSource(ActivationSource):
                 self.check_batch_size(batch_size)
             self.buffer.refill(self._chunks)
             self._forget_unused_chunks()
-        return self.buffer.take(batch_size).to(self.device)
+        return batch_to_device(self.buffer.take(batch_size), self.device)
 
     def check_batch_size(self, batch_size: int) -> None:
         self.cfg.check_train_batch_size(batch_size)

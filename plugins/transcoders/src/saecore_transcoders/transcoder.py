@@ -63,9 +63,14 @@ class Transcoder(SAE[Any]):
         """The prediction ``[..., d_out]`` without the skip connection (as SAELens's ``decode``)."""
         return self.finish_decode(decode_product(feature_acts, self.W_dec) + self.b_dec)
 
+    def skip_prediction(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The skip connection's term of the prediction for input ``x``; None without one."""
+        return None
+
     def add_skip(self, x: torch.Tensor, sae_out: torch.Tensor) -> torch.Tensor:
-        """The skip connection's term added to ``sae_out``; nothing without one."""
-        return sae_out
+        """``sae_out`` plus the skip connection's term, if there is one."""
+        skip = self.skip_prediction(x)
+        return sae_out if skip is None else sae_out + skip
 
     def forward_with_activations(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(prediction [..., d_out], feature activations [..., d_sae])``."""
@@ -102,8 +107,8 @@ class SkipTranscoder(Transcoder):
         super().initialize_weights()
         self.W_skip = nn.Parameter(self._zeros(self.cfg.d_out, self.cfg.d_in))
 
-    def add_skip(self, x: torch.Tensor, sae_out: torch.Tensor) -> torch.Tensor:
-        return sae_out + x.to(self.W_skip.dtype) @ self.W_skip.T
+    def skip_prediction(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(self.W_skip.dtype) @ self.W_skip.T
 
     @torch.no_grad()
     def fold_activation_norm_scaling_factor(
