@@ -371,19 +371,26 @@ __attribute__((target("avx512f"))) int64_t count_not_below_avx512(const float* r
   return count_not_below_body(row, n, t);
 }
 
+// Appends the entries of `row` flagged in `bits` (bit i: column `j + i`) to positions/values; returns the new count.
+inline int64_t append_flagged(unsigned bits, const float* row, int64_t j, int64_t base, int64_t* positions,
+                              float* values, int64_t count) {
+  while (bits != 0) {
+    const int64_t at = j + __builtin_ctz(bits);
+    positions[count] = base + at;
+    values[count++] = row[at];
+    bits &= bits - 1;
+  }
+  return count;
+}
+
 __attribute__((target("avx2"))) void write_not_below_avx2(const float* row, int64_t n, float t, int64_t base,
                                                            int64_t* positions, float* values) {
   const __m256 bound = _mm256_set1_ps(t);
   int64_t count = 0, j = 0;
   for (; j + 8 <= n; j += 8) {
-    unsigned bits = static_cast<unsigned>(
+    const unsigned bits = static_cast<unsigned>(
         _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(row + j), bound, _CMP_NLT_UQ)));
-    while (bits != 0) {
-      const int64_t at = j + __builtin_ctz(bits);
-      positions[count] = base + at;
-      values[count++] = row[at];
-      bits &= bits - 1;
-    }
+    count = append_flagged(bits, row, j, base, positions, values, count);
   }
   write_not_below_scalar(row + j, n - j, t, base + j, positions + count, values + count);
 }
@@ -393,13 +400,8 @@ __attribute__((target("avx512f"))) void write_not_below_avx512(const float* row,
   const __m512 bound = _mm512_set1_ps(t);
   int64_t count = 0, j = 0;
   for (; j + 16 <= n; j += 16) {
-    unsigned bits = static_cast<unsigned>(_mm512_cmp_ps_mask(_mm512_loadu_ps(row + j), bound, _CMP_NLT_UQ));
-    while (bits != 0) {
-      const int64_t at = j + __builtin_ctz(bits);
-      positions[count] = base + at;
-      values[count++] = row[at];
-      bits &= bits - 1;
-    }
+    const unsigned bits = static_cast<unsigned>(_mm512_cmp_ps_mask(_mm512_loadu_ps(row + j), bound, _CMP_NLT_UQ));
+    count = append_flagged(bits, row, j, base, positions, values, count);
   }
   write_not_below_scalar(row + j, n - j, t, base + j, positions + count, values + count);
 }
